@@ -1,0 +1,148 @@
+//! Reading byte ranges of segments back: the k data pieces of each wanted block, parity only when a
+//! data piece is missing, corrupt or slow, reconstruction in the EC pool.
+//!
+//! Invariants:
+//! - Only the blocks a range touches are read.
+//! - A piece whose CRC fails is never used; bytes are returned only from verified pieces.
+//! - Damage found on the way is reported to repair, once per segment and read.
+//! - The stream is produced by its own task into a channel of two blocks: memory stays bounded and a
+//!   slow client slows the reads down instead of filling memory.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use hoard_protocol::Segment;
+use hoard_storage::shard_file;
+use hoard_storage::shard_file::ShardHeader;
+use tokio::sync::mpsc;
+
+use crate::error::ActorError;
+use crate::error::Result;
+use crate::NodeContext;
+
+/// How long one piece read may take before parity is used instead.
+pub const PIECE_READ_DEADLINE: Duration = Duration::from_secs(5);
+
+/// One segment and the byte range wanted from it, `[start, end)`.
+#[derive(Debug, Clone)]
+pub struct SegmentRange {
+    pub segment: Segment,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Streams the bytes of `ranges` in order.
+pub fn read_ranges(
+    ctx: NodeContext,
+    ranges: Vec<SegmentRange>,
+) -> impl Stream<Item = Result<Bytes>> + Send + Sync + 'static {
+    let (tx, rx) = mpsc::channel::<Result<Bytes>>(2);
+    tokio::spawn(async move {
+        for r in ranges {
+            if r.start >= r.end {
+                continue;
+            }
+            let block_size = r.segment.layout.block_size as u64;
+            let first = r.start / block_size;
+            let last = (r.end - 1) / block_size;
+            let mut damaged: Vec<u8> = Vec::new();
+            for block in first..=last {
+                let res = read_block(&ctx, &r.segment, block, &mut damaged).await;
+                let item = res.map(|data| {
+                    let block_start = block * block_size;
+                    let from = r.start.saturating_sub(block_start) as usize;
+                    let to = ((r.end - block_start) as usize).min(data.len());
+                    data.slice(from..to)
+                });
+                let failed = item.is_err();
+                // A failed block ends the stream; so does a client that went away.
+                if tx.send(item).await.is_err() || failed {
+                    if !damaged.is_empty() {
+                        ctx.repair.report(r.segment.clone(), damaged);
+                    }
+                    return;
+                }
+            }
+            if !damaged.is_empty() {
+                ctx.repair.report(r.segment.clone(), damaged);
+            }
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + Sync + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn header_of(segment: &Segment, index: u8) -> ShardHeader {
+    ShardHeader::for_layout(segment.id, index, &segment.layout)
+}
+
+async fn read_piece(ctx: &NodeContext, segment: &Segment, index: u8, block: u64, block_len: usize) -> Result<Vec<u8>> {
+    let disk =
+        segment.layout.disks.get(index as usize).ok_or(ActorError::Invalid("shard index out of layout".into()))?;
+    let shard = ctx
+        .shard(*disk)
+        .ok_or(ActorError::Invalid(format!("disk {} of node {} is unreachable", disk.disk, disk.node)))?;
+    shard.read_piece(header_of(segment, index), block, block_len, PIECE_READ_DEADLINE).await
+}
+
+/// Reads and returns one whole block of a segment.
+pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damaged: &mut Vec<u8>) -> Result<Bytes> {
+    let layout = &segment.layout;
+    let k = layout.data as usize;
+    let width = layout.width();
+    let block_len = shard_file::block_len(segment.size, layout.block_size, block);
+    let mut pieces: Vec<Option<Vec<u8>>> = vec![None; width];
+
+    let mut present = read_pieces(ctx, segment, 0..k as u8, block, block_len, &mut pieces, damaged).await;
+    if present == k {
+        let mut out = Vec::with_capacity(block_len);
+        for p in pieces.into_iter().flatten() {
+            out.extend_from_slice(&p);
+        }
+        out.truncate(block_len);
+        return Ok(Bytes::from(out));
+    }
+    present += read_pieces(ctx, segment, k as u8..width as u8, block, block_len, &mut pieces, damaged).await;
+    if present < k {
+        return Err(ActorError::Quorum(format!(
+            "block {block} of segment {}: {present} of {width} pieces readable, {k} needed",
+            segment.id
+        )));
+    }
+    let data = ctx.ec.decode(layout.data, layout.parity, pieces, block_len).await?;
+    Ok(Bytes::from(data))
+}
+
+/// Reads the pieces `indexes` of one block at once into `pieces`; returns how many were read intact and
+/// notes the others in `damaged`.
+async fn read_pieces(
+    ctx: &NodeContext,
+    segment: &Segment,
+    indexes: std::ops::Range<u8>,
+    block: u64,
+    block_len: usize,
+    pieces: &mut [Option<Vec<u8>>],
+    damaged: &mut Vec<u8>,
+) -> usize {
+    let reads = indexes.clone().map(|i| read_piece(ctx, segment, i, block, block_len));
+    let mut present = 0;
+    for (i, r) in indexes.zip(futures::future::join_all(reads).await) {
+        match r {
+            Ok(p) => {
+                pieces[i as usize] = Some(p);
+                present += 1;
+            }
+            Err(e) => {
+                tracing::warn!(segment = %segment.id, shard = i, block, error = %e, "piece unreadable");
+                if !damaged.contains(&i) {
+                    damaged.push(i);
+                }
+            }
+        }
+    }
+    present
+}

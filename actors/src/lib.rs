@@ -1,0 +1,107 @@
+//! `hoard-actors`: the behaviour of every actor of a node but the S3 session.
+//!
+//! Actors talk by messages only: each actor file exports a typed handle whose methods wrap `call`/`cast`
+//! with a deadline. A node's handles travel together in a [`NodeContext`]; there is no global registry,
+//! so several nodes can live in one process. Supervisors (in the `hoard` crate) fill the handles' slots
+//! when they start or restart an actor.
+
+pub mod blocking;
+pub mod ec_pool;
+pub mod encryptor;
+pub mod error;
+pub mod faults;
+pub mod get;
+pub mod key_keeper;
+pub mod meta;
+pub mod pool;
+pub mod put;
+pub mod repair;
+pub mod scrub;
+pub mod shard;
+pub mod slot;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hoard_protocol::DiskRef;
+use hoard_protocol::NodeId;
+use hoard_protocol::ShardLayout;
+use hoard_storage::env::Env;
+
+use crate::ec_pool::EcPool;
+use crate::encryptor::EncryptorPool;
+use crate::faults::FaultInjector;
+use crate::key_keeper::KeyKeeperHandle;
+use crate::meta::MetaHandle;
+use crate::repair::RepairHandle;
+use crate::scrub::ScrubHandle;
+use crate::shard::ShardHandle;
+use crate::transport::Transport;
+
+/// Plaintext bytes per block: the unit of streaming, coding and (with encryption) sealing.
+pub const BLOCK_SIZE: u32 = 1024 * 1024;
+
+/// Objects up to this size live in their metadata record: a small PUT is one Raft commit instead of
+/// six shard files with twelve fsyncs. MinIO inlines up to 128 KiB for the same reason; hoard keeps
+/// the Raft log lean with a smaller bound.
+pub const INLINE_MAX: usize = 32 * 1024;
+
+/// What a node was configured with, as the actors need it.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    pub data_shards: u8,
+    pub parity_shards: u8,
+    pub block_size: u32,
+    /// How often scrub runs on its own; `None`: only when asked.
+    pub scrub_interval: Option<Duration>,
+    /// How old an unreferenced shard file must be before scrub deletes it.
+    pub scrub_grace: Duration,
+    /// Bodies up to this many bytes are kept inline in their metadata record.
+    pub inline_max: usize,
+}
+
+/// Every handle of one node.
+#[derive(Clone)]
+pub struct NodeContext {
+    pub config: Arc<NodeConfig>,
+    pub env: Arc<dyn Env>,
+    pub faults: Arc<dyn FaultInjector>,
+    pub key_keeper: KeyKeeperHandle,
+    pub meta: MetaHandle,
+    /// The node's disks, by index.
+    pub shards: Arc<Vec<ShardHandle>>,
+    pub ec: EcPool,
+    pub encryptor: EncryptorPool,
+    pub repair: RepairHandle,
+    pub scrub: ScrubHandle,
+    /// Other nodes' disks.
+    pub transport: Arc<dyn Transport>,
+}
+
+impl NodeContext {
+    /// The handle of a disk, local or (through the transport) on another node.
+    pub fn shard(&self, disk: DiskRef) -> Option<ShardHandle> {
+        if disk.node == self.config.node_id {
+            self.shards.get(disk.disk as usize).cloned()
+        } else {
+            self.transport.remote_shard(disk)
+        }
+    }
+
+    /// The layout of a new segment: `data + parity` distinct disks, starting at a random disk so that
+    /// nodes with more disks than the stripe is wide spread their load.
+    pub fn choose_layout(&self) -> ShardLayout {
+        let n = self.shards.len().max(1);
+        let width = self.config.data_shards as usize + self.config.parity_shards as usize;
+        let start = (self.env.random_u64() % n as u64) as usize;
+        let disks = (0..width).map(|i| DiskRef { node: self.config.node_id, disk: ((start + i) % n) as u32 }).collect();
+        ShardLayout {
+            data: self.config.data_shards,
+            parity: self.config.parity_shards,
+            block_size: self.config.block_size,
+            disks,
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The metadata actor: one openraft node whose log and state machine live in fjall.
+//!
+//! Invariants:
+//! - The Raft log entry of a `CommitObject`/`CompleteUpload` is the only commit point of an object.
+//! - Reads through [`MetaHandle::read`] are linearizable: they wait for a Raft read-index confirmation
+//!   and for the local state machine to apply up to it.
+//! - The actor's mailbox never waits on Raft: each write or read barrier runs in its own task, so
+//!   openraft batches concurrent proposals into one log append and one fsync.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use hoard_protocol::MetaCommand;
+use hoard_protocol::MetaResponse;
+use hoard_protocol::NodeAddr;
+use hoard_protocol::NodeId;
+use hoard_storage::meta;
+use hoard_storage::meta::LogStore;
+use hoard_storage::meta::MetaReader;
+use hoard_storage::meta::Raft;
+use hoard_storage::meta::StateMachineStore;
+use ractor::Actor;
+use ractor::ActorProcessingErr;
+use ractor::ActorRef;
+use ractor::RpcReplyPort;
+
+use crate::error::ActorError;
+use crate::error::Result;
+use crate::slot::Slot;
+
+/// Deadline of one metadata write or linearizable read barrier.
+pub const META_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a starting node waits to become leader of its one-member group.
+pub const META_START_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct MetaActor;
+
+pub struct MetaArgs {
+    pub dir: PathBuf,
+    pub node_id: NodeId,
+    pub addr: String,
+    /// Shared with the handle, so readers see the current store after a restart.
+    pub reader: Arc<RwLock<Option<MetaReader>>>,
+    /// The Raft instance of the previous incarnation, shut down before a new one starts.
+    pub raft: Arc<tokio::sync::Mutex<Option<Raft>>>,
+    /// The opened stores, shared by every incarnation.
+    pub stores: Stores,
+}
+
+/// The node's opened metadata stores (log, state machine, reader), once opened.
+pub type Stores = Arc<tokio::sync::Mutex<Option<(LogStore, StateMachineStore, MetaReader)>>>;
+
+pub struct MetaState {
+    raft: Raft,
+    reader: MetaReader,
+}
+
+pub enum MetaMsg {
+    Write(Box<MetaCommand>, RpcReplyPort<Result<MetaResponse>>),
+    /// Confirms leadership (read-index) and waits for the local apply; answers with the reader to use.
+    ReadBarrier(RpcReplyPort<Result<MetaReader>>),
+    Metrics(RpcReplyPort<openraft::RaftMetrics<NodeId, NodeAddr>>),
+}
+
+fn raft_config() -> Result<Arc<openraft::Config>> {
+    let config = openraft::Config {
+        cluster_name: "hoard".into(),
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1000,
+        ..Default::default()
+    };
+    Ok(Arc::new(config.validate().map_err(|e| ActorError::Meta(e.to_string()))?))
+}
+
+impl Actor for MetaActor {
+    type Msg = MetaMsg;
+    type State = MetaState;
+    type Arguments = MetaArgs;
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<MetaMsg>,
+        args: MetaArgs,
+    ) -> std::result::Result<MetaState, ActorProcessingErr> {
+        let mut previous = args.raft.lock().await;
+        if let Some(old) = previous.take() {
+            let _ = old.shutdown().await;
+        }
+        // The database is opened once per node and kept across restarts of this actor: a new Raft
+        // instance starts from the same durable log and state machine, as it would after reopening them.
+        let mut stores = args.stores.lock().await;
+        let (log, sm, reader) = match stores.as_ref() {
+            Some(open) => open.clone(),
+            None => {
+                let opened = meta::open(&args.dir)?;
+                *stores = Some(opened.clone());
+                opened
+            }
+        };
+        drop(stores);
+        let initialized = log.is_initialized()?;
+        let raft = Raft::new(args.node_id, raft_config()?, meta::LocalOnlyNetwork, log, sm).await?;
+        if !initialized {
+            let mut members = BTreeMap::new();
+            members.insert(args.node_id, NodeAddr { addr: args.addr.clone() });
+            raft.initialize(members).await?;
+        }
+        raft.wait(Some(META_START_DEADLINE))
+            .state(openraft::ServerState::Leader, "become leader of the one-member group")
+            .await?;
+        *args.reader.write().unwrap_or_else(|p| p.into_inner()) = Some(reader.clone());
+        *previous = Some(raft.clone());
+        // A Raft instance that hit a fatal error (a failed log fsync, say) answers every request with an
+        // error for ever: stop this actor instead, so that meta_sup restarts it on a fresh instance, or
+        // gives up and takes the node down if it keeps failing.
+        let mut metrics = raft.metrics();
+        tokio::spawn(async move {
+            while metrics.changed().await.is_ok() {
+                let fatal = metrics.borrow().running_state.clone().err();
+                if let Some(fatal) = fatal {
+                    tracing::error!(error = %fatal, "metadata Raft stopped");
+                    me.stop(Some(format!("raft: {fatal}")));
+                    break;
+                }
+            }
+        });
+        Ok(MetaState { raft, reader })
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<MetaMsg>,
+        msg: MetaMsg,
+        state: &mut MetaState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        match msg {
+            MetaMsg::Write(cmd, reply) => {
+                let raft = state.raft.clone();
+                tokio::spawn(async move {
+                    let r = raft
+                        .client_write(*cmd)
+                        .await
+                        .map(|resp| resp.data)
+                        .map_err(|e| ActorError::Meta(e.to_string()));
+                    let _ = reply.send(r);
+                });
+            }
+            MetaMsg::ReadBarrier(reply) => {
+                let raft = state.raft.clone();
+                let reader = state.reader.clone();
+                tokio::spawn(async move {
+                    let r =
+                        raft.ensure_linearizable().await.map(|_| reader).map_err(|e| ActorError::Meta(e.to_string()));
+                    let _ = reply.send(r);
+                });
+            }
+            MetaMsg::Metrics(reply) => {
+                let _ = reply.send(state.raft.metrics().borrow().clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The typed handle of the metadata actor.
+#[derive(Clone)]
+pub struct MetaHandle {
+    pub slot: Slot<MetaMsg>,
+    pub reader: Arc<RwLock<Option<MetaReader>>>,
+    pub raft: Arc<tokio::sync::Mutex<Option<Raft>>>,
+    pub stores: Stores,
+}
+
+impl Default for MetaHandle {
+    fn default() -> Self {
+        MetaHandle {
+            slot: Slot::new("meta"),
+            reader: Arc::new(RwLock::new(None)),
+            raft: Arc::new(tokio::sync::Mutex::new(None)),
+            stores: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+}
+
+impl MetaHandle {
+    /// Shuts Raft down and releases the store (when the node stops).
+    pub async fn shutdown(&self) {
+        if let Some(raft) = self.raft.lock().await.take() {
+            let _ = raft.shutdown().await;
+        }
+        *self.reader.write().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.stores.lock().await = None;
+    }
+}
+
+impl MetaHandle {
+    /// Proposes a command and waits until it is committed and applied.
+    pub async fn write(&self, cmd: MetaCommand) -> Result<MetaResponse> {
+        self.slot.call(|r| MetaMsg::Write(Box::new(cmd), r), META_DEADLINE).await?
+    }
+
+    /// Runs `f` against a linearizable view of the state machine.
+    pub async fn read<T>(&self, f: impl FnOnce(&MetaReader) -> std::result::Result<T, meta::MetaError>) -> Result<T> {
+        let reader = self.slot.call(MetaMsg::ReadBarrier, META_DEADLINE).await??;
+        f(&reader).map_err(|e| ActorError::Meta(e.to_string()))
+    }
+
+    /// Reads the local state machine without a Raft round trip: for background walks (scrub, repair)
+    /// that tolerate a slightly stale view.
+    pub fn local(&self) -> Result<MetaReader> {
+        self.reader.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(ActorError::Unavailable("meta"))
+    }
+
+    pub async fn metrics(&self) -> Result<openraft::RaftMetrics<NodeId, NodeAddr>> {
+        self.slot.call(MetaMsg::Metrics, META_DEADLINE).await
+    }
+}

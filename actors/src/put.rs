@@ -1,0 +1,274 @@
+//! Writing one stream of bytes as a segment: blocks → digest (encryptor pool) and Reed-Solomon
+//! (EC pool) → one piece per shard file → sync.
+//!
+//! Invariants:
+//! - Memory per stream is bounded by about two blocks plus their pieces, whatever the stream's length:
+//!   the body is read one block at a time and each block's pieces are on disk before the next is cut.
+//! - Nothing here is visible to readers. The caller commits the returned segment through metadata;
+//!   if it never does, the shard files are orphans that scrub removes after its grace period.
+//! - A segment is returned only if at least the write quorum of shard files were synced; shard files
+//!   that failed are reported to repair once the caller has committed.
+//!
+//! Fault point: `put.after_shards` (after every shard file is synced, before returning).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytes::BytesMut;
+use futures::Stream;
+use futures::StreamExt;
+use hoard_protocol::Segment;
+use hoard_protocol::SegmentId;
+use hoard_protocol::ShardLayout;
+use hoard_storage::shard_file::ShardHeader;
+
+use crate::encryptor::ChecksumSet;
+use crate::encryptor::DigestState;
+use crate::encryptor::Digests;
+use crate::error::ActorError;
+use crate::error::Result;
+use crate::faults;
+use crate::shard::ShardWriter;
+use crate::NodeContext;
+
+/// How long a client may send nothing in the middle of a body before the request is given up.
+pub const BODY_IDLE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The next chunk of a body, or an error if the client stalls past [`BODY_IDLE_DEADLINE`].
+async fn next_chunk<S, E>(body: &mut S) -> Result<Option<Bytes>>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(BODY_IDLE_DEADLINE, body.next()).await {
+        Err(_) => Err(ActorError::Body("the client sent nothing for too long".into())),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
+        Ok(Some(Err(e))) => Err(ActorError::Body(e.to_string())),
+    }
+}
+
+/// What writing a stream produced.
+#[derive(Debug)]
+pub struct Written {
+    pub segment: Segment,
+    pub digests: Digests,
+    /// Shard indexes whose files could not be written; repair rebuilds them after commit.
+    pub failed_shards: Vec<u8>,
+}
+
+/// How a body was stored.
+#[derive(Debug)]
+pub enum Stored {
+    /// Small enough to live in the object's metadata record.
+    Inline {
+        data: Bytes,
+        digests: Digests,
+    },
+    Segment(Written),
+}
+
+impl Stored {
+    pub fn size(&self) -> u64 {
+        match self {
+            Stored::Inline { data, .. } => data.len() as u64,
+            Stored::Segment(w) => w.segment.size,
+        }
+    }
+
+    pub fn written(&self) -> Option<&Written> {
+        match self {
+            Stored::Inline { .. } => None,
+            Stored::Segment(w) => Some(w),
+        }
+    }
+
+    pub fn digests(&self) -> &Digests {
+        match self {
+            Stored::Inline { digests, .. } => digests,
+            Stored::Segment(w) => &w.digests,
+        }
+    }
+}
+
+/// Stores a body inline when it ends within `ctx.config.inline_max` bytes, as a segment otherwise.
+/// Only `inline_max + 1` bytes are read before deciding, so memory stays bounded either way.
+pub async fn write_object<S, E>(ctx: &NodeContext, body: S, want: ChecksumSet) -> Result<Stored>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let limit = ctx.config.inline_max;
+    let mut body = body;
+    let mut head: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    let mut ended = false;
+    while len <= limit {
+        match next_chunk(&mut body).await? {
+            Some(chunk) => {
+                len += chunk.len();
+                head.push(chunk);
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    if ended {
+        let mut data = BytesMut::with_capacity(len);
+        for c in head {
+            data.extend_from_slice(&c);
+        }
+        let data = data.freeze();
+        let digests = ctx.encryptor.digest(Box::new(DigestState::new(want)), data.clone()).await?.finish();
+        return Ok(Stored::Inline { data, digests });
+    }
+    let rest = futures::stream::iter(head.into_iter().map(Ok)).chain(body);
+    Ok(Stored::Segment(write_segment(ctx, 0, rest, want).await?))
+}
+
+/// Shards that must be durable before a write may commit: `data` (enough to read), one more when
+/// parity equals data so that a write can never be split-brained by a single loss.
+pub fn write_quorum(data: u8, parity: u8) -> usize {
+    if parity > 0 && parity == data {
+        data as usize + 1
+    } else {
+        data as usize
+    }
+}
+
+/// Writes `body` as a new segment with a fresh id and the node's current layout.
+#[tracing::instrument(skip_all, fields(part = part_number))]
+pub async fn write_segment<S, E>(ctx: &NodeContext, part_number: u32, body: S, want: ChecksumSet) -> Result<Written>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let layout = ctx.choose_layout();
+    let id = SegmentId(ctx.env.random_u128());
+    let width = layout.width();
+    let block_size = layout.block_size as usize;
+
+    let mut writers: Vec<Option<ShardWriter>> = Vec::with_capacity(width);
+    let creates = layout.disks.iter().enumerate().map(|(i, d)| {
+        let header = ShardHeader::for_layout(id, i as u8, &layout);
+        let shard = ctx.shard(*d);
+        async move {
+            match shard {
+                Some(s) => s.create(header).await,
+                None => Err(ActorError::Invalid(format!("no local disk {}", d.disk))),
+            }
+        }
+    });
+    for r in futures::future::join_all(creates).await {
+        match r {
+            Ok(w) => writers.push(Some(w)),
+            Err(e) => {
+                tracing::warn!(error = %e, "shard file could not be created");
+                writers.push(None)
+            }
+        }
+    }
+    check_quorum(&writers, &layout)?;
+
+    let mut digest = Some(Box::new(DigestState::new(want)));
+    let mut size: u64 = 0;
+    let mut buf = BytesMut::with_capacity(block_size);
+    let mut body = body;
+    let mut ended = false;
+    // One block's pieces are written while the next block is read and coded: disks and CPU overlap,
+    // and at most two blocks are in memory.
+    let mut in_flight: Option<Vec<Vec<u8>>> = None;
+    loop {
+        let next = async {
+            if ended {
+                return Ok::<_, ActorError>(None);
+            }
+            while buf.len() < block_size {
+                match next_chunk(&mut body).await? {
+                    Some(chunk) => buf.extend_from_slice(&chunk),
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            let take = buf.len().min(block_size);
+            if take == 0 {
+                return Ok(None);
+            }
+            let block = buf.split_to(take).freeze();
+            if buf.capacity() < block_size {
+                buf.reserve(block_size - buf.len());
+            }
+            size += block.len() as u64;
+            let state = digest.take().ok_or(ActorError::Invalid("digest state lost".into()))?;
+            let (d, pieces) = tokio::join!(
+                ctx.encryptor.digest(state, block.clone()),
+                ctx.ec.encode(layout.data, layout.parity, block)
+            );
+            digest = Some(d?);
+            Ok(Some(pieces?))
+        };
+        let previous = in_flight.take();
+        let write = append_all(&mut writers, previous);
+        let (next, ()) = tokio::join!(next, write);
+        check_quorum(&writers, &layout)?;
+        match next? {
+            Some(pieces) => in_flight = Some(pieces),
+            None => break,
+        }
+    }
+    let digest = digest.ok_or(ActorError::Invalid("digest state lost".into()))?;
+
+    let commits = writers.into_iter().map(|w| async move {
+        match w {
+            Some(w) => w.commit().await.is_ok(),
+            None => false,
+        }
+    });
+    let ok: Vec<bool> = futures::future::join_all(commits).await;
+    let durable = ok.iter().filter(|b| **b).count();
+    if durable < write_quorum(layout.data, layout.parity) {
+        return Err(ActorError::Quorum(format!("{durable} of {width} shard files synced")));
+    }
+    faults::hit(ctx.faults.as_ref(), "put.after_shards").await?;
+    let failed_shards = ok.iter().enumerate().filter(|(_, b)| !**b).map(|(i, _)| i as u8).collect();
+    Ok(Written { segment: Segment { id, part_number, size, layout }, digests: digest.finish(), failed_shards })
+}
+
+/// Appends one block's pieces, one per shard file, all disks at once; a failed disk drops out.
+async fn append_all(writers: &mut [Option<ShardWriter>], pieces: Option<Vec<Vec<u8>>>) {
+    let Some(pieces) = pieces else { return };
+    let appends = writers.iter_mut().zip(pieces).map(|(w, piece)| async move {
+        if let Some(writer) = w {
+            if let Err(e) = writer.append(Bytes::from(piece)).await {
+                tracing::warn!(error = %e, "shard write failed");
+                *w = None;
+            }
+        }
+    });
+    futures::future::join_all(appends).await;
+}
+
+fn check_quorum(writers: &[Option<ShardWriter>], layout: &ShardLayout) -> Result<()> {
+    let alive = writers.iter().filter(|w| w.is_some()).count();
+    if alive < write_quorum(layout.data, layout.parity) {
+        return Err(ActorError::Quorum(format!("{alive} of {} disks writable", layout.width())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_quorum_needs_data_shards_and_one_more_when_parity_equals_data() {
+        assert_eq!(write_quorum(4, 2), 4);
+        assert_eq!(write_quorum(2, 2), 3);
+        assert_eq!(write_quorum(1, 0), 1);
+        assert_eq!(write_quorum(3, 3), 4);
+    }
+}

@@ -1,0 +1,200 @@
+//! The repair actor: rebuilds missing or corrupt shard files from the surviving ones.
+//!
+//! Invariants:
+//! - Repair works on stored bytes only (ciphertext when objects are encrypted) and never asks for a key.
+//! - A rebuilt shard file is written whole under a temp name and renamed over the damaged one only
+//!   when complete and synced, so a crash mid-repair leaves the old state, never a half file.
+//! - A segment no longer referenced by metadata is not repaired (its files are garbage).
+//! - Reports are deduplicated: a report for a segment already waiting is merged into the waiting one;
+//!   a report that arrives while the segment is being rebuilt queues one more pass.
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hoard_protocol::Segment;
+use hoard_protocol::SegmentId;
+use hoard_storage::shard_file;
+use hoard_storage::shard_file::ShardHeader;
+use ractor::Actor;
+use ractor::ActorProcessingErr;
+use ractor::ActorRef;
+use ractor::RpcReplyPort;
+
+use crate::error::ActorError;
+use crate::error::Result;
+use crate::slot::Slot;
+use crate::NodeContext;
+
+/// How long a caller waits for repair to drain its queue.
+pub const REPAIR_FLUSH_DEADLINE: Duration = Duration::from_secs(600);
+
+pub struct RepairActor;
+
+pub struct RepairState {
+    ctx: NodeContext,
+}
+
+/// Segments waiting for repair, with the union of the shards reported damaged.
+type Pending = Arc<Mutex<HashMap<SegmentId, (Segment, BTreeSet<u8>)>>>;
+
+pub enum RepairMsg {
+    /// Shards of this segment were found missing or corrupt; details wait in the pending map.
+    Damaged(SegmentId),
+    /// Answers once every report sent before it has been handled.
+    Flush(RpcReplyPort<()>),
+}
+
+/// Counters kept across restarts of the actor.
+#[derive(Default)]
+pub struct RepairStats {
+    pub shards_rebuilt: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl Actor for RepairActor {
+    type Msg = RepairMsg;
+    type State = RepairState;
+    type Arguments = NodeContext;
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<RepairMsg>,
+        ctx: NodeContext,
+    ) -> std::result::Result<RepairState, ActorProcessingErr> {
+        // Reports queued for an earlier incarnation that crashed are picked up again.
+        let waiting: Vec<SegmentId> =
+            ctx.repair.pending.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        for id in waiting {
+            me.cast(RepairMsg::Damaged(id))?;
+        }
+        Ok(RepairState { ctx })
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<RepairMsg>,
+        msg: RepairMsg,
+        state: &mut RepairState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        match msg {
+            RepairMsg::Damaged(id) => {
+                let taken = state.ctx.repair.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                let Some((segment, shards)) = taken else { return Ok(()) };
+                let shards: Vec<u8> = shards.into_iter().collect();
+                let stats = state.ctx.repair.stats.clone();
+                match repair_segment(&state.ctx, &segment, &shards).await {
+                    Ok(n) => {
+                        stats.shards_rebuilt.fetch_add(n as u64, Ordering::Relaxed);
+                        if n > 0 {
+                            tracing::info!(segment = %segment.id, rebuilt = n, "repaired shards");
+                        }
+                    }
+                    Err(e) => {
+                        stats.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(segment = %segment.id, error = %e, "repair failed");
+                    }
+                }
+            }
+            RepairMsg::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds the named shards of one segment; returns how many were rewritten.
+pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8]) -> Result<usize> {
+    let still_referenced = ctx.meta.local()?.referenced_segments().map_err(|e| ActorError::Meta(e.to_string()))?;
+    if !still_referenced.contains(&segment.id) {
+        return Ok(0);
+    }
+    let layout = &segment.layout;
+    let targets: BTreeSet<u8> = shards.iter().copied().filter(|i| (*i as usize) < layout.width()).collect();
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let mut writers = Vec::new();
+    for &i in &targets {
+        let disk = layout.disks[i as usize];
+        let shard = ctx
+            .shard(disk)
+            .ok_or(ActorError::Invalid(format!("disk {} of node {} is unreachable", disk.disk, disk.node)))?;
+        let header = ShardHeader::for_layout(segment.id, i, layout);
+        writers.push((i, shard.create(header).await?));
+    }
+    let blocks = shard_file::block_count(segment.size, layout.block_size);
+    for block in 0..blocks {
+        let block_len = shard_file::block_len(segment.size, layout.block_size, block);
+        let reads = (0..layout.width() as u8).map(|i| {
+            let skip = targets.contains(&i);
+            async move {
+                if skip {
+                    return None;
+                }
+                let disk = layout.disks[i as usize];
+                let shard = ctx.shard(disk)?;
+                let header = ShardHeader::for_layout(segment.id, i, layout);
+                shard.read_piece(header, block, block_len, crate::get::PIECE_READ_DEADLINE).await.ok()
+            }
+        });
+        let pieces: Vec<Option<Vec<u8>>> = futures::future::join_all(reads).await;
+        let all = ctx.ec.reconstruct_all(layout.data, layout.parity, pieces).await?;
+        for (i, w) in writers.iter_mut() {
+            let piece = all.get(*i as usize).ok_or(ActorError::Invalid("reconstruction lost a piece".into()))?;
+            w.append(Bytes::copy_from_slice(piece)).await?;
+        }
+    }
+    let n = writers.len();
+    for (_, w) in writers {
+        w.commit().await?;
+    }
+    Ok(n)
+}
+
+#[derive(Clone)]
+pub struct RepairHandle {
+    pub slot: Slot<RepairMsg>,
+    pub stats: Arc<RepairStats>,
+    pending: Pending,
+}
+
+impl Default for RepairHandle {
+    fn default() -> Self {
+        RepairHandle {
+            slot: Slot::new("repair"),
+            stats: Arc::new(RepairStats::default()),
+            pending: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+impl RepairHandle {
+    /// Reports damage; never waits (a read must not slow down because repair is busy).
+    pub fn report(&self, segment: Segment, shards: Vec<u8>) {
+        let id = segment.id;
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, waiting)) = pending.get_mut(&id) {
+                waiting.extend(shards);
+                return;
+            }
+            pending.insert(id, (segment, shards.into_iter().collect()));
+        }
+        if let Err(e) = self.slot.cast(RepairMsg::Damaged(id)) {
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            tracing::warn!(error = %e, "could not report damage to repair");
+        }
+    }
+
+    /// Waits until every report made before this call has been handled.
+    pub async fn flush(&self) -> Result<()> {
+        self.slot.call(RepairMsg::Flush, REPAIR_FLUSH_DEADLINE).await
+    }
+}

@@ -1,0 +1,209 @@
+//! The scrub actor: walks every committed segment and verifies every shard file's checksums, sends
+//! damage to repair, and deletes what no committed object needs any more.
+//!
+//! Invariants:
+//! - A shard file is deleted only if (a) its segment is queued as garbage by metadata for longer than
+//!   the grace period, or (b) no record or in-progress part references its segment, it is not queued as
+//!   garbage, and the file is older than the grace period (an orphan of a PUT that never committed). The disks are listed
+//!   before the references are read, so a segment committed during the walk is never taken for an
+//!   orphan; young files are never touched, so a PUT still writing is never disturbed.
+//! - Scrub only reads and deletes stored bytes; it never asks for a key.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use hoard_protocol::MetaCommand;
+use hoard_protocol::SegmentId;
+use hoard_storage::shard_file;
+use hoard_storage::shard_file::ShardHeader;
+use ractor::Actor;
+use ractor::ActorProcessingErr;
+use ractor::ActorRef;
+use ractor::RpcReplyPort;
+
+use crate::error::ActorError;
+use crate::error::Result;
+use crate::slot::Slot;
+use crate::NodeContext;
+
+/// A whole scrub pass may take this long before its caller gives up waiting (the pass goes on).
+pub const SCRUB_DEADLINE: Duration = Duration::from_secs(3600);
+/// Deadline for verifying one shard file.
+pub const VERIFY_DEADLINE: Duration = Duration::from_secs(300);
+
+/// What one pass found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrubReport {
+    pub segments_checked: u64,
+    pub damaged_shards: u64,
+    pub orphans_deleted: u64,
+    pub garbage_deleted: u64,
+}
+
+pub struct ScrubActor;
+
+pub struct ScrubState {
+    ctx: NodeContext,
+}
+
+pub enum ScrubMsg {
+    /// Runs one pass now.
+    Run(Option<RpcReplyPort<Result<ScrubReport>>>),
+}
+
+impl Actor for ScrubActor {
+    type Msg = ScrubMsg;
+    type State = ScrubState;
+    type Arguments = NodeContext;
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<ScrubMsg>,
+        ctx: NodeContext,
+    ) -> std::result::Result<ScrubState, ActorProcessingErr> {
+        if let Some(every) = ctx.config.scrub_interval {
+            me.send_interval(every, || ScrubMsg::Run(None));
+        }
+        Ok(ScrubState { ctx })
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<ScrubMsg>,
+        msg: ScrubMsg,
+        state: &mut ScrubState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        match msg {
+            ScrubMsg::Run(reply) => {
+                let r = scrub_pass(&state.ctx).await;
+                match &r {
+                    Ok(report) => tracing::info!(?report, "scrub pass done"),
+                    Err(e) => tracing::error!(error = %e, "scrub pass failed"),
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn scrub_pass(ctx: &NodeContext) -> Result<ScrubReport> {
+    let mut report = ScrubReport::default();
+    let grace_ms = ctx.config.scrub_grace.as_millis() as i64;
+    let now = ctx.env.now_ms();
+
+    // List first, read references second (see the module invariants).
+    let mut listings = Vec::new();
+    for shard in ctx.shards.iter() {
+        // A disk that cannot be listed is skipped this pass, not the whole pass.
+        match shard.list().await {
+            Ok(entries) => listings.push((shard.clone(), entries)),
+            Err(e) => tracing::warn!(disk = %shard.label, error = %e, "scrub could not list a disk"),
+        }
+    }
+    let reader = ctx.meta.local()?;
+    let referenced = reader.referenced_segments().map_err(|e| ActorError::Meta(e.to_string()))?;
+    // Segments queued as garbage are not orphans: their grace runs from when they were queued (below), not from
+    // their files' age, so a reader still streaming the replaced version is not cut off, and each file is
+    // deleted and counted once.
+    let queued: HashSet<SegmentId> =
+        reader.garbage(i64::MAX).map_err(|e| ActorError::Meta(e.to_string()))?.into_iter().map(|s| s.id).collect();
+
+    for (shard, entries) in listings {
+        for entry in entries {
+            if now - entry.modified_ms < grace_ms {
+                continue;
+            }
+            let orphan = if entry.name.ends_with(".tmp") {
+                true
+            } else {
+                match shard_file::parse_shard_name(&entry.name) {
+                    Some((segment, _)) => !referenced.contains(&segment) && !queued.contains(&segment),
+                    None => false,
+                }
+            };
+            if orphan {
+                match shard.remove_name(&entry.name).await {
+                    Ok(()) => report.orphans_deleted += 1,
+                    Err(e) => tracing::warn!(file = %entry.name, error = %e, "scrub could not delete an orphan"),
+                }
+            }
+        }
+    }
+
+    // Verify every committed segment.
+    let segments = reader.segments().map_err(|e| ActorError::Meta(e.to_string()))?;
+    for committed in segments {
+        let segment = committed.segment;
+        report.segments_checked += 1;
+        let mut damaged = Vec::new();
+        for (i, disk) in segment.layout.disks.iter().enumerate() {
+            let Some(shard) = ctx.shard(*disk) else { continue };
+            let header = ShardHeader::for_layout(segment.id, i as u8, &segment.layout);
+            if let Err(e) = shard.verify(header, segment.size, VERIFY_DEADLINE).await {
+                tracing::warn!(segment = %segment.id, shard = i, error = %e, "scrub found a damaged shard");
+                damaged.push(i as u8);
+            }
+        }
+        if !damaged.is_empty() {
+            report.damaged_shards += damaged.len() as u64;
+            ctx.repair.report(segment, damaged);
+        }
+    }
+
+    // Delete garbage whose grace period is over, then forget it.
+    let garbage = reader.garbage(now - grace_ms).map_err(|e| ActorError::Meta(e.to_string()))?;
+    // A copy may have taken a queued segment back since the walk began: read references again, last.
+    let referenced = if garbage.is_empty() {
+        referenced
+    } else {
+        reader.referenced_segments().map_err(|e| ActorError::Meta(e.to_string()))?
+    };
+    let mut forgotten: Vec<SegmentId> = Vec::new();
+    for segment in garbage {
+        if referenced.contains(&segment.id) {
+            forgotten.push(segment.id);
+            continue;
+        }
+        let mut all_gone = true;
+        for (i, d) in segment.layout.disks.iter().enumerate() {
+            if let Some(shard) = ctx.shard(*d) {
+                match shard.remove(segment.id, i as u8).await {
+                    Ok(()) => report.garbage_deleted += 1,
+                    Err(e) => {
+                        all_gone = false;
+                        tracing::warn!(segment = %segment.id, shard = i, error = %e, "scrub could not delete garbage");
+                    }
+                }
+            }
+        }
+        // Forgotten only when every file is gone; otherwise the next pass tries again.
+        if all_gone {
+            forgotten.push(segment.id);
+        }
+    }
+    if !forgotten.is_empty() {
+        ctx.meta.write(MetaCommand::ForgetGarbage { segments: forgotten }).await?;
+    }
+    Ok(report)
+}
+
+#[derive(Clone)]
+pub struct ScrubHandle {
+    pub slot: Slot<ScrubMsg>,
+}
+
+impl Default for ScrubHandle {
+    fn default() -> Self {
+        ScrubHandle { slot: Slot::new("scrub") }
+    }
+}
+
+impl ScrubHandle {
+    /// Runs a pass now and waits for its report.
+    pub async fn run(&self) -> Result<ScrubReport> {
+        self.slot.call(|r| ScrubMsg::Run(Some(r)), SCRUB_DEADLINE).await?
+    }
+}

@@ -1,0 +1,499 @@
+//! `hoard-bench`: throughput, latency and server memory of one hoard node, measured from outside through the S3
+//! API with `aws-sdk-s3`. Numbers are printed, never asserted.
+//!
+//! It measures, in this order (`--only` runs one part):
+//! 1. **Server RSS during one large PUT** (`--rss-size`, 1 GiB): VmRSS of the server from `/proc/<pid>/status`
+//!    before the PUT (baseline), then sampled every 20 ms by a separate task until the PUT has completed (peak).
+//!    It runs first, on the fresh server, so the other parts do not raise the baseline. The body is one streamed
+//!    PUT with an explicit Content-Length, generated as 1 MiB chunks (one chunk repeated), so the client never
+//!    holds the object.
+//! 2. **Large objects** (`--large-size` x `--large-count`, spread over `--concurrency` clients): PUT, then GET
+//!    throughput as total bytes over wall time. GET bodies are streamed and counted, never buffered whole, and
+//!    every length is checked.
+//! 3. **Small objects** (4 KiB x `--small-count`, same clients): PUT, then GET ops/s, and p50/p99 of the
+//!    per-request latency (nearest rank over all requests).
+//!
+//! The target is a `hoard serve` child on a fresh data directory, deleted afterwards unless `--keep` (hoard
+//! always fsyncs), or a running server given by `--endpoint` (its RSS only with `--pid`). MB/s means 10^6 bytes
+//! per second; object sizes are binary (KiB, MiB, GiB). Client and server share the machine, so the client's
+//! own CPU (SigV4 signing, CRC32 checksums) is part of what is measured.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use clap::Parser;
+use clap::ValueEnum;
+use hoard::config::ServeArgs;
+use hoard_it::client_for;
+use hoard_it::hoard_bin;
+use hoard_it::pattern;
+use hoard_it::HoardProcess;
+use hoard_it::ACCESS_KEY;
+use hoard_it::SECRET_KEY;
+use http_body::Frame;
+use http_body_util::StreamBody;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+/// Size of every small object.
+const SMALL_SIZE: u64 = 4 * KIB;
+/// Chunk size of the generated streaming body of the RSS PUT.
+const STREAM_CHUNK: u64 = MIB;
+/// How often the server's VmRSS is sampled during the RSS PUT.
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
+/// Where the default data directories go, relative to the working directory.
+const DEFAULT_DATA_ROOT: &str = "hoard-bench-data";
+
+#[derive(Parser)]
+#[command(name = "hoard-bench", about = "Measure throughput, latency and server RSS of one hoard node over S3")]
+struct Args {
+    /// Data directory of the `hoard serve` child; must not exist or be empty. Default:
+    /// ./hoard-bench-data/<UTC timestamp>.
+    #[arg(long, conflicts_with = "endpoint")]
+    data_dir: Option<PathBuf>,
+    /// Keep the data directory and the server log afterwards.
+    #[arg(long, conflicts_with = "endpoint")]
+    keep: bool,
+    /// An argument for `hoard serve` (repeat for each), e.g. `--extra-serve-arg=--data-shards=3`.
+    #[arg(long = "extra-serve-arg", allow_hyphen_values = true, conflicts_with = "endpoint")]
+    extra_serve_args: Vec<String>,
+    /// Benchmark a running server at this URL instead of starting one.
+    #[arg(long, requires_all = ["access_key", "secret_key"])]
+    endpoint: Option<String>,
+    /// Access key for --endpoint.
+    #[arg(long, requires = "endpoint")]
+    access_key: Option<String>,
+    /// Secret key for --endpoint.
+    #[arg(long, requires = "endpoint")]
+    secret_key: Option<String>,
+    /// Pid of the server at --endpoint, to measure its RSS (skipped without it).
+    #[arg(long, requires = "endpoint")]
+    pid: Option<u32>,
+    /// Size of each large object (bytes, or with a KiB/MiB/GiB suffix).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    large_size: u64,
+    /// Large objects in total, spread over the clients.
+    #[arg(long, default_value_t = 16)]
+    large_count: usize,
+    /// Small (4 KiB) objects in total, spread over the clients.
+    #[arg(long, default_value_t = 2000)]
+    small_count: usize,
+    /// Concurrent clients, each with its own connection pool.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Size of the PUT during which the server's RSS is sampled.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    rss_size: u64,
+    /// Run only one part.
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    Large,
+    Small,
+    Rss,
+}
+
+impl Args {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_none_or(|only| only == part)
+    }
+}
+
+/// The server under test, however it was found.
+struct Target {
+    endpoint: String,
+    access_key: String,
+    secret_key: String,
+    /// For reading its RSS.
+    pid: Option<u32>,
+    /// First line of the report.
+    describe: String,
+    /// Whether the objects must be deleted afterwards (a server we did not start).
+    external: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        args.endpoint.is_none() || args.pid.is_some() || args.only != Some(Part::Rss),
+        "--only rss needs --pid with --endpoint"
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Some(endpoint) = &args.endpoint else {
+        return run_own_server(&args, &runtime, cores);
+    };
+    let target = Target {
+        endpoint: endpoint.clone(),
+        access_key: args.access_key.clone().unwrap_or_default(),
+        secret_key: args.secret_key.clone().unwrap_or_default(),
+        pid: args.pid,
+        describe: format!("hoard-bench: running server at {endpoint}, {cores} cores here"),
+        external: true,
+    };
+    runtime.block_on(run(&args, &target))
+}
+
+/// Starts `hoard serve` on a fresh data directory, benchmarks it, stops it and cleans up.
+fn run_own_server(args: &Args, runtime: &tokio::runtime::Runtime, cores: usize) -> anyhow::Result<()> {
+    let bin = hoard_bin();
+    anyhow::ensure!(
+        bin.is_file(),
+        "no hoard binary at {} (build it with `cargo build --release -p hoard`, or set HOARD_BIN)",
+        bin.display()
+    );
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => Path::new(DEFAULT_DATA_ROOT).join(utc_timestamp()),
+    };
+    if data_dir.read_dir().is_ok_and(|mut entries| entries.next().is_some()) {
+        anyhow::bail!("{} is not empty; the benchmark needs a fresh data directory", data_dir.display());
+    }
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let log = data_dir.with_extension("log");
+    let layout = describe_layout(&data_dir, &args.extra_serve_args);
+    let extra: Vec<&str> = args.extra_serve_args.iter().map(String::as_str).collect();
+
+    let result = HoardProcess::start(&data_dir, &extra).and_then(|server| {
+        let target = Target {
+            endpoint: server.endpoint(),
+            access_key: ACCESS_KEY.to_string(),
+            secret_key: SECRET_KEY.to_string(),
+            pid: server.child.as_ref().map(|c| c.id()),
+            describe: format!("hoard-bench: {layout}, fsync on, {cores} cores"),
+            external: false,
+        };
+        let result = runtime.block_on(run(args, &target));
+        drop(server); // SIGKILL, before its directory goes away
+        result
+    });
+
+    if args.keep {
+        eprintln!("hoard-bench: kept {} and {}", data_dir.display(), log.display());
+    } else {
+        std::fs::remove_dir_all(&data_dir).with_context(|| format!("removing {}", data_dir.display()))?;
+        if result.is_ok() {
+            let _ = std::fs::remove_file(&log);
+        } else {
+            eprintln!("hoard-bench: server log kept at {}", log.display());
+        }
+        if args.data_dir.is_none() {
+            let _ = std::fs::remove_dir(DEFAULT_DATA_ROOT); // only if no other run's files are left in it
+        }
+    }
+    result
+}
+
+/// The coding and disk layout the child will use, resolved the way `hoard serve` resolves its flags.
+fn describe_layout(data_dir: &Path, extra_serve_args: &[String]) -> String {
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+    let argv = ["serve".as_ref(), "--data-dir".as_ref(), data_dir.as_os_str()]
+        .into_iter()
+        .chain(extra_serve_args.iter().map(|a| a.as_ref()));
+    match Serve::try_parse_from(argv).map_err(anyhow::Error::from).and_then(|s| s.args.resolve()) {
+        Ok(o) => format!("{}+{} over {} disk dirs", o.data_shards, o.parity_shards, o.disk_paths().len()),
+        Err(_) => "unknown layout".to_string(),
+    }
+}
+
+/// One benchmark run against `target` in a bucket of its own; on a running server the bucket is removed again.
+async fn run(args: &Args, target: &Target) -> anyhow::Result<()> {
+    let clients: Vec<Client> =
+        (0..args.concurrency).map(|_| client_for(&target.endpoint, &target.access_key, &target.secret_key)).collect();
+    let bucket = if target.external { format!("hoard-bench-{}", utc_timestamp()) } else { "hoard-bench".to_string() };
+    clients[0].create_bucket().bucket(&bucket).send().await.with_context(|| format!("creating bucket {bucket}"))?;
+    let result = measure(args, target, &clients, &bucket).await;
+    if target.external {
+        eprintln!("hoard-bench: deleting the objects and bucket {bucket} ...");
+        let cleanup = delete_bucket(&clients[0], &bucket).await;
+        if result.is_ok() {
+            cleanup?;
+        } else if let Err(e) = cleanup {
+            eprintln!("hoard-bench: could not delete bucket {bucket}: {e:#}");
+        }
+    }
+    result
+}
+
+/// The measurements; prints the report at the end.
+async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str) -> anyhow::Result<()> {
+    let mut rss_line = None;
+    if args.runs(Part::Rss) {
+        rss_line = Some(match target.pid {
+            Some(pid) => {
+                eprintln!("hoard-bench: server RSS during a {} PUT ...", fmt_size(args.rss_size));
+                rss_during_put(&clients[0], bucket, pid, args.rss_size).await?
+            }
+            None => (format!("server RSS during {} PUT:", fmt_size(args.rss_size)), "not measured (no --pid)".into()),
+        });
+    }
+
+    let mut lines = Vec::new();
+    let n = args.concurrency;
+    if args.runs(Part::Large) {
+        let (size, count) = (args.large_size, args.large_count);
+        eprintln!("hoard-bench: {count} x {} PUT, then GET ...", fmt_size(size));
+        let body = Bytes::from(pattern(1, usize::try_from(size)?));
+        let put = parallel(clients, bucket, count, move |c, b, i| put(c, b, large_key(i), body.clone())).await?;
+        let get = parallel(clients, bucket, count, move |c, b, i| get(c, b, large_key(i), size)).await?;
+        let total = size * count as u64;
+        lines.push((format!("PUT {} x{count}, {n} clients:", fmt_size(size)), fmt_mbps(total, put.wall)));
+        lines.push((format!("GET {} x{count}, {n} clients:", fmt_size(size)), fmt_mbps(total, get.wall)));
+    }
+    if args.runs(Part::Small) {
+        let count = args.small_count;
+        eprintln!("hoard-bench: {count} x {} PUT, then GET ...", fmt_size(SMALL_SIZE));
+        let body = Bytes::from(pattern(2, SMALL_SIZE as usize));
+        let put = parallel(clients, bucket, count, move |c, b, i| put(c, b, small_key(i), body.clone())).await?;
+        let get = parallel(clients, bucket, count, move |c, b, i| get(c, b, small_key(i), SMALL_SIZE)).await?;
+        lines.push((format!("PUT {} x{count}, {n} clients:", fmt_size(SMALL_SIZE)), put.ops_summary()));
+        lines.push((format!("GET {} x{count}, {n} clients:", fmt_size(SMALL_SIZE)), get.ops_summary()));
+    }
+    lines.extend(rss_line);
+
+    println!("{}", target.describe);
+    let width = lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    for (label, value) in &lines {
+        println!("{label:<width$}  {value}");
+    }
+
+    Ok(())
+}
+
+fn large_key(i: usize) -> String {
+    format!("large/{i:06}")
+}
+
+fn small_key(i: usize) -> String {
+    format!("small/{i:06}")
+}
+
+/// Wall time of a batch and the sorted latencies of its requests.
+struct Timings {
+    wall: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Timings {
+    /// Nearest-rank percentile.
+    fn percentile(&self, p: usize) -> Duration {
+        let n = self.latencies.len();
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        self.latencies[(n * p).div_ceil(100).clamp(1, n) - 1]
+    }
+
+    fn ops_summary(&self) -> String {
+        let ops = self.latencies.len() as f64 / self.wall.as_secs_f64();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        format!("{ops:.0} ops/s   p50 {:.1} ms   p99 {:.1} ms", ms(self.percentile(50)), ms(self.percentile(99)))
+    }
+}
+
+/// Runs `op` for indices `0..count`, one task per client, each taking the next index until none are left.
+async fn parallel<F, Fut>(clients: &[Client], bucket: &str, count: usize, op: F) -> anyhow::Result<Timings>
+where
+    F: Fn(Client, String, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for client in clients {
+        let (client, next, op, bucket) = (client.clone(), next.clone(), op.clone(), bucket.to_string());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return anyhow::Ok(latencies);
+                }
+                let t = Instant::now();
+                op(client.clone(), bucket.clone(), i).await?;
+                latencies.push(t.elapsed());
+            }
+        });
+    }
+    let mut latencies = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done??);
+    }
+    let wall = start.elapsed();
+    latencies.sort_unstable();
+    Ok(Timings { wall, latencies })
+}
+
+async fn put(client: Client, bucket: String, key: String, body: Bytes) -> anyhow::Result<()> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .with_context(|| format!("PUT {key}"))?;
+    Ok(())
+}
+
+/// GETs `key`, counting the streamed body without keeping it, and checks its length.
+async fn get(client: Client, bucket: String, key: String, expected: u64) -> anyhow::Result<()> {
+    let out = client.get_object().bucket(bucket).key(&key).send().await.with_context(|| format!("GET {key}"))?;
+    let mut body = out.body;
+    let mut len = 0u64;
+    while let Some(chunk) = body.next().await {
+        len += chunk.with_context(|| format!("reading the body of {key}"))?.len() as u64;
+    }
+    anyhow::ensure!(len == expected, "GET {key}: {len} bytes, expected {expected}");
+    Ok(())
+}
+
+/// One streamed PUT of `size` generated bytes while a separate task samples the server's VmRSS.
+async fn rss_during_put(client: &Client, bucket: &str, pid: u32, size: u64) -> anyhow::Result<(String, String)> {
+    let baseline = vm_rss_kib(pid)?;
+    let (stop, stopped) = oneshot::channel();
+    let sampler = tokio::spawn(sample_peak_rss(pid, stopped));
+    let start = Instant::now();
+    let put = client
+        .put_object()
+        .bucket(bucket)
+        .key("rss/one")
+        .content_length(i64::try_from(size)?)
+        .body(generated_body(size))
+        .send()
+        .await;
+    let elapsed = start.elapsed();
+    let _ = stop.send(());
+    let (peak, samples) = sampler.await??;
+    put.context("the RSS PUT")?;
+    let peak = peak.max(baseline);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    Ok((
+        format!("server RSS during {} PUT:", fmt_size(size)),
+        format!(
+            "baseline {:.0} MiB, peak {:.0} MiB, growth {:.0} MiB   (one streamed PUT of {} chunks, {samples} samples, {:.1} s)",
+            mib(baseline),
+            mib(peak),
+            mib(peak - baseline),
+            fmt_size(STREAM_CHUNK),
+            elapsed.as_secs_f64()
+        ),
+    ))
+}
+
+/// Highest VmRSS (KiB) seen until `stop` fires, and how many samples were taken.
+async fn sample_peak_rss(pid: u32, mut stop: oneshot::Receiver<()>) -> anyhow::Result<(u64, usize)> {
+    let mut tick = tokio::time::interval(RSS_SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let (mut peak, mut samples) = (0, 0);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                peak = peak.max(vm_rss_kib(pid)?);
+                samples += 1;
+            }
+        }
+    }
+    // One more, at the moment the PUT completed.
+    Ok((peak.max(vm_rss_kib(pid)?), samples + 1))
+}
+
+/// VmRSS of `pid` in KiB, from /proc/<pid>/status.
+fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).with_context(|| format!("no VmRSS in {path}"))?;
+    let kib = line.trim().trim_end_matches("kB").trim();
+    kib.parse().with_context(|| format!("VmRSS in {path}: {line:?}"))
+}
+
+/// A body of `size` bytes made on the fly from one repeated 1 MiB chunk (and a shorter last one).
+fn generated_body(size: u64) -> ByteStream {
+    let chunk = Bytes::from(pattern(3, STREAM_CHUNK as usize));
+    let tail = chunk.slice(..(size % STREAM_CHUNK) as usize);
+    let chunks = (0..size / STREAM_CHUNK).map(move |_| chunk.clone()).chain((!tail.is_empty()).then_some(tail));
+    let frames = futures::stream::iter(chunks.map(|c| Ok::<_, Infallible>(Frame::data(c))));
+    ByteStream::from_body_1_x(StreamBody::new(frames))
+}
+
+/// Deletes every object in `bucket`, then the bucket.
+async fn delete_bucket(client: &Client, bucket: &str) -> anyhow::Result<()> {
+    let mut pages = client.list_objects_v2().bucket(bucket).into_paginator().send();
+    let mut keys = Vec::new();
+    while let Some(page) = pages.next().await {
+        keys.extend(page?.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+    }
+    for key in keys {
+        client.delete_object().bucket(bucket).key(&key).send().await.with_context(|| format!("DELETE {key}"))?;
+    }
+    client.delete_bucket().bucket(bucket).send().await.with_context(|| format!("deleting bucket {bucket}"))?;
+    Ok(())
+}
+
+/// `64MiB`, `4 KiB`, `1g`, `1000` (bytes).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let unit = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => KIB,
+        "m" | "mib" => MIB,
+        "g" | "gib" => GIB,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(unit).ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+fn fmt_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= GIB && b % GIB == 0 => format!("{} GiB", b / GIB),
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => format!("{b} B"),
+    }
+}
+
+fn fmt_mbps(bytes: u64, wall: Duration) -> String {
+    format!("{:.1} MB/s", bytes as f64 / 1e6 / wall.as_secs_f64())
+}
+
+/// `20250102-030405`, in UTC: names the default data directory and the bucket on a running server.
+fn utc_timestamp() -> String {
+    #[expect(clippy::disallowed_methods, reason = "a benchmark binary, outside the Env seam; only names a directory")]
+    let now = time::OffsetDateTime::from(std::time::SystemTime::now());
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}

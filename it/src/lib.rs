@@ -1,0 +1,255 @@
+//! Shared helpers of hoard's whole-system tests: S3 clients pointed at an in-process node, and a real
+//! `hoard` process that can be killed with SIGKILL and restarted.
+
+use std::net::SocketAddr;
+use std::net::TcpListener;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Output;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_sdk_s3::config::BehaviorVersion;
+use aws_sdk_s3::config::Credentials;
+use aws_sdk_s3::config::Region;
+pub use hoard::testing::TestNode;
+
+pub const ACCESS_KEY: &str = "hoardtest";
+pub const SECRET_KEY: &str = "hoardtestsecret";
+
+/// An `aws-sdk-s3` client for `endpoint` (path-style, us-east-1).
+pub fn client_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    let creds = Credentials::new(access_key, secret_key, None, None, "hoard-it");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A client for an in-process test node.
+pub fn client(node: &TestNode) -> aws_sdk_s3::Client {
+    client_for(&node.endpoint(), node.access_key(), node.secret_key())
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a test can regenerate what it wrote.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}
+
+/// The `hoard` binary built with these tests (`target/<profile>/hoard`).
+pub fn hoard_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("HOARD_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("executable path");
+    // A binary sits in target/<profile>/, a test in target/<profile>/deps/.
+    let beside = exe.parent().map(|d| d.join("hoard"));
+    match beside {
+        Some(p) if p.is_file() => p,
+        _ => exe.parent().and_then(Path::parent).expect("target profile directory").join("hoard"),
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A real `hoard serve` process on its own data directory.
+pub struct HoardProcess {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub extra_args: Vec<String>,
+}
+
+impl HoardProcess {
+    /// Starts `hoard serve` in `data_dir` on a free port and waits until it is ready.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<HoardProcess> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut p = HoardProcess {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            addr,
+            log: data_dir.with_extension("log"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        p.spawn()?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(hoard_bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .args(&self.extra_args)
+            .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
+            .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", hoard_bin().display()))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        client_for(&self.endpoint(), ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// Polls `/health/ready` until it answers 200 (the process exposes no other readiness event).
+    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    anyhow::bail!(
+                        "hoard exited with {status}; log: {}",
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    );
+                }
+            }
+            if health_ok(self.addr) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "hoard did not become ready; log: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+}
+
+impl Drop for HoardProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn health_ok(addr: SocketAddr) -> bool {
+    use std::io::Read;
+    use std::io::Write;
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200")
+}
+
+/// Runs the aws CLI against `endpoint` with the test credentials.
+pub fn aws(endpoint: &str, args: &[&str]) -> Output {
+    Command::new("aws")
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the aws CLI is installed (pip install awscli)")
+}
+
+/// Every file in `<disk>/shards/<prefix>/`: (file name, path, length).
+pub fn files_under(disks: &[PathBuf]) -> Vec<(String, PathBuf, u64)> {
+    let mut out = Vec::new();
+    for disk in disks {
+        let Ok(prefixes) = std::fs::read_dir(disk.join("shards")) else {
+            continue;
+        };
+        for prefix in prefixes.flatten() {
+            let Ok(files) = std::fs::read_dir(prefix.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                // A temp file may be renamed or removed between listing and stat.
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push((f.file_name().to_string_lossy().into_owned(), f.path(), len));
+            }
+        }
+    }
+    out
+}
+
+/// Committed shard files of one segment: shard index → path.
+pub type Shards = std::collections::BTreeMap<u8, PathBuf>;
+
+/// Every committed shard file under `disks`, grouped by segment id (temp files are not shard files).
+pub fn shard_files(disks: &[PathBuf]) -> std::collections::BTreeMap<String, Shards> {
+    let mut out: std::collections::BTreeMap<String, Shards> = std::collections::BTreeMap::new();
+    for (name, path, _) in files_under(disks) {
+        if name.ends_with(".tmp") {
+            continue;
+        }
+        let (segment, index) = name.split_once('.').expect("shard files are <segment>.<index>");
+        let index: u8 = index.parse().expect("a shard index");
+        let previous = out.entry(segment.to_string()).or_default().insert(index, path);
+        assert!(previous.is_none(), "shard {index} of {segment} is on two disks");
+    }
+    out
+}
+
+/// PUTs `data` as one in-memory body, panicking with the key on failure.
+pub async fn put(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) {
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(data.to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
+}

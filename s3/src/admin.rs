@@ -1,0 +1,115 @@
+//! The admin API for fault injection, on the S3 port: `POST /?hoard-faults&action=arm&point=P&fault=F[&times=N]`,
+//! `POST /?hoard-faults&action=disarm&point=P`, `GET /?hoard-faults` (list). Requests are SigV4-signed
+//! like any S3 request (s3s checks the signature; anonymous requests are refused).
+//!
+//! A node started without fault injection answers 403 and arms nothing.
+
+use std::sync::Arc;
+
+use hoard_actors::faults::Fault;
+use hoard_actors::faults::FaultAdmin;
+use http::Extensions;
+use http::HeaderMap;
+use http::Method;
+use http::Uri;
+use s3s::route::S3Route;
+use s3s::s3_error;
+use s3s::Body;
+use s3s::S3Request;
+use s3s::S3Response;
+use s3s::S3Result;
+
+/// The query parameter that marks an admin request.
+pub const ADMIN_PARAM: &str = "hoard-faults";
+
+/// The fault points hoard's data path checks.
+pub const FAULT_POINTS: &[&str] = &["put.after_shards", "put.before_commit", "shard.write", "ec.encode"];
+
+pub struct AdminRoute {
+    pub faults: Option<Arc<dyn FaultAdmin>>,
+}
+
+/// Parses the fault names the CLI and admin API use: `panic`, `error`, `stall:<ms>`.
+pub fn parse_fault(s: &str) -> Option<Fault> {
+    match s {
+        "panic" => Some(Fault::Panic),
+        "error" => Some(Fault::Error),
+        _ => s
+            .strip_prefix("stall:")
+            .and_then(|ms| ms.parse().ok())
+            .map(|ms| Fault::Stall(std::time::Duration::from_millis(ms))),
+    }
+}
+
+pub fn fault_name(f: &Fault) -> String {
+    match f {
+        Fault::Panic => "panic".into(),
+        Fault::Error => "error".into(),
+        Fault::Stall(d) => format!("stall:{}", d.as_millis()),
+    }
+}
+
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    let q = uri.query().unwrap_or("");
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let d = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            (d(k), d(v))
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl S3Route for AdminRoute {
+    fn is_match(&self, _method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
+        uri.path() == "/" && query_pairs(uri).iter().any(|(k, _)| k == ADMIN_PARAM)
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let Some(faults) = &self.faults else {
+            return Err(s3_error!(
+                AccessDenied,
+                "fault injection is disabled on this node; start it with --fault-injection"
+            ));
+        };
+        let q = query_pairs(&req.uri);
+        let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let action = get("action").unwrap_or("list");
+        match (req.method.clone(), action) {
+            (Method::POST, "arm") => {
+                let point = get("point").ok_or_else(|| s3_error!(InvalidArgument, "point is required"))?;
+                if !FAULT_POINTS.contains(&point) {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "unknown fault point {point}; known: {}",
+                        FAULT_POINTS.join(", ")
+                    ));
+                }
+                let fault = get("fault")
+                    .and_then(parse_fault)
+                    .ok_or_else(|| s3_error!(InvalidArgument, "fault must be panic, error or stall:<ms>"))?;
+                let times = match get("times") {
+                    None => None,
+                    Some(t) => Some(
+                        t.parse::<u32>().map_err(|_| s3_error!(InvalidArgument, "times must be a positive integer"))?,
+                    ),
+                };
+                faults.arm_times(point, fault, times);
+            }
+            (Method::POST, "disarm") => {
+                let point = get("point").ok_or_else(|| s3_error!(InvalidArgument, "point is required"))?;
+                faults.disarm(point);
+            }
+            (Method::GET, "list") => {}
+            _ => return Err(s3_error!(InvalidRequest, "use POST action=arm|disarm, or GET to list")),
+        }
+        let mut out = String::new();
+        for (point, fault, remaining) in faults.armed() {
+            let times = remaining.map(|n| n.to_string()).unwrap_or_else(|| "always".into());
+            out.push_str(&format!("{point} {} {times}\n", fault_name(&fault)));
+        }
+        Ok(S3Response::new(Body::from(out)))
+    }
+}

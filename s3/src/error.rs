@@ -1,0 +1,55 @@
+//! The one place where hoard's errors become S3 errors (code, HTTP status, message).
+
+use hoard_actors::error::ActorError;
+use hoard_protocol::MetaResponse;
+use s3s::s3_error;
+use s3s::S3Error;
+
+/// Maps an internal error to the S3 error a client should see. Messages say what failed without
+/// echoing request bodies or keys.
+pub fn to_s3(e: ActorError) -> S3Error {
+    match e {
+        ActorError::Refused(MetaResponse::NoSuchBucket) => {
+            s3_error!(NoSuchBucket, "The specified bucket does not exist")
+        }
+        ActorError::Refused(MetaResponse::NoSuchUpload) => {
+            s3_error!(NoSuchUpload, "The specified multipart upload does not exist")
+        }
+        ActorError::Refused(MetaResponse::BucketNotEmpty) => {
+            s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty")
+        }
+        ActorError::Refused(MetaResponse::BucketAlreadyExists) => {
+            s3_error!(
+                BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it"
+            )
+        }
+        ActorError::Refused(MetaResponse::InvalidPart { part_number }) => {
+            s3_error!(InvalidPart, "Part {part_number} was not uploaded to this upload, or its ETag does not match")
+        }
+        ActorError::Refused(MetaResponse::PreconditionFailed) => {
+            s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+        ActorError::Refused(other) => s3_error!(InternalError, "metadata refused the request: {other:?}"),
+        ActorError::Body(msg) => s3_error!(IncompleteBody, "The request body could not be read: {msg}"),
+        ActorError::Timeout(what) => s3_error!(SlowDown, "{what} did not answer in time; retry"),
+        ActorError::Unavailable(what) => s3_error!(ServiceUnavailable, "{what} is unavailable; retry"),
+        ActorError::Quorum(msg) => s3_error!(ServiceUnavailable, "not enough healthy disks: {msg}"),
+        ActorError::Invalid(msg) => s3_error!(InvalidRequest, "{msg}"),
+        e @ (ActorError::Injected(_) | ActorError::Storage(_) | ActorError::Meta(_)) => {
+            tracing::error!(error = %e, "internal error");
+            s3_error!(InternalError, "{e}")
+        }
+    }
+}
+
+/// `?`-friendly conversion.
+pub trait OrS3<T> {
+    fn or_s3(self) -> Result<T, S3Error>;
+}
+
+impl<T> OrS3<T> for Result<T, ActorError> {
+    fn or_s3(self) -> Result<T, S3Error> {
+        self.map_err(to_s3)
+    }
+}

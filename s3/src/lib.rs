@@ -1,0 +1,36 @@
+//! `hoard-s3`: the S3 front door — the HTTP listener, SigV4 and XML through s3s, the per-request
+//! session actor, and the mapping of hoard's errors to S3 error codes.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod frontend;
+pub mod listener;
+pub mod ops;
+pub mod session;
+
+use std::sync::Arc;
+
+use hoard_actors::faults::FaultAdmin;
+use hoard_actors::NodeContext;
+use ractor::ActorCell;
+use s3s::service::S3ServiceBuilder;
+
+use crate::admin::AdminRoute;
+use crate::auth::Credentials;
+use crate::frontend::Frontend;
+use crate::ops::HoardS3;
+
+/// Builds the request handler of a node: S3 with the given credentials, sessions under `sessions`.
+/// `faults` is `Some` only on nodes started with fault injection enabled.
+pub fn frontend(
+    ctx: NodeContext,
+    sessions: ActorCell,
+    credentials: Vec<(String, String)>,
+    faults: Option<Arc<dyn FaultAdmin>>,
+) -> Arc<Frontend> {
+    let mut builder = S3ServiceBuilder::new(HoardS3 { ctx: ctx.clone(), sessions });
+    builder.set_auth(Credentials::new(credentials));
+    builder.set_route(AdminRoute { faults });
+    Arc::new(Frontend { ctx, s3: builder.build() })
+}

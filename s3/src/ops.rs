@@ -1,0 +1,1560 @@
+//! The S3 operations hoard serves, on top of s3s (routing, XML, SigV4, aws-chunked bodies).
+//!
+//! Invariants:
+//! - Every request runs in its own session actor (see `session.rs`).
+//! - Bad input is refused with the S3 error code and status a client expects, before anything is stored
+//!   where it can be checked before the body is read (bucket, headers, part number), and before the
+//!   commit where it can only be checked after (Content-MD5, `x-amz-checksum-*`).
+//! - A metadata command is the last step of every write; an error before it leaves nothing visible.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use bytes::Bytes;
+use hoard_actors::encryptor::ChecksumSet;
+use hoard_actors::error::ActorError;
+use hoard_actors::faults;
+use hoard_actors::get::read_ranges;
+use hoard_actors::get::SegmentRange;
+use hoard_actors::put::write_object;
+use hoard_actors::put::write_segment;
+use hoard_actors::put::Stored;
+use hoard_actors::put::Written;
+use hoard_actors::NodeContext;
+use hoard_protocol::BucketRecord;
+use hoard_protocol::Checksums;
+use hoard_protocol::Encryption;
+use hoard_protocol::MetaCommand;
+use hoard_protocol::MetaResponse;
+use hoard_protocol::ObjectHeaders;
+use hoard_protocol::ObjectRecord;
+use hoard_protocol::PartRecord;
+use hoard_protocol::UploadRecord;
+use hoard_protocol::WriteCondition;
+use hoard_storage::meta::ListQuery;
+use hoard_storage::meta::UploadQuery;
+use md5::Digest as _;
+use ractor::ActorCell;
+use s3s::dto::*;
+use s3s::s3_error;
+use s3s::S3Error;
+use s3s::S3Request;
+use s3s::S3Response;
+use s3s::S3Result;
+use s3s::S3;
+
+use crate::error::OrS3;
+use crate::session;
+
+/// The largest object a single PUT (or one part) may carry, as in S3.
+pub const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
+/// The smallest size of every part but the last, as in S3.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+pub const MAX_PART_NUMBER: i32 = 10_000;
+/// Keys a listing returns at most per page, as in S3.
+pub const MAX_KEYS: usize = 1000;
+/// Keys one DeleteObjects request may name, as in S3.
+pub const MAX_DELETE_KEYS: usize = 1000;
+/// The region hoard reports and signs for when the client names none.
+pub const REGION: &str = "us-east-1";
+
+/// hoard's implementation of the S3 API.
+#[derive(Clone)]
+pub struct HoardS3 {
+    pub ctx: NodeContext,
+    /// The supervisor of session actors (`s3_sup`).
+    pub sessions: ActorCell,
+}
+
+fn ts(ms: i64) -> Timestamp {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    Timestamp::from(t)
+}
+
+fn secs(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+fn etag(s: &str) -> ETag {
+    ETag::Strong(s.to_string())
+}
+
+fn matches(cond: &ETagCondition, stored: &str) -> bool {
+    match cond {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == stored,
+    }
+}
+
+/// Which of the four conditional headers failed, if one did.
+enum ConditionFailure {
+    /// If-Match, or If-Unmodified-Since when If-Match is absent.
+    Precondition,
+    /// If-None-Match, or If-Modified-Since when If-None-Match is absent.
+    NotModified,
+}
+
+/// RFC 9110 / S3 precedence of the four conditional headers, shared by reads and copy sources.
+fn evaluate_conditions(
+    rec: &ObjectRecord,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> Result<(), ConditionFailure> {
+    let modified = rec.last_modified_ms.div_euclid(1000);
+    let precondition_holds = match if_match {
+        Some(c) => matches(c, &rec.etag),
+        None => if_unmodified_since.is_none_or(|t| modified <= secs(t)),
+    };
+    if !precondition_holds {
+        return Err(ConditionFailure::Precondition);
+    }
+    let modified_since = match if_none_match {
+        Some(c) => !matches(c, &rec.etag),
+        None => if_modified_since.is_none_or(|t| modified > secs(t)),
+    };
+    if !modified_since {
+        return Err(ConditionFailure::NotModified);
+    }
+    Ok(())
+}
+
+/// GET and HEAD: a failed precondition is 412, an unmodified object 304.
+fn check_read_conditions(
+    rec: &ObjectRecord,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    evaluate_conditions(rec, if_match, if_none_match, if_modified_since, if_unmodified_since).map_err(|f| match f {
+        ConditionFailure::Precondition => {
+            s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+        ConditionFailure::NotModified => s3_error!(NotModified),
+    })
+}
+
+/// CopyObject and UploadPartCopy: any failed copy-source condition is 412.
+fn check_copy_conditions(
+    rec: &ObjectRecord,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    evaluate_conditions(rec, if_match, if_none_match, if_modified_since, if_unmodified_since)
+        .map_err(|_| s3_error!(PreconditionFailed, "A copy-source condition did not hold"))
+}
+
+/// The condition of a conditional PUT: `If-None-Match: *` (create only) or `If-Match: <etag>`.
+fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<Option<WriteCondition>> {
+    match (if_match, if_none_match) {
+        (None, None) => Ok(None),
+        (None, Some(ETagCondition::Any)) => Ok(Some(WriteCondition::Absent)),
+        (Some(ETagCondition::ETag(e)), None) => Ok(Some(WriteCondition::ETag(e.value().to_string()))),
+        (None, Some(ETagCondition::ETag(_))) => {
+            Err(s3_error!(NotImplemented, "If-None-Match on a write supports only '*'"))
+        }
+        (Some(ETagCondition::Any), None) => Err(s3_error!(NotImplemented, "If-Match on a write needs an ETag")),
+        (Some(_), Some(_)) => {
+            Err(s3_error!(InvalidArgument, "If-Match and If-None-Match cannot both be given on a write"))
+        }
+    }
+}
+
+fn condition_holds(c: &WriteCondition, current: Option<&ObjectRecord>) -> bool {
+    match (c, current) {
+        (WriteCondition::Absent, None) => true,
+        (WriteCondition::ETag(e), Some(rec)) => rec.etag == *e,
+        _ => false,
+    }
+}
+
+/// Refuses encryption requests this node cannot honour, before the body is read.
+async fn check_encryption(
+    ctx: &NodeContext,
+    sse: Option<&ServerSideEncryption>,
+    sse_c: Option<&SSECustomerAlgorithm>,
+) -> S3Result<Encryption> {
+    if sse_c.is_some() {
+        return Err(s3_error!(NotImplemented, "SSE-C is not supported by this node yet; nothing was stored"));
+    }
+    match sse.map(|s| s.as_str()) {
+        None => Ok(Encryption::None),
+        Some(ServerSideEncryption::AES256) => {
+            let has_key = ctx.key_keeper.has_key().await.or_s3()?;
+            if has_key {
+                Err(s3_error!(NotImplemented, "SSE-S3 is not supported by this node yet; nothing was stored"))
+            } else {
+                Err(s3_error!(
+                    NotImplemented,
+                    "SSE-S3 (AES256) needs a master key and this node holds none (start it with --master-key-file); nothing was stored"
+                ))
+            }
+        }
+        Some(other) => Err(s3_error!(
+            NotImplemented,
+            "server-side encryption {other} is not supported; hoard supports SSE-S3 (AES256) and SSE-C"
+        )),
+    }
+}
+
+fn headers_from(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<Timestamp>,
+    metadata: Option<Metadata>,
+) -> ObjectHeaders {
+    let expires = expires.and_then(|t| {
+        let mut buf = Vec::new();
+        t.format(TimestampFormat::HttpDate, &mut buf).ok()?;
+        String::from_utf8(buf).ok()
+    });
+    ObjectHeaders {
+        content_type,
+        content_encoding: object_content_encoding(content_encoding),
+        content_disposition,
+        content_language,
+        cache_control,
+        expires,
+        user_metadata: metadata.map(|m| m.into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default(),
+    }
+}
+
+/// `aws-chunked` says how the request body travelled (s3s has already decoded it), not how the object is
+/// encoded: as S3 does, it is dropped from the stored Content-Encoding, and nothing is stored if it was alone.
+fn object_content_encoding(v: Option<String>) -> Option<String> {
+    let v = v?;
+    if !v.split(',').any(|t| t.trim().eq_ignore_ascii_case("aws-chunked")) {
+        return Some(v);
+    }
+    let kept: Vec<&str> =
+        v.split(',').map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked")).collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
+fn parse_expires(s: &Option<String>) -> Option<Timestamp> {
+    s.as_deref().and_then(|s| Timestamp::parse(TimestampFormat::HttpDate, s).ok())
+}
+
+fn metadata_of(h: &ObjectHeaders) -> Option<Metadata> {
+    if h.user_metadata.is_empty() {
+        None
+    } else {
+        Some(h.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+/// The `x-amz-checksum-*` values a request carries in headers, and which algorithms to compute
+/// (also those announced for a trailer).
+struct ExpectedChecksums {
+    given: Checksums,
+    want: ChecksumSet,
+}
+
+fn algorithm_set(alg: &str, want: &mut ChecksumSet) -> S3Result<()> {
+    match alg.to_ascii_uppercase().as_str() {
+        "CRC32" => want.crc32 = true,
+        "CRC32C" => want.crc32c = true,
+        "SHA1" => want.sha1 = true,
+        "SHA256" => want.sha256 = true,
+        other => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "checksum algorithm {other} is not supported; use CRC32, CRC32C, SHA1 or SHA256"
+            ))
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn expected_checksums(
+    headers: &http::HeaderMap,
+    algorithm: Option<&ChecksumAlgorithm>,
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+    crc64nvme: Option<String>,
+) -> S3Result<ExpectedChecksums> {
+    if crc64nvme.is_some() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "CRC64NVME checksums are not supported; use CRC32, CRC32C, SHA1 or SHA256"
+        ));
+    }
+    let mut want = ChecksumSet {
+        crc32: crc32.is_some(),
+        crc32c: crc32c.is_some(),
+        sha1: sha1.is_some(),
+        sha256: sha256.is_some(),
+    };
+    if let Some(alg) = algorithm {
+        algorithm_set(alg.as_str(), &mut want)?;
+    }
+    if let Some(trailer) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()) {
+        for name in trailer.split(',').map(str::trim) {
+            if let Some(alg) = name.to_ascii_lowercase().strip_prefix("x-amz-checksum-") {
+                algorithm_set(alg, &mut want)?;
+            }
+        }
+    }
+    Ok(ExpectedChecksums {
+        given: Checksums { crc32, crc32c, sha1, sha256, crc64nvme: None, checksum_type: None },
+        want,
+    })
+}
+
+/// Adds checksums that arrived in the aws-chunked trailer to those from the headers.
+fn with_trailer(mut given: Checksums, trailers: Option<&s3s::TrailingHeaders>) -> Checksums {
+    if let Some(t) = trailers {
+        let get = |name: &str| t.read(|h| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)).flatten();
+        given.crc32 = given.crc32.or_else(|| get("x-amz-checksum-crc32"));
+        given.crc32c = given.crc32c.or_else(|| get("x-amz-checksum-crc32c"));
+        given.sha1 = given.sha1.or_else(|| get("x-amz-checksum-sha1"));
+        given.sha256 = given.sha256.or_else(|| get("x-amz-checksum-sha256"));
+    }
+    given
+}
+
+fn verify_checksums(given: &Checksums, computed: &Checksums) -> S3Result<()> {
+    let pairs = [
+        ("CRC32", &given.crc32, &computed.crc32),
+        ("CRC32C", &given.crc32c, &computed.crc32c),
+        ("SHA1", &given.sha1, &computed.sha1),
+        ("SHA256", &given.sha256, &computed.sha256),
+    ];
+    for (name, g, c) in pairs {
+        if let Some(g) = g {
+            if Some(g) != c.as_ref() {
+                return Err(s3_error!(BadDigest, "The {name} you specified did not match the calculated checksum."));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_content_md5(v: Option<&String>) -> S3Result<Option<[u8; 16]>> {
+    let Some(v) = v else { return Ok(None) };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid base64."))?;
+    let arr: [u8; 16] =
+        bytes.try_into().map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not 16 bytes."))?;
+    Ok(Some(arr))
+}
+
+/// Keeps only the computed checksums the client asked for, to store and return.
+fn stored_checksums(want: ChecksumSet, computed: &Checksums) -> Checksums {
+    Checksums {
+        crc32: computed.crc32.clone().filter(|_| want.crc32),
+        crc32c: computed.crc32c.clone().filter(|_| want.crc32c),
+        sha1: computed.sha1.clone().filter(|_| want.sha1),
+        sha256: computed.sha256.clone().filter(|_| want.sha256),
+        crc64nvme: None,
+        checksum_type: None,
+    }
+}
+
+async fn ensure_bucket(ctx: &NodeContext, bucket: &str) -> S3Result<BucketRecord> {
+    let b = bucket.to_string();
+    ctx.meta
+        .read(move |r| r.bucket(&b))
+        .await
+        .or_s3()?
+        .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+}
+
+async fn get_record(ctx: &NodeContext, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
+    let (b, k) = (bucket.to_string(), key.to_string());
+    match ctx.meta.read(move |r| r.object(&b, &k)).await.or_s3()? {
+        Some(rec) => Ok(rec),
+        None => {
+            ensure_bucket(ctx, bucket).await?;
+            Err(s3_error!(NoSuchKey, "The specified key does not exist."))
+        }
+    }
+}
+
+async fn get_upload(ctx: &NodeContext, bucket: &str, key: &str, upload_id: &str) -> S3Result<UploadRecord> {
+    let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+    match ctx.meta.read(move |r| r.upload(&b, &k, &u)).await.or_s3()? {
+        Some(u) => Ok(u),
+        None => {
+            ensure_bucket(ctx, bucket).await?;
+            Err(s3_error!(NoSuchUpload, "The specified multipart upload does not exist"))
+        }
+    }
+}
+
+async fn write(ctx: &NodeContext, cmd: MetaCommand) -> S3Result<MetaResponse> {
+    match ctx.meta.write(cmd).await.or_s3()? {
+        r @ (MetaResponse::Ok | MetaResponse::Replaced { .. } | MetaResponse::Credential(_)) => Ok(r),
+        refused => Err(crate::error::to_s3(ActorError::Refused(refused))),
+    }
+}
+
+/// Object keys may be any UTF-8 but U+0000, which hoard's metadata uses as a separator.
+fn check_key(key: &str) -> S3Result<()> {
+    if key.contains('\0') {
+        return Err(s3_error!(InvalidArgument, "Object keys must not contain the NUL character"));
+    }
+    Ok(())
+}
+
+fn new_version_id(ctx: &NodeContext) -> String {
+    format!("{:032x}", ctx.env.random_u128())
+}
+
+/// GetObject, and HeadObject without the body: conditions, range or part, headers, checksums.
+async fn read_object(ctx: &NodeContext, i: GetObjectInput, with_body: bool) -> S3Result<S3Response<GetObjectOutput>> {
+    check_encryption(ctx, None, i.sse_customer_algorithm.as_ref()).await?;
+    let rec = get_record(ctx, &i.bucket, &i.key).await?;
+    check_read_conditions(
+        &rec,
+        i.if_match.as_ref(),
+        i.if_none_match.as_ref(),
+        i.if_modified_since.as_ref(),
+        i.if_unmodified_since.as_ref(),
+    )?;
+    let (start, end, partial) = read_window(&rec, i.range.as_ref(), i.part_number)?;
+    let h = &rec.headers;
+    let want_checksums = !partial && i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+    let out = GetObjectOutput {
+        body: with_body.then(|| StreamingBlob::wrap(object_bytes(ctx, &rec, start, end))),
+        content_length: Some((end - start) as i64),
+        content_range: partial.then(|| format!("bytes {}-{}/{}", start, end.saturating_sub(1), rec.size)),
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(etag(&rec.etag)),
+        last_modified: Some(ts(rec.last_modified_ms)),
+        content_type: i.response_content_type.or_else(|| h.content_type.clone()),
+        content_encoding: i.response_content_encoding.or_else(|| h.content_encoding.clone()),
+        content_disposition: i.response_content_disposition.or_else(|| h.content_disposition.clone()),
+        content_language: i.response_content_language.or_else(|| h.content_language.clone()),
+        cache_control: i.response_cache_control.or_else(|| h.cache_control.clone()),
+        expires: i.response_expires.or_else(|| parse_expires(&h.expires)),
+        metadata: metadata_of(h),
+        parts_count: (rec.segments.len() > 1 || rec.segments.first().is_some_and(|s| s.part_number > 0))
+            .then_some(rec.segments.len() as i32),
+        checksum_crc32: rec.checksums.crc32.clone().filter(|_| want_checksums),
+        checksum_crc32c: rec.checksums.crc32c.clone().filter(|_| want_checksums),
+        checksum_sha1: rec.checksums.sha1.clone().filter(|_| want_checksums),
+        checksum_sha256: rec.checksums.sha256.clone().filter(|_| want_checksums),
+        ..Default::default()
+    };
+    let mut resp = S3Response::new(out);
+    if partial {
+        resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+    }
+    Ok(resp)
+}
+
+/// The byte ranges of the segments that make up `[start, end)` of an object.
+fn segment_ranges(rec: &ObjectRecord, start: u64, end: u64) -> Vec<SegmentRange> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for seg in &rec.segments {
+        let (s, e) = (offset, offset + seg.size);
+        offset = e;
+        if e <= start || s >= end {
+            continue;
+        }
+        out.push(SegmentRange { segment: seg.clone(), start: start.max(s) - s, end: end.min(e) - s });
+    }
+    out
+}
+
+/// The bytes `[start, end)` of an object, from its record when inline, from its segments otherwise.
+fn object_bytes(
+    ctx: &NodeContext,
+    rec: &ObjectRecord,
+    start: u64,
+    end: u64,
+) -> impl futures::Stream<Item = Result<Bytes, ActorError>> + Send + Sync + 'static {
+    use futures::future::Either;
+    match &rec.inline {
+        Some(data) => {
+            let slice = Bytes::copy_from_slice(data.get(start as usize..end as usize).unwrap_or_default());
+            Either::Left(futures::stream::once(futures::future::ready(Ok(slice))))
+        }
+        None => Either::Right(read_ranges(ctx.clone(), segment_ranges(rec, start, end))),
+    }
+}
+
+/// The `bytes=a-b` of UploadPartCopy's `x-amz-copy-source-range`.
+fn parse_copy_range(s: &str, size: u64) -> S3Result<(u64, u64)> {
+    let bad = || {
+        s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+    };
+    let spec = s.strip_prefix("bytes=").ok_or_else(bad)?;
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let first: u64 = a.trim().parse().map_err(|_| bad())?;
+    let last: u64 = b.trim().parse().map_err(|_| bad())?;
+    if first > last || last >= size {
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable for a source object of size {size}"
+        ));
+    }
+    Ok((first, last + 1))
+}
+
+fn url_encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+fn owner() -> Owner {
+    Owner { display_name: Some("hoard".into()), id: Some("hoard".into()) }
+}
+
+impl HoardS3 {
+    async fn put_body(
+        &self,
+        part_number: u32,
+        body: Option<StreamingBlob>,
+        content_length: Option<i64>,
+        expected: ExpectedChecksums,
+        content_md5: Option<[u8; 16]>,
+        trailers: Option<s3s::TrailingHeaders>,
+    ) -> S3Result<(Stored, Checksums)> {
+        if content_length.is_some_and(|l| l > MAX_PUT_SIZE) {
+            return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size of 5 GiB"));
+        }
+        let body =
+            body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+        // Parts are never inline: their segments are what CompleteMultipartUpload stitches together.
+        let stored = if part_number == 0 {
+            write_object(&self.ctx, body, expected.want).await.or_s3()?
+        } else {
+            Stored::Segment(write_segment(&self.ctx, part_number, body, expected.want).await.or_s3()?)
+        };
+        if let Some(md5) = content_md5 {
+            if md5 != stored.digests().md5 {
+                return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+            }
+        }
+        if let Some(len) = content_length {
+            if len >= 0 && len as u64 != stored.size() {
+                return Err(s3_error!(
+                    IncompleteBody,
+                    "You did not provide the number of bytes specified by the Content-Length HTTP header."
+                ));
+            }
+        }
+        let given = with_trailer(expected.given, trailers.as_ref());
+        verify_checksums(&given, &stored.digests().checksums)?;
+        let checksums = stored_checksums(expected.want, &stored.digests().checksums);
+        Ok((stored, checksums))
+    }
+
+    /// Hands shard files that failed during the write to repair, now that the segment is committed.
+    fn after_commit(&self, written: Option<&Written>) {
+        if let Some(w) = written.filter(|w| !w.failed_shards.is_empty()) {
+            self.ctx.repair.report(w.segment.clone(), w.failed_shards.clone());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for HoardS3 {
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let name = req.input.bucket;
+            let cmd = MetaCommand::CreateBucket(BucketRecord { name: name.clone(), created_ms: ctx.env.now_ms() });
+            write(&ctx, cmd).await?;
+            Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            write(&ctx, MetaCommand::DeleteBucket { name: req.input.bucket }).await?;
+            Ok(S3Response::new(DeleteBucketOutput {}))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            ensure_bucket(&ctx, &req.input.bucket).await?;
+            Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(REGION.into()), ..Default::default() }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            ensure_bucket(&ctx, &req.input.bucket).await?;
+            // us-east-1 is reported as an empty location constraint, as S3 does.
+            Ok(S3Response::new(GetBucketLocationOutput { location_constraint: None }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let buckets = ctx.meta.read(|r| r.buckets()).await.or_s3()?;
+            let buckets = buckets
+                .into_iter()
+                .map(|b| Bucket { name: Some(b.name), creation_date: Some(ts(b.created_ms)), bucket_region: None })
+                .collect();
+            Ok(S3Response::new(ListBucketsOutput {
+                buckets: Some(buckets),
+                owner: Some(owner()),
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let this = self.clone();
+        session::run(&self.sessions, async move {
+            let ctx = &this.ctx;
+            let i = req.input;
+            check_key(&i.key)?;
+            let encryption =
+                check_encryption(ctx, i.server_side_encryption.as_ref(), i.sse_customer_algorithm.as_ref()).await?;
+            let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
+            let expected = expected_checksums(
+                &req.headers,
+                i.checksum_algorithm.as_ref(),
+                i.checksum_crc32,
+                i.checksum_crc32c,
+                i.checksum_sha1,
+                i.checksum_sha256,
+                i.checksum_crc64nvme,
+            )?;
+            ensure_bucket(ctx, &i.bucket).await?;
+            // Checked when the commit applies, atomically; refused early too when it already fails now.
+            let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
+            if let Some(c) = &condition {
+                let (b, k) = (i.bucket.clone(), i.key.clone());
+                let current = ctx.meta.read(move |r| r.object(&b, &k)).await.or_s3()?;
+                if !condition_holds(c, current.as_ref()) {
+                    return Err(s3_error!(
+                        PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold"
+                    ));
+                }
+            }
+            let (stored, checksums) =
+                this.put_body(0, i.body, i.content_length, expected, content_md5, req.trailing_headers).await?;
+            let etag_hex = hex::encode(stored.digests().md5);
+            let (segments, inline) = match &stored {
+                Stored::Inline { data, .. } => (Vec::new(), Some(data.to_vec())),
+                Stored::Segment(w) => (vec![w.segment.clone()], None),
+            };
+            let record = ObjectRecord {
+                bucket: i.bucket,
+                key: i.key,
+                version_id: new_version_id(ctx),
+                size: stored.size(),
+                etag: etag_hex.clone(),
+                last_modified_ms: ctx.env.now_ms(),
+                headers: headers_from(
+                    i.content_type,
+                    i.content_encoding,
+                    i.content_disposition,
+                    i.content_language,
+                    i.cache_control,
+                    i.expires,
+                    i.metadata,
+                ),
+                checksums: checksums.clone(),
+                segments,
+                encryption,
+                inline,
+            };
+            faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
+            let now_ms = ctx.env.now_ms();
+            let cmd = match condition {
+                None => MetaCommand::CommitObject { record, now_ms },
+                Some(condition) => MetaCommand::CommitObjectIf { record, now_ms, condition },
+            };
+            write(ctx, cmd).await?;
+            this.after_commit(stored.written());
+            Ok(S3Response::new(PutObjectOutput {
+                e_tag: Some(etag(&etag_hex)),
+                checksum_crc32: checksums.crc32,
+                checksum_crc32c: checksums.crc32c,
+                checksum_sha1: checksums.sha1,
+                checksum_sha256: checksums.sha256,
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move { read_object(&ctx, req.input, true).await }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            let as_get = GetObjectInput {
+                bucket: i.bucket,
+                key: i.key,
+                checksum_mode: i.checksum_mode,
+                if_match: i.if_match,
+                if_modified_since: i.if_modified_since,
+                if_none_match: i.if_none_match,
+                if_unmodified_since: i.if_unmodified_since,
+                part_number: i.part_number,
+                range: i.range,
+                response_cache_control: i.response_cache_control,
+                response_content_disposition: i.response_content_disposition,
+                response_content_encoding: i.response_content_encoding,
+                response_content_language: i.response_content_language,
+                response_content_type: i.response_content_type,
+                response_expires: i.response_expires,
+                sse_customer_algorithm: i.sse_customer_algorithm,
+                ..Default::default()
+            };
+            let got = read_object(&ctx, as_get, false).await?;
+            let o = got.output;
+            let out = HeadObjectOutput {
+                accept_ranges: o.accept_ranges,
+                cache_control: o.cache_control,
+                checksum_crc32: o.checksum_crc32,
+                checksum_crc32c: o.checksum_crc32c,
+                checksum_sha1: o.checksum_sha1,
+                checksum_sha256: o.checksum_sha256,
+                content_disposition: o.content_disposition,
+                content_encoding: o.content_encoding,
+                content_language: o.content_language,
+                content_length: o.content_length,
+                content_range: o.content_range,
+                content_type: o.content_type,
+                e_tag: o.e_tag,
+                expires: o.expires,
+                last_modified: o.last_modified,
+                metadata: o.metadata,
+                parts_count: o.parts_count,
+                ..Default::default()
+            };
+            let mut resp = S3Response::new(out);
+            resp.status = got.status;
+            Ok(resp)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            write(&ctx, MetaCommand::DeleteObject { bucket: i.bucket, key: i.key, now_ms: ctx.env.now_ms() }).await?;
+            Ok(S3Response::new(DeleteObjectOutput::default()))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            if i.delete.objects.len() > MAX_DELETE_KEYS {
+                return Err(s3_error!(MalformedXML, "A DeleteObjects request may name at most 1000 keys"));
+            }
+            ensure_bucket(&ctx, &i.bucket).await?;
+            let quiet = i.delete.quiet.unwrap_or(false);
+            let mut deleted = Vec::new();
+            let mut errors = Vec::new();
+            // Proposed together, so Raft commits them in a few batched log appends.
+            let results = futures::future::join_all(i.delete.objects.iter().map(|obj| {
+                let cmd = MetaCommand::DeleteObject {
+                    bucket: i.bucket.clone(),
+                    key: obj.key.clone(),
+                    now_ms: ctx.env.now_ms(),
+                };
+                write(&ctx, cmd)
+            }))
+            .await;
+            for (obj, result) in i.delete.objects.into_iter().zip(results) {
+                match result {
+                    Ok(_) => {
+                        if !quiet {
+                            deleted.push(DeletedObject { key: Some(obj.key), ..Default::default() });
+                        }
+                    }
+                    Err(e) => errors.push(Error {
+                        code: Some(e.code().as_str().to_string()),
+                        key: Some(obj.key),
+                        message: e.message().map(str::to_string),
+                        version_id: None,
+                    }),
+                }
+            }
+            Ok(S3Response::new(DeleteObjectsOutput {
+                deleted: Some(deleted),
+                errors: (!errors.is_empty()).then_some(errors),
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            check_key(&i.key)?;
+            let encryption = check_encryption(&ctx, i.server_side_encryption.as_ref(), i.sse_customer_algorithm.as_ref()).await?;
+            if i.copy_source_sse_customer_algorithm.is_some() {
+                return Err(s3_error!(NotImplemented, "SSE-C is not supported by this node yet"));
+            }
+            let (src_bucket, src_key) = match &i.copy_source {
+                CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+                _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
+            };
+            let src = get_record(&ctx, &src_bucket, &src_key).await?;
+            check_copy_conditions(
+                &src,
+                i.copy_source_if_match.as_ref(),
+                i.copy_source_if_none_match.as_ref(),
+                i.copy_source_if_modified_since.as_ref(),
+                i.copy_source_if_unmodified_since.as_ref(),
+            )?;
+            let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+            if src_bucket == i.bucket && src_key == i.key && !replace {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+                ));
+            }
+            ensure_bucket(&ctx, &i.bucket).await?;
+            let headers = if replace {
+                headers_from(
+                    i.content_type,
+                    i.content_encoding,
+                    i.content_disposition,
+                    i.content_language,
+                    i.cache_control,
+                    i.expires,
+                    i.metadata,
+                )
+            } else {
+                src.headers.clone()
+            };
+            let now = ctx.env.now_ms();
+            // The copy shares the source's segments: metadata only, no bytes move.
+            let record = ObjectRecord {
+                bucket: i.bucket,
+                key: i.key,
+                version_id: new_version_id(&ctx),
+                size: src.size,
+                etag: src.etag.clone(),
+                last_modified_ms: now,
+                headers,
+                checksums: src.checksums.clone(),
+                segments: src.segments.clone(),
+                inline: src.inline.clone(),
+                encryption: if matches!(encryption, Encryption::None) { src.encryption.clone() } else { encryption },
+            };
+            faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
+            write(&ctx, MetaCommand::CommitObject { record, now_ms: now }).await?;
+            Ok(S3Response::new(CopyObjectOutput {
+                copy_object_result: Some(CopyObjectResult {
+                    e_tag: Some(etag(&src.etag)),
+                    last_modified: Some(ts(now)),
+                    checksum_crc32: src.checksums.crc32,
+                    checksum_crc32c: src.checksums.crc32c,
+                    checksum_sha1: src.checksums.sha1,
+                    checksum_sha256: src.checksums.sha256,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            let url = encoding_is_url(i.encoding_type.as_ref())?;
+            let max_keys = clamp_max_keys(i.max_keys)?;
+            let prefix = i.prefix.clone().unwrap_or_default();
+            let page = list(&ctx, &i.bucket, &prefix, i.delimiter.clone(), i.marker.clone(), max_keys, url).await?;
+            let enc = |s: String| if url { url_encode(&s) } else { s };
+            Ok(S3Response::new(ListObjectsOutput {
+                name: Some(i.bucket),
+                prefix: Some(enc(prefix)),
+                marker: i.marker.map(enc),
+                max_keys: Some(max_keys as i32),
+                is_truncated: Some(page.is_truncated),
+                contents: Some(page.contents),
+                common_prefixes: Some(page.common_prefixes),
+                delimiter: i.delimiter.map(enc),
+                next_marker: page.last.map(enc),
+                encoding_type: i.encoding_type,
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            let url = encoding_is_url(i.encoding_type.as_ref())?;
+            let max_keys = clamp_max_keys(i.max_keys)?;
+            let prefix = i.prefix.clone().unwrap_or_default();
+            let after = match &i.continuation_token {
+                Some(t) => Some(decode_token(t)?),
+                None => i.start_after.clone(),
+            };
+            let page = list(&ctx, &i.bucket, &prefix, i.delimiter.clone(), after, max_keys, url).await?;
+            let enc = |s: String| if url { url_encode(&s) } else { s };
+            Ok(S3Response::new(ListObjectsV2Output {
+                name: Some(i.bucket),
+                prefix: Some(enc(prefix)),
+                max_keys: Some(max_keys as i32),
+                key_count: Some((page.contents.len() + page.common_prefixes.len()) as i32),
+                continuation_token: i.continuation_token,
+                is_truncated: Some(page.is_truncated),
+                next_continuation_token: page.last.as_deref().map(encode_token),
+                contents: Some(page.contents),
+                common_prefixes: Some(page.common_prefixes),
+                delimiter: i.delimiter.map(enc),
+                encoding_type: i.encoding_type,
+                start_after: i.start_after.map(enc),
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            check_key(&i.key)?;
+            let encryption =
+                check_encryption(&ctx, i.server_side_encryption.as_ref(), i.sse_customer_algorithm.as_ref()).await?;
+            if let Some(alg) = &i.checksum_algorithm {
+                algorithm_set(alg.as_str(), &mut ChecksumSet::default())?;
+            }
+            let upload_id = format!("{:032x}", ctx.env.random_u128());
+            let upload = UploadRecord {
+                bucket: i.bucket.clone(),
+                key: i.key.clone(),
+                upload_id: upload_id.clone(),
+                initiated_ms: ctx.env.now_ms(),
+                headers: headers_from(
+                    i.content_type,
+                    i.content_encoding,
+                    i.content_disposition,
+                    i.content_language,
+                    i.cache_control,
+                    i.expires,
+                    i.metadata,
+                ),
+                checksum_algorithm: i.checksum_algorithm.as_ref().map(|a| a.as_str().to_ascii_uppercase()),
+                encryption,
+            };
+            write(&ctx, MetaCommand::CreateUpload(upload)).await?;
+            Ok(S3Response::new(CreateMultipartUploadOutput {
+                bucket: Some(i.bucket),
+                key: Some(i.key),
+                upload_id: Some(upload_id),
+                checksum_algorithm: i.checksum_algorithm,
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number))]
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let this = self.clone();
+        session::run(&self.sessions, async move {
+            let ctx = &this.ctx;
+            let i = req.input;
+            let part_number = check_part_number(i.part_number)?;
+            check_encryption(ctx, None, i.sse_customer_algorithm.as_ref()).await?;
+            let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
+            let upload = get_upload(ctx, &i.bucket, &i.key, &i.upload_id).await?;
+            let mut expected = expected_checksums(
+                &req.headers,
+                i.checksum_algorithm.as_ref(),
+                i.checksum_crc32,
+                i.checksum_crc32c,
+                i.checksum_sha1,
+                i.checksum_sha256,
+                i.checksum_crc64nvme,
+            )?;
+            if let Some(alg) = &upload.checksum_algorithm {
+                algorithm_set(alg, &mut expected.want)?;
+            }
+            let (stored, checksums) = this
+                .put_body(part_number, i.body, i.content_length, expected, content_md5, req.trailing_headers)
+                .await?;
+            let Stored::Segment(written) = &stored else {
+                return Err(s3_error!(InternalError, "a part was stored inline"));
+            };
+            let etag_hex = hex::encode(written.digests.md5);
+            let part = PartRecord {
+                part_number,
+                etag: etag_hex.clone(),
+                size: written.segment.size,
+                last_modified_ms: ctx.env.now_ms(),
+                checksums: checksums.clone(),
+                segment: written.segment.clone(),
+            };
+            faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
+            let cmd = MetaCommand::CommitPart {
+                bucket: i.bucket,
+                key: i.key,
+                upload_id: i.upload_id,
+                part,
+                now_ms: ctx.env.now_ms(),
+            };
+            write(ctx, cmd).await?;
+            this.after_commit(Some(written));
+            Ok(S3Response::new(UploadPartOutput {
+                e_tag: Some(etag(&etag_hex)),
+                checksum_crc32: checksums.crc32,
+                checksum_crc32c: checksums.crc32c,
+                checksum_sha1: checksums.sha1,
+                checksum_sha256: checksums.sha256,
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number))]
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let this = self.clone();
+        session::run(&self.sessions, async move {
+            let ctx = &this.ctx;
+            let i = req.input;
+            let part_number = check_part_number(i.part_number)?;
+            check_encryption(ctx, None, i.sse_customer_algorithm.as_ref()).await?;
+            let (src_bucket, src_key) = match &i.copy_source {
+                CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+                _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
+            };
+            let upload = get_upload(ctx, &i.bucket, &i.key, &i.upload_id).await?;
+            let src = get_record(ctx, &src_bucket, &src_key).await?;
+            check_copy_conditions(
+                &src,
+                i.copy_source_if_match.as_ref(),
+                i.copy_source_if_none_match.as_ref(),
+                i.copy_source_if_modified_since.as_ref(),
+                i.copy_source_if_unmodified_since.as_ref(),
+            )?;
+            let (start, end) = match &i.copy_source_range {
+                Some(r) => parse_copy_range(r, src.size)?,
+                None => (0, src.size),
+            };
+            if end - start > MAX_PUT_SIZE as u64 {
+                return Err(s3_error!(EntityTooLarge, "A part may be at most 5 GiB"));
+            }
+            let mut want = ChecksumSet::default();
+            if let Some(alg) = &upload.checksum_algorithm {
+                algorithm_set(alg, &mut want)?;
+            }
+            let body = object_bytes(ctx, &src, start, end);
+            let written = write_segment(ctx, part_number, body, want).await.or_s3()?;
+            let checksums = stored_checksums(want, &written.digests.checksums);
+            let etag_hex = hex::encode(written.digests.md5);
+            let now = ctx.env.now_ms();
+            let part = PartRecord {
+                part_number,
+                etag: etag_hex.clone(),
+                size: written.segment.size,
+                last_modified_ms: now,
+                checksums: checksums.clone(),
+                segment: written.segment.clone(),
+            };
+            let cmd =
+                MetaCommand::CommitPart { bucket: i.bucket, key: i.key, upload_id: i.upload_id, part, now_ms: now };
+            write(ctx, cmd).await?;
+            this.after_commit(Some(&written));
+            Ok(S3Response::new(UploadPartCopyOutput {
+                copy_part_result: Some(CopyPartResult {
+                    e_tag: Some(etag(&etag_hex)),
+                    last_modified: Some(ts(now)),
+                    checksum_crc32: checksums.crc32,
+                    checksum_crc32c: checksums.crc32c,
+                    checksum_sha1: checksums.sha1,
+                    checksum_sha256: checksums.sha256,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            let upload = get_upload(&ctx, &i.bucket, &i.key, &i.upload_id).await?;
+            let wanted = i.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+            if wanted.is_empty() {
+                return Err(s3_error!(MalformedXML, "You must specify at least one part"));
+            }
+            let upload_id = i.upload_id.clone();
+            let stored = ctx.meta.read(move |r| r.all_parts(&upload_id)).await.or_s3()?;
+            let mut prev = 0;
+            let mut chosen: Vec<PartRecord> = Vec::with_capacity(wanted.len());
+            for (n, w) in wanted.iter().enumerate() {
+                let number = w.part_number.unwrap_or(0);
+                if number <= prev {
+                    return Err(s3_error!(InvalidPartOrder, "The list of parts was not in ascending order. Parts must be ordered by part number."));
+                }
+                prev = number;
+                let Some(part) = stored.iter().find(|p| p.part_number as i32 == number) else {
+                    return Err(s3_error!(InvalidPart, "Part {number} has not been uploaded"));
+                };
+                if let Some(e) = &w.e_tag {
+                    if e.value().trim_matches('"') != part.etag {
+                        return Err(s3_error!(InvalidPart, "The ETag given for part {number} does not match the uploaded part"));
+                    }
+                }
+                let given = Checksums {
+                    crc32: w.checksum_crc32.clone(),
+                    crc32c: w.checksum_crc32c.clone(),
+                    sha1: w.checksum_sha1.clone(),
+                    sha256: w.checksum_sha256.clone(),
+                    crc64nvme: None,
+                    checksum_type: None,
+                };
+                if given.crc32.as_ref().is_some_and(|g| part.checksums.crc32.as_ref() != Some(g))
+                    || given.crc32c.as_ref().is_some_and(|g| part.checksums.crc32c.as_ref() != Some(g))
+                    || given.sha1.as_ref().is_some_and(|g| part.checksums.sha1.as_ref() != Some(g))
+                    || given.sha256.as_ref().is_some_and(|g| part.checksums.sha256.as_ref() != Some(g))
+                {
+                    return Err(s3_error!(InvalidPart, "The checksum given for part {number} does not match the uploaded part"));
+                }
+                if n + 1 < wanted.len() && part.size < MIN_PART_SIZE {
+                    return Err(s3_error!(EntityTooSmall, "Your proposed upload is smaller than the minimum allowed object size. Part {number} is {} bytes; every part but the last must be at least 5 MiB.", part.size));
+                }
+                chosen.push(part.clone());
+            }
+            let mut md5s = md5::Md5::new();
+            for p in &chosen {
+                let raw = hex::decode(&p.etag).map_err(|_| s3_error!(InternalError, "stored part ETag is not hex"))?;
+                md5s.update(&raw);
+            }
+            let etag_str = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
+            let checksums = composite_checksums(upload.checksum_algorithm.as_deref(), &chosen);
+            let size = chosen.iter().map(|p| p.size).sum();
+            let now = ctx.env.now_ms();
+            let record = ObjectRecord {
+                bucket: i.bucket.clone(),
+                key: i.key.clone(),
+                version_id: new_version_id(&ctx),
+                size,
+                etag: etag_str.clone(),
+                last_modified_ms: now,
+                headers: upload.headers,
+                checksums: checksums.clone(),
+                segments: chosen.into_iter().map(|p| p.segment).collect(),
+                encryption: upload.encryption,
+                inline: None,
+            };
+            faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
+            write(&ctx, MetaCommand::CompleteUpload { upload_id: i.upload_id, record, now_ms: now }).await?;
+            Ok(S3Response::new(CompleteMultipartUploadOutput {
+                bucket: Some(i.bucket.clone()),
+                key: Some(i.key.clone()),
+                e_tag: Some(etag(&etag_str)),
+                location: Some(format!("/{}/{}", i.bucket, i.key)),
+                checksum_crc32: checksums.crc32,
+                checksum_crc32c: checksums.crc32c,
+                checksum_sha1: checksums.sha1,
+                checksum_sha256: checksums.sha256,
+                checksum_type: checksums.checksum_type.map(ChecksumType::from),
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            let cmd = MetaCommand::AbortUpload {
+                bucket: i.bucket,
+                key: i.key,
+                upload_id: i.upload_id,
+                now_ms: ctx.env.now_ms(),
+            };
+            write(&ctx, cmd).await?;
+            Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            let upload = get_upload(&ctx, &i.bucket, &i.key, &i.upload_id).await?;
+            let max = match i.max_parts {
+                Some(m) if m < 0 => return Err(s3_error!(InvalidArgument, "max-parts must be a non-negative integer")),
+                Some(m) => (m as usize).min(MAX_KEYS),
+                None => MAX_KEYS,
+            };
+            let marker = i.part_number_marker.unwrap_or(0).max(0) as u32;
+            let upload_id = i.upload_id.clone();
+            let (parts, truncated) = ctx.meta.read(move |r| r.parts(&upload_id, marker, max)).await.or_s3()?;
+            let next = parts.last().map(|p| p.part_number as i32);
+            let parts = parts
+                .into_iter()
+                .map(|p| Part {
+                    part_number: Some(p.part_number as i32),
+                    e_tag: Some(etag(&p.etag)),
+                    size: Some(p.size as i64),
+                    last_modified: Some(ts(p.last_modified_ms)),
+                    checksum_crc32: p.checksums.crc32,
+                    checksum_crc32c: p.checksums.crc32c,
+                    checksum_sha1: p.checksums.sha1,
+                    checksum_sha256: p.checksums.sha256,
+                    ..Default::default()
+                })
+                .collect();
+            Ok(S3Response::new(ListPartsOutput {
+                bucket: Some(i.bucket),
+                key: Some(i.key),
+                upload_id: Some(i.upload_id),
+                max_parts: Some(max as i32),
+                part_number_marker: i.part_number_marker,
+                next_part_number_marker: if truncated { next } else { None },
+                is_truncated: Some(truncated),
+                parts: Some(parts),
+                initiator: Some(Initiator { display_name: Some("hoard".into()), id: Some("hoard".into()) }),
+                owner: Some(owner()),
+                checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            let url = encoding_is_url(i.encoding_type.as_ref())?;
+            ensure_bucket(&ctx, &i.bucket).await?;
+            let max = clamp_max_keys(i.max_uploads)?;
+            let q = UploadQuery {
+                prefix: i.prefix.clone().unwrap_or_default(),
+                delimiter: i.delimiter.clone(),
+                key_marker: i.key_marker.clone(),
+                upload_id_marker: i.upload_id_marker.clone(),
+                max_uploads: max,
+            };
+            let bucket = i.bucket.clone();
+            let page = ctx.meta.read(move |r| r.list_uploads(&bucket, &q)).await.or_s3()?;
+            let enc = |s: String| if url { url_encode(&s) } else { s };
+            let uploads = page
+                .uploads
+                .into_iter()
+                .map(|u| MultipartUpload {
+                    key: Some(enc(u.key)),
+                    upload_id: Some(u.upload_id),
+                    initiated: Some(ts(u.initiated_ms)),
+                    initiator: Some(Initiator { display_name: Some("hoard".into()), id: Some("hoard".into()) }),
+                    owner: Some(owner()),
+                    checksum_algorithm: u.checksum_algorithm.map(ChecksumAlgorithm::from),
+                    ..Default::default()
+                })
+                .collect();
+            Ok(S3Response::new(ListMultipartUploadsOutput {
+                bucket: Some(i.bucket),
+                prefix: i.prefix.map(enc),
+                delimiter: i.delimiter.map(enc),
+                key_marker: i.key_marker.map(enc),
+                upload_id_marker: i.upload_id_marker,
+                max_uploads: Some(max as i32),
+                is_truncated: Some(page.is_truncated),
+                next_key_marker: page.next_key_marker.map(enc),
+                next_upload_id_marker: page.next_upload_id_marker,
+                uploads: Some(uploads),
+                common_prefixes: Some(
+                    page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect(),
+                ),
+                encoding_type: i.encoding_type,
+                ..Default::default()
+            }))
+        })
+        .await
+    }
+}
+
+fn check_part_number(n: i32) -> S3Result<u32> {
+    if !(1..=MAX_PART_NUMBER).contains(&n) {
+        return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
+    }
+    Ok(n as u32)
+}
+
+fn encoding_is_url(e: Option<&EncodingType>) -> S3Result<bool> {
+    match e.map(|e| e.as_str()) {
+        None => Ok(false),
+        Some(s) if s.eq_ignore_ascii_case("url") => Ok(true),
+        Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
+    }
+}
+
+fn clamp_max_keys(m: Option<i32>) -> S3Result<usize> {
+    match m {
+        Some(m) if m < 0 => Err(s3_error!(InvalidArgument, "max-keys must be a non-negative integer")),
+        Some(m) => Ok((m as usize).min(MAX_KEYS)),
+        None => Ok(MAX_KEYS),
+    }
+}
+
+fn encode_token(last: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+fn decode_token(t: &str) -> S3Result<String> {
+    let bad = || s3_error!(InvalidArgument, "The continuation token provided is incorrect");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+/// One page of a listing, its keys and prefixes already encoded as the request asked.
+struct Listing {
+    contents: Vec<Object>,
+    common_prefixes: Vec<CommonPrefix>,
+    is_truncated: bool,
+    /// The last key or prefix returned (unencoded), when more follow: where the next page starts.
+    last: Option<String>,
+}
+
+async fn list(
+    ctx: &NodeContext,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<String>,
+    start_after: Option<String>,
+    max_keys: usize,
+    url: bool,
+) -> S3Result<Listing> {
+    ensure_bucket(ctx, bucket).await?;
+    let q =
+        ListQuery { prefix: prefix.to_string(), delimiter: delimiter.filter(|d| !d.is_empty()), start_after, max_keys };
+    let b = bucket.to_string();
+    let page = ctx.meta.read(move |r| r.list_objects(&b, &q)).await.or_s3()?;
+    let enc = |s: String| if url { url_encode(&s) } else { s };
+    Ok(Listing {
+        contents: page.objects.into_iter().map(|o| object_entry(o, url)).collect(),
+        common_prefixes: page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect(),
+        is_truncated: page.is_truncated,
+        last: if page.is_truncated { page.next_marker } else { None },
+    })
+}
+
+fn object_entry(o: ObjectRecord, url: bool) -> Object {
+    Object {
+        key: Some(if url { url_encode(&o.key) } else { o.key }),
+        e_tag: Some(etag(&o.etag)),
+        size: Some(o.size as i64),
+        last_modified: Some(ts(o.last_modified_ms)),
+        owner: Some(owner()),
+        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        ..Default::default()
+    }
+}
+
+/// The bytes `[start, end)` a GET or HEAD returns, and whether that is a partial response.
+fn read_window(rec: &ObjectRecord, range: Option<&Range>, part_number: Option<i32>) -> S3Result<(u64, u64, bool)> {
+    if let Some(n) = part_number {
+        if range.is_some() {
+            return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter"));
+        }
+        let mut offset = 0;
+        for (idx, seg) in rec.segments.iter().enumerate() {
+            let number = if seg.part_number == 0 { idx as i32 + 1 } else { seg.part_number as i32 };
+            if number == n {
+                // Any part of a multipart object is a partial response (206), as in S3.
+                return Ok((offset, offset + seg.size, seg.part_number > 0));
+            }
+            offset += seg.size;
+        }
+        if n == 1 && rec.segments.is_empty() {
+            return Ok((0, rec.size, false));
+        }
+        let mut e = S3Error::with_message(
+            s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+            "The requested partnumber is not satisfiable",
+        );
+        e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+        return Err(e);
+    }
+    match range {
+        None => Ok((0, rec.size, false)),
+        // No byte of an empty object can be satisfied, whatever the range (S3 answers 416).
+        Some(_) if rec.size == 0 => {
+            Err(s3_error!(InvalidRange, "The requested range is not satisfiable for an empty object"))
+        }
+        Some(r) => match r.check(rec.size) {
+            Ok(w) => Ok((w.start, w.end, true)),
+            Err(_) => Err(s3_error!(
+                InvalidRange,
+                "The requested range is not satisfiable for an object of size {}",
+                rec.size
+            )),
+        },
+    }
+}
+
+/// S3's COMPOSITE checksum of a multipart object: the checksum of the parts' raw checksums, `-N`.
+fn composite_checksums(alg: Option<&str>, parts: &[PartRecord]) -> Checksums {
+    let mut out = Checksums::default();
+    let Some(alg) = alg else { return out };
+    let pick = |p: &PartRecord| -> Option<String> {
+        match alg {
+            "CRC32" => p.checksums.crc32.clone(),
+            "CRC32C" => p.checksums.crc32c.clone(),
+            "SHA1" => p.checksums.sha1.clone(),
+            "SHA256" => p.checksums.sha256.clone(),
+            _ => None,
+        }
+    };
+    let mut raw = Vec::new();
+    for p in parts {
+        let Some(v) = pick(p) else { return out };
+        match base64::engine::general_purpose::STANDARD.decode(v) {
+            Ok(b) => raw.extend_from_slice(&b),
+            Err(_) => return out,
+        }
+    }
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let n = parts.len();
+    let value = match alg {
+        "CRC32" => b64(&crc32fast::hash(&raw).to_be_bytes()),
+        "CRC32C" => b64(&crc32c::crc32c(&raw).to_be_bytes()),
+        "SHA1" => {
+            use sha1::Digest;
+            b64(&sha1::Sha1::digest(&raw))
+        }
+        "SHA256" => {
+            use sha2::Digest;
+            b64(&sha2::Sha256::digest(&raw))
+        }
+        _ => return out,
+    };
+    let value = format!("{value}-{n}");
+    match alg {
+        "CRC32" => out.crc32 = Some(value),
+        "CRC32C" => out.crc32c = Some(value),
+        "SHA1" => out.sha1 = Some(value),
+        _ => out.sha256 = Some(value),
+    }
+    out.checksum_type = Some("COMPOSITE".into());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_ranges_parse_and_refuse_bad_input() {
+        assert_eq!(parse_copy_range("bytes=0-9", 100).unwrap(), (0, 10));
+        assert_eq!(parse_copy_range("bytes=10-99", 100).unwrap(), (10, 100));
+        assert!(parse_copy_range("bytes=10-100", 100).is_err());
+        assert!(parse_copy_range("bytes=9-3", 100).is_err());
+        assert!(parse_copy_range("0-3", 100).is_err());
+    }
+
+    #[test]
+    fn url_encoding_keeps_slashes_and_escapes_the_rest() {
+        assert_eq!(url_encode("a b/c+d%"), "a%20b/c%2Bd%25");
+        assert_eq!(url_encode("plain/key-1_2.3~"), "plain/key-1_2.3~");
+    }
+
+    #[test]
+    fn continuation_tokens_round_trip() {
+        let t = encode_token("photos/2024/ü.jpg");
+        assert_eq!(decode_token(&t).unwrap(), "photos/2024/ü.jpg");
+        assert!(decode_token("!!!").is_err());
+    }
+
+    #[test]
+    fn aws_chunked_is_not_stored_as_the_objects_content_encoding() {
+        assert_eq!(object_content_encoding(Some("aws-chunked".into())), None);
+        assert_eq!(object_content_encoding(Some("gzip,aws-chunked".into())), Some("gzip".into()));
+        assert_eq!(object_content_encoding(Some("aws-chunked, gzip, br".into())), Some("gzip,br".into()));
+        assert_eq!(object_content_encoding(Some("gzip, br".into())), Some("gzip, br".into()), "left as sent");
+        assert_eq!(object_content_encoding(None), None);
+    }
+
+    #[test]
+    fn content_md5_must_be_base64_of_16_bytes() {
+        assert!(parse_content_md5(Some(&"XUFAKrxLKna5cZ2REBfFkg==".to_string())).unwrap().is_some());
+        assert!(parse_content_md5(Some(&"nope".to_string())).is_err());
+        assert!(parse_content_md5(Some(&"aGVsbG8=".to_string())).is_err());
+    }
+}

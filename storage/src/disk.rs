@@ -1,0 +1,691 @@
+//! The seam for files: [`Disk`] is the only way hoard reaches bytes at rest.
+//!
+//! Invariants:
+//! - A file is visible under its name only after [`DiskFile::commit`] returned `Ok`, and then it is complete
+//!   and durable: [`FileDisk`] writes to a temp file in the same directory, fsyncs it, renames it over the final
+//!   name and fsyncs the directory. A crash at any point leaves either no file or the whole file under `name`
+//!   (and perhaps a stray temp file).
+//! - Unfinished writes live under names ending in [`TEMP_SUFFIX`]; [`Disk::list`] shows them (with their
+//!   modification time) so scrub can delete the ones a crash left behind. [`Disk::create`] refuses names
+//!   ending in [`TEMP_SUFFIX`], so a listed temp name is always an unfinished write, never a committed file.
+//! - A writer dropped without commit removes its temp file (best effort).
+//! - Names are relative, `/`-separated, with no empty, `.` or `..` components: no name escapes the disk root.
+//! - Creating a file recreates any missing directory, the root included, so a disk whose directory an operator
+//!   deleted heals on the next write.
+//! - The API is blocking; async callers run it under `spawn_blocking`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::fs::OpenOptions;
+use std::io::BufWriter;
+use std::io::ErrorKind;
+use std::io::Read;
+use std::io::Seek;
+use std::io::SeekFrom;
+use std::io::Write;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::time::UNIX_EPOCH;
+
+use crate::env::Env;
+use crate::error::Result;
+use crate::error::StorageError;
+
+/// Suffix of the names of unfinished writes.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// Write buffer of [`FileDisk`] writers: large enough that a shard piece (up to a few hundred KiB) goes to
+/// the kernel in one or two system calls.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// One file found by [`Disk::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskEntry {
+    /// Relative to the disk root, `/`-separated.
+    pub name: String,
+    pub len: u64,
+    /// Last modification, milliseconds since the Unix epoch.
+    pub modified_ms: i64,
+}
+
+/// A place to keep files: a real directory ([`FileDisk`]) or memory ([`MemDisk`]).
+pub trait Disk: Send + Sync + 'static {
+    /// Starts writing `name`; nothing is visible under `name` until [`DiskFile::commit`]. Committing replaces
+    /// any earlier file of that name.
+    fn create(&self, name: &str) -> Result<Box<dyn DiskFile>>;
+    /// Reads up to `len` bytes at `offset` (short only at end of file). NotFound if missing.
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// Length of a file. NotFound if missing.
+    fn len(&self, name: &str) -> Result<u64>;
+    /// Removes a file (committed or temp). A missing file is not an error.
+    fn remove(&self, name: &str) -> Result<()>;
+    /// Every committed file and every unfinished temp file (name ending in [`TEMP_SUFFIX`]), recursively,
+    /// sorted by name, names relative to the root with `/` separators. A missing root lists as empty.
+    fn list(&self) -> Result<Vec<DiskEntry>>;
+    /// A human-readable label (the root path), for logs.
+    fn label(&self) -> String;
+}
+
+/// A file being written. Dropping it without [`DiskFile::commit`] abandons the write.
+pub trait DiskFile: Send {
+    fn write_all(&mut self, buf: &[u8]) -> Result<()>;
+    /// Makes the file durable and visible under its name: fsync the data, rename temp→final, fsync the
+    /// parent directory.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Checks that `name` is a relative path that stays inside the disk root.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |why: &str| Err(StorageError::InvalidName(format!("{name:?}: {why}")));
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.starts_with('/') {
+        return bad("absolute");
+    }
+    if name.contains('\\') || name.contains('\0') {
+        return bad("contains a backslash or NUL");
+    }
+    for component in name.split('/') {
+        match component {
+            "" => return bad("empty path component"),
+            "." | ".." => return bad("`.` or `..` component"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Like [`validate_name`], and refuses the names reserved for unfinished writes.
+fn validate_new_name(name: &str) -> Result<()> {
+    validate_name(name)?;
+    if name.ends_with(TEMP_SUFFIX) {
+        return Err(StorageError::InvalidName(format!("{name:?}: names ending in {TEMP_SUFFIX} are reserved")));
+    }
+    Ok(())
+}
+
+fn not_found_or_io(name: &str, e: std::io::Error) -> StorageError {
+    if e.kind() == ErrorKind::NotFound {
+        StorageError::NotFound(name.to_string())
+    } else {
+        StorageError::Io(e)
+    }
+}
+
+/// Files in a directory of the local file system.
+#[derive(Debug)]
+pub struct FileDisk {
+    root: PathBuf,
+}
+
+/// Makes temp names unique within the process; `create_new` plus a retry makes them unique against other
+/// processes and against temp files an earlier run left behind. Temp names need not be unpredictable, so
+/// this does not draw from the `Env`.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl FileDisk {
+    /// Opens (creating if needed) the directory `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FileDisk> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(FileDisk { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        // `name` is validated: relative, '/'-separated, no '..'; joining component by component keeps the
+        // result portable.
+        let mut p = self.root.clone();
+        p.extend(name.split('/'));
+        p
+    }
+}
+
+impl Disk for FileDisk {
+    fn create(&self, name: &str) -> Result<Box<dyn DiskFile>> {
+        validate_new_name(name)?;
+        let final_path = self.path(name);
+        let dir = match final_path.parent() {
+            Some(dir) => dir.to_path_buf(),
+            None => return Err(StorageError::InvalidName(format!("{name:?}: no parent directory"))),
+        };
+        // Every time, not once at open: an operator may have deleted the directory since.
+        if !dir.is_dir() {
+            create_dirs_durably(&self.root, &dir)?;
+        }
+        let file_name = match final_path.file_name().and_then(|f| f.to_str()) {
+            Some(f) => f.to_string(),
+            None => return Err(StorageError::InvalidName(format!("{name:?}: no file name"))),
+        };
+        let pid = std::process::id();
+        let (file, tmp_path) = loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp_path = dir.join(format!("{file_name}.{pid:x}-{n:x}{TEMP_SUFFIX}"));
+            match OpenOptions::new().write(true).create_new(true).open(&tmp_path) {
+                Ok(file) => break (file, tmp_path),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(StorageError::Io(e)),
+            }
+        };
+        Ok(Box::new(FileDiskFile {
+            writer: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            unsynced: 0,
+            renamed: false,
+            tmp_path,
+            final_path,
+            dir,
+        }))
+    }
+
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        validate_name(name)?;
+        let mut file = File::open(self.path(name)).map_err(|e| not_found_or_io(name, e))?;
+        let file_len = file.metadata()?.len();
+        let available = file_len.saturating_sub(offset);
+        // Never trust `len` for the allocation alone: a caller's bad length must not allocate gigabytes.
+        let want = usize::try_from(available).map_or(len, |a| a.min(len));
+        let mut buf = Vec::with_capacity(want);
+        if want > 0 {
+            file.seek(SeekFrom::Start(offset))?;
+            file.take(want as u64).read_to_end(&mut buf)?;
+        }
+        Ok(buf)
+    }
+
+    fn len(&self, name: &str) -> Result<u64> {
+        validate_name(name)?;
+        let meta = std::fs::metadata(self.path(name)).map_err(|e| not_found_or_io(name, e))?;
+        if !meta.is_file() {
+            return Err(StorageError::NotFound(format!("{name} is not a file")));
+        }
+        Ok(meta.len())
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        match std::fs::remove_file(self.path(name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::Io(e)),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<DiskEntry>> {
+        let mut out = Vec::new();
+        // (directory, its name relative to the root with a trailing '/' unless it is the root)
+        let mut stack: Vec<(PathBuf, String)> = vec![(self.root.clone(), String::new())];
+        while let Some((dir, prefix)) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                // The root or a subdirectory removed under our feet: nothing there.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::Io(e)),
+            };
+            for entry in entries {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::Io(e)),
+                };
+                let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
+                    tracing::warn!(disk = %self.label(), path = ?entry.path(), "skipping a non-UTF-8 file name");
+                    continue;
+                };
+                let name = format!("{prefix}{file_name}");
+                // file_type() does not follow symlinks: a link to a directory is not walked into.
+                let file_type = match entry.file_type() {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::Io(e)),
+                };
+                if file_type.is_dir() {
+                    stack.push((entry.path(), format!("{name}/")));
+                } else if file_type.is_file() {
+                    let meta = match entry.metadata() {
+                        Ok(m) => m,
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                        Err(e) => return Err(StorageError::Io(e)),
+                    };
+                    out.push(DiskEntry { name, len: meta.len(), modified_ms: modified_ms(&meta) });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn label(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+fn modified_ms(meta: &std::fs::Metadata) -> i64 {
+    match meta.modified() {
+        Ok(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+        },
+        // A platform without mtimes: "very old" lets scrub collect stray temp files rather than keep them.
+        Err(_) => 0,
+    }
+}
+
+/// How many bytes a shard file takes in before its data is synced while still being written.
+const SYNC_EVERY: u64 = 8 * 1024 * 1024;
+
+struct FileDiskFile {
+    /// `None` once commit has begun.
+    writer: Option<BufWriter<File>>,
+    /// Bytes written since the data was last synced.
+    unsynced: u64,
+    /// The temp file has been renamed to its final name.
+    renamed: bool,
+    tmp_path: PathBuf,
+    final_path: PathBuf,
+    dir: PathBuf,
+}
+
+impl DiskFile for FileDiskFile {
+    fn write_all(&mut self, buf: &[u8]) -> Result<()> {
+        let Some(w) = self.writer.as_mut() else {
+            return Err(StorageError::Io(std::io::Error::other("write after commit")));
+        };
+        w.write_all(buf)?;
+        self.unsynced += buf.len() as u64;
+        // Syncing as we go keeps the page cache from piling up dirty pages that the final fsync must
+        // then write out all at once, while the stream waits.
+        if self.unsynced >= SYNC_EVERY {
+            w.flush()?;
+            w.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let Some(writer) = self.writer.take() else {
+            return Err(StorageError::Io(std::io::Error::other("commit twice")));
+        };
+        // On any error below, Drop removes the temp file.
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.tmp_path, &self.final_path)?;
+        self.renamed = true;
+        // The rename is durable only once the directory entry is.
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+}
+
+impl Drop for FileDiskFile {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            // Abandoned: throw the buffered bytes away instead of writing them to a file about to go.
+            let (file, _unwritten) = writer.into_parts();
+            drop(file);
+        }
+        if self.renamed {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(&self.tmp_path) {
+            if e.kind() != ErrorKind::NotFound {
+                tracing::warn!(path = %self.tmp_path.display(), error = %e, "could not remove abandoned temp file");
+            }
+        }
+    }
+}
+
+/// Files in memory, for tests and the simulation. Modification times come from the [`Env`].
+pub struct MemDisk {
+    inner: Arc<MemInner>,
+}
+
+struct MemInner {
+    env: Arc<dyn Env>,
+    /// name → (bytes, modified_ms); committed files and temp files alike.
+    files: Mutex<BTreeMap<String, (Vec<u8>, i64)>>,
+    next_temp: AtomicU64,
+}
+
+impl MemInner {
+    fn files(&self) -> MutexGuard<'_, BTreeMap<String, (Vec<u8>, i64)>> {
+        // A test that panicked while holding the lock left the map consistent (every update is one insert or
+        // one remove), so take it over.
+        self.files.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl MemDisk {
+    pub fn new(env: Arc<dyn Env>) -> MemDisk {
+        MemDisk { inner: Arc::new(MemInner { env, files: Mutex::new(BTreeMap::new()), next_temp: AtomicU64::new(0) }) }
+    }
+
+    /// Test hook: flips every bit of the byte at `offset` of `name`, as bit rot would.
+    pub fn corrupt(&self, name: &str, offset: u64) -> Result<()> {
+        let mut files = self.inner.files();
+        let Some((bytes, _)) = files.get_mut(name) else {
+            return Err(StorageError::NotFound(name.to_string()));
+        };
+        let len = bytes.len();
+        match usize::try_from(offset).ok().and_then(|o| bytes.get_mut(o)) {
+            Some(b) => {
+                *b = !*b;
+                Ok(())
+            }
+            None => Err(StorageError::NotFound(format!("{name} has {len} bytes, no byte at offset {offset}"))),
+        }
+    }
+
+    /// Test hook: loses every file, committed or not, as a replaced disk would.
+    pub fn wipe(&self) {
+        self.inner.files().clear();
+    }
+}
+
+impl Disk for MemDisk {
+    fn create(&self, name: &str) -> Result<Box<dyn DiskFile>> {
+        validate_new_name(name)?;
+        let n = self.inner.next_temp.fetch_add(1, Ordering::Relaxed);
+        let tmp_name = format!("{name}.{n:x}{TEMP_SUFFIX}");
+        let now = self.inner.env.now_ms();
+        self.inner.files().insert(tmp_name.clone(), (Vec::new(), now));
+        Ok(Box::new(MemDiskFile { inner: self.inner.clone(), name: name.to_string(), tmp_name, committed: false }))
+    }
+
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        validate_name(name)?;
+        let files = self.inner.files();
+        let Some((bytes, _)) = files.get(name) else {
+            return Err(StorageError::NotFound(name.to_string()));
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+        let end = start.saturating_add(len).min(bytes.len());
+        Ok(bytes[start..end].to_vec())
+    }
+
+    fn len(&self, name: &str) -> Result<u64> {
+        validate_name(name)?;
+        match self.inner.files().get(name) {
+            Some((bytes, _)) => Ok(bytes.len() as u64),
+            None => Err(StorageError::NotFound(name.to_string())),
+        }
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        self.inner.files().remove(name);
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<DiskEntry>> {
+        Ok(self
+            .inner
+            .files()
+            .iter()
+            .map(|(name, (bytes, modified_ms))| DiskEntry {
+                name: name.clone(),
+                len: bytes.len() as u64,
+                modified_ms: *modified_ms,
+            })
+            .collect())
+    }
+
+    fn label(&self) -> String {
+        "mem".to_string()
+    }
+}
+
+struct MemDiskFile {
+    inner: Arc<MemInner>,
+    name: String,
+    tmp_name: String,
+    committed: bool,
+}
+
+impl DiskFile for MemDiskFile {
+    fn write_all(&mut self, buf: &[u8]) -> Result<()> {
+        let now = self.inner.env.now_ms();
+        match self.inner.files().get_mut(&self.tmp_name) {
+            Some((bytes, modified_ms)) => {
+                bytes.extend_from_slice(buf);
+                *modified_ms = now;
+                Ok(())
+            }
+            // Wiped while writing; a real disk would fail the same way at rename.
+            None => Err(StorageError::NotFound(self.tmp_name.clone())),
+        }
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let now = self.inner.env.now_ms();
+        let mut files = self.inner.files();
+        let Some((bytes, _)) = files.remove(&self.tmp_name) else {
+            return Err(StorageError::NotFound(self.tmp_name.clone()));
+        };
+        files.insert(self.name.clone(), (bytes, now));
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for MemDiskFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.inner.files().remove(&self.tmp_name);
+        }
+    }
+}
+
+/// Creates `dir` and its missing ancestors below (and including) `root`, then fsyncs each new directory's
+/// parent, so that a file committed into a new directory survives a crash with its whole path.
+fn create_dirs_durably(root: &Path, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.is_dir() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        if d == root {
+            break;
+        }
+        cur = d.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::SimEnv;
+
+    fn mem() -> MemDisk {
+        MemDisk::new(Arc::new(SimEnv::new(1, 1_000)))
+    }
+
+    fn write(disk: &dyn Disk, name: &str, bytes: &[u8]) {
+        let mut f = disk.create(name).unwrap();
+        f.write_all(bytes).unwrap();
+        f.commit().unwrap();
+    }
+
+    /// The behaviours every Disk must share, run against both implementations.
+    fn committed_file_reads_back(disk: &dyn Disk) {
+        write(disk, "shards/ab/file.0", b"hello world");
+        assert_eq!(disk.read_at("shards/ab/file.0", 0, 5).unwrap(), b"hello");
+        assert_eq!(disk.read_at("shards/ab/file.0", 6, 100).unwrap(), b"world");
+        assert_eq!(disk.read_at("shards/ab/file.0", 11, 10).unwrap(), b"");
+        assert_eq!(disk.read_at("shards/ab/file.0", 50, 10).unwrap(), b"");
+        assert_eq!(disk.len("shards/ab/file.0").unwrap(), 11);
+        // Committing again replaces the file.
+        write(disk, "shards/ab/file.0", b"bye");
+        assert_eq!(disk.read_at("shards/ab/file.0", 0, 100).unwrap(), b"bye");
+    }
+
+    fn uncommitted_file_is_invisible_but_listed_as_temp(disk: &dyn Disk) {
+        let mut f = disk.create("a/b.1").unwrap();
+        f.write_all(b"partial").unwrap();
+        assert!(matches!(disk.read_at("a/b.1", 0, 10), Err(StorageError::NotFound(_))));
+        assert!(matches!(disk.len("a/b.1"), Err(StorageError::NotFound(_))));
+        let listed = disk.list().unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert!(listed[0].name.starts_with("a/b.1.") && listed[0].name.ends_with(TEMP_SUFFIX), "{listed:?}");
+        f.commit().unwrap();
+        let listed = disk.list().unwrap();
+        assert_eq!(listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a/b.1"]);
+        assert_eq!(listed[0].len, 7);
+    }
+
+    fn dropped_writer_removes_its_temp_file(disk: &dyn Disk) {
+        let mut f = disk.create("x/y").unwrap();
+        f.write_all(&[7u8; 300 * 1024]).unwrap();
+        drop(f);
+        assert_eq!(disk.list().unwrap(), vec![]);
+        assert!(matches!(disk.read_at("x/y", 0, 1), Err(StorageError::NotFound(_))));
+    }
+
+    fn list_is_recursive_and_sorted(disk: &dyn Disk) {
+        write(disk, "z", b"1");
+        write(disk, "shards/01/a.0", b"22");
+        write(disk, "shards/ff/b.2", b"333");
+        write(disk, "shards/01/deeper/c", b"");
+        let listed = disk.list().unwrap();
+        let names: Vec<(&str, u64)> = listed.iter().map(|e| (e.name.as_str(), e.len)).collect();
+        assert_eq!(names, [("shards/01/a.0", 2), ("shards/01/deeper/c", 0), ("shards/ff/b.2", 3), ("z", 1)]);
+    }
+
+    fn remove_is_idempotent(disk: &dyn Disk) {
+        write(disk, "gone", b"x");
+        disk.remove("gone").unwrap();
+        disk.remove("gone").unwrap();
+        disk.remove("never/was").unwrap();
+        assert!(matches!(disk.read_at("gone", 0, 1), Err(StorageError::NotFound(_))));
+    }
+
+    fn bad_names_are_refused(disk: &dyn Disk) {
+        for name in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/", "./a", "a\\b", "a.tmp"] {
+            assert!(matches!(disk.create(name), Err(StorageError::InvalidName(_))), "create {name:?}");
+        }
+        for name in ["", "/etc/passwd", "../x", "a/./b"] {
+            assert!(matches!(disk.read_at(name, 0, 1), Err(StorageError::InvalidName(_))), "read {name:?}");
+            assert!(matches!(disk.remove(name), Err(StorageError::InvalidName(_))), "remove {name:?}");
+        }
+    }
+
+    macro_rules! for_both_disks {
+        ($($behaviour:ident),* $(,)?) => {
+            mod file_disk {
+                $(
+                    #[test]
+                    fn $behaviour() {
+                        let dir = tempfile::tempdir().unwrap();
+                        let disk = super::FileDisk::open(dir.path().join("disk")).unwrap();
+                        super::$behaviour(&disk);
+                    }
+                )*
+            }
+            mod mem_disk {
+                $(
+                    #[test]
+                    fn $behaviour() {
+                        super::$behaviour(&super::mem());
+                    }
+                )*
+            }
+        };
+    }
+
+    for_both_disks!(
+        committed_file_reads_back,
+        uncommitted_file_is_invisible_but_listed_as_temp,
+        dropped_writer_removes_its_temp_file,
+        list_is_recursive_and_sorted,
+        remove_is_idempotent,
+        bad_names_are_refused,
+    );
+
+    #[test]
+    fn file_disk_heals_after_its_root_directory_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("disk");
+        let disk = FileDisk::open(&root).unwrap();
+        write(&disk, "shards/aa/one", b"1");
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(disk.list().unwrap(), vec![]);
+        assert!(matches!(disk.read_at("shards/aa/one", 0, 1), Err(StorageError::NotFound(_))));
+        write(&disk, "shards/aa/two", b"22");
+        assert_eq!(disk.read_at("shards/aa/two", 0, 10).unwrap(), b"22");
+        assert_eq!(disk.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn file_disk_reports_mtime_in_unix_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = FileDisk::open(dir.path()).unwrap();
+        write(&disk, "f", b"1");
+        let listed = disk.list().unwrap();
+        // After 2020-01-01.
+        assert!(listed[0].modified_ms > 1_577_836_800_000, "{listed:?}");
+    }
+
+    #[test]
+    fn file_disk_commit_fails_cleanly_if_directory_vanished_mid_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("disk");
+        let disk = FileDisk::open(&root).unwrap();
+        let mut f = disk.create("a/b").unwrap();
+        f.write_all(b"data").unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert!(f.commit().is_err());
+        write(&disk, "a/b", b"again");
+        assert_eq!(disk.read_at("a/b", 0, 10).unwrap(), b"again");
+    }
+
+    #[test]
+    fn mem_disk_uses_env_time_for_modified_ms() {
+        let env = Arc::new(SimEnv::new(1, 5_000));
+        let disk = MemDisk::new(env.clone());
+        write(&disk, "f", b"1");
+        env.advance(10);
+        let mut g = disk.create("g").unwrap();
+        g.write_all(b"2").unwrap();
+        let times: Vec<i64> = disk.list().unwrap().iter().map(|e| e.modified_ms).collect();
+        assert_eq!(times, [5_000, 5_010]);
+    }
+
+    #[test]
+    fn mem_disk_corrupt_flips_one_byte_and_wipe_loses_everything() {
+        let disk = mem();
+        write(&disk, "f", b"abc");
+        disk.corrupt("f", 1).unwrap();
+        assert_eq!(disk.read_at("f", 0, 3).unwrap(), [b'a', !b'b', b'c']);
+        assert!(matches!(disk.corrupt("f", 3), Err(StorageError::NotFound(_))));
+        assert!(matches!(disk.corrupt("nope", 0), Err(StorageError::NotFound(_))));
+        let mut pending = disk.create("pending").unwrap();
+        disk.wipe();
+        assert_eq!(disk.list().unwrap(), vec![]);
+        assert!(pending.write_all(b"x").is_err());
+        assert!(pending.commit().is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! Reed-Solomon erasure coding of one block into `data + parity` pieces (GF(2^8), `reed-solomon-erasure`).
+//!
+//! Invariants:
+//! - A block of `n` bytes becomes `data + parity` pieces of [`piece_len`]`(n, data)` bytes each: the block
+//!   split in order into `data` pieces, the last ones zero-padded, then `parity` parity pieces. The length is
+//!   at least 1 (the coder cannot handle empty pieces), so an empty block still has one-byte pieces.
+//! - Any `data` of the `data + parity` pieces give back the block, bit for bit; fewer give an error, never
+//!   wrong bytes. `parity == 0` stores the split alone and needs every piece.
+//! - The coding matrix is the library's (Vandermonde made systematic) and is part of the on-disk format:
+//!   parity pieces written today must decode tomorrow. The shard-file golden vector freezes it.
+//! - This module only computes; it does no I/O and keeps no state between calls, so one `Codec` can be
+//!   shared by a pool of workers.
+
+use std::fmt;
+
+use reed_solomon_erasure::galois_8;
+use reed_solomon_erasure::ReedSolomon;
+
+use crate::error::Result;
+use crate::error::StorageError;
+
+/// The most pieces a stripe can have: a shard index is one byte.
+pub const MAX_WIDTH: usize = 255;
+
+/// Length of each piece of a block of `block_len` bytes cut into `data` pieces: `ceil(block_len / data)`,
+/// at least 1. `data == 0` is treated as 1 (layouts with no data shards are refused before they get here).
+pub fn piece_len(block_len: usize, data: usize) -> usize {
+    block_len.div_ceil(data.max(1)).max(1)
+}
+
+fn ec_err(e: reed_solomon_erasure::Error) -> StorageError {
+    StorageError::Ec(e.to_string())
+}
+
+/// A Reed-Solomon coder for one `(data, parity)` shape.
+#[derive(Clone)]
+pub struct Codec {
+    data: usize,
+    parity: usize,
+    /// `None` when `parity == 0`: pieces are just the split.
+    rs: Option<ReedSolomon<galois_8::Field>>,
+}
+
+impl fmt::Debug for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Codec").field("data", &self.data).field("parity", &self.parity).finish()
+    }
+}
+
+impl Codec {
+    /// A coder for `data >= 1` data pieces and `parity` parity pieces, `data + parity <= 255`.
+    pub fn new(data: usize, parity: usize) -> Result<Codec> {
+        if data == 0 {
+            return Err(StorageError::Ec("at least one data shard is needed".into()));
+        }
+        if data + parity > MAX_WIDTH {
+            return Err(StorageError::Ec(format!("{data}+{parity} shards: at most {MAX_WIDTH} in all")));
+        }
+        let rs = if parity == 0 { None } else { Some(ReedSolomon::new(data, parity).map_err(ec_err)?) };
+        Ok(Codec { data, parity, rs })
+    }
+
+    pub fn data(&self) -> usize {
+        self.data
+    }
+
+    pub fn parity(&self) -> usize {
+        self.parity
+    }
+
+    /// `data + parity`.
+    pub fn width(&self) -> usize {
+        self.data + self.parity
+    }
+
+    /// `ceil(block_len / data)`, at least 1.
+    pub fn piece_len(&self, block_len: usize) -> usize {
+        piece_len(block_len, self.data)
+    }
+
+    /// Splits `block` into `data` zero-padded pieces and computes `parity` more. All pieces are
+    /// `piece_len(block.len())` long.
+    pub fn encode(&self, block: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut pieces = Vec::with_capacity(self.width());
+        self.encode_into(block, &mut pieces)?;
+        Ok(pieces)
+    }
+
+    /// Like [`Codec::encode`], reusing the buffers already in `pieces` (resized to `data + parity` pieces of
+    /// the right length): a worker that encodes block after block allocates nothing after the first.
+    pub fn encode_into(&self, block: &[u8], pieces: &mut Vec<Vec<u8>>) -> Result<()> {
+        let len = self.piece_len(block.len());
+        pieces.resize_with(self.width(), Vec::new);
+        let (data_pieces, parity_pieces) = pieces.split_at_mut(self.data);
+        let mut chunks = block.chunks(len);
+        for piece in data_pieces.iter_mut() {
+            piece.clear();
+            piece.reserve(len);
+            if let Some(chunk) = chunks.next() {
+                piece.extend_from_slice(chunk);
+            }
+            piece.resize(len, 0);
+        }
+        // No need to zero parity buffers: the coder overwrites every byte of them.
+        for piece in parity_pieces.iter_mut() {
+            piece.resize(len, 0);
+        }
+        if let Some(rs) = &self.rs {
+            rs.encode_sep(data_pieces, parity_pieces).map_err(ec_err)?;
+        }
+        Ok(())
+    }
+
+    fn check_slots(&self, pieces: &[Option<Vec<u8>>]) -> Result<usize> {
+        if pieces.len() != self.width() {
+            return Err(StorageError::Ec(format!(
+                "{} piece slots given, codec is {}+{}",
+                pieces.len(),
+                self.data,
+                self.parity
+            )));
+        }
+        let present = pieces.iter().filter(|p| p.is_some()).count();
+        if present < self.data {
+            return Err(StorageError::Ec(format!(
+                "only {present} of {} pieces present, {} needed",
+                self.width(),
+                self.data
+            )));
+        }
+        Ok(present)
+    }
+
+    /// Given `data + parity` slots (`None` = missing or corrupt), returns the original block of `block_len`
+    /// bytes. Needs any `data` pieces present, each `piece_len(block_len)` long.
+    pub fn decode(&self, mut pieces: Vec<Option<Vec<u8>>>, block_len: usize) -> Result<Vec<u8>> {
+        self.check_slots(&pieces)?;
+        let len = self.piece_len(block_len);
+        for (i, piece) in pieces.iter().enumerate() {
+            if let Some(p) = piece {
+                if p.len() != len {
+                    return Err(StorageError::Ec(format!(
+                        "piece {i} is {} bytes, a block of {block_len} bytes has pieces of {len}",
+                        p.len()
+                    )));
+                }
+            }
+        }
+        if pieces[..self.data].iter().any(Option::is_none) {
+            match &self.rs {
+                Some(rs) => rs.reconstruct_data(&mut pieces).map_err(ec_err)?,
+                None => return Err(StorageError::Ec("a data piece is missing and there is no parity".into())),
+            }
+        }
+        let mut out = Vec::with_capacity(block_len);
+        for piece in pieces[..self.data].iter().flatten() {
+            let want = (block_len - out.len()).min(piece.len());
+            out.extend_from_slice(&piece[..want]);
+        }
+        if out.len() != block_len {
+            return Err(StorageError::Ec(format!("decoded {} bytes, expected {block_len}", out.len())));
+        }
+        Ok(out)
+    }
+
+    /// Fills every `None` slot (data and parity): what repair uses to rebuild lost shards. All present pieces
+    /// must have the same length. On error nothing is changed.
+    pub fn reconstruct_all(&self, pieces: &mut [Option<Vec<u8>>]) -> Result<()> {
+        let present = self.check_slots(pieces)?;
+        if present == self.width() {
+            return Ok(());
+        }
+        match &self.rs {
+            Some(rs) => rs.reconstruct(pieces).map_err(ec_err),
+            // Unreachable: with no parity, check_slots already demanded every piece.
+            None => Err(StorageError::Ec("a piece is missing and there is no parity".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::Rng;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn block(len: usize, seed: u64) -> Vec<u8> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..len).map(|_| rng.gen()).collect()
+    }
+
+    const SHAPES: [(usize, usize); 9] = [(1, 0), (1, 1), (2, 0), (2, 1), (3, 2), (4, 2), (6, 3), (10, 4), (16, 16)];
+
+    #[test]
+    fn encode_then_decode_round_trips_for_many_shapes_and_lengths() {
+        for (data, parity) in SHAPES {
+            let codec = Codec::new(data, parity).unwrap();
+            for len in [0, 1, 2, data - 1, data, data + 1, 3 * data + 1, 1000, 4096 + 7] {
+                let b = block(len, len as u64);
+                let pieces = codec.encode(&b).unwrap();
+                assert_eq!(pieces.len(), data + parity);
+                assert!(pieces.iter().all(|p| p.len() == codec.piece_len(len)), "{data}+{parity} len {len}");
+                // The data pieces are the block itself, zero-padded.
+                let joined: Vec<u8> = pieces[..data].concat();
+                assert_eq!(&joined[..len], &b[..]);
+                assert!(joined[len..].iter().all(|&x| x == 0));
+                let slots = pieces.into_iter().map(Some).collect();
+                assert_eq!(codec.decode(slots, len).unwrap(), b, "{data}+{parity} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn piece_len_is_ceiling_and_never_zero() {
+        assert_eq!(piece_len(0, 4), 1);
+        assert_eq!(piece_len(1, 4), 1);
+        assert_eq!(piece_len(8, 4), 2);
+        assert_eq!(piece_len(9, 4), 3);
+        assert_eq!(piece_len(1 << 20, 3), 349_526);
+        assert_eq!(Codec::new(4, 2).unwrap().piece_len(9), 3);
+    }
+
+    #[test]
+    fn decode_succeeds_with_any_parity_pieces_missing() {
+        for (data, parity) in [(2, 1), (3, 2), (4, 2), (6, 3)] {
+            let codec = Codec::new(data, parity).unwrap();
+            let len = 1000 + data;
+            let b = block(len, 9);
+            let pieces = codec.encode(&b).unwrap();
+            // Every subset of exactly `parity` missing slots.
+            let width = data + parity;
+            for mask in 0u32..(1 << width) {
+                if mask.count_ones() as usize != parity {
+                    continue;
+                }
+                let slots: Vec<Option<Vec<u8>>> = pieces
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| if mask & (1 << i) != 0 { None } else { Some(p.clone()) })
+                    .collect();
+                assert_eq!(codec.decode(slots, len).unwrap(), b, "{data}+{parity} mask {mask:b}");
+            }
+        }
+    }
+
+    #[test]
+    fn decode_fails_with_more_than_parity_pieces_missing() {
+        for (data, parity) in [(1, 0), (2, 0), (2, 1), (4, 2), (6, 3)] {
+            let codec = Codec::new(data, parity).unwrap();
+            let b = block(100, 3);
+            let pieces = codec.encode(&b).unwrap();
+            let mut slots: Vec<Option<Vec<u8>>> = pieces.into_iter().map(Some).collect();
+            for slot in slots.iter_mut().skip(data - 1).take(parity + 1) {
+                *slot = None;
+            }
+            assert!(matches!(codec.decode(slots.clone(), 100), Err(StorageError::Ec(_))), "{data}+{parity}");
+            let before = slots.clone();
+            assert!(matches!(codec.reconstruct_all(&mut slots), Err(StorageError::Ec(_))));
+            assert_eq!(slots, before, "a failed reconstruction changes nothing");
+        }
+    }
+
+    #[test]
+    fn reconstruct_all_restores_identical_data_and_parity_pieces() {
+        for (data, parity) in [(2, 1), (3, 2), (4, 2), (10, 4)] {
+            let codec = Codec::new(data, parity).unwrap();
+            let pieces = codec.encode(&block(5000, 11)).unwrap();
+            // Lose `parity` pieces: the first data piece, the last parity piece, then more data pieces.
+            let width = data + parity;
+            let lost: Vec<usize> = [0, width - 1].into_iter().chain(1..data).take(parity).collect();
+            let mut slots: Vec<Option<Vec<u8>>> = pieces.iter().cloned().map(Some).collect();
+            for &i in &lost {
+                slots[i] = None;
+            }
+            codec.reconstruct_all(&mut slots).unwrap();
+            let restored: Vec<Vec<u8>> = slots.into_iter().map(|p| p.unwrap()).collect();
+            assert_eq!(restored, pieces, "{data}+{parity}");
+        }
+    }
+
+    #[test]
+    fn decode_refuses_wrong_slot_count_and_wrong_piece_length() {
+        let codec = Codec::new(2, 1).unwrap();
+        let pieces = codec.encode(b"hello").unwrap();
+        let two: Vec<Option<Vec<u8>>> = pieces.iter().take(2).cloned().map(Some).collect();
+        assert!(matches!(codec.decode(two, 5), Err(StorageError::Ec(_))));
+        let mut slots: Vec<Option<Vec<u8>>> = pieces.into_iter().map(Some).collect();
+        slots[1].as_mut().unwrap().push(0);
+        assert!(matches!(codec.decode(slots, 5), Err(StorageError::Ec(_))));
+    }
+
+    #[test]
+    fn codec_refuses_impossible_shapes() {
+        assert!(matches!(Codec::new(0, 2), Err(StorageError::Ec(_))));
+        assert!(matches!(Codec::new(200, 56), Err(StorageError::Ec(_))));
+        assert!(Codec::new(200, 55).is_ok());
+        assert!(Codec::new(255, 0).is_ok());
+    }
+
+    #[test]
+    fn encode_into_reuses_buffers_across_block_sizes() {
+        let codec = Codec::new(4, 2).unwrap();
+        let mut pieces = Vec::new();
+        codec.encode_into(&block(1 << 16, 1), &mut pieces).unwrap();
+        let small = block(10, 2);
+        codec.encode_into(&small, &mut pieces).unwrap();
+        assert_eq!(pieces, codec.encode(&small).unwrap());
+        // Stale longer contents must not leak in.
+        let slots = pieces.into_iter().map(Some).collect();
+        assert_eq!(codec.decode(slots, 10).unwrap(), small);
+    }
+
+    #[test]
+    fn encode_is_fast_enough_for_one_mib_blocks() {
+        // A smoke check, not a benchmark: in debug builds this is much slower than release, so only guard
+        // against something pathological (a quadratic copy, byte-at-a-time coding).
+        let codec = Codec::new(4, 2).unwrap();
+        let b = block(1 << 20, 5);
+        let mut pieces = Vec::new();
+        let start = std::time::Instant::now();
+        for _ in 0..8 {
+            codec.encode_into(&b, &mut pieces).unwrap();
+        }
+        let elapsed = start.elapsed();
+        assert!(elapsed.as_secs() < 20, "8 MiB took {elapsed:?}");
+    }
+}

@@ -1,0 +1,257 @@
+//! The Raft log and vote, in the keyspaces `raft_log` (index as u64 BE → versioned entry) and `raft_meta`.
+//!
+//! Invariants:
+//! - Entries are reported flushed (`LogFlushed`) only after the journal is fsynced (`SyncAll`). The fsync
+//!   runs on one dedicated thread, in the order the appends were written, so a later append's flush is
+//!   never reported before an earlier one's; appends queued while an fsync runs share the next one.
+//! - `save_vote` returns only once the vote is fsynced.
+//! - `purge` fsyncs first: the state machine's writes (same journal, not fsynced by apply) must be durable
+//!   before the log entries that could rebuild them disappear.
+//! - Every change of the log is one atomic batch (append, truncate, purge + last purged id), so the log
+//!   never has a hole, whatever a crash interrupts.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::Bound;
+use std::ops::RangeBounds;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use fjall::PersistMode;
+use hoard_protocol::decode;
+use hoard_protocol::encode;
+use openraft::storage::LogFlushed;
+use openraft::storage::RaftLogStorage;
+use openraft::AnyError;
+use openraft::Entry;
+use openraft::LogId;
+use openraft::LogState;
+use openraft::OptionalSend;
+use openraft::RaftLogReader;
+use openraft::StorageError;
+use openraft::StorageIOError;
+use openraft::Vote;
+
+use super::blocking;
+use super::keys::log_index;
+use super::keys::log_key;
+use super::Ks;
+use super::MetaError;
+use super::Result;
+use super::Store;
+use super::TypeConfig;
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const LAST_PURGED: &[u8] = b"last_purged";
+
+/// Maps a store error into the openraft error of the operation that failed.
+// openraft's storage traits fix the (large) error type; boxing it here would not shrink their results.
+#[allow(clippy::result_large_err)]
+pub(crate) fn sto<T>(
+    result: Result<T>,
+    kind: impl FnOnce(AnyError) -> StorageIOError<u64>,
+) -> std::result::Result<T, StorageError<u64>> {
+    result.map_err(|e| StorageError::from(kind(AnyError::new(&e))))
+}
+
+/// One append waiting for its fsync. It holds the store so the database outlives the fsync.
+struct FlushJob {
+    store: Arc<Store>,
+    callback: LogFlushed<TypeConfig>,
+}
+
+/// The sending end of the fsync thread. The thread ends when the store (and so this sender) is dropped.
+pub(crate) struct Flusher {
+    tx: mpsc::Sender<FlushJob>,
+}
+
+impl Flusher {
+    pub(crate) fn spawn() -> Result<Flusher> {
+        let (tx, rx) = mpsc::channel::<FlushJob>();
+        std::thread::Builder::new().name("hoard-meta-fsync".into()).spawn(move || flush_loop(rx))?;
+        Ok(Flusher { tx })
+    }
+}
+
+fn flush_loop(rx: mpsc::Receiver<FlushJob>) {
+    while let Ok(first) = rx.recv() {
+        // Group commit: one fsync covers every append written before it.
+        let store = first.store.clone();
+        let mut jobs = vec![first];
+        jobs.extend(rx.try_iter());
+        let result = store.db.persist(PersistMode::SyncAll);
+        drop(store);
+        for job in jobs {
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::other(format!("fsync of the metadata journal failed: {e}"))),
+            };
+            job.callback.log_io_completed(outcome);
+        }
+    }
+}
+
+/// The Raft log storage. Cheap to clone; clones share the database (one is the log reader).
+#[derive(Clone)]
+pub struct LogStore {
+    store: Arc<Store>,
+}
+
+impl LogStore {
+    pub(crate) fn new(store: Arc<Store>) -> LogStore {
+        LogStore { store }
+    }
+
+    /// Whether this node has ever been part of a Raft group (a vote or any log was written), i.e. whether
+    /// `Raft::initialize` has already run here and must not run again.
+    pub fn is_initialized(&self) -> Result<bool> {
+        Ok(self.read_vote_sync()?.is_some()
+            || self.store.ks(Ks::RaftLog).first_key_value().is_some()
+            || self.last_purged()?.is_some())
+    }
+
+    fn read_vote_sync(&self) -> Result<Option<Vote<u64>>> {
+        self.store.ks(Ks::RaftMeta).get(VOTE)?.map(|v| decode(&v)).transpose().map_err(Into::into)
+    }
+
+    fn last_purged(&self) -> Result<Option<LogId<u64>>> {
+        self.store.ks(Ks::RaftMeta).get(LAST_PURGED)?.map(|v| decode(&v)).transpose().map_err(Into::into)
+    }
+
+    fn last_log_id(&self) -> Result<Option<LogId<u64>>> {
+        match self.store.ks(Ks::RaftLog).last_key_value() {
+            None => Ok(None),
+            Some(guard) => {
+                let (_, value) = guard.into_inner()?;
+                let entry: Entry<TypeConfig> = decode(&value)?;
+                Ok(Some(entry.log_id))
+            }
+        }
+    }
+
+    fn entries(&self, start: Bound<&u64>, end: Bound<&u64>) -> Result<Vec<Entry<TypeConfig>>> {
+        let range = (start.map(|i| log_key(*i)), end.map(|i| log_key(*i)));
+        let mut out = Vec::new();
+        for guard in self.store.ks(Ks::RaftLog).range(range) {
+            let (key, value) = guard.into_inner()?;
+            let entry: Entry<TypeConfig> = decode(&value)?;
+            let index = log_index(&key)?;
+            if entry.log_id.index != index {
+                return Err(MetaError::Corrupt(format!("log entry {} stored at index {index}", entry.log_id)));
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn write_entries(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Result<()> {
+        let log = self.store.ks(Ks::RaftLog);
+        let mut batch = self.store.db.batch();
+        for entry in entries {
+            batch.insert(log, log_key(entry.log_id.index), encode(&entry));
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Removes `[from, to)` in one batch, optionally recording the new last purged id with it.
+    fn remove_range(&self, from: Bound<u64>, to: Bound<u64>, purged: Option<&LogId<u64>>) -> Result<()> {
+        let log = self.store.ks(Ks::RaftLog);
+        let mut batch = self.store.db.batch();
+        let range = (from.map(log_key), to.map(log_key));
+        for guard in log.range(range) {
+            batch.remove(log, guard.key()?);
+        }
+        if let Some(purged) = purged {
+            batch.insert(self.store.ks(Ks::RaftMeta), LAST_PURGED, encode(purged));
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    async fn sync(&self) -> Result<()> {
+        let store = self.store.clone();
+        blocking(move || store.db.persist(PersistMode::SyncAll).map_err(MetaError::from)).await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> std::result::Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        sto(self.entries(range.start_bound(), range.end_bound()), StorageIOError::read_logs)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> std::result::Result<LogState<TypeConfig>, StorageError<u64>> {
+        let last_purged_log_id = sto(self.last_purged(), StorageIOError::read_logs)?;
+        let last = sto(self.last_log_id(), StorageIOError::read_logs)?;
+        let last_log_id = std::cmp::max(last, last_purged_log_id);
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> std::result::Result<(), StorageError<u64>> {
+        let written = self.store.ks(Ks::RaftMeta).insert(VOTE, encode(vote)).map_err(MetaError::from);
+        sto(written, StorageIOError::write_vote)?;
+        sto(self.sync().await, StorageIOError::write_vote)
+    }
+
+    async fn read_vote(&mut self) -> std::result::Result<Option<Vote<u64>>, StorageError<u64>> {
+        sto(self.read_vote_sync(), StorageIOError::read_vote)
+    }
+
+    /// Not fsynced: it is a hint that lets a restart re-apply the log without waiting for an election;
+    /// losing it only delays that.
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> std::result::Result<(), StorageError<u64>> {
+        let written = self.store.ks(Ks::RaftMeta).insert(COMMITTED, encode(&committed)).map_err(MetaError::from);
+        sto(written, StorageIOError::write)
+    }
+
+    async fn read_committed(&mut self) -> std::result::Result<Option<LogId<u64>>, StorageError<u64>> {
+        let read = self.store.ks(Ks::RaftMeta).get(COMMITTED).map_err(MetaError::from).and_then(|v| match v {
+            None => Ok(None),
+            Some(v) => decode::<Option<LogId<u64>>>(&v).map_err(MetaError::from),
+        });
+        sto(read, StorageIOError::read)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> std::result::Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        sto(self.write_entries(entries), StorageIOError::write_logs)?;
+        let job = FlushJob { store: self.store.clone(), callback };
+        if let Err(mpsc::SendError(job)) = self.store.flusher.tx.send(job) {
+            job.callback.log_io_completed(Err(io::Error::other("the metadata fsync thread has stopped")));
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> std::result::Result<(), StorageError<u64>> {
+        tracing::debug!(%log_id, "truncating the metadata log");
+        sto(self.remove_range(Bound::Included(log_id.index), Bound::Unbounded, None), StorageIOError::write_logs)
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> std::result::Result<(), StorageError<u64>> {
+        tracing::debug!(%log_id, "purging the metadata log");
+        sto(self.sync().await, StorageIOError::write_logs)?;
+        sto(
+            self.remove_range(Bound::Unbounded, Bound::Included(log_id.index), Some(&log_id)),
+            StorageIOError::write_logs,
+        )
+    }
+}

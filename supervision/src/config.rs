@@ -1,0 +1,161 @@
+//! Configuration of `hoard serve`: command-line flags, then `HOARD_*` environment variables (clap reads
+//! both), then the TOML file named by `--config`, then defaults — the first that says something wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use hoard_protocol::Credential;
+use serde::Deserialize;
+
+use crate::node::NodeOptions;
+
+/// The shortest scrub grace an operator may set: longer than any PUT takes between syncing its shard
+/// files and committing them.
+pub const MIN_SCRUB_GRACE_SECS: u64 = 60;
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and HOARD_* variables override it).
+    #[arg(long, env = "HOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where hoard keeps metadata and, by default, its disk directories.
+    #[arg(long, env = "HOARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A disk directory (repeat for each disk; comma-separated in HOARD_DISK). Default: data-shards +
+    /// parity-shards directories under the data dir.
+    #[arg(long = "disk", env = "HOARD_DISK", value_delimiter = ',')]
+    pub disks: Vec<PathBuf>,
+    /// Data shards per stripe (k).
+    #[arg(long, env = "HOARD_DATA_SHARDS")]
+    pub data_shards: Option<u8>,
+    /// Parity shards per stripe (m): how many disks may be lost.
+    #[arg(long, env = "HOARD_PARITY_SHARDS")]
+    pub parity_shards: Option<u8>,
+    /// Address of the S3 endpoint.
+    #[arg(long, env = "HOARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Seconds between background scrub passes (0: never on its own).
+    #[arg(long, env = "HOARD_SCRUB_INTERVAL")]
+    pub scrub_interval: Option<u64>,
+    /// Seconds an unreferenced shard file must age before scrub deletes it.
+    #[arg(long, env = "HOARD_SCRUB_GRACE")]
+    pub scrub_grace: Option<u64>,
+    /// Allow arming fault points (for testing); refused unless set.
+    #[arg(long, env = "HOARD_FAULT_INJECTION")]
+    pub fault_injection: bool,
+}
+
+/// The TOML file's shape: the same names as the flags, with underscores.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub disks: Vec<PathBuf>,
+    pub data_shards: Option<u8>,
+    pub parity_shards: Option<u8>,
+    pub listen: Option<SocketAddr>,
+    pub scrub_interval: Option<u64>,
+    pub scrub_grace: Option<u64>,
+    pub fault_injection: Option<bool>,
+}
+
+impl ServeArgs {
+    /// Merges flags/env, the file, and defaults into the options a node starts with.
+    pub fn resolve(&self) -> anyhow::Result<NodeOptions> {
+        let file: FileConfig = match &self.config {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = self.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("hoard-data"));
+        let mut o = NodeOptions::new(data_dir);
+        o.disks = if self.disks.is_empty() { file.disks } else { self.disks.clone() };
+        o.data_shards = self.data_shards.or(file.data_shards).unwrap_or(4);
+        o.parity_shards = self.parity_shards.or(file.parity_shards).unwrap_or(2);
+        if let Some(l) = self.listen.or(file.listen) {
+            o.listen = l;
+        }
+        if let Some(s) = self.scrub_interval.or(file.scrub_interval) {
+            o.scrub_interval = (s > 0).then(|| Duration::from_secs(s));
+        }
+        if let Some(s) = self.scrub_grace.or(file.scrub_grace) {
+            if s < MIN_SCRUB_GRACE_SECS {
+                anyhow::bail!(
+                    "--scrub-grace must be at least {MIN_SCRUB_GRACE_SECS} seconds: a shorter grace could delete the \
+                     shard files of a PUT that is still committing"
+                );
+            }
+            o.scrub_grace = Duration::from_secs(s);
+        }
+        o.fault_injection = self.fault_injection || file.fault_injection.unwrap_or(false);
+        o.root_credential = root_credential_from_env()?;
+        Ok(o)
+    }
+}
+
+/// `HOARD_ROOT_ACCESS_KEY` and `HOARD_ROOT_SECRET_KEY`, both or neither.
+pub fn root_credential_from_env() -> anyhow::Result<Option<Credential>> {
+    let a = std::env::var("HOARD_ROOT_ACCESS_KEY").ok().filter(|s| !s.is_empty());
+    let s = std::env::var("HOARD_ROOT_SECRET_KEY").ok().filter(|s| !s.is_empty());
+    match (a, s) {
+        (Some(access_key), Some(secret_key)) => {
+            if access_key.len() < 3 || secret_key.len() < 8 {
+                anyhow::bail!(
+                    "HOARD_ROOT_ACCESS_KEY must be at least 3 characters and HOARD_ROOT_SECRET_KEY at least 8"
+                );
+            }
+            Ok(Some(Credential { access_key, secret_key }))
+        }
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("set both HOARD_ROOT_ACCESS_KEY and HOARD_ROOT_SECRET_KEY, or neither"),
+    }
+}
+
+/// True when every directory is on one filesystem (so the disks do not fail independently).
+pub fn same_filesystem(paths: &[PathBuf]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let devs: Vec<u64> = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.dev()).collect();
+    devs.len() > 1 && devs.iter().all(|d| *d == devs[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("hoard.toml");
+        std::fs::write(&cfg, "data_shards = 3\nparity_shards = 1\nlisten = \"127.0.0.1:9100\"\n").unwrap();
+        let args = ServeArgs { config: Some(cfg), parity_shards: Some(2), ..Default::default() };
+        let o = args.resolve().unwrap();
+        assert_eq!(o.data_shards, 3);
+        assert_eq!(o.parity_shards, 2);
+        assert_eq!(o.listen.port(), 9100);
+        assert_eq!(o.disk_paths().len(), 5);
+    }
+
+    #[test]
+    fn a_scrub_grace_under_a_minute_is_refused() {
+        let args = ServeArgs { scrub_grace: Some(5), ..Default::default() };
+        let Err(err) = args.resolve() else { panic!("a 5 s grace must be refused") };
+        assert!(format!("{err:#}").contains("at least 60 seconds"), "{err:#}");
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("hoard.toml");
+        std::fs::write(&cfg, "data_shard = 3\n").unwrap();
+        let args = ServeArgs { config: Some(cfg), ..Default::default() };
+        let Err(err) = args.resolve() else { panic!("a misspelt key must be refused") };
+        assert!(format!("{err:#}").contains("data_shard"), "{err:#}");
+    }
+}

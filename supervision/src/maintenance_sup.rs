@@ -1,0 +1,45 @@
+//! Supervises the background maintenance actors: scrub and repair.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use hoard_actors::repair::RepairActor;
+use hoard_actors::scrub::ScrubActor;
+use hoard_actors::NodeContext;
+use ractor::Actor;
+
+use crate::sup::uniq;
+use crate::sup::ChildSpec;
+use crate::sup::RestartPolicy;
+use crate::sup::SupSpec;
+use crate::sup::SupStats;
+
+/// Background work can always be resumed later: restart freely.
+pub const MAINTENANCE_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 20, window: Duration::from_secs(60) };
+
+pub fn spec(ctx: NodeContext, stats: Arc<SupStats>) -> SupSpec {
+    let c1 = ctx.clone();
+    let repair = ChildSpec::new("repair", move |parent| {
+        let ctx = c1.clone();
+        async move {
+            let (r, _) =
+                RepairActor::spawn_linked(Some(format!("repair-{}", uniq())), RepairActor, ctx.clone(), parent).await?;
+            ctx.repair.slot.set(r.clone());
+            Ok(r.get_cell())
+        }
+        .boxed()
+    });
+    let c2 = ctx;
+    let scrub = ChildSpec::new("scrub", move |parent| {
+        let ctx = c2.clone();
+        async move {
+            let (r, _) =
+                ScrubActor::spawn_linked(Some(format!("scrub-{}", uniq())), ScrubActor, ctx.clone(), parent).await?;
+            ctx.scrub.slot.set(r.clone());
+            Ok(r.get_cell())
+        }
+        .boxed()
+    });
+    SupSpec { name: "maintenance_sup", policy: MAINTENANCE_SUP_POLICY, children: vec![repair, scrub], stats }
+}

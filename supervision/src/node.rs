@@ -1,0 +1,287 @@
+//! Booting and stopping one node: builds its `NodeContext`, starts `node_sup` and its subtree, and
+//! settles the root credentials.
+//!
+//! Several nodes may run in one process (tests, simulation): nothing here is global.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::FutureExt;
+use hoard_actors::ec_pool::EcPool;
+use hoard_actors::encryptor::EncryptorPool;
+use hoard_actors::faults::FaultAdmin;
+use hoard_actors::faults::FaultInjector;
+use hoard_actors::faults::NoFaults;
+use hoard_actors::key_keeper::KeyKeeperHandle;
+use hoard_actors::meta::MetaHandle;
+use hoard_actors::repair::RepairHandle;
+use hoard_actors::scrub::ScrubHandle;
+use hoard_actors::shard::ShardHandle;
+use hoard_actors::transport::LocalOnly;
+use hoard_actors::NodeConfig;
+use hoard_actors::NodeContext;
+use hoard_actors::BLOCK_SIZE;
+use hoard_actors::INLINE_MAX;
+use hoard_protocol::Credential;
+use hoard_protocol::MetaCommand;
+use hoard_protocol::MetaResponse;
+use hoard_storage::disk::Disk;
+use hoard_storage::disk::FileDisk;
+use hoard_storage::env::Env;
+use hoard_storage::env::SystemEnv;
+use ractor::ActorCell;
+use ractor::SpawnErr;
+use tokio::sync::watch;
+
+use crate::faults::FaultRegistry;
+use crate::sup::spawn_sup;
+use crate::sup::ChildSpec;
+use crate::sup::SupStats;
+
+/// Everything a node is started with.
+#[derive(Clone)]
+pub struct NodeOptions {
+    pub data_dir: PathBuf,
+    /// Disk directories; empty = `data_shards + parity_shards` directories under `data_dir`.
+    pub disks: Vec<PathBuf>,
+    pub data_shards: u8,
+    pub parity_shards: u8,
+    pub listen: SocketAddr,
+    /// Root credentials given by the operator; when absent a pair is generated once and stored.
+    pub root_credential: Option<Credential>,
+    pub scrub_interval: Option<Duration>,
+    pub scrub_grace: Duration,
+    /// Workers per CPU pool; 0 = one per core.
+    pub workers: usize,
+    /// Enables the fault registry (refused by the admin API otherwise).
+    pub fault_injection: bool,
+    pub env: Arc<dyn Env>,
+}
+
+impl NodeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeOptions {
+            data_dir: data_dir.into(),
+            disks: Vec::new(),
+            data_shards: 4,
+            parity_shards: 2,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            root_credential: None,
+            scrub_interval: Some(Duration::from_secs(24 * 3600)),
+            scrub_grace: Duration::from_secs(3600),
+            workers: 0,
+            fault_injection: false,
+            env: Arc::new(SystemEnv),
+        }
+    }
+
+    pub fn disk_paths(&self) -> Vec<PathBuf> {
+        if self.disks.is_empty() {
+            let n = self.data_shards as usize + self.parity_shards as usize;
+            (1..=n).map(|i| self.data_dir.join(format!("disk{i}"))).collect()
+        } else {
+            self.disks.clone()
+        }
+    }
+}
+
+/// Supervisor counters of one node, for tests and status.
+#[derive(Default)]
+pub struct NodeStats {
+    pub node: Arc<SupStats>,
+    pub meta: Arc<SupStats>,
+    pub disks: Arc<SupStats>,
+    pub pools: Arc<SupStats>,
+    pub maintenance: Arc<SupStats>,
+    pub s3: Arc<SupStats>,
+}
+
+/// A running node.
+pub struct Node {
+    pub ctx: NodeContext,
+    pub addr: SocketAddr,
+    pub credential: Credential,
+    /// True when the credential was generated at this start (print it once).
+    pub generated_credential: bool,
+    pub faults: Arc<FaultRegistry>,
+    pub stats: Arc<NodeStats>,
+    root: ActorCell,
+    join: tokio::task::JoinHandle<()>,
+}
+
+fn startup(e: impl std::fmt::Display) -> SpawnErr {
+    SpawnErr::StartupFailed(e.to_string().into())
+}
+
+impl Node {
+    pub async fn start(opts: NodeOptions) -> anyhow::Result<Node> {
+        if opts.data_shards == 0 {
+            anyhow::bail!("--data-shards must be at least 1");
+        }
+        let width = opts.data_shards as usize + opts.parity_shards as usize;
+        if width > 255 {
+            anyhow::bail!("data + parity shards must be at most 255");
+        }
+        let paths = opts.disk_paths();
+        if paths.len() < width {
+            anyhow::bail!(
+                "{} disks configured but {}+{} coding needs at least {width} distinct disks",
+                paths.len(),
+                opts.data_shards,
+                opts.parity_shards
+            );
+        }
+        std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
+        let mut disks: Vec<(ShardHandle, Arc<dyn Disk>)> = Vec::new();
+        for (i, p) in paths.iter().enumerate() {
+            let disk = FileDisk::open(p.clone()).with_context(|| format!("opening disk {}", p.display()))?;
+            disks.push((ShardHandle::new(i as u32, p.display().to_string()), Arc::new(disk)));
+        }
+        let workers = if opts.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            opts.workers
+        };
+        let registry = Arc::new(FaultRegistry::new());
+        let faults: Arc<dyn FaultInjector> = if opts.fault_injection { registry.clone() } else { Arc::new(NoFaults) };
+        let ctx = NodeContext {
+            config: Arc::new(NodeConfig {
+                node_id: 1,
+                data_shards: opts.data_shards,
+                parity_shards: opts.parity_shards,
+                block_size: BLOCK_SIZE,
+                scrub_interval: opts.scrub_interval,
+                scrub_grace: opts.scrub_grace,
+                inline_max: INLINE_MAX,
+            }),
+            env: opts.env.clone(),
+            faults: faults.clone(),
+            key_keeper: KeyKeeperHandle::default(),
+            meta: MetaHandle::default(),
+            shards: Arc::new(disks.iter().map(|(h, _)| h.clone()).collect()),
+            ec: EcPool::new(workers),
+            encryptor: EncryptorPool::new(workers),
+            repair: RepairHandle::default(),
+            scrub: ScrubHandle::default(),
+            transport: Arc::new(LocalOnly),
+        };
+        let stats = Arc::new(NodeStats::default());
+        let (bound_tx, mut bound_rx) = watch::channel(None);
+        let credential_out: Arc<Mutex<Option<(Credential, bool)>>> = Arc::new(Mutex::new(None));
+
+        let mut children: Vec<ChildSpec> = vec![crate::node_sup::key_keeper_child(ctx.key_keeper.clone())];
+        {
+            let (h, dir, st) = (ctx.meta.clone(), opts.data_dir.join("meta"), stats.meta.clone());
+            let addr = opts.listen.to_string();
+            children.push(crate::node_sup::sup_child("meta_sup", move || {
+                crate::meta_sup::spec(h.clone(), dir.clone(), 1, addr.clone(), st.clone())
+            }));
+        }
+        {
+            let (f, st) = (faults.clone(), stats.disks.clone());
+            children.push(crate::node_sup::sup_child("disk_sup", move || {
+                crate::disk_sup::spec(disks.clone(), f.clone(), st.clone())
+            }));
+        }
+        {
+            let (ec, enc, f, st) = (ctx.ec.clone(), ctx.encryptor.clone(), faults.clone(), stats.pools.clone());
+            children.push(crate::node_sup::sup_child("pool_sup", move || {
+                crate::pool_sup::spec(ec.clone(), enc.clone(), f.clone(), st.clone())
+            }));
+        }
+        {
+            let (c, st) = (ctx.clone(), stats.maintenance.clone());
+            children.push(crate::node_sup::sup_child("maintenance_sup", move || {
+                crate::maintenance_sup::spec(c.clone(), st.clone())
+            }));
+        }
+        {
+            let (c, st, listen) = (ctx.clone(), stats.s3.clone(), opts.listen);
+            let given = opts.root_credential.clone();
+            let out = credential_out.clone();
+            let admin: Option<Arc<dyn FaultAdmin>> =
+                opts.fault_injection.then(|| registry.clone() as Arc<dyn FaultAdmin>);
+            let listen = Arc::new(Mutex::new(listen));
+            children.push(ChildSpec::new("s3_sup", move |parent| {
+                let (c, st, given, out, bound) = (c.clone(), st.clone(), given.clone(), out.clone(), bound_tx.clone());
+                let admin = admin.clone();
+                let listen = listen.clone();
+                async move {
+                    let (cred, generated) = settle_credential(&c, given).await.map_err(startup)?;
+                    *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((cred.clone(), generated));
+                    let at = *listen.lock().unwrap_or_else(|p| p.into_inner());
+                    let creds = vec![(cred.access_key.clone(), cred.secret_key.clone())];
+                    let cell = spawn_sup(parent, crate::s3_sup::spec(c, at, creds, bound.clone(), admin, st)).await?;
+                    if let Some(b) = *bound.borrow() {
+                        *listen.lock().unwrap_or_else(|p| p.into_inner()) = b;
+                    }
+                    Ok(cell)
+                }
+                .boxed()
+            }));
+        }
+
+        let (root, join) = ractor::Actor::spawn(
+            Some(format!("node_sup-{}", crate::sup::uniq())),
+            crate::sup::Supervisor,
+            crate::node_sup::spec(children, stats.node.clone()),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("node failed to start: {e}"))?;
+        let addr = loop {
+            if let Some(a) = *bound_rx.borrow() {
+                break a;
+            }
+            bound_rx.changed().await.context("listener never bound")?;
+        };
+        let (credential, generated_credential) =
+            credential_out.lock().unwrap_or_else(|p| p.into_inner()).clone().context("credentials were not settled")?;
+        Ok(Node { ctx, addr, credential, generated_credential, faults: registry, stats, root: root.get_cell(), join })
+    }
+
+    /// Stops every actor of the node and releases its stores.
+    pub async fn stop(self) {
+        self.root.stop(None);
+        let _ = self.join.await;
+        self.ctx.meta.shutdown().await;
+    }
+
+    /// Resolves when the node's root supervisor has stopped (gave up, or was stopped).
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.join).await;
+    }
+}
+
+/// The operator's credential wins; otherwise the stored one; otherwise a new random pair is stored.
+async fn settle_credential(ctx: &NodeContext, given: Option<Credential>) -> anyhow::Result<(Credential, bool)> {
+    if let Some(c) = given {
+        return Ok((c, false));
+    }
+    if let Some(c) = ctx.meta.read(|r| r.root_credential()).await? {
+        return Ok((c, false));
+    }
+    let mut bytes = [0u8; 30];
+    ctx.env.fill_random(&mut bytes);
+    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let access_key: String = bytes[..20].iter().map(|b| ALPHA[(*b % 32) as usize] as char).collect();
+    let mut secret = [0u8; 30];
+    ctx.env.fill_random(&mut secret);
+    let secret_key = base64_url(&secret);
+    let proposed = Credential { access_key, secret_key };
+    match ctx.meta.write(MetaCommand::SetRootCredential(proposed.clone())).await? {
+        MetaResponse::Credential(c) => {
+            let generated = c == proposed;
+            Ok((c, generated))
+        }
+        other => anyhow::bail!("unexpected answer storing credentials: {other:?}"),
+    }
+}
+
+fn base64_url(b: &[u8]) -> String {
+    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    b.iter().map(|x| ALPHA[(*x as usize) % ALPHA.len()] as char).collect()
+}

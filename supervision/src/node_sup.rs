@@ -1,0 +1,52 @@
+//! The root of a node's tree and its direct children's supervisors.
+//!
+//! ```text
+//! node_sup ─ key_keeper, meta_sup, disk_sup, pool_sup, maintenance_sup, s3_sup   (started in this order)
+//! ```
+//! Order matters: the S3 listener opens last, when everything it calls is up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use hoard_actors::key_keeper::KeyKeeper;
+use ractor::Actor;
+
+use crate::sup::spawn_sup;
+use crate::sup::uniq;
+use crate::sup::ChildSpec;
+use crate::sup::RestartPolicy;
+use crate::sup::SupSpec;
+use crate::sup::SupStats;
+
+/// A child of node_sup that fails more than 3 times in 60 s takes the node down: restarting
+/// subsystems in a loop helps nobody and hides the cause.
+pub const NODE_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 3, window: Duration::from_secs(60) };
+
+pub fn key_keeper_child(handle: hoard_actors::key_keeper::KeyKeeperHandle) -> ChildSpec {
+    ChildSpec::new("key_keeper", move |parent| {
+        let handle = handle.clone();
+        async move {
+            let (r, _) = KeyKeeper::spawn_linked(Some(format!("key_keeper-{}", uniq())), KeyKeeper, (), parent).await?;
+            handle.slot.set(r.clone());
+            Ok(r.get_cell())
+        }
+        .boxed()
+    })
+}
+
+/// A child that is itself a supervisor built from `make` each time it (re)starts.
+pub fn sup_child<F>(name: &'static str, make: F) -> ChildSpec
+where
+    F: Fn() -> SupSpec + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    ChildSpec::new(name, move |parent| {
+        let make = make.clone();
+        async move { spawn_sup(parent, make()).await }.boxed()
+    })
+}
+
+pub fn spec(children: Vec<ChildSpec>, stats: Arc<SupStats>) -> SupSpec {
+    SupSpec { name: "node_sup", policy: NODE_SUP_POLICY, children, stats }
+}
