@@ -1,9 +1,11 @@
 //! The encryptor worker: the CPU-bound byte work of a request other than erasure coding — digests
-//! (MD5 for ETags, the `x-amz-checksum-*` algorithms) today, AES-256-GCM sealing of blocks with
-//! encryption at rest.
+//! (MD5 for ETags, the `x-amz-checksum-*` algorithms) and AES-256-GCM sealing and opening of blocks.
 //!
 //! Digest state travels with each job, so consecutive blocks of one object may run on different workers
-//! while the result is the same as hashing the whole stream in one place.
+//! while the result is the same as hashing the whole stream in one place. A [`Sealer`] travels the same
+//! way; it holds the data key's AES key schedule, which is zeroized when the last job drops it.
+//!
+//! Fault point: `encryptor.seal` (before each block is sealed).
 
 use std::time::Duration;
 
@@ -15,9 +17,15 @@ use ractor::Actor;
 use ractor::ActorProcessingErr;
 use ractor::ActorRef;
 use ractor::RpcReplyPort;
+use std::sync::Arc;
+
+use hoard_storage::seal::Sealer;
 
 use crate::blocking;
+use crate::error::ActorError;
 use crate::error::Result;
+use crate::faults;
+use crate::faults::FaultInjector;
 use crate::pool::Pool;
 
 pub const ENCRYPTOR_DEADLINE: Duration = Duration::from_secs(30);
@@ -93,30 +101,60 @@ impl DigestState {
 
 pub struct EncryptorWorker;
 
+/// Where a block sits in its sealed stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockPlace {
+    pub index: u64,
+    pub last: bool,
+}
+
 pub enum EncryptorMsg {
     Digest { state: Box<DigestState>, block: Bytes, reply: RpcReplyPort<Result<Box<DigestState>>> },
+    Seal { sealer: Arc<Sealer>, place: BlockPlace, block: Bytes, reply: RpcReplyPort<Result<Bytes>> },
+    Open { sealer: Arc<Sealer>, place: BlockPlace, block: Bytes, reply: RpcReplyPort<Result<Bytes>> },
 }
 
 impl Actor for EncryptorWorker {
     type Msg = EncryptorMsg;
-    type State = ();
-    type Arguments = ();
+    type State = Arc<dyn FaultInjector>;
+    type Arguments = Arc<dyn FaultInjector>;
 
-    async fn pre_start(&self, _me: ActorRef<EncryptorMsg>, _: ()) -> std::result::Result<(), ActorProcessingErr> {
-        Ok(())
+    async fn pre_start(
+        &self,
+        _me: ActorRef<EncryptorMsg>,
+        faults: Arc<dyn FaultInjector>,
+    ) -> std::result::Result<Arc<dyn FaultInjector>, ActorProcessingErr> {
+        Ok(faults)
     }
 
     async fn handle(
         &self,
         _me: ActorRef<EncryptorMsg>,
         msg: EncryptorMsg,
-        _: &mut (),
+        faults: &mut Arc<dyn FaultInjector>,
     ) -> std::result::Result<(), ActorProcessingErr> {
         match msg {
             EncryptorMsg::Digest { mut state, block, reply } => {
                 let r = blocking::run(move || {
                     state.update(&block);
                     Ok(state)
+                })
+                .await;
+                let _ = reply.send(r);
+            }
+            EncryptorMsg::Seal { sealer, place, block, reply } => {
+                faults::hit(faults.as_ref(), "encryptor.seal").await?;
+                let r = blocking::run(move || {
+                    let sealed = sealer.seal(place.index, place.last, &block).map_err(ActorError::from)?;
+                    Ok(Bytes::from(sealed))
+                })
+                .await;
+                let _ = reply.send(r);
+            }
+            EncryptorMsg::Open { sealer, place, block, reply } => {
+                let r = blocking::run(move || {
+                    let opened = sealer.open(place.index, place.last, &block).map_err(ActorError::from)?;
+                    Ok(Bytes::from(opened))
                 })
                 .await;
                 let _ = reply.send(r);
@@ -138,6 +176,16 @@ impl EncryptorPool {
 
     pub async fn digest(&self, state: Box<DigestState>, block: Bytes) -> Result<Box<DigestState>> {
         self.pool.call(|reply| EncryptorMsg::Digest { state, block, reply }, ENCRYPTOR_DEADLINE).await?
+    }
+
+    /// Seals one plaintext block.
+    pub async fn seal(&self, sealer: Arc<Sealer>, place: BlockPlace, block: Bytes) -> Result<Bytes> {
+        self.pool.call(|reply| EncryptorMsg::Seal { sealer, place, block, reply }, ENCRYPTOR_DEADLINE).await?
+    }
+
+    /// Opens one sealed block; an error, never bytes, if it fails authentication.
+    pub async fn open(&self, sealer: Arc<Sealer>, place: BlockPlace, block: Bytes) -> Result<Bytes> {
+        self.pool.call(|reply| EncryptorMsg::Open { sealer, place, block, reply }, ENCRYPTOR_DEADLINE).await?
     }
 }
 

@@ -29,6 +29,18 @@ pub enum ActorError {
     Body(String),
     #[error("{0}")]
     Invalid(String),
+    /// Encryption was asked of a node that holds no master key.
+    #[error("this node holds no master key")]
+    NoMasterKey,
+    /// A record names a master key this node does not hold.
+    #[error("the object's data key is wrapped under master key {0}, which this node does not hold")]
+    UnknownKeyId(String),
+    /// A wrapped data key failed its integrity check: the wrong key, or a damaged record.
+    #[error("the data key could not be unwrapped {0}")]
+    KeyUnwrap(String),
+    /// A sealed block failed authentication or a sealed length is impossible.
+    #[error("sealed data: {0}")]
+    Sealed(#[from] hoard_storage::seal::SealError),
 }
 
 pub type Result<T> = std::result::Result<T, ActorError>;

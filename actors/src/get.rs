@@ -7,24 +7,29 @@
 //! - Damage found on the way is reported to repair, once per segment and read.
 //! - The stream is produced by its own task into a channel of two blocks: memory stays bounded and a
 //!   slow client slows the reads down instead of filling memory.
+//! - Ranges are in plaintext bytes. A sealed block is opened (encryptor pool) before any of it is sent;
+//!   a block that fails authentication ends the stream with an error and nothing of it is returned.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
 use hoard_protocol::Segment;
+use hoard_storage::seal;
 use hoard_storage::shard_file;
 use hoard_storage::shard_file::ShardHeader;
 use tokio::sync::mpsc;
 
+use crate::encryptor::BlockPlace;
 use crate::error::ActorError;
 use crate::error::Result;
+use crate::put::SealKey;
 use crate::NodeContext;
 
 /// How long one piece read may take before parity is used instead.
 pub const PIECE_READ_DEADLINE: Duration = Duration::from_secs(5);
 
-/// One segment and the byte range wanted from it, `[start, end)`.
+/// One segment and the plaintext byte range wanted from it, `[start, end)`.
 #[derive(Debug, Clone)]
 pub struct SegmentRange {
     pub segment: Segment,
@@ -32,10 +37,11 @@ pub struct SegmentRange {
     pub end: u64,
 }
 
-/// Streams the bytes of `ranges` in order.
+/// Streams the plaintext bytes of `ranges` in order, opening sealed segments with `key`.
 pub fn read_ranges(
     ctx: NodeContext,
     ranges: Vec<SegmentRange>,
+    key: Option<SealKey>,
 ) -> impl Stream<Item = Result<Bytes>> + Send + Sync + 'static {
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(2);
     tokio::spawn(async move {
@@ -43,12 +49,12 @@ pub fn read_ranges(
             if r.start >= r.end {
                 continue;
             }
-            let block_size = r.segment.layout.block_size as u64;
+            let block_size = r.segment.plain_block().max(1);
             let first = r.start / block_size;
             let last = (r.end - 1) / block_size;
             let mut damaged: Vec<u8> = Vec::new();
             for block in first..=last {
-                let res = read_block(&ctx, &r.segment, block, &mut damaged).await;
+                let res = read_plain_block(&ctx, &r.segment, key.as_ref(), block, &mut damaged).await;
                 let item = res.map(|data| {
                     let block_start = block * block_size;
                     let from = r.start.saturating_sub(block_start) as usize;
@@ -74,6 +80,29 @@ pub fn read_ranges(
 
 fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + Sync + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Reads one block of a segment and, when the segment is sealed, opens it.
+async fn read_plain_block(
+    ctx: &NodeContext,
+    segment: &Segment,
+    key: Option<&SealKey>,
+    block: u64,
+    damaged: &mut Vec<u8>,
+) -> Result<Bytes> {
+    let stored = read_block(ctx, segment, block, damaged).await?;
+    match (segment.seal, key) {
+        (None, None) => Ok(stored),
+        (Some(s), Some(key)) => {
+            let blocks = seal::block_count(segment.size, segment.plain_block())?;
+            let place = BlockPlace { index: block, last: block + 1 == blocks };
+            ctx.encryptor.open(key.sealer(segment.part_number, s.salt), place, stored).await
+        }
+        (Some(_), None) => Err(ActorError::Invalid(format!("segment {} is sealed and no key was given", segment.id))),
+        (None, Some(_)) => {
+            Err(ActorError::Invalid(format!("segment {} of an encrypted object is not sealed", segment.id)))
+        }
+    }
 }
 
 fn header_of(segment: &Segment, index: u8) -> ShardHeader {

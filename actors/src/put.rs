@@ -1,5 +1,5 @@
-//! Writing one stream of bytes as a segment: blocks → digest (encryptor pool) and Reed-Solomon
-//! (EC pool) → one piece per shard file → sync.
+//! Writing one stream of bytes as a segment: blocks → digest (encryptor pool), and, for an encrypted
+//! object, sealing (encryptor pool) → Reed-Solomon (EC pool) → one piece per shard file → sync.
 //!
 //! Invariants:
 //! - Memory per stream is bounded by about two blocks plus their pieces, whatever the stream's length:
@@ -8,6 +8,8 @@
 //!   if it never does, the shard files are orphans that scrub removes after its grace period.
 //! - A segment is returned only if at least the write quorum of shard files were synced; shard files
 //!   that failed are reported to repair once the caller has committed.
+//! - Encrypt-then-code: a sealed segment's shard files hold only ciphertext. Every upload of a part draws
+//!   a fresh nonce salt, and the body is read one block ahead so the last block is sealed as last.
 //!
 //! Fault point: `put.after_shards` (after every shard file is synced, before returning).
 
@@ -17,11 +19,18 @@ use bytes::Bytes;
 use bytes::BytesMut;
 use futures::Stream;
 use futures::StreamExt;
+use std::sync::Arc;
+
 use hoard_protocol::Segment;
 use hoard_protocol::SegmentId;
+use hoard_protocol::SegmentSeal;
 use hoard_protocol::ShardLayout;
+use hoard_protocol::SEAL_TAG_LEN;
+use hoard_storage::seal::DataKey;
+use hoard_storage::seal::Sealer;
 use hoard_storage::shard_file::ShardHeader;
 
+use crate::encryptor::BlockPlace;
 use crate::encryptor::ChecksumSet;
 use crate::encryptor::DigestState;
 use crate::encryptor::Digests;
@@ -57,22 +66,48 @@ pub struct Written {
     pub failed_shards: Vec<u8>,
 }
 
+/// The nonce salt of inline bodies. A constant is safe there: an inline body is sealed exactly once under
+/// its own fresh data key (a copy or a rewrap keeps the ciphertext; it never seals again), so no
+/// (data key, nonce) pair can repeat.
+pub const INLINE_SALT: u64 = 0;
+
+/// The key an object's blocks are sealed and opened with: its data key and data id.
+#[derive(Clone)]
+pub struct SealKey {
+    pub key: Arc<DataKey>,
+    pub data_id: [u8; 16],
+}
+
+impl SealKey {
+    pub fn new(key: DataKey, data_id: [u8; 16]) -> SealKey {
+        SealKey { key: Arc::new(key), data_id }
+    }
+
+    /// The sealer of one stream (a part, or the whole body of a single PUT) with nonce salt `salt`.
+    pub fn sealer(&self, part: u32, salt: u64) -> Arc<Sealer> {
+        Arc::new(Sealer::new(&self.key, self.data_id, part, salt))
+    }
+}
+
 /// How a body was stored.
 #[derive(Debug)]
 pub enum Stored {
-    /// Small enough to live in the object's metadata record.
+    /// Small enough to live in the object's metadata record (sealed when the object is encrypted).
     Inline {
         data: Bytes,
+        /// Plaintext length.
+        size: u64,
         digests: Digests,
     },
     Segment(Written),
 }
 
 impl Stored {
+    /// Plaintext length.
     pub fn size(&self) -> u64 {
         match self {
-            Stored::Inline { data, .. } => data.len() as u64,
-            Stored::Segment(w) => w.segment.size,
+            Stored::Inline { size, .. } => *size,
+            Stored::Segment(w) => w.segment.plain_size(),
         }
     }
 
@@ -91,9 +126,10 @@ impl Stored {
     }
 }
 
-/// Stores a body inline when it ends within `ctx.config.inline_max` bytes, as a segment otherwise.
-/// Only `inline_max + 1` bytes are read before deciding, so memory stays bounded either way.
-pub async fn write_object<S, E>(ctx: &NodeContext, body: S, want: ChecksumSet) -> Result<Stored>
+/// Stores a body inline when it ends within `ctx.config.inline_max` bytes, as a segment otherwise;
+/// sealed with `seal` when given. Only `inline_max + 1` bytes are read before deciding, so memory stays
+/// bounded either way.
+pub async fn write_object<S, E>(ctx: &NodeContext, body: S, want: ChecksumSet, seal: Option<&SealKey>) -> Result<Stored>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -121,11 +157,21 @@ where
             data.extend_from_slice(&c);
         }
         let data = data.freeze();
-        let digests = ctx.encryptor.digest(Box::new(DigestState::new(want)), data.clone()).await?.finish();
-        return Ok(Stored::Inline { data, digests });
+        let size = data.len() as u64;
+        let digest = ctx.encryptor.digest(Box::new(DigestState::new(want)), data.clone());
+        let (digests, data) = match seal {
+            None => (digest.await?.finish(), data),
+            Some(seal) => {
+                let place = BlockPlace { index: 0, last: true };
+                let sealed = ctx.encryptor.seal(seal.sealer(0, INLINE_SALT), place, data);
+                let (digest, sealed) = tokio::join!(digest, sealed);
+                (digest?.finish(), sealed?)
+            }
+        };
+        return Ok(Stored::Inline { data, size, digests });
     }
     let rest = futures::stream::iter(head.into_iter().map(Ok)).chain(body);
-    Ok(Stored::Segment(write_segment(ctx, 0, rest, want).await?))
+    Ok(Stored::Segment(write_segment(ctx, 0, rest, want, seal).await?))
 }
 
 /// Shards that must be durable before a write may commit: `data` (enough to read), one more when
@@ -140,15 +186,30 @@ pub fn write_quorum(data: u8, parity: u8) -> usize {
 
 /// Writes `body` as a new segment with a fresh id and the node's current layout.
 #[tracing::instrument(skip_all, fields(part = part_number))]
-pub async fn write_segment<S, E>(ctx: &NodeContext, part_number: u32, body: S, want: ChecksumSet) -> Result<Written>
+pub async fn write_segment<S, E>(
+    ctx: &NodeContext,
+    part_number: u32,
+    body: S,
+    want: ChecksumSet,
+    seal: Option<&SealKey>,
+) -> Result<Written>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let layout = ctx.choose_layout();
+    let mut layout = ctx.choose_layout();
     let id = SegmentId(ctx.env.random_u128());
     let width = layout.width();
+    // Blocks are cut from the plaintext; a sealed block is stored with its tag.
     let block_size = layout.block_size as usize;
+    let (sealer, segment_seal) = match seal {
+        Some(key) => {
+            let salt = ctx.env.random_u64();
+            layout.block_size += SEAL_TAG_LEN as u32;
+            (Some(key.sealer(part_number, salt)), Some(SegmentSeal { salt }))
+        }
+        None => (None, None),
+    };
 
     let mut writers: Vec<Option<ShardWriter>> = Vec::with_capacity(width);
     let creates = layout.disks.iter().enumerate().map(|(i, d)| {
@@ -174,6 +235,7 @@ where
 
     let mut digest = Some(Box::new(DigestState::new(want)));
     let mut size: u64 = 0;
+    let mut index: u64 = 0;
     let mut buf = BytesMut::with_capacity(block_size);
     let mut body = body;
     let mut ended = false;
@@ -182,34 +244,45 @@ where
     let mut in_flight: Option<Vec<Vec<u8>>> = None;
     loop {
         let next = async {
-            if ended {
+            if ended && buf.is_empty() {
                 return Ok::<_, ActorError>(None);
             }
-            while buf.len() < block_size {
+            // One byte past the block: only then is it known whether this block is the last.
+            while buf.len() <= block_size && !ended {
                 match next_chunk(&mut body).await? {
                     Some(chunk) => buf.extend_from_slice(&chunk),
-                    None => {
-                        ended = true;
-                        break;
-                    }
+                    None => ended = true,
                 }
             }
             let take = buf.len().min(block_size);
-            if take == 0 {
+            // An empty body is no block at all, or, sealed, one empty last block.
+            if take == 0 && (sealer.is_none() || index > 0) {
                 return Ok(None);
             }
             let block = buf.split_to(take).freeze();
             if buf.capacity() < block_size {
                 buf.reserve(block_size - buf.len());
             }
-            size += block.len() as u64;
+            let place = BlockPlace { index, last: ended && buf.is_empty() };
+            index += 1;
             let state = digest.take().ok_or(ActorError::Invalid("digest state lost".into()))?;
-            let (d, pieces) = tokio::join!(
-                ctx.encryptor.digest(state, block.clone()),
-                ctx.ec.encode(layout.data, layout.parity, block)
-            );
+            let to_store = block.clone();
+            let stored = async {
+                match &sealer {
+                    None => Ok(to_store),
+                    Some(sealer) => ctx.encryptor.seal(sealer.clone(), place, to_store).await,
+                }
+            };
+            let coded = async {
+                let stored = stored.await?;
+                let len = stored.len() as u64;
+                Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, stored).await?))
+            };
+            let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
             digest = Some(d?);
-            Ok(Some(pieces?))
+            let (len, pieces) = coded?;
+            size += len;
+            Ok(Some(pieces))
         };
         let previous = in_flight.take();
         let write = append_all(&mut writers, previous);
@@ -235,7 +308,8 @@ where
     }
     faults::hit(ctx.faults.as_ref(), "put.after_shards").await?;
     let failed_shards = ok.iter().enumerate().filter(|(_, b)| !**b).map(|(i, _)| i as u8).collect();
-    Ok(Written { segment: Segment { id, part_number, size, layout }, digests: digest.finish(), failed_shards })
+    let segment = Segment { id, part_number, size, layout, seal: segment_seal };
+    Ok(Written { segment, digests: digest.finish(), failed_shards })
 }
 
 /// Appends one block's pieces, one per shard file, all disks at once; a failed disk drops out.

@@ -90,15 +90,51 @@ impl ShardLayout {
     }
 }
 
+/// Bytes of the tag that follows every sealed block (AES-256-GCM).
+pub const SEAL_TAG_LEN: u64 = 16;
+
 /// One stream of bytes stored as shard files: a whole single-PUT object, or one part of a multipart object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     pub id: SegmentId,
     /// Part number for multipart objects, 0 for a single PUT.
     pub part_number: u32,
-    /// Length of the stored stream in bytes.
+    /// Length of the stored stream in bytes (ciphertext and tags when sealed).
     pub size: u64,
     pub layout: ShardLayout,
+    /// Present when the stream is sealed: then each stored block is one sealed block of
+    /// `layout.block_size - SEAL_TAG_LEN` plaintext bytes plus its tag.
+    pub seal: Option<SegmentSeal>,
+}
+
+/// How a segment's blocks were sealed, besides the object's data key and data id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentSeal {
+    /// The random nonce salt drawn for this upload of this part.
+    pub salt: u64,
+}
+
+impl Segment {
+    /// Plaintext bytes per block.
+    pub fn plain_block(&self) -> u64 {
+        let stored = u64::from(self.layout.block_size);
+        match self.seal {
+            Some(_) => stored.saturating_sub(SEAL_TAG_LEN),
+            None => stored,
+        }
+    }
+
+    /// Length of the segment's plaintext.
+    pub fn plain_size(&self) -> u64 {
+        match self.seal {
+            None => self.size,
+            Some(_) => {
+                let stored_block = u64::from(self.layout.block_size).max(1);
+                let blocks = self.size.div_ceil(stored_block).max(1);
+                self.size.saturating_sub(blocks * SEAL_TAG_LEN)
+            }
+        }
+    }
 }
 
 /// Checksums a client asked for (`x-amz-checksum-*`), base64 as S3 returns them.
@@ -128,8 +164,60 @@ pub struct ObjectHeaders {
 /// How an object's bytes are protected at rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Encryption {
+    /// Stored as sent.
     #[default]
     None,
+    /// SSE-S3: the data key is wrapped by the master key named `key_id`.
+    SseS3 { key_id: String, key: WrappedKey },
+    /// SSE-C: the data key is wrapped by the customer's key, which hoard never keeps.
+    SseC { key: WrappedKey },
+}
+
+impl Encryption {
+    pub fn wrapped(&self) -> Option<&WrappedKey> {
+        match self {
+            Encryption::None => None,
+            Encryption::SseS3 { key, .. } | Encryption::SseC { key } => Some(key),
+        }
+    }
+}
+
+/// An object's data key as stored: wrapped, with the data id that binds its sealed blocks.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    /// The sealed chunk format (1).
+    pub format: u8,
+    /// Random, made with the data key; bound into every block. Not secret.
+    pub data_id: [u8; 16],
+    /// The data key under AES key wrap (RFC 3394): 40 bytes.
+    pub wrapped: Vec<u8>,
+}
+
+/// Prints the data id only: a wrapped key is not secret, but nothing key-shaped goes into logs.
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrappedKey").field("format", &self.format).field("data_id", &hex_of(&self.data_id)).finish()
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A bucket's default encryption (PutBucketEncryption).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketEncryption {
+    /// Objects written without SSE headers are SSE-S3.
+    SseS3,
+}
+
+/// Node- or cluster-wide encryption settings, changed only through Raft.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionSettings {
+    /// Every new write is SSE-S3 unless it asks for SSE-C (`hoard cluster encrypt`; never turned off).
+    pub encrypt_all: bool,
+    /// The master key id new SSE-S3 data keys are wrapped under.
+    pub active_key_id: Option<String>,
 }
 
 /// A committed object: everything needed to read it back.
@@ -158,6 +246,8 @@ pub struct ObjectRecord {
 pub struct BucketRecord {
     pub name: String,
     pub created_ms: i64,
+    /// Default encryption for writes that ask for none (PutBucketEncryption).
+    pub encryption: Option<BucketEncryption>,
 }
 
 /// A multipart upload in progress.
@@ -250,6 +340,16 @@ pub enum MetaCommand {
         record: ObjectRecord,
         now_ms: i64,
         condition: WriteCondition,
+    },
+    /// Sets (or with `None` removes) a bucket's default encryption.
+    SetBucketEncryption {
+        bucket: String,
+        encryption: Option<BucketEncryption>,
+    },
+    /// Makes SSE-S3 the default for every new write (enable-only); `key_id` becomes the active master key
+    /// unless one is already active.
+    EncryptAll {
+        key_id: String,
     },
 }
 

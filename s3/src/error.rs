@@ -36,6 +36,21 @@ pub fn to_s3(e: ActorError) -> S3Error {
         ActorError::Unavailable(what) => s3_error!(ServiceUnavailable, "{what} is unavailable; retry"),
         ActorError::Quorum(msg) => s3_error!(ServiceUnavailable, "not enough healthy disks: {msg}"),
         ActorError::Invalid(msg) => s3_error!(InvalidRequest, "{msg}"),
+        ActorError::NoMasterKey => s3_error!(
+            NotImplemented,
+            "SSE-S3 (AES256) needs a master key and this node holds none (start it with --master-key-file)"
+        ),
+        ActorError::UnknownKeyId(id) => {
+            tracing::error!(key_id = %id, "a record names a master key this node does not hold");
+            s3_error!(
+                InternalError,
+                "The object's data key is wrapped under master key {id}, which this node does not hold"
+            )
+        }
+        e @ (ActorError::KeyUnwrap(_) | ActorError::Sealed(_)) => {
+            tracing::error!(error = %e, "encrypted data could not be opened");
+            s3_error!(InternalError, "{e}; no bytes were returned")
+        }
         e @ (ActorError::Injected(_) | ActorError::Storage(_) | ActorError::Meta(_)) => {
             tracing::error!(error = %e, "internal error");
             s3_error!(InternalError, "{e}")

@@ -13,9 +13,13 @@ use hyper::body::Incoming;
 use s3s::service::S3Service;
 use s3s::Body;
 
+use crate::sse::Secure;
+
 pub struct Frontend {
     pub ctx: NodeContext,
     pub s3: S3Service,
+    /// Put into every request: whether SSE-C may be accepted on this connection.
+    pub secure: Secure,
 }
 
 impl Frontend {
@@ -37,6 +41,7 @@ impl Frontend {
         }
         let mut req = req;
         join_repeated_content_encoding(req.headers_mut());
+        req.extensions_mut().insert(self.secure);
         match self.s3.call(req.map(Body::from)).await {
             Ok(resp) => Ok(resp),
             Err(e) => {

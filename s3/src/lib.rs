@@ -8,6 +8,7 @@ pub mod frontend;
 pub mod listener;
 pub mod ops;
 pub mod session;
+pub mod sse;
 
 use std::sync::Arc;
 
@@ -22,15 +23,17 @@ use crate::frontend::Frontend;
 use crate::ops::HoardS3;
 
 /// Builds the request handler of a node: S3 with the given credentials, sessions under `sessions`.
-/// `faults` is `Some` only on nodes started with fault injection enabled.
+/// `faults` is `Some` only on nodes started with fault injection enabled. `secure` says whether the
+/// requests it serves arrived over TLS (or through a TLS-terminating proxy the operator trusts).
 pub fn frontend(
     ctx: NodeContext,
     sessions: ActorCell,
     credentials: Vec<(String, String)>,
     faults: Option<Arc<dyn FaultAdmin>>,
+    secure: bool,
 ) -> Arc<Frontend> {
     let mut builder = S3ServiceBuilder::new(HoardS3 { ctx: ctx.clone(), sessions });
     builder.set_auth(Credentials::new(credentials));
     builder.set_route(AdminRoute { faults });
-    Arc::new(Frontend { ctx, s3: builder.build() })
+    Arc::new(Frontend { ctx, s3: builder.build(), secure: sse::Secure(secure) })
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use bytes::Bytes;
+use hoard_actors::encryptor::BlockPlace;
 use hoard_actors::encryptor::ChecksumSet;
 use hoard_actors::error::ActorError;
 use hoard_actors::faults;
@@ -18,9 +19,12 @@ use hoard_actors::get::read_ranges;
 use hoard_actors::get::SegmentRange;
 use hoard_actors::put::write_object;
 use hoard_actors::put::write_segment;
+use hoard_actors::put::SealKey;
 use hoard_actors::put::Stored;
 use hoard_actors::put::Written;
+use hoard_actors::put::INLINE_SALT;
 use hoard_actors::NodeContext;
+use hoard_protocol::BucketEncryption;
 use hoard_protocol::BucketRecord;
 use hoard_protocol::Checksums;
 use hoard_protocol::Encryption;
@@ -33,6 +37,7 @@ use hoard_protocol::UploadRecord;
 use hoard_protocol::WriteCondition;
 use hoard_storage::meta::ListQuery;
 use hoard_storage::meta::UploadQuery;
+use hoard_storage::seal::opaque_etag;
 use md5::Digest as _;
 use ractor::ActorCell;
 use s3s::dto::*;
@@ -45,6 +50,11 @@ use s3s::S3;
 
 use crate::error::OrS3;
 use crate::session;
+use crate::sse;
+use crate::sse::GivenKey;
+use crate::sse::Secure;
+use crate::sse::Target;
+use crate::sse::WriteSeal;
 
 /// The largest object a single PUT (or one part) may carry, as in S3.
 pub const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
@@ -176,32 +186,51 @@ fn condition_holds(c: &WriteCondition, current: Option<&ObjectRecord>) -> bool {
     }
 }
 
-/// Refuses encryption requests this node cannot honour, before the body is read.
-async fn check_encryption(
+/// The checksum algorithms an object was stored with, to compute again when its bytes are rewritten.
+fn checksum_set_of(c: &Checksums) -> ChecksumSet {
+    ChecksumSet {
+        crc32: c.crc32.is_some(),
+        crc32c: c.crc32c.is_some(),
+        sha1: c.sha1.is_some(),
+        sha256: c.sha256.is_some(),
+    }
+}
+
+/// A part's ETag: its MD5, but under SSE-C a MAC of it (see [`write_etag`]).
+fn part_etag(md5: &[u8; 16], encryption: &Encryption, key: Option<&SealKey>) -> String {
+    match (encryption, key) {
+        (Encryption::SseC { .. }, Some(key)) => hex::encode(opaque_etag(&key.key, md5)),
+        _ => hex::encode(md5),
+    }
+}
+
+/// Whether the request came over TLS (or a trusted TLS-terminating proxy).
+fn secure_of(extensions: &http::Extensions) -> Secure {
+    extensions.get::<Secure>().copied().unwrap_or(Secure(false))
+}
+
+/// How a new object in `bucket` is stored, from the request's SSE headers, the bucket's default and the
+/// node's encrypt-all setting.
+async fn write_target<'a>(
     ctx: &NodeContext,
     sse: Option<&ServerSideEncryption>,
-    sse_c: Option<&SSECustomerAlgorithm>,
-) -> S3Result<Encryption> {
-    if sse_c.is_some() {
-        return Err(s3_error!(NotImplemented, "SSE-C is not supported by this node yet; nothing was stored"));
-    }
-    match sse.map(|s| s.as_str()) {
-        None => Ok(Encryption::None),
-        Some(ServerSideEncryption::AES256) => {
-            let has_key = ctx.key_keeper.has_key().await.or_s3()?;
-            if has_key {
-                Err(s3_error!(NotImplemented, "SSE-S3 is not supported by this node yet; nothing was stored"))
-            } else {
-                Err(s3_error!(
-                    NotImplemented,
-                    "SSE-S3 (AES256) needs a master key and this node holds none (start it with --master-key-file); nothing was stored"
-                ))
-            }
-        }
-        Some(other) => Err(s3_error!(
-            NotImplemented,
-            "server-side encryption {other} is not supported; hoard supports SSE-S3 (AES256) and SSE-C"
-        )),
+    customer: Option<&'a GivenKey>,
+    bucket: &BucketRecord,
+) -> S3Result<Target<'a>> {
+    let encrypt_all = if sse.is_none() && customer.is_none() && bucket.encryption.is_none() {
+        ctx.meta.read(|r| r.encryption_settings()).await.or_s3()?.encrypt_all
+    } else {
+        false
+    };
+    sse::target(sse, customer, bucket.encryption, encrypt_all)
+}
+
+/// The ETag of a write: the MD5 of the plaintext, but for SSE-C, whose ETag must not reveal it, a MAC of
+/// it under the object's data key.
+fn write_etag(md5: &[u8; 16], seal: Option<&WriteSeal>) -> String {
+    match seal {
+        Some(s) if matches!(s.encryption, Encryption::SseC { .. }) => hex::encode(opaque_etag(&s.key.key, md5)),
+        _ => hex::encode(md5),
     }
 }
 
@@ -417,8 +446,18 @@ fn new_version_id(ctx: &NodeContext) -> String {
 }
 
 /// GetObject, and HeadObject without the body: conditions, range or part, headers, checksums.
-async fn read_object(ctx: &NodeContext, i: GetObjectInput, with_body: bool) -> S3Result<S3Response<GetObjectOutput>> {
-    check_encryption(ctx, None, i.sse_customer_algorithm.as_ref()).await?;
+async fn read_object(
+    ctx: &NodeContext,
+    i: GetObjectInput,
+    secure: Secure,
+    with_body: bool,
+) -> S3Result<S3Response<GetObjectOutput>> {
+    let customer = sse::customer_key(
+        i.sse_customer_algorithm.as_ref(),
+        i.sse_customer_key.as_ref(),
+        i.sse_customer_key_md5.as_ref(),
+        secure,
+    )?;
     let rec = get_record(ctx, &i.bucket, &i.key).await?;
     check_read_conditions(
         &rec,
@@ -428,10 +467,17 @@ async fn read_object(ctx: &NodeContext, i: GetObjectInput, with_body: bool) -> S
         i.if_unmodified_since.as_ref(),
     )?;
     let (start, end, partial) = read_window(&rec, i.range.as_ref(), i.part_number)?;
+    // HEAD of an SSE-S3 object needs no key; an SSE-C key is checked by HEAD as by GET.
+    let key = if with_body || customer.is_some() || !matches!(rec.encryption, Encryption::SseS3 { .. }) {
+        sse::for_read(ctx, &rec.encryption, customer.as_ref()).await?
+    } else {
+        None
+    };
+    let described = sse::headers(&rec.encryption, customer.as_ref());
     let h = &rec.headers;
     let want_checksums = !partial && i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
     let out = GetObjectOutput {
-        body: with_body.then(|| StreamingBlob::wrap(object_bytes(ctx, &rec, start, end))),
+        body: with_body.then(|| StreamingBlob::wrap(object_bytes(ctx, &rec, start, end, key))),
         content_length: Some((end - start) as i64),
         content_range: partial.then(|| format!("bytes {}-{}/{}", start, end.saturating_sub(1), rec.size)),
         accept_ranges: Some("bytes".into()),
@@ -450,6 +496,9 @@ async fn read_object(ctx: &NodeContext, i: GetObjectInput, with_body: bool) -> S
         checksum_crc32c: rec.checksums.crc32c.clone().filter(|_| want_checksums),
         checksum_sha1: rec.checksums.sha1.clone().filter(|_| want_checksums),
         checksum_sha256: rec.checksums.sha256.clone().filter(|_| want_checksums),
+        server_side_encryption: described.server_side_encryption,
+        sse_customer_algorithm: described.sse_customer_algorithm,
+        sse_customer_key_md5: described.sse_customer_key_md5,
         ..Default::default()
     };
     let mut resp = S3Response::new(out);
@@ -464,7 +513,7 @@ fn segment_ranges(rec: &ObjectRecord, start: u64, end: u64) -> Vec<SegmentRange>
     let mut out = Vec::new();
     let mut offset = 0u64;
     for seg in &rec.segments {
-        let (s, e) = (offset, offset + seg.size);
+        let (s, e) = (offset, offset + seg.plain_size());
         offset = e;
         if e <= start || s >= end {
             continue;
@@ -480,14 +529,25 @@ fn object_bytes(
     rec: &ObjectRecord,
     start: u64,
     end: u64,
+    key: Option<SealKey>,
 ) -> impl futures::Stream<Item = Result<Bytes, ActorError>> + Send + Sync + 'static {
     use futures::future::Either;
     match &rec.inline {
         Some(data) => {
-            let slice = Bytes::copy_from_slice(data.get(start as usize..end as usize).unwrap_or_default());
-            Either::Left(futures::stream::once(futures::future::ready(Ok(slice))))
+            let (ctx, data) = (ctx.clone(), Bytes::from(data.clone()));
+            let slice = async move {
+                let plain = match key {
+                    None => data,
+                    Some(key) => {
+                        let place = BlockPlace { index: 0, last: true };
+                        ctx.encryptor.open(key.sealer(0, INLINE_SALT), place, data).await?
+                    }
+                };
+                Ok(plain.slice((start as usize).min(plain.len())..(end as usize).min(plain.len())))
+            };
+            Either::Left(futures::stream::once(Box::pin(slice)))
         }
-        None => Either::Right(read_ranges(ctx.clone(), segment_ranges(rec, start, end))),
+        None => Either::Right(read_ranges(ctx.clone(), segment_ranges(rec, start, end), key)),
     }
 }
 
@@ -523,11 +583,11 @@ impl HoardS3 {
     async fn put_body(
         &self,
         part_number: u32,
-        body: Option<StreamingBlob>,
-        content_length: Option<i64>,
+        (body, content_length): (Option<StreamingBlob>, Option<i64>),
         expected: ExpectedChecksums,
         content_md5: Option<[u8; 16]>,
         trailers: Option<s3s::TrailingHeaders>,
+        seal: Option<&SealKey>,
     ) -> S3Result<(Stored, Checksums)> {
         if content_length.is_some_and(|l| l > MAX_PUT_SIZE) {
             return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size of 5 GiB"));
@@ -536,9 +596,9 @@ impl HoardS3 {
             body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
         // Parts are never inline: their segments are what CompleteMultipartUpload stitches together.
         let stored = if part_number == 0 {
-            write_object(&self.ctx, body, expected.want).await.or_s3()?
+            write_object(&self.ctx, body, expected.want, seal).await.or_s3()?
         } else {
-            Stored::Segment(write_segment(&self.ctx, part_number, body, expected.want).await.or_s3()?)
+            Stored::Segment(write_segment(&self.ctx, part_number, body, expected.want, seal).await.or_s3()?)
         };
         if let Some(md5) = content_md5 {
             if md5 != stored.digests().md5 {
@@ -574,7 +634,11 @@ impl S3 for HoardS3 {
         let ctx = self.ctx.clone();
         session::run(&self.sessions, async move {
             let name = req.input.bucket;
-            let cmd = MetaCommand::CreateBucket(BucketRecord { name: name.clone(), created_ms: ctx.env.now_ms() });
+            let cmd = MetaCommand::CreateBucket(BucketRecord {
+                name: name.clone(),
+                created_ms: ctx.env.now_ms(),
+                encryption: None,
+            });
             write(&ctx, cmd).await?;
             Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
         })
@@ -615,6 +679,91 @@ impl S3 for HoardS3 {
         .await
     }
 
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let i = req.input;
+            let rules = &i.server_side_encryption_configuration.rules;
+            let default = match rules.as_slice() {
+                [rule] => rule.apply_server_side_encryption_by_default.as_ref(),
+                _ => return Err(s3_error!(MalformedXML, "The encryption configuration must hold exactly one rule")),
+            };
+            match default.map(|d| d.sse_algorithm.as_str()) {
+                Some(ServerSideEncryption::AES256) => {}
+                Some(other) => {
+                    return Err(s3_error!(
+                        NotImplemented,
+                        "server-side encryption {other} is not supported; hoard supports SSE-S3 (AES256) and SSE-C"
+                    ))
+                }
+                None => return Err(s3_error!(MalformedXML, "The rule must name ApplyServerSideEncryptionByDefault")),
+            }
+            if !ctx.key_keeper.has_key().await.or_s3()? {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "SSE-S3 (AES256) needs a master key and this node holds none (start it with --master-key-file)"
+                ));
+            }
+            let cmd = MetaCommand::SetBucketEncryption { bucket: i.bucket, encryption: Some(BucketEncryption::SseS3) };
+            write(&ctx, cmd).await?;
+            Ok(S3Response::new(PutBucketEncryptionOutput {}))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            let bucket = ensure_bucket(&ctx, &req.input.bucket).await?;
+            match bucket.encryption {
+                None => {
+                    let mut e = s3_error!(
+                        ServerSideEncryptionConfigurationNotFoundError,
+                        "The server side encryption configuration was not found"
+                    );
+                    // S3 answers 404 here; s3s's table says 400.
+                    e.set_status_code(http::StatusCode::NOT_FOUND);
+                    Err(e)
+                }
+                Some(BucketEncryption::SseS3) => {
+                    let rule = ServerSideEncryptionRule {
+                        apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                            kms_master_key_id: None,
+                            sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
+                        }),
+                        bucket_key_enabled: Some(false),
+                    };
+                    let config = ServerSideEncryptionConfiguration { rules: vec![rule] };
+                    Ok(S3Response::new(GetBucketEncryptionOutput {
+                        server_side_encryption_configuration: Some(config),
+                    }))
+                }
+            }
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        let ctx = self.ctx.clone();
+        session::run(&self.sessions, async move {
+            write(&ctx, MetaCommand::SetBucketEncryption { bucket: req.input.bucket, encryption: None }).await?;
+            Ok(S3Response::new(DeleteBucketEncryptionOutput {}))
+        })
+        .await
+    }
+
     #[tracing::instrument(skip_all)]
     async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
         let ctx = self.ctx.clone();
@@ -640,8 +789,12 @@ impl S3 for HoardS3 {
             let ctx = &this.ctx;
             let i = req.input;
             check_key(&i.key)?;
-            let encryption =
-                check_encryption(ctx, i.server_side_encryption.as_ref(), i.sse_customer_algorithm.as_ref()).await?;
+            let customer = sse::customer_key(
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+                secure_of(&req.extensions),
+            )?;
             let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
             let expected = expected_checksums(
                 &req.headers,
@@ -652,7 +805,8 @@ impl S3 for HoardS3 {
                 i.checksum_sha256,
                 i.checksum_crc64nvme,
             )?;
-            ensure_bucket(ctx, &i.bucket).await?;
+            let bucket = ensure_bucket(ctx, &i.bucket).await?;
+            let target = write_target(ctx, i.server_side_encryption.as_ref(), customer.as_ref(), &bucket).await?;
             // Checked when the commit applies, atomically; refused early too when it already fails now.
             let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
             if let Some(c) = &condition {
@@ -665,9 +819,12 @@ impl S3 for HoardS3 {
                     ));
                 }
             }
-            let (stored, checksums) =
-                this.put_body(0, i.body, i.content_length, expected, content_md5, req.trailing_headers).await?;
-            let etag_hex = hex::encode(stored.digests().md5);
+            let seal = sse::seal_new(ctx, &target).await?;
+            let seal_key = seal.as_ref().map(|s| &s.key);
+            let (stored, checksums) = this
+                .put_body(0, (i.body, i.content_length), expected, content_md5, req.trailing_headers, seal_key)
+                .await?;
+            let etag_hex = write_etag(&stored.digests().md5, seal.as_ref());
             let (segments, inline) = match &stored {
                 Stored::Inline { data, .. } => (Vec::new(), Some(data.to_vec())),
                 Stored::Segment(w) => (vec![w.segment.clone()], None),
@@ -690,9 +847,10 @@ impl S3 for HoardS3 {
                 ),
                 checksums: checksums.clone(),
                 segments,
-                encryption,
+                encryption: seal.map(|s| s.encryption).unwrap_or_default(),
                 inline,
             };
+            let described = sse::headers(&record.encryption, customer.as_ref());
             faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
             let now_ms = ctx.env.now_ms();
             let cmd = match condition {
@@ -707,6 +865,9 @@ impl S3 for HoardS3 {
                 checksum_crc32c: checksums.crc32c,
                 checksum_sha1: checksums.sha1,
                 checksum_sha256: checksums.sha256,
+                server_side_encryption: described.server_side_encryption,
+                sse_customer_algorithm: described.sse_customer_algorithm,
+                sse_customer_key_md5: described.sse_customer_key_md5,
                 ..Default::default()
             }))
         })
@@ -716,12 +877,14 @@ impl S3 for HoardS3 {
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let ctx = self.ctx.clone();
-        session::run(&self.sessions, async move { read_object(&ctx, req.input, true).await }).await
+        let secure = secure_of(&req.extensions);
+        session::run(&self.sessions, async move { read_object(&ctx, req.input, secure, true).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let ctx = self.ctx.clone();
+        let secure = secure_of(&req.extensions);
         session::run(&self.sessions, async move {
             let i = req.input;
             let as_get = GetObjectInput {
@@ -741,9 +904,11 @@ impl S3 for HoardS3 {
                 response_content_type: i.response_content_type,
                 response_expires: i.response_expires,
                 sse_customer_algorithm: i.sse_customer_algorithm,
+                sse_customer_key: i.sse_customer_key,
+                sse_customer_key_md5: i.sse_customer_key_md5,
                 ..Default::default()
             };
-            let got = read_object(&ctx, as_get, false).await?;
+            let got = read_object(&ctx, as_get, secure, false).await?;
             let o = got.output;
             let out = HeadObjectOutput {
                 accept_ranges: o.accept_ranges,
@@ -763,6 +928,9 @@ impl S3 for HoardS3 {
                 last_modified: o.last_modified,
                 metadata: o.metadata,
                 parts_count: o.parts_count,
+                server_side_encryption: o.server_side_encryption,
+                sse_customer_algorithm: o.sse_customer_algorithm,
+                sse_customer_key_md5: o.sse_customer_key_md5,
                 ..Default::default()
             };
             let mut resp = S3Response::new(out);
@@ -835,10 +1003,19 @@ impl S3 for HoardS3 {
         session::run(&self.sessions, async move {
             let i = req.input;
             check_key(&i.key)?;
-            let encryption = check_encryption(&ctx, i.server_side_encryption.as_ref(), i.sse_customer_algorithm.as_ref()).await?;
-            if i.copy_source_sse_customer_algorithm.is_some() {
-                return Err(s3_error!(NotImplemented, "SSE-C is not supported by this node yet"));
-            }
+            let secure = secure_of(&req.extensions);
+            let customer = sse::customer_key(
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+                secure,
+            )?;
+            let source_customer = sse::customer_key(
+                i.copy_source_sse_customer_algorithm.as_ref(),
+                i.copy_source_sse_customer_key.as_ref(),
+                i.copy_source_sse_customer_key_md5.as_ref(),
+                secure,
+            )?;
             let (src_bucket, src_key) = match &i.copy_source {
                 CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
                 _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
@@ -852,13 +1029,16 @@ impl S3 for HoardS3 {
                 i.copy_source_if_unmodified_since.as_ref(),
             )?;
             let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-            if src_bucket == i.bucket && src_key == i.key && !replace {
+            let changes_encryption = i.server_side_encryption.is_some() || customer.is_some();
+            if src_bucket == i.bucket && src_key == i.key && !replace && !changes_encryption {
                 return Err(s3_error!(
                     InvalidRequest,
                     "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
                 ));
             }
-            ensure_bucket(&ctx, &i.bucket).await?;
+            let bucket = ensure_bucket(&ctx, &i.bucket).await?;
+            let target = write_target(&ctx, i.server_side_encryption.as_ref(), customer.as_ref(), &bucket).await?;
+            let source_key = sse::for_read(&ctx, &src.encryption, source_customer.as_ref()).await?;
             let headers = if replace {
                 headers_from(
                     i.content_type,
@@ -872,33 +1052,81 @@ impl S3 for HoardS3 {
             } else {
                 src.headers.clone()
             };
-            let now = ctx.env.now_ms();
-            // The copy shares the source's segments: metadata only, no bytes move.
-            let record = ObjectRecord {
-                bucket: i.bucket,
-                key: i.key,
-                version_id: new_version_id(&ctx),
-                size: src.size,
-                etag: src.etag.clone(),
-                last_modified_ms: now,
-                headers,
-                checksums: src.checksums.clone(),
-                segments: src.segments.clone(),
-                inline: src.inline.clone(),
-                encryption: if matches!(encryption, Encryption::None) { src.encryption.clone() } else { encryption },
+            let (mut record, written) = match (&source_key, &target) {
+                // Plain to plain, or encrypted to encrypted: the copy shares the source's ciphertext (or
+                // bytes), with the data key wrapped for the destination. Metadata only, no bytes move.
+                (None, Target::Plain) | (Some(_), Target::SseS3 | Target::SseC(_)) => {
+                    let encryption = match &source_key {
+                        Some(key) => sse::wrap_for(&ctx, key, &target).await?.unwrap_or_default(),
+                        None => Encryption::None,
+                    };
+                    let etag = match (&source_key, &target) {
+                        // An SSE-C copy of an object whose ETag is its plaintext's MD5 must not keep it.
+                        (Some(key), Target::SseC(_)) if !matches!(src.encryption, Encryption::SseC { .. }) => {
+                            hex::encode(opaque_etag(&key.key, src.etag.as_bytes()))
+                        }
+                        _ => src.etag.clone(),
+                    };
+                    let record = ObjectRecord {
+                        segments: src.segments.clone(),
+                        inline: src.inline.clone(),
+                        encryption,
+                        etag,
+                        ..src.clone()
+                    };
+                    (record, None)
+                }
+                // Plaintext to encrypted or back: the bytes are read and written again.
+                (None, Target::SseS3 | Target::SseC(_)) | (Some(_), Target::Plain) => {
+                    let seal = sse::seal_new(&ctx, &target).await?;
+                    let want = checksum_set_of(&src.checksums);
+                    let body = object_bytes(&ctx, &src, 0, src.size, source_key.clone());
+                    let stored = write_object(&ctx, body, want, seal.as_ref().map(|s| &s.key)).await.or_s3()?;
+                    let etag = write_etag(&stored.digests().md5, seal.as_ref());
+                    let (segments, inline) = match &stored {
+                        Stored::Inline { data, .. } => (Vec::new(), Some(data.to_vec())),
+                        Stored::Segment(w) => (vec![w.segment.clone()], None),
+                    };
+                    let record = ObjectRecord {
+                        size: stored.size(),
+                        etag,
+                        checksums: stored_checksums(want, &stored.digests().checksums),
+                        segments,
+                        inline,
+                        encryption: seal.map(|s| s.encryption).unwrap_or_default(),
+                        ..src.clone()
+                    };
+                    (record, Some(stored))
+                }
             };
+            let now = ctx.env.now_ms();
+            record.bucket = i.bucket;
+            record.key = i.key;
+            record.version_id = new_version_id(&ctx);
+            record.last_modified_ms = now;
+            record.headers = headers;
             faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
+            let described = sse::headers(&record.encryption, customer.as_ref());
+            let (etag_hex, checksums) = (record.etag.clone(), record.checksums.clone());
             write(&ctx, MetaCommand::CommitObject { record, now_ms: now }).await?;
+            if let Some(stored) = &written {
+                if let Some(w) = stored.written().filter(|w| !w.failed_shards.is_empty()) {
+                    ctx.repair.report(w.segment.clone(), w.failed_shards.clone());
+                }
+            }
             Ok(S3Response::new(CopyObjectOutput {
                 copy_object_result: Some(CopyObjectResult {
-                    e_tag: Some(etag(&src.etag)),
+                    e_tag: Some(etag(&etag_hex)),
                     last_modified: Some(ts(now)),
-                    checksum_crc32: src.checksums.crc32,
-                    checksum_crc32c: src.checksums.crc32c,
-                    checksum_sha1: src.checksums.sha1,
-                    checksum_sha256: src.checksums.sha256,
+                    checksum_crc32: checksums.crc32,
+                    checksum_crc32c: checksums.crc32c,
+                    checksum_sha1: checksums.sha1,
+                    checksum_sha256: checksums.sha256,
                     ..Default::default()
                 }),
+                server_side_encryption: described.server_side_encryption,
+                sse_customer_algorithm: described.sse_customer_algorithm,
+                sse_customer_key_md5: described.sse_customer_key_md5,
                 ..Default::default()
             }))
         })
@@ -974,11 +1202,20 @@ impl S3 for HoardS3 {
         session::run(&self.sessions, async move {
             let i = req.input;
             check_key(&i.key)?;
-            let encryption =
-                check_encryption(&ctx, i.server_side_encryption.as_ref(), i.sse_customer_algorithm.as_ref()).await?;
+            let customer = sse::customer_key(
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+                secure_of(&req.extensions),
+            )?;
             if let Some(alg) = &i.checksum_algorithm {
                 algorithm_set(alg.as_str(), &mut ChecksumSet::default())?;
             }
+            let bucket = ensure_bucket(&ctx, &i.bucket).await?;
+            let target = write_target(&ctx, i.server_side_encryption.as_ref(), customer.as_ref(), &bucket).await?;
+            // The upload's data key is drawn now and kept wrapped in the upload record: every part seals under it.
+            let encryption = sse::seal_new(&ctx, &target).await?.map(|s| s.encryption).unwrap_or_default();
+            let described = sse::headers(&encryption, customer.as_ref());
             let upload_id = format!("{:032x}", ctx.env.random_u128());
             let upload = UploadRecord {
                 bucket: i.bucket.clone(),
@@ -1003,6 +1240,9 @@ impl S3 for HoardS3 {
                 key: Some(i.key),
                 upload_id: Some(upload_id),
                 checksum_algorithm: i.checksum_algorithm,
+                server_side_encryption: described.server_side_encryption,
+                sse_customer_algorithm: described.sse_customer_algorithm,
+                sse_customer_key_md5: described.sse_customer_key_md5,
                 ..Default::default()
             }))
         })
@@ -1016,9 +1256,15 @@ impl S3 for HoardS3 {
             let ctx = &this.ctx;
             let i = req.input;
             let part_number = check_part_number(i.part_number)?;
-            check_encryption(ctx, None, i.sse_customer_algorithm.as_ref()).await?;
+            let customer = sse::customer_key(
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+                secure_of(&req.extensions),
+            )?;
             let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
             let upload = get_upload(ctx, &i.bucket, &i.key, &i.upload_id).await?;
+            let key = sse::for_read(ctx, &upload.encryption, customer.as_ref()).await?;
             let mut expected = expected_checksums(
                 &req.headers,
                 i.checksum_algorithm.as_ref(),
@@ -1032,16 +1278,24 @@ impl S3 for HoardS3 {
                 algorithm_set(alg, &mut expected.want)?;
             }
             let (stored, checksums) = this
-                .put_body(part_number, i.body, i.content_length, expected, content_md5, req.trailing_headers)
+                .put_body(
+                    part_number,
+                    (i.body, i.content_length),
+                    expected,
+                    content_md5,
+                    req.trailing_headers,
+                    key.as_ref(),
+                )
                 .await?;
             let Stored::Segment(written) = &stored else {
                 return Err(s3_error!(InternalError, "a part was stored inline"));
             };
-            let etag_hex = hex::encode(written.digests.md5);
+            let etag_hex = part_etag(&written.digests.md5, &upload.encryption, key.as_ref());
+            let described = sse::headers(&upload.encryption, customer.as_ref());
             let part = PartRecord {
                 part_number,
                 etag: etag_hex.clone(),
-                size: written.segment.size,
+                size: written.segment.plain_size(),
                 last_modified_ms: ctx.env.now_ms(),
                 checksums: checksums.clone(),
                 segment: written.segment.clone(),
@@ -1062,6 +1316,9 @@ impl S3 for HoardS3 {
                 checksum_crc32c: checksums.crc32c,
                 checksum_sha1: checksums.sha1,
                 checksum_sha256: checksums.sha256,
+                server_side_encryption: described.server_side_encryption,
+                sse_customer_algorithm: described.sse_customer_algorithm,
+                sse_customer_key_md5: described.sse_customer_key_md5,
                 ..Default::default()
             }))
         })
@@ -1078,7 +1335,19 @@ impl S3 for HoardS3 {
             let ctx = &this.ctx;
             let i = req.input;
             let part_number = check_part_number(i.part_number)?;
-            check_encryption(ctx, None, i.sse_customer_algorithm.as_ref()).await?;
+            let secure = secure_of(&req.extensions);
+            let customer = sse::customer_key(
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+                secure,
+            )?;
+            let source_customer = sse::customer_key(
+                i.copy_source_sse_customer_algorithm.as_ref(),
+                i.copy_source_sse_customer_key.as_ref(),
+                i.copy_source_sse_customer_key_md5.as_ref(),
+                secure,
+            )?;
             let (src_bucket, src_key) = match &i.copy_source {
                 CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
                 _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
@@ -1103,15 +1372,18 @@ impl S3 for HoardS3 {
             if let Some(alg) = &upload.checksum_algorithm {
                 algorithm_set(alg, &mut want)?;
             }
-            let body = object_bytes(ctx, &src, start, end);
-            let written = write_segment(ctx, part_number, body, want).await.or_s3()?;
+            let key = sse::for_read(ctx, &upload.encryption, customer.as_ref()).await?;
+            let source_key = sse::for_read(ctx, &src.encryption, source_customer.as_ref()).await?;
+            let body = object_bytes(ctx, &src, start, end, source_key);
+            let written = write_segment(ctx, part_number, body, want, key.as_ref()).await.or_s3()?;
             let checksums = stored_checksums(want, &written.digests.checksums);
-            let etag_hex = hex::encode(written.digests.md5);
+            let etag_hex = part_etag(&written.digests.md5, &upload.encryption, key.as_ref());
+            let described = sse::headers(&upload.encryption, customer.as_ref());
             let now = ctx.env.now_ms();
             let part = PartRecord {
                 part_number,
                 etag: etag_hex.clone(),
-                size: written.segment.size,
+                size: written.segment.plain_size(),
                 last_modified_ms: now,
                 checksums: checksums.clone(),
                 segment: written.segment.clone(),
@@ -1130,6 +1402,9 @@ impl S3 for HoardS3 {
                     checksum_sha256: checksums.sha256,
                     ..Default::default()
                 }),
+                server_side_encryption: described.server_side_encryption,
+                sse_customer_algorithm: described.sse_customer_algorithm,
+                sse_customer_key_md5: described.sse_customer_key_md5,
                 ..Default::default()
             }))
         })
@@ -1209,6 +1484,7 @@ impl S3 for HoardS3 {
                 encryption: upload.encryption,
                 inline: None,
             };
+            let described = sse::headers(&record.encryption, None);
             faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
             write(&ctx, MetaCommand::CompleteUpload { upload_id: i.upload_id, record, now_ms: now }).await?;
             Ok(S3Response::new(CompleteMultipartUploadOutput {
@@ -1221,6 +1497,7 @@ impl S3 for HoardS3 {
                 checksum_sha1: checksums.sha1,
                 checksum_sha256: checksums.sha256,
                 checksum_type: checksums.checksum_type.map(ChecksumType::from),
+                server_side_encryption: described.server_side_encryption,
                 ..Default::default()
             }))
         })

@@ -419,6 +419,19 @@ impl fmt::Debug for Sealer {
     }
 }
 
+/// The ETag of an SSE-C object (or part): the first 16 bytes of HMAC-SHA256(data key, b"hoard etag" || `input`),
+/// where `input` is the plaintext's MD5. Stable for the object, and reveals nothing of the plaintext to
+/// anyone without the data key.
+pub fn opaque_etag(key: &DataKey, input: &[u8]) -> [u8; 16] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key.expose().as_slice()).expect("HMAC takes keys of any length");
+    mac.update(b"hoard etag");
+    mac.update(input);
+    let full = mac.finalize().into_bytes();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
 /// Sealed length of a stream of `plain_len` plaintext bytes in `plain_block`-byte blocks: the plaintext plus 16
 /// bytes per block, with an empty stream still one (empty, last) block of 16 bytes.
 ///

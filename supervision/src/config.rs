@@ -46,6 +46,14 @@ pub struct ServeArgs {
     /// Allow arming fault points (for testing); refused unless set.
     #[arg(long, env = "HOARD_FAULT_INJECTION")]
     pub fault_injection: bool,
+    /// The master key: a file of 32 raw bytes, 64 hex digits or base64 of 32 bytes. Keep it off the data
+    /// disks. Without it objects are stored unencrypted.
+    #[arg(long, env = "HOARD_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Accept SSE-C over plain HTTP, for a node behind a TLS-terminating proxy you trust: customer keys
+    /// then cross the proxy-to-node hop in clear.
+    #[arg(long, env = "HOARD_TRUST_PROXY_TLS")]
+    pub trust_proxy_tls: bool,
 }
 
 /// The TOML file's shape: the same names as the flags, with underscores.
@@ -61,6 +69,8 @@ pub struct FileConfig {
     pub scrub_interval: Option<u64>,
     pub scrub_grace: Option<u64>,
     pub fault_injection: Option<bool>,
+    pub master_key_file: Option<PathBuf>,
+    pub trust_proxy_tls: Option<bool>,
 }
 
 impl ServeArgs {
@@ -95,6 +105,8 @@ impl ServeArgs {
             o.scrub_grace = Duration::from_secs(s);
         }
         o.fault_injection = self.fault_injection || file.fault_injection.unwrap_or(false);
+        o.master_key_file = self.master_key_file.clone().or(file.master_key_file);
+        o.trust_proxy_tls = self.trust_proxy_tls || file.trust_proxy_tls.unwrap_or(false);
         o.root_credential = root_credential_from_env()?;
         Ok(o)
     }

@@ -16,6 +16,7 @@ use hoard_actors::encryptor::EncryptorPool;
 use hoard_actors::faults::FaultAdmin;
 use hoard_actors::faults::FaultInjector;
 use hoard_actors::faults::NoFaults;
+use hoard_actors::key_keeper::KeyKeeperArgs;
 use hoard_actors::key_keeper::KeyKeeperHandle;
 use hoard_actors::meta::MetaHandle;
 use hoard_actors::repair::RepairHandle;
@@ -33,6 +34,7 @@ use hoard_storage::disk::Disk;
 use hoard_storage::disk::FileDisk;
 use hoard_storage::env::Env;
 use hoard_storage::env::SystemEnv;
+use hoard_storage::seal::MasterKey;
 use ractor::ActorCell;
 use ractor::SpawnErr;
 use tokio::sync::watch;
@@ -59,6 +61,10 @@ pub struct NodeOptions {
     pub workers: usize,
     /// Enables the fault registry (refused by the admin API otherwise).
     pub fault_injection: bool,
+    /// The master key file (32 bytes raw, hex or base64); without it the node stores plaintext only.
+    pub master_key_file: Option<PathBuf>,
+    /// Accept SSE-C on plain HTTP because a TLS-terminating proxy the operator trusts is in front.
+    pub trust_proxy_tls: bool,
     pub env: Arc<dyn Env>,
 }
 
@@ -75,6 +81,8 @@ impl NodeOptions {
             scrub_grace: Duration::from_secs(3600),
             workers: 0,
             fault_injection: false,
+            master_key_file: None,
+            trust_proxy_tls: false,
             env: Arc::new(SystemEnv),
         }
     }
@@ -135,6 +143,13 @@ impl Node {
                 opts.parity_shards
             );
         }
+        if let Some(path) = &opts.master_key_file {
+            // Checked here so a bad key file refuses the start with its reason; the KeyKeeper loads it itself.
+            let key = MasterKey::load(path).map_err(|e| anyhow::anyhow!("master key: {e}"))?;
+            tracing::info!(key_id = %key.id(), "encryption at rest available: SSE-S3 and SSE-C");
+        } else {
+            tracing::warn!("no --master-key-file: this node stores objects unencrypted and refuses SSE-S3");
+        }
         std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
         let mut disks: Vec<(ShardHandle, Arc<dyn Disk>)> = Vec::new();
         for (i, p) in paths.iter().enumerate() {
@@ -173,7 +188,8 @@ impl Node {
         let (bound_tx, mut bound_rx) = watch::channel(None);
         let credential_out: Arc<Mutex<Option<(Credential, bool)>>> = Arc::new(Mutex::new(None));
 
-        let mut children: Vec<ChildSpec> = vec![crate::node_sup::key_keeper_child(ctx.key_keeper.clone())];
+        let key_args = KeyKeeperArgs { master_key_file: opts.master_key_file.clone() };
+        let mut children: Vec<ChildSpec> = vec![crate::node_sup::key_keeper_child(ctx.key_keeper.clone(), key_args)];
         {
             let (h, dir, st) = (ctx.meta.clone(), opts.data_dir.join("meta"), stats.meta.clone());
             let addr = opts.listen.to_string();
@@ -200,7 +216,7 @@ impl Node {
             }));
         }
         {
-            let (c, st, listen) = (ctx.clone(), stats.s3.clone(), opts.listen);
+            let (c, st, listen, trust) = (ctx.clone(), stats.s3.clone(), opts.listen, opts.trust_proxy_tls);
             let given = opts.root_credential.clone();
             let out = credential_out.clone();
             let admin: Option<Arc<dyn FaultAdmin>> =
@@ -215,7 +231,8 @@ impl Node {
                     *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((cred.clone(), generated));
                     let at = *listen.lock().unwrap_or_else(|p| p.into_inner());
                     let creds = vec![(cred.access_key.clone(), cred.secret_key.clone())];
-                    let cell = spawn_sup(parent, crate::s3_sup::spec(c, at, creds, bound.clone(), admin, st)).await?;
+                    let spec = crate::s3_sup::spec(c, at, creds, bound.clone(), admin, trust, st);
+                    let cell = spawn_sup(parent, spec).await?;
                     if let Some(b) = *bound.borrow() {
                         *listen.lock().unwrap_or_else(|p| p.into_inner()) = b;
                     }

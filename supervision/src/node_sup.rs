@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use hoard_actors::key_keeper::KeyKeeper;
+use hoard_actors::key_keeper::KeyKeeperArgs;
+use hoard_actors::key_keeper::KeyKeeperHandle;
 use ractor::Actor;
 
 use crate::sup::spawn_sup;
@@ -23,11 +25,13 @@ use crate::sup::SupStats;
 /// subsystems in a loop helps nobody and hides the cause.
 pub const NODE_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 3, window: Duration::from_secs(60) };
 
-pub fn key_keeper_child(handle: hoard_actors::key_keeper::KeyKeeperHandle) -> ChildSpec {
+/// The KeyKeeper; every (re)start loads the master key file again.
+pub fn key_keeper_child(handle: KeyKeeperHandle, args: KeyKeeperArgs) -> ChildSpec {
     ChildSpec::new("key_keeper", move |parent| {
-        let handle = handle.clone();
+        let (handle, args) = (handle.clone(), args.clone());
         async move {
-            let (r, _) = KeyKeeper::spawn_linked(Some(format!("key_keeper-{}", uniq())), KeyKeeper, (), parent).await?;
+            let name = Some(format!("key_keeper-{}", uniq()));
+            let (r, _) = KeyKeeper::spawn_linked(name, KeyKeeper, args, parent).await?;
             handle.slot.set(r.clone());
             Ok(r.get_cell())
         }

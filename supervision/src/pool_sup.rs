@@ -39,13 +39,15 @@ pub fn spec(ec: EcPool, encryptor: EncryptorPool, faults: Arc<dyn FaultInjector>
     }
     for (i, slot) in encryptor.pool.slots().iter().enumerate() {
         let slot = slot.clone();
+        let faults = faults.clone();
         children.push(ChildSpec::new(format!("encryptor-{i}"), move |parent| {
             let slot = slot.clone();
+            let faults = faults.clone();
             async move {
                 let (r, _) = EncryptorWorker::spawn_linked(
                     Some(format!("encryptor-{i}-{}", uniq())),
                     EncryptorWorker,
-                    (),
+                    faults,
                     parent,
                 )
                 .await?;

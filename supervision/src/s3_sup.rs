@@ -30,11 +30,13 @@ pub fn spec(
     credentials: Vec<(String, String)>,
     bound: watch::Sender<Option<SocketAddr>>,
     faults: Option<Arc<dyn FaultAdmin>>,
+    trust_proxy_tls: bool,
     stats: Arc<SupStats>,
 ) -> SupSpec {
     let addr = Arc::new(Mutex::new(addr));
     let listener = ChildSpec::new("listener", move |parent| {
-        let frontend = hoard_s3::frontend(ctx.clone(), parent.clone(), credentials.clone(), faults.clone());
+        let frontend =
+            hoard_s3::frontend(ctx.clone(), parent.clone(), credentials.clone(), faults.clone(), trust_proxy_tls);
         let bound = bound.clone();
         let addr = addr.clone();
         async move {

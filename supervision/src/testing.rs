@@ -50,6 +50,25 @@ impl TestNodeBuilder {
         self.opts.scrub_grace = d;
         self
     }
+    /// Keeps the node's data under `dir`, which the caller owns and which outlives the node, instead of in
+    /// the builder's temporary directory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.opts.data_dir = dir.into();
+        self
+    }
+
+    /// Starts the node with this master key file (encryption at rest).
+    pub fn master_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.opts.master_key_file = Some(path.into());
+        self
+    }
+
+    /// Accepts SSE-C on the plain-HTTP endpoint, as behind a trusted TLS-terminating proxy.
+    pub fn trust_proxy_tls(mut self, on: bool) -> Self {
+        self.opts.trust_proxy_tls = on;
+        self
+    }
+
     pub fn credential(mut self, access_key: &str, secret_key: &str) -> Self {
         self.opts.root_credential = Some(Credential { access_key: access_key.into(), secret_key: secret_key.into() });
         self

@@ -19,6 +19,7 @@ use fjall::Readable;
 use hoard_protocol::decode;
 use hoard_protocol::BucketRecord;
 use hoard_protocol::Credential;
+use hoard_protocol::EncryptionSettings;
 use hoard_protocol::ObjectRecord;
 use hoard_protocol::PartRecord;
 use hoard_protocol::Segment;
@@ -37,6 +38,7 @@ use super::keys::split_upload_key;
 use super::keys::time_key;
 use super::keys::upload_key;
 use super::keys::utf8;
+use super::state::ENCRYPTION;
 use super::state::LAST_APPLIED;
 use super::state::ROOT_CREDENTIAL;
 use super::Ks;
@@ -341,6 +343,11 @@ impl MetaReader {
 
     pub fn root_credential(&self) -> Result<Option<Credential>> {
         Ok(self.store.ks(Ks::SmMeta).get(ROOT_CREDENTIAL)?.map(|v| decode(&v)).transpose()?)
+    }
+
+    /// The node's encryption settings (`hoard cluster encrypt`).
+    pub fn encryption_settings(&self) -> Result<EncryptionSettings> {
+        Ok(self.store.ks(Ks::SmMeta).get(ENCRYPTION)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
     }
 
     /// Every segment id some object or in-progress part references (for scrub: anything else on disk

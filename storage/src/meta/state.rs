@@ -29,7 +29,9 @@ use fjall::PersistMode;
 use fjall::Readable;
 use hoard_protocol::decode;
 use hoard_protocol::encode;
+use hoard_protocol::BucketRecord;
 use hoard_protocol::Credential;
+use hoard_protocol::EncryptionSettings;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
@@ -75,6 +77,7 @@ use super::TypeConfig;
 pub(crate) const LAST_APPLIED: &[u8] = b"last_applied";
 pub(crate) const LAST_MEMBERSHIP: &[u8] = b"last_membership";
 pub(crate) const ROOT_CREDENTIAL: &[u8] = b"root_credential";
+pub(crate) const ENCRYPTION: &[u8] = b"encryption";
 /// Keyspace `snapshot`: the snapshot in force.
 const CURRENT_SNAPSHOT: &[u8] = b"current";
 /// Keyspace `snapshot`: a snapshot whose install has begun and not finished.
@@ -479,6 +482,23 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
                 tx.put(Ks::Buckets, bucket.name.as_bytes().to_vec(), encode(&bucket));
                 MetaResponse::Ok
             }
+        }
+        MetaCommand::SetBucketEncryption { bucket, encryption } => {
+            match tx.get_decoded::<BucketRecord>(Ks::Buckets, bucket.as_bytes())? {
+                None => MetaResponse::NoSuchBucket,
+                Some(mut record) => {
+                    record.encryption = encryption;
+                    tx.put(Ks::Buckets, bucket.into_bytes(), encode(&record));
+                    MetaResponse::Ok
+                }
+            }
+        }
+        MetaCommand::EncryptAll { key_id } => {
+            let mut settings: EncryptionSettings = tx.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default();
+            settings.encrypt_all = true;
+            settings.active_key_id.get_or_insert(key_id);
+            tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
+            MetaResponse::Ok
         }
         MetaCommand::DeleteBucket { name } => {
             if !tx.exists(Ks::Buckets, name.as_bytes())? {

@@ -87,7 +87,7 @@ impl TestNode {
 }
 
 pub(crate) fn bucket(name: &str) -> MetaCommand {
-    MetaCommand::CreateBucket(BucketRecord { name: name.into(), created_ms: 1 })
+    MetaCommand::CreateBucket(BucketRecord { name: name.into(), created_ms: 1, encryption: None })
 }
 
 pub(crate) fn segment(id: u128, part_number: u32) -> Segment {
@@ -101,6 +101,7 @@ pub(crate) fn segment(id: u128, part_number: u32) -> Segment {
             block_size: 1 << 20,
             disks: vec![DiskRef { node: 1, disk: 0 }, DiskRef { node: 1, disk: 1 }, DiskRef { node: 1, disk: 2 }],
         },
+        seal: None,
     }
 }
 

@@ -1,0 +1,414 @@
+//! Encryption at rest as a client sees it, through the real `aws-sdk-s3` client: SSE-S3 (asked for, and as a
+//! bucket default), SSE-C (right key, wrong key, no key, key changes), multipart and ranged reads of
+//! encrypted objects, and the on-disk proof that no plaintext, data key or master key is stored.
+//!
+//! SSE-C needs a secure connection; these nodes are started as if behind a TLS-terminating proxy the
+//! operator trusts (`trust_proxy_tls`), and one test checks that a node without it refuses SSE-C.
+
+use std::path::Path;
+use std::path::PathBuf;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::CompletedMultipartUpload;
+use aws_sdk_s3::types::CompletedPart;
+use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::types::ServerSideEncryptionByDefault;
+use aws_sdk_s3::types::ServerSideEncryptionConfiguration;
+use aws_sdk_s3::types::ServerSideEncryptionRule;
+use aws_sdk_s3::Client;
+use base64::Engine as _;
+use hoard_it::client;
+use hoard_it::md5_hex;
+use hoard_it::pattern;
+use hoard_it::TestNode;
+use md5::Digest as _;
+
+const MASTER_KEY: [u8; 32] = [0x5a; 32];
+const BUCKET: &str = "vault";
+
+/// A node holding a master key (written as hex, one of the accepted forms) and accepting SSE-C.
+async fn encrypted_node(dir: &Path) -> (TestNode, Client) {
+    let key_file = dir.join("master.key");
+    std::fs::write(&key_file, format!("{}\n", hex::encode(MASTER_KEY))).unwrap();
+    let node = TestNode::builder()
+        .data_dir(dir.join("node"))
+        .master_key_file(&key_file)
+        .trust_proxy_tls(true)
+        .start()
+        .await
+        .unwrap();
+    let c = client(&node);
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    (node, c)
+}
+
+fn failure<T, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, SdkError<E>>) -> (u16, String) {
+    let err = match r {
+        Ok(_) => panic!("the request succeeded but should have failed"),
+        Err(e) => e,
+    };
+    let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or_else(|| panic!("no HTTP response: {err:?}"));
+    (status, err.code().unwrap_or_default().to_string())
+}
+
+/// A customer key: (key base64, key MD5 base64).
+fn customer_key(seed: u8) -> (String, String) {
+    let key = [seed; 32];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    (b64.encode(key), b64.encode(md5::Md5::digest(key)))
+}
+
+/// Every file under `dir`, recursively.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn get_bytes(c: &Client, key: &str) -> Vec<u8> {
+    let out = c.get_object().bucket(BUCKET).key(key).send().await.unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_s3_objects_round_trip_and_nothing_readable_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, c) = encrypted_node(dir.path()).await;
+    // A recognisable plaintext: one inline object and one of several blocks with a short last block.
+    let marker = b"hoard-plaintext-marker-0123456789";
+    let small: Vec<u8> = marker.iter().copied().cycle().take(20_000).collect();
+    let large: Vec<u8> = marker.iter().copied().cycle().take(3 * 1024 * 1024 + 12_345).collect();
+    for (key, data) in [("small", &small), ("large", &large)] {
+        let out = c
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+        assert_eq!(out.e_tag().unwrap().trim_matches('"'), md5_hex(data), "SSE-S3 ETags are the plaintext MD5");
+        assert_eq!(&get_bytes(&c, key).await, data);
+        let head = c.head_object().bucket(BUCKET).key(key).send().await.unwrap();
+        assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+        assert_eq!(head.content_length(), Some(data.len() as i64));
+    }
+    // Ranges across block boundaries decrypt only what they touch and return exactly the bytes asked for.
+    let mib = 1024 * 1024;
+    for (a, b) in [(mib - 3, mib + 5), (0, 0), (2 * mib - 1, 3 * mib + 100), (large.len() - 10, large.len() - 1)] {
+        let out = c.get_object().bucket(BUCKET).key("large").range(format!("bytes={a}-{b}")).send().await.unwrap();
+        let got = out.body.collect().await.unwrap().into_bytes();
+        assert_eq!(&got[..], &large[a..=b], "range {a}-{b}");
+    }
+
+    node.stop().await;
+    let master_hex = hex::encode(MASTER_KEY);
+    for file in all_files(&dir.path().join("node")) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!contains(&bytes, &marker[..16]), "plaintext found in {}", file.display());
+        assert!(!contains(&bytes, &MASTER_KEY[..16]), "master key found in {}", file.display());
+        assert!(!contains(&bytes, master_hex.as_bytes()), "master key hex found in {}", file.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_default_encrypts_writes_that_ask_for_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, c) = encrypted_node(dir.path()).await;
+    let (status, code) = failure(c.get_bucket_encryption().bucket(BUCKET).send().await);
+    assert_eq!((status, code.as_str()), (404, "ServerSideEncryptionConfigurationNotFoundError"));
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().unwrap(),
+        )
+        .build();
+    let config = ServerSideEncryptionConfiguration::builder().rules(rule).build().unwrap();
+    c.put_bucket_encryption().bucket(BUCKET).server_side_encryption_configuration(config).send().await.unwrap();
+    let got = c.get_bucket_encryption().bucket(BUCKET).send().await.unwrap();
+    let rules = got.server_side_encryption_configuration().unwrap().rules();
+    let algorithm = rules[0].apply_server_side_encryption_by_default().unwrap().sse_algorithm();
+    assert_eq!(algorithm, &ServerSideEncryption::Aes256);
+
+    let data = pattern(7, 100_000);
+    let out = c.put_object().bucket(BUCKET).key("k").body(ByteStream::from(data.clone())).send().await.unwrap();
+    assert_eq!(out.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+    assert_eq!(get_bytes(&c, "k").await, data);
+
+    c.delete_bucket_encryption().bucket(BUCKET).send().await.unwrap();
+    let out = c.put_object().bucket(BUCKET).key("plain").body(ByteStream::from(data.clone())).send().await.unwrap();
+    assert_eq!(out.server_side_encryption(), None, "without a default, a plain PUT stays plain");
+    assert_eq!(get_bytes(&c, "k").await, data, "objects written under the default stay readable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_needs_the_right_key_and_never_stores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, c) = encrypted_node(dir.path()).await;
+    let (key, key_md5) = customer_key(0x11);
+    let (other, other_md5) = customer_key(0x22);
+    let data = pattern(3, 2 * 1024 * 1024 + 17);
+    let out = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("c")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&key_md5)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.sse_customer_algorithm(), Some("AES256"));
+    assert_eq!(out.sse_customer_key_md5(), Some(key_md5.as_str()));
+    assert_ne!(out.e_tag().unwrap().trim_matches('"'), md5_hex(&data), "an SSE-C ETag must not be the MD5");
+
+    let got = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("c")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&key_md5)
+        .range("bytes=1048570-1048600")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], &data[1_048_570..=1_048_600]);
+
+    let wrong = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("c")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&other)
+        .sse_customer_key_md5(&other_md5)
+        .send()
+        .await;
+    assert_eq!(failure(wrong), (403, "AccessDenied".to_string()));
+    let (status, _) = failure(c.get_object().bucket(BUCKET).key("c").send().await);
+    assert_eq!(status, 400, "an SSE-C object without its key is a bad request");
+    let bad_md5 = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("c")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&other_md5)
+        .send()
+        .await;
+    assert_eq!(failure(bad_md5), (400, "InvalidArgument".to_string()));
+
+    // Changing the key: a copy onto itself with the old key as source and the new key as destination.
+    c.copy_object()
+        .bucket(BUCKET)
+        .key("c")
+        .copy_source("vault/c")
+        .copy_source_sse_customer_algorithm("AES256")
+        .copy_source_sse_customer_key(&key)
+        .copy_source_sse_customer_key_md5(&key_md5)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&other)
+        .sse_customer_key_md5(&other_md5)
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("c")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&other)
+        .sse_customer_key_md5(&other_md5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), data);
+    let old = c
+        .head_object()
+        .bucket(BUCKET)
+        .key("c")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&key_md5)
+        .send()
+        .await;
+    assert_eq!(failure(old).0, 403, "the old key no longer opens the object");
+
+    node.stop().await;
+    let raw_keys = [[0x11u8; 32], [0x22u8; 32]];
+    for file in all_files(&dir.path().join("node")) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!contains(&bytes, &data[1000..1032]), "plaintext found in {}", file.display());
+        for k in &raw_keys {
+            assert!(!contains(&bytes, &k[..16]), "a customer key found in {}", file.display());
+        }
+        assert!(!contains(&bytes, key_md5.as_bytes()) && !contains(&bytes, other_md5.as_bytes()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_multipart_upload_needs_the_key_on_every_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, c) = encrypted_node(dir.path()).await;
+    let (key, key_md5) = customer_key(0x33);
+    let (other, other_md5) = customer_key(0x44);
+    let upload = c
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("mp")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&key_md5)
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let parts = [pattern(1, 5 * 1024 * 1024), pattern(2, 1024 * 1024 + 3)];
+    let wrong = c
+        .upload_part()
+        .bucket(BUCKET)
+        .key("mp")
+        .upload_id(id)
+        .part_number(1)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&other)
+        .sse_customer_key_md5(&other_md5)
+        .body(ByteStream::from(parts[0].clone()))
+        .send()
+        .await;
+    assert_eq!(failure(wrong).0, 403);
+    let mut completed = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = c
+            .upload_part()
+            .bucket(BUCKET)
+            .key("mp")
+            .upload_id(id)
+            .part_number(n)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&key)
+            .sse_customer_key_md5(&key_md5)
+            .body(ByteStream::from(part.clone()))
+            .send()
+            .await
+            .unwrap();
+        completed.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap()).build());
+    }
+    c.complete_multipart_upload()
+        .bucket(BUCKET)
+        .key("mp")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        .send()
+        .await
+        .unwrap();
+    let whole: Vec<u8> = parts.concat();
+    let got = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("mp")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&key_md5)
+        .range(format!("bytes={}-{}", 5 * 1024 * 1024 - 4, 5 * 1024 * 1024 + 4))
+        .send()
+        .await
+        .unwrap();
+    let range = 5 * 1024 * 1024 - 4..=5 * 1024 * 1024 + 4;
+    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], &whole[range], "a range across two parts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_between_plain_and_encrypted_rewrite_and_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, c) = encrypted_node(dir.path()).await;
+    let data = pattern(9, 1_500_000);
+    c.put_object().bucket(BUCKET).key("plain").body(ByteStream::from(data.clone())).send().await.unwrap();
+    let out = c
+        .copy_object()
+        .bucket(BUCKET)
+        .key("sealed")
+        .copy_source("vault/plain")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+    assert_eq!(get_bytes(&c, "sealed").await, data);
+    let out = c.copy_object().bucket(BUCKET).key("back").copy_source("vault/sealed").send().await.unwrap();
+    assert_eq!(out.server_side_encryption(), None);
+    assert_eq!(get_bytes(&c, "back").await, data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_a_node_cannot_honour_is_refused_before_anything_is_stored() {
+    let node = TestNode::builder().start().await.unwrap();
+    let c = client(&node);
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let r = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(failure(r), (501, "NotImplemented".to_string()), "SSE-S3 without a master key");
+    let r = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(failure(r), (501, "NotImplemented".to_string()), "SSE-KMS");
+    let (key, key_md5) = customer_key(0x55);
+    let r = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&key_md5)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(failure(r).0, 400, "SSE-C over plain HTTP");
+    let listed = c.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_master_key_file_refuses_the_start_without_printing_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("short.key");
+    let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"; // 62 hex digits
+    std::fs::write(&key_file, secret).unwrap();
+    let started = TestNode::builder().master_key_file(&key_file).start().await;
+    let error = match started {
+        Ok(_) => panic!("a node started with a 62-digit key file"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("master key"), "{error}");
+    assert!(!error.contains(&secret[..16]), "the error printed the key: {error}");
+}
