@@ -35,6 +35,8 @@ use crate::slot::Slot;
 pub const META_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a starting node waits to become leader of its one-member group.
 pub const META_START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the last handle to the metadata store (a request finishing) to go.
+pub const STORE_CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct MetaActor;
 
@@ -191,11 +193,18 @@ impl Default for MetaHandle {
 impl MetaHandle {
     /// Shuts Raft down and releases the store (when the node stops).
     pub async fn shutdown(&self) {
+        let closed = self.reader.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|r| r.closed());
         if let Some(raft) = self.raft.lock().await.take() {
             let _ = raft.shutdown().await;
         }
         *self.reader.write().unwrap_or_else(|p| p.into_inner()) = None;
         *self.stores.lock().await = None;
+        // Return only once the database is closed: its files are at rest and it may be opened again.
+        if let Some(closed) = closed {
+            if tokio::time::timeout(STORE_CLOSE_DEADLINE, closed).await.is_err() {
+                tracing::warn!("the metadata store is still held {STORE_CLOSE_DEADLINE:?} after shutdown");
+            }
+        }
     }
 }
 

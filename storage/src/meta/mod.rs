@@ -156,6 +156,8 @@ pub(crate) struct Store {
     pub(crate) snapshots: snapshot::SnapshotDir,
     /// Held by a snapshot build and a snapshot install for their whole run: they never overlap.
     pub(crate) snapshot_lock: Mutex<()>,
+    /// Dropped last, after the database: its receivers learn that the store is closed.
+    closed: tokio::sync::watch::Sender<()>,
 }
 
 impl Store {
@@ -174,8 +176,14 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore, MetaReader)> {
         .iter()
         .map(|ks| db.keyspace(ks.name(), KeyspaceCreateOptions::default))
         .collect::<Result<Vec<_>, _>>()?;
-    let store =
-        Arc::new(Store { db, keyspaces, flusher: log::Flusher::spawn()?, snapshots, snapshot_lock: Mutex::new(()) });
+    let store = Arc::new(Store {
+        db,
+        keyspaces,
+        flusher: log::Flusher::spawn()?,
+        snapshots,
+        snapshot_lock: Mutex::new(()),
+        closed: tokio::sync::watch::Sender::new(()),
+    });
     let state_machine = StateMachineStore::new(store.clone())?;
     Ok((LogStore::new(store.clone()), state_machine, MetaReader::new(store)))
 }

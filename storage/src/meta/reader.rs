@@ -141,10 +141,11 @@ impl MetaReader {
         MetaReader { store }
     }
 
-    /// A handle that tells tests when the database has been released.
-    #[cfg(test)]
-    pub(crate) fn downgrade(&self) -> std::sync::Weak<Store> {
-        Arc::downgrade(&self.store)
+    /// Resolves once every handle to the store is gone and its database is closed; holding the future
+    /// does not keep the store open.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closed = self.store.closed.subscribe();
+        async move { while closed.changed().await.is_ok() {} }
     }
 
     pub fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {

@@ -73,16 +73,12 @@ impl TestNode {
 
     /// Shuts Raft down and waits until nothing holds the database any more.
     pub(crate) async fn stop(self) {
-        let store = self.reader.downgrade();
+        let closed = self.reader.closed();
         self.raft.shutdown().await.expect("shutdown");
         drop(self);
-        tokio::time::timeout(TIMEOUT, async {
-            while store.strong_count() > 0 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("every handle to the metadata store is dropped after shutdown");
+        tokio::time::timeout(TIMEOUT, closed)
+            .await
+            .expect("every handle to the metadata store is dropped after shutdown");
     }
 }
 
