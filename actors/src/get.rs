@@ -10,12 +10,14 @@
 //! - Ranges are in plaintext bytes. A sealed block is opened (encryptor pool) before any of it is sent;
 //!   a block that fails authentication ends the stream with an error and nothing of it is returned.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
 use hoard_protocol::Segment;
 use hoard_storage::seal;
+use hoard_storage::seal::Sealer;
 use hoard_storage::shard_file;
 use hoard_storage::shard_file::ShardHeader;
 use tokio::sync::mpsc;
@@ -49,12 +51,19 @@ pub fn read_ranges(
             if r.start >= r.end {
                 continue;
             }
+            let opener = match opener(&r.segment, key.as_ref()) {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
             let block_size = r.segment.plain_block().max(1);
             let first = r.start / block_size;
             let last = (r.end - 1) / block_size;
             let mut damaged: Vec<u8> = Vec::new();
             for block in first..=last {
-                let res = read_plain_block(&ctx, &r.segment, key.as_ref(), block, &mut damaged).await;
+                let res = read_plain_block(&ctx, &r.segment, opener.as_ref(), block, &mut damaged).await;
                 let item = res.map(|data| {
                     let block_start = block * block_size;
                     let from = r.start.saturating_sub(block_start) as usize;
@@ -82,25 +91,42 @@ fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Strea
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// What opens a sealed segment's blocks: its sealer (one AES key schedule per segment, not per block) and
+/// how many blocks it has, so the last one is opened as last.
+struct Opener {
+    sealer: Arc<Sealer>,
+    blocks: u64,
+}
+
+/// The opener of `segment`, `None` when it is not sealed; an error when the segment and the key disagree.
+fn opener(segment: &Segment, key: Option<&SealKey>) -> Result<Option<Opener>> {
+    match (segment.seal, key) {
+        (None, None) => Ok(None),
+        (Some(s), Some(key)) => Ok(Some(Opener {
+            sealer: key.sealer(segment.part_number, s.salt),
+            blocks: seal::block_count(segment.size, segment.plain_block())?,
+        })),
+        (Some(_), None) => Err(ActorError::Invalid(format!("segment {} is sealed and no key was given", segment.id))),
+        (None, Some(_)) => {
+            Err(ActorError::Invalid(format!("segment {} of an encrypted object is not sealed", segment.id)))
+        }
+    }
+}
+
 /// Reads one block of a segment and, when the segment is sealed, opens it.
 async fn read_plain_block(
     ctx: &NodeContext,
     segment: &Segment,
-    key: Option<&SealKey>,
+    opener: Option<&Opener>,
     block: u64,
     damaged: &mut Vec<u8>,
 ) -> Result<Bytes> {
     let stored = read_block(ctx, segment, block, damaged).await?;
-    match (segment.seal, key) {
-        (None, None) => Ok(stored),
-        (Some(s), Some(key)) => {
-            let blocks = seal::block_count(segment.size, segment.plain_block())?;
-            let place = BlockPlace { index: block, last: block + 1 == blocks };
-            ctx.encryptor.open(key.sealer(segment.part_number, s.salt), place, stored).await
-        }
-        (Some(_), None) => Err(ActorError::Invalid(format!("segment {} is sealed and no key was given", segment.id))),
-        (None, Some(_)) => {
-            Err(ActorError::Invalid(format!("segment {} of an encrypted object is not sealed", segment.id)))
+    match opener {
+        None => Ok(stored),
+        Some(o) => {
+            let place = BlockPlace { index: block, last: block + 1 == o.blocks };
+            ctx.encryptor.open(o.sealer.clone(), place, stored).await
         }
     }
 }

@@ -15,6 +15,8 @@ use anyhow::Context as _;
 use aws_sdk_s3::config::BehaviorVersion;
 use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::config::Region;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::SdkError;
 pub use hoard::testing::TestNode;
 
 pub const ACCESS_KEY: &str = "hoardtest";
@@ -252,4 +254,19 @@ pub async fn put(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
+}
+
+/// The HTTP status and S3 error code of a request that must fail; panics if it succeeded or got no
+/// HTTP response at all.
+pub fn failure<T, E>(r: Result<T, SdkError<E>>) -> (u16, String)
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let err = match r {
+        Ok(_) => panic!("the request succeeded but should have failed"),
+        Err(e) => e,
+    };
+    let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or_else(|| panic!("no HTTP response: {err:?}"));
+    let code = err.code().unwrap_or_default().to_string();
+    (status, code)
 }

@@ -18,8 +18,6 @@ use aws_sdk_s3::config::ConfigBag;
 use aws_sdk_s3::config::Intercept;
 use aws_sdk_s3::config::RuntimeComponents;
 use aws_sdk_s3::error::BoxError;
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::primitives::DateTime;
@@ -35,6 +33,7 @@ use aws_sdk_s3::Client;
 use base64::Engine as _;
 use hoard_it::client;
 use hoard_it::client_for;
+use hoard_it::failure;
 use hoard_it::md5_hex;
 use hoard_it::pattern;
 use hoard_it::TestNode;
@@ -64,20 +63,6 @@ async fn start_with_bucket(bucket: &str) -> anyhow::Result<(TestNode, Client)> {
     let (node, c) = start().await?;
     c.create_bucket().bucket(bucket).send().await?;
     Ok((node, c))
-}
-
-/// The HTTP status and S3 error code of a request that must fail.
-fn failure<T, E>(r: Result<T, SdkError<E>>) -> (u16, String)
-where
-    E: ProvideErrorMetadata + std::fmt::Debug,
-{
-    let err = match r {
-        Ok(_) => panic!("the request succeeded but should have failed"),
-        Err(e) => e,
-    };
-    let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or_else(|| panic!("no HTTP response: {err:?}"));
-    let code = err.code().unwrap_or_default().to_string();
-    (status, code)
 }
 
 async fn put(c: &Client, bucket: &str, key: &str, data: &[u8]) -> anyhow::Result<String> {

@@ -8,8 +8,12 @@
 use std::path::Path;
 use std::path::PathBuf;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::copy_object::builders::CopyObjectFluentBuilder;
+use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+use aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder;
+use aws_sdk_s3::operation::head_object::builders::HeadObjectFluentBuilder;
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
+use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::CompletedMultipartUpload;
 use aws_sdk_s3::types::CompletedPart;
@@ -20,6 +24,7 @@ use aws_sdk_s3::types::ServerSideEncryptionRule;
 use aws_sdk_s3::Client;
 use base64::Engine as _;
 use hoard_it::client;
+use hoard_it::failure;
 use hoard_it::md5_hex;
 use hoard_it::pattern;
 use hoard_it::TestNode;
@@ -44,20 +49,48 @@ async fn encrypted_node(dir: &Path) -> (TestNode, Client) {
     (node, c)
 }
 
-fn failure<T, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, SdkError<E>>) -> (u16, String) {
-    let err = match r {
-        Ok(_) => panic!("the request succeeded but should have failed"),
-        Err(e) => e,
-    };
-    let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or_else(|| panic!("no HTTP response: {err:?}"));
-    (status, err.code().unwrap_or_default().to_string())
-}
-
 /// A customer key: (key base64, key MD5 base64).
 fn customer_key(seed: u8) -> (String, String) {
     let key = [seed; 32];
     let b64 = base64::engine::general_purpose::STANDARD;
     (b64.encode(key), b64.encode(md5::Md5::digest(key)))
+}
+
+/// Sets the three SSE-C headers on the SDK's request builders that carry them.
+trait WithCustomerKey: Sized {
+    fn with_customer_key(self, key: &str, key_md5: &str) -> Self;
+}
+
+macro_rules! with_customer_key {
+    ($($builder:ty),*) => {$(
+        impl WithCustomerKey for $builder {
+            fn with_customer_key(self, key: &str, key_md5: &str) -> Self {
+                self.sse_customer_algorithm("AES256").sse_customer_key(key).sse_customer_key_md5(key_md5)
+            }
+        }
+    )*};
+}
+
+with_customer_key!(
+    PutObjectFluentBuilder,
+    GetObjectFluentBuilder,
+    HeadObjectFluentBuilder,
+    CopyObjectFluentBuilder,
+    CreateMultipartUploadFluentBuilder,
+    UploadPartFluentBuilder
+);
+
+/// Sets a copy's source SSE-C headers.
+trait WithCopySourceCustomerKey {
+    fn with_copy_source_customer_key(self, key: &str, key_md5: &str) -> Self;
+}
+
+impl WithCopySourceCustomerKey for CopyObjectFluentBuilder {
+    fn with_copy_source_customer_key(self, key: &str, key_md5: &str) -> Self {
+        self.copy_source_sse_customer_algorithm("AES256")
+            .copy_source_sse_customer_key(key)
+            .copy_source_sse_customer_key_md5(key_md5)
+    }
 }
 
 /// Every file under `dir`, recursively.
@@ -122,7 +155,7 @@ async fn sse_s3_objects_round_trip_and_nothing_readable_is_stored() {
     node.stop().await;
     let master_hex = hex::encode(MASTER_KEY);
     for file in all_files(&dir.path().join("node")) {
-        let bytes = std::fs::read(&file).unwrap();
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(!contains(&bytes, &marker[..16]), "plaintext found in {}", file.display());
         assert!(!contains(&bytes, &MASTER_KEY[..16]), "master key found in {}", file.display());
         assert!(!contains(&bytes, master_hex.as_bytes()), "master key hex found in {}", file.display());
@@ -169,9 +202,7 @@ async fn sse_c_needs_the_right_key_and_never_stores_it() {
         .put_object()
         .bucket(BUCKET)
         .key("c")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&key)
-        .sse_customer_key_md5(&key_md5)
+        .with_customer_key(&key, &key_md5)
         .body(ByteStream::from(data.clone()))
         .send()
         .await
@@ -184,36 +215,18 @@ async fn sse_c_needs_the_right_key_and_never_stores_it() {
         .get_object()
         .bucket(BUCKET)
         .key("c")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&key)
-        .sse_customer_key_md5(&key_md5)
+        .with_customer_key(&key, &key_md5)
         .range("bytes=1048570-1048600")
         .send()
         .await
         .unwrap();
     assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], &data[1_048_570..=1_048_600]);
 
-    let wrong = c
-        .get_object()
-        .bucket(BUCKET)
-        .key("c")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&other)
-        .sse_customer_key_md5(&other_md5)
-        .send()
-        .await;
+    let wrong = c.get_object().bucket(BUCKET).key("c").with_customer_key(&other, &other_md5).send().await;
     assert_eq!(failure(wrong), (403, "AccessDenied".to_string()));
     let (status, _) = failure(c.get_object().bucket(BUCKET).key("c").send().await);
     assert_eq!(status, 400, "an SSE-C object without its key is a bad request");
-    let bad_md5 = c
-        .get_object()
-        .bucket(BUCKET)
-        .key("c")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&key)
-        .sse_customer_key_md5(&other_md5)
-        .send()
-        .await;
+    let bad_md5 = c.get_object().bucket(BUCKET).key("c").with_customer_key(&key, &other_md5).send().await;
     assert_eq!(failure(bad_md5), (400, "InvalidArgument".to_string()));
 
     // Changing the key: a copy onto itself with the old key as source and the new key as destination.
@@ -221,41 +234,20 @@ async fn sse_c_needs_the_right_key_and_never_stores_it() {
         .bucket(BUCKET)
         .key("c")
         .copy_source("vault/c")
-        .copy_source_sse_customer_algorithm("AES256")
-        .copy_source_sse_customer_key(&key)
-        .copy_source_sse_customer_key_md5(&key_md5)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&other)
-        .sse_customer_key_md5(&other_md5)
+        .with_copy_source_customer_key(&key, &key_md5)
+        .with_customer_key(&other, &other_md5)
         .send()
         .await
         .unwrap();
-    let got = c
-        .get_object()
-        .bucket(BUCKET)
-        .key("c")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&other)
-        .sse_customer_key_md5(&other_md5)
-        .send()
-        .await
-        .unwrap();
+    let got = c.get_object().bucket(BUCKET).key("c").with_customer_key(&other, &other_md5).send().await.unwrap();
     assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), data);
-    let old = c
-        .head_object()
-        .bucket(BUCKET)
-        .key("c")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&key)
-        .sse_customer_key_md5(&key_md5)
-        .send()
-        .await;
+    let old = c.head_object().bucket(BUCKET).key("c").with_customer_key(&key, &key_md5).send().await;
     assert_eq!(failure(old).0, 403, "the old key no longer opens the object");
 
     node.stop().await;
     let raw_keys = [[0x11u8; 32], [0x22u8; 32]];
     for file in all_files(&dir.path().join("node")) {
-        let bytes = std::fs::read(&file).unwrap();
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(!contains(&bytes, &data[1000..1032]), "plaintext found in {}", file.display());
         for k in &raw_keys {
             assert!(!contains(&bytes, &k[..16]), "a customer key found in {}", file.display());
@@ -270,16 +262,8 @@ async fn sse_c_multipart_upload_needs_the_key_on_every_part() {
     let (_node, c) = encrypted_node(dir.path()).await;
     let (key, key_md5) = customer_key(0x33);
     let (other, other_md5) = customer_key(0x44);
-    let upload = c
-        .create_multipart_upload()
-        .bucket(BUCKET)
-        .key("mp")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&key)
-        .sse_customer_key_md5(&key_md5)
-        .send()
-        .await
-        .unwrap();
+    let upload =
+        c.create_multipart_upload().bucket(BUCKET).key("mp").with_customer_key(&key, &key_md5).send().await.unwrap();
     let id = upload.upload_id().unwrap();
     let parts = [pattern(1, 5 * 1024 * 1024), pattern(2, 1024 * 1024 + 3)];
     let wrong = c
@@ -288,9 +272,7 @@ async fn sse_c_multipart_upload_needs_the_key_on_every_part() {
         .key("mp")
         .upload_id(id)
         .part_number(1)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&other)
-        .sse_customer_key_md5(&other_md5)
+        .with_customer_key(&other, &other_md5)
         .body(ByteStream::from(parts[0].clone()))
         .send()
         .await;
@@ -304,9 +286,7 @@ async fn sse_c_multipart_upload_needs_the_key_on_every_part() {
             .key("mp")
             .upload_id(id)
             .part_number(n)
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&key)
-            .sse_customer_key_md5(&key_md5)
+            .with_customer_key(&key, &key_md5)
             .body(ByteStream::from(part.clone()))
             .send()
             .await
@@ -326,9 +306,7 @@ async fn sse_c_multipart_upload_needs_the_key_on_every_part() {
         .get_object()
         .bucket(BUCKET)
         .key("mp")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&key)
-        .sse_customer_key_md5(&key_md5)
+        .with_customer_key(&key, &key_md5)
         .range(format!("bytes={}-{}", 5 * 1024 * 1024 - 4, 5 * 1024 * 1024 + 4))
         .send()
         .await
@@ -364,32 +342,25 @@ async fn encryption_a_node_cannot_honour_is_refused_before_anything_is_stored() 
     let node = TestNode::builder().start().await.unwrap();
     let c = client(&node);
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
-    let r = c
-        .put_object()
-        .bucket(BUCKET)
-        .key("k")
-        .server_side_encryption(ServerSideEncryption::Aes256)
-        .body(ByteStream::from_static(b"x"))
-        .send()
-        .await;
-    assert_eq!(failure(r), (501, "NotImplemented".to_string()), "SSE-S3 without a master key");
-    let r = c
-        .put_object()
-        .bucket(BUCKET)
-        .key("k")
-        .server_side_encryption(ServerSideEncryption::AwsKms)
-        .body(ByteStream::from_static(b"x"))
-        .send()
-        .await;
-    assert_eq!(failure(r), (501, "NotImplemented".to_string()), "SSE-KMS");
+    for (sse, case) in
+        [(ServerSideEncryption::Aes256, "SSE-S3 without a master key"), (ServerSideEncryption::AwsKms, "SSE-KMS")]
+    {
+        let r = c
+            .put_object()
+            .bucket(BUCKET)
+            .key("k")
+            .server_side_encryption(sse)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await;
+        assert_eq!(failure(r), (501, "NotImplemented".to_string()), "{case}");
+    }
     let (key, key_md5) = customer_key(0x55);
     let r = c
         .put_object()
         .bucket(BUCKET)
         .key("k")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&key)
-        .sse_customer_key_md5(&key_md5)
+        .with_customer_key(&key, &key_md5)
         .body(ByteStream::from_static(b"x"))
         .send()
         .await;

@@ -38,7 +38,7 @@ pub fn to_s3(e: ActorError) -> S3Error {
         ActorError::Invalid(msg) => s3_error!(InvalidRequest, "{msg}"),
         ActorError::NoMasterKey => s3_error!(
             NotImplemented,
-            "SSE-S3 (AES256) needs a master key and this node holds none (start it with --master-key-file)"
+            "SSE-S3 (AES256) needs a master key and this node holds none (start it with --master-key-file); nothing was stored"
         ),
         ActorError::UnknownKeyId(id) => {
             tracing::error!(key_id = %id, "a record names a master key this node does not hold");

@@ -51,10 +51,10 @@ use s3s::S3;
 use crate::error::OrS3;
 use crate::session;
 use crate::sse;
+use crate::sse::sse_c_headers;
 use crate::sse::GivenKey;
 use crate::sse::Secure;
 use crate::sse::Target;
-use crate::sse::WriteSeal;
 
 /// The largest object a single PUT (or one part) may carry, as in S3.
 pub const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
@@ -196,10 +196,11 @@ fn checksum_set_of(c: &Checksums) -> ChecksumSet {
     }
 }
 
-/// A part's ETag: its MD5, but under SSE-C a MAC of it (see [`write_etag`]).
-fn part_etag(md5: &[u8; 16], encryption: &Encryption, key: Option<&SealKey>) -> String {
-    match (encryption, key) {
-        (Encryption::SseC { .. }, Some(key)) => hex::encode(opaque_etag(&key.key, md5)),
+/// The ETag of a write (an object or a part): the MD5 of its plaintext, but for SSE-C, whose ETag must not
+/// reveal it, a MAC of it under the object's data key.
+fn write_etag(md5: &[u8; 16], sealed: Option<(&Encryption, &SealKey)>) -> String {
+    match sealed {
+        Some((Encryption::SseC { .. }, key)) => hex::encode(opaque_etag(&key.key, md5)),
         _ => hex::encode(md5),
     }
 }
@@ -207,31 +208,6 @@ fn part_etag(md5: &[u8; 16], encryption: &Encryption, key: Option<&SealKey>) -> 
 /// Whether the request came over TLS (or a trusted TLS-terminating proxy).
 fn secure_of(extensions: &http::Extensions) -> Secure {
     extensions.get::<Secure>().copied().unwrap_or(Secure(false))
-}
-
-/// How a new object in `bucket` is stored, from the request's SSE headers, the bucket's default and the
-/// node's encrypt-all setting.
-async fn write_target<'a>(
-    ctx: &NodeContext,
-    sse: Option<&ServerSideEncryption>,
-    customer: Option<&'a GivenKey>,
-    bucket: &BucketRecord,
-) -> S3Result<Target<'a>> {
-    let encrypt_all = if sse.is_none() && customer.is_none() && bucket.encryption.is_none() {
-        ctx.meta.read(|r| r.encryption_settings()).await.or_s3()?.encrypt_all
-    } else {
-        false
-    };
-    sse::target(sse, customer, bucket.encryption, encrypt_all)
-}
-
-/// The ETag of a write: the MD5 of the plaintext, but for SSE-C, whose ETag must not reveal it, a MAC of
-/// it under the object's data key.
-fn write_etag(md5: &[u8; 16], seal: Option<&WriteSeal>) -> String {
-    match seal {
-        Some(s) if matches!(s.encryption, Encryption::SseC { .. }) => hex::encode(opaque_etag(&s.key.key, md5)),
-        _ => hex::encode(md5),
-    }
 }
 
 fn headers_from(
@@ -397,11 +373,25 @@ fn stored_checksums(want: ChecksumSet, computed: &Checksums) -> Checksums {
 
 async fn ensure_bucket(ctx: &NodeContext, bucket: &str) -> S3Result<BucketRecord> {
     let b = bucket.to_string();
-    ctx.meta
-        .read(move |r| r.bucket(&b))
-        .await
-        .or_s3()?
-        .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+    ctx.meta.read(move |r| r.bucket(&b)).await.or_s3()?.ok_or_else(no_such_bucket)
+}
+
+fn no_such_bucket() -> S3Error {
+    s3_error!(NoSuchBucket, "The specified bucket does not exist")
+}
+
+/// How a new object in `bucket` is stored, from the request's SSE headers, the bucket's default and the
+/// node's encrypt-all setting; the bucket and the setting come from one linearizable read.
+async fn write_target<'a>(
+    ctx: &NodeContext,
+    bucket: &str,
+    sse: Option<&ServerSideEncryption>,
+    customer: Option<&'a GivenKey>,
+) -> S3Result<Target<'a>> {
+    let b = bucket.to_string();
+    let (record, settings) = ctx.meta.read(move |r| Ok((r.bucket(&b)?, r.encryption_settings()?))).await.or_s3()?;
+    let record = record.ok_or_else(no_such_bucket)?;
+    sse::target(sse, customer, record.encryption, settings.encrypt_all)
 }
 
 async fn get_record(ctx: &NodeContext, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
@@ -452,12 +442,7 @@ async fn read_object(
     secure: Secure,
     with_body: bool,
 ) -> S3Result<S3Response<GetObjectOutput>> {
-    let customer = sse::customer_key(
-        i.sse_customer_algorithm.as_ref(),
-        i.sse_customer_key.as_ref(),
-        i.sse_customer_key_md5.as_ref(),
-        secure,
-    )?;
+    let customer = sse::customer_key(sse_c_headers!(i), secure)?;
     let rec = get_record(ctx, &i.bucket, &i.key).await?;
     check_read_conditions(
         &rec,
@@ -694,19 +679,11 @@ impl S3 for HoardS3 {
             };
             match default.map(|d| d.sse_algorithm.as_str()) {
                 Some(ServerSideEncryption::AES256) => {}
-                Some(other) => {
-                    return Err(s3_error!(
-                        NotImplemented,
-                        "server-side encryption {other} is not supported; hoard supports SSE-S3 (AES256) and SSE-C"
-                    ))
-                }
+                Some(other) => return Err(sse::unsupported(other)),
                 None => return Err(s3_error!(MalformedXML, "The rule must name ApplyServerSideEncryptionByDefault")),
             }
             if !ctx.key_keeper.has_key().await.or_s3()? {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "SSE-S3 (AES256) needs a master key and this node holds none (start it with --master-key-file)"
-                ));
+                return Err(crate::error::to_s3(ActorError::NoMasterKey));
             }
             let cmd = MetaCommand::SetBucketEncryption { bucket: i.bucket, encryption: Some(BucketEncryption::SseS3) };
             write(&ctx, cmd).await?;
@@ -789,12 +766,7 @@ impl S3 for HoardS3 {
             let ctx = &this.ctx;
             let i = req.input;
             check_key(&i.key)?;
-            let customer = sse::customer_key(
-                i.sse_customer_algorithm.as_ref(),
-                i.sse_customer_key.as_ref(),
-                i.sse_customer_key_md5.as_ref(),
-                secure_of(&req.extensions),
-            )?;
+            let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
             let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
             let expected = expected_checksums(
                 &req.headers,
@@ -805,8 +777,7 @@ impl S3 for HoardS3 {
                 i.checksum_sha256,
                 i.checksum_crc64nvme,
             )?;
-            let bucket = ensure_bucket(ctx, &i.bucket).await?;
-            let target = write_target(ctx, i.server_side_encryption.as_ref(), customer.as_ref(), &bucket).await?;
+            let target = write_target(ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
             // Checked when the commit applies, atomically; refused early too when it already fails now.
             let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
             if let Some(c) = &condition {
@@ -824,7 +795,7 @@ impl S3 for HoardS3 {
             let (stored, checksums) = this
                 .put_body(0, (i.body, i.content_length), expected, content_md5, req.trailing_headers, seal_key)
                 .await?;
-            let etag_hex = write_etag(&stored.digests().md5, seal.as_ref());
+            let etag_hex = write_etag(&stored.digests().md5, seal.as_ref().map(|s| (&s.encryption, &s.key)));
             let (segments, inline) = match &stored {
                 Stored::Inline { data, .. } => (Vec::new(), Some(data.to_vec())),
                 Stored::Segment(w) => (vec![w.segment.clone()], None),
@@ -999,23 +970,14 @@ impl S3 for HoardS3 {
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
-        let ctx = self.ctx.clone();
+        let this = self.clone();
         session::run(&self.sessions, async move {
+            let ctx = this.ctx.clone();
             let i = req.input;
             check_key(&i.key)?;
             let secure = secure_of(&req.extensions);
-            let customer = sse::customer_key(
-                i.sse_customer_algorithm.as_ref(),
-                i.sse_customer_key.as_ref(),
-                i.sse_customer_key_md5.as_ref(),
-                secure,
-            )?;
-            let source_customer = sse::customer_key(
-                i.copy_source_sse_customer_algorithm.as_ref(),
-                i.copy_source_sse_customer_key.as_ref(),
-                i.copy_source_sse_customer_key_md5.as_ref(),
-                secure,
-            )?;
+            let customer = sse::customer_key(sse_c_headers!(i), secure)?;
+            let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
             let (src_bucket, src_key) = match &i.copy_source {
                 CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
                 _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
@@ -1036,8 +998,7 @@ impl S3 for HoardS3 {
                     "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
                 ));
             }
-            let bucket = ensure_bucket(&ctx, &i.bucket).await?;
-            let target = write_target(&ctx, i.server_side_encryption.as_ref(), customer.as_ref(), &bucket).await?;
+            let target = write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
             let source_key = sse::for_read(&ctx, &src.encryption, source_customer.as_ref()).await?;
             let headers = if replace {
                 headers_from(
@@ -1082,7 +1043,7 @@ impl S3 for HoardS3 {
                     let want = checksum_set_of(&src.checksums);
                     let body = object_bytes(&ctx, &src, 0, src.size, source_key.clone());
                     let stored = write_object(&ctx, body, want, seal.as_ref().map(|s| &s.key)).await.or_s3()?;
-                    let etag = write_etag(&stored.digests().md5, seal.as_ref());
+                    let etag = write_etag(&stored.digests().md5, seal.as_ref().map(|s| (&s.encryption, &s.key)));
                     let (segments, inline) = match &stored {
                         Stored::Inline { data, .. } => (Vec::new(), Some(data.to_vec())),
                         Stored::Segment(w) => (vec![w.segment.clone()], None),
@@ -1109,11 +1070,7 @@ impl S3 for HoardS3 {
             let described = sse::headers(&record.encryption, customer.as_ref());
             let (etag_hex, checksums) = (record.etag.clone(), record.checksums.clone());
             write(&ctx, MetaCommand::CommitObject { record, now_ms: now }).await?;
-            if let Some(stored) = &written {
-                if let Some(w) = stored.written().filter(|w| !w.failed_shards.is_empty()) {
-                    ctx.repair.report(w.segment.clone(), w.failed_shards.clone());
-                }
-            }
+            this.after_commit(written.as_ref().and_then(Stored::written));
             Ok(S3Response::new(CopyObjectOutput {
                 copy_object_result: Some(CopyObjectResult {
                     e_tag: Some(etag(&etag_hex)),
@@ -1202,17 +1159,11 @@ impl S3 for HoardS3 {
         session::run(&self.sessions, async move {
             let i = req.input;
             check_key(&i.key)?;
-            let customer = sse::customer_key(
-                i.sse_customer_algorithm.as_ref(),
-                i.sse_customer_key.as_ref(),
-                i.sse_customer_key_md5.as_ref(),
-                secure_of(&req.extensions),
-            )?;
+            let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
             if let Some(alg) = &i.checksum_algorithm {
                 algorithm_set(alg.as_str(), &mut ChecksumSet::default())?;
             }
-            let bucket = ensure_bucket(&ctx, &i.bucket).await?;
-            let target = write_target(&ctx, i.server_side_encryption.as_ref(), customer.as_ref(), &bucket).await?;
+            let target = write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
             // The upload's data key is drawn now and kept wrapped in the upload record: every part seals under it.
             let encryption = sse::seal_new(&ctx, &target).await?.map(|s| s.encryption).unwrap_or_default();
             let described = sse::headers(&encryption, customer.as_ref());
@@ -1256,12 +1207,7 @@ impl S3 for HoardS3 {
             let ctx = &this.ctx;
             let i = req.input;
             let part_number = check_part_number(i.part_number)?;
-            let customer = sse::customer_key(
-                i.sse_customer_algorithm.as_ref(),
-                i.sse_customer_key.as_ref(),
-                i.sse_customer_key_md5.as_ref(),
-                secure_of(&req.extensions),
-            )?;
+            let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
             let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
             let upload = get_upload(ctx, &i.bucket, &i.key, &i.upload_id).await?;
             let key = sse::for_read(ctx, &upload.encryption, customer.as_ref()).await?;
@@ -1290,7 +1236,7 @@ impl S3 for HoardS3 {
             let Stored::Segment(written) = &stored else {
                 return Err(s3_error!(InternalError, "a part was stored inline"));
             };
-            let etag_hex = part_etag(&written.digests.md5, &upload.encryption, key.as_ref());
+            let etag_hex = write_etag(&written.digests.md5, key.as_ref().map(|k| (&upload.encryption, k)));
             let described = sse::headers(&upload.encryption, customer.as_ref());
             let part = PartRecord {
                 part_number,
@@ -1336,18 +1282,8 @@ impl S3 for HoardS3 {
             let i = req.input;
             let part_number = check_part_number(i.part_number)?;
             let secure = secure_of(&req.extensions);
-            let customer = sse::customer_key(
-                i.sse_customer_algorithm.as_ref(),
-                i.sse_customer_key.as_ref(),
-                i.sse_customer_key_md5.as_ref(),
-                secure,
-            )?;
-            let source_customer = sse::customer_key(
-                i.copy_source_sse_customer_algorithm.as_ref(),
-                i.copy_source_sse_customer_key.as_ref(),
-                i.copy_source_sse_customer_key_md5.as_ref(),
-                secure,
-            )?;
+            let customer = sse::customer_key(sse_c_headers!(i), secure)?;
+            let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
             let (src_bucket, src_key) = match &i.copy_source {
                 CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
                 _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
@@ -1377,7 +1313,7 @@ impl S3 for HoardS3 {
             let body = object_bytes(ctx, &src, start, end, source_key);
             let written = write_segment(ctx, part_number, body, want, key.as_ref()).await.or_s3()?;
             let checksums = stored_checksums(want, &written.digests.checksums);
-            let etag_hex = part_etag(&written.digests.md5, &upload.encryption, key.as_ref());
+            let etag_hex = write_etag(&written.digests.md5, key.as_ref().map(|k| (&upload.encryption, k)));
             let described = sse::headers(&upload.encryption, customer.as_ref());
             let now = ctx.env.now_ms();
             let part = PartRecord {

@@ -11,7 +11,6 @@
 //! - No path here ever treats an encrypted record as plaintext: every encrypted record needs its key.
 
 use base64::Engine;
-use hoard_actors::error::ActorError;
 use hoard_actors::put::SealKey;
 use hoard_actors::NodeContext;
 use hoard_protocol::BucketEncryption;
@@ -24,6 +23,7 @@ use hoard_storage::seal::SEAL_FORMAT_V1;
 use md5::Digest as _;
 use s3s::dto::ServerSideEncryption;
 use s3s::s3_error;
+use s3s::S3Error;
 use s3s::S3Result;
 
 use crate::error::OrS3;
@@ -39,13 +39,36 @@ pub struct GivenKey {
     md5: String,
 }
 
-/// Parses the three SSE-C headers of a request (or of its copy source).
-pub fn customer_key(
-    algorithm: Option<&String>,
-    key: Option<&String>,
-    key_md5: Option<&String>,
-    secure: Secure,
-) -> S3Result<Option<GivenKey>> {
+/// The three SSE-C headers of a request, or of its copy source.
+pub struct SseCHeaders<'a> {
+    pub algorithm: Option<&'a String>,
+    pub key: Option<&'a String>,
+    pub key_md5: Option<&'a String>,
+}
+
+/// The SSE-C headers of an s3s input: `sse_c_headers!(i)` for the request's own,
+/// `sse_c_headers!(i, copy_source)` for those of its copy source.
+macro_rules! sse_c_headers {
+    ($i:expr) => {
+        $crate::sse::SseCHeaders {
+            algorithm: $i.sse_customer_algorithm.as_ref(),
+            key: $i.sse_customer_key.as_ref(),
+            key_md5: $i.sse_customer_key_md5.as_ref(),
+        }
+    };
+    ($i:expr, copy_source) => {
+        $crate::sse::SseCHeaders {
+            algorithm: $i.copy_source_sse_customer_algorithm.as_ref(),
+            key: $i.copy_source_sse_customer_key.as_ref(),
+            key_md5: $i.copy_source_sse_customer_key_md5.as_ref(),
+        }
+    };
+}
+pub(crate) use sse_c_headers;
+
+/// Parses and checks a set of SSE-C headers; `None` when the request names no customer key.
+pub fn customer_key(headers: SseCHeaders<'_>, secure: Secure) -> S3Result<Option<GivenKey>> {
+    let SseCHeaders { algorithm, key, key_md5 } = headers;
     let (algorithm, key) = match (algorithm, key) {
         (None, None) if key_md5.is_none() => return Ok(None),
         (Some(a), Some(k)) => (a, k),
@@ -91,6 +114,14 @@ pub fn customer_key(
     Ok(Some(GivenKey { key, md5 }))
 }
 
+/// The refusal of an encryption algorithm hoard does not offer (`aws:kms`, ...).
+pub fn unsupported(algorithm: &str) -> S3Error {
+    s3_error!(
+        NotImplemented,
+        "server-side encryption {algorithm} is not supported; hoard supports SSE-S3 (AES256) and SSE-C"
+    )
+}
+
 /// What a new object (or a copy's destination) is to be stored as.
 pub enum Target<'a> {
     Plain,
@@ -117,10 +148,7 @@ pub fn target<'a>(
     }
     match sse.map(|s| s.as_str()) {
         Some(ServerSideEncryption::AES256) => Ok(Target::SseS3),
-        Some(other) => Err(s3_error!(
-            NotImplemented,
-            "server-side encryption {other} is not supported; hoard supports SSE-S3 (AES256) and SSE-C"
-        )),
+        Some(other) => Err(unsupported(other)),
         None if bucket_default == Some(BucketEncryption::SseS3) || encrypt_all => Ok(Target::SseS3),
         None => Ok(Target::Plain),
     }
@@ -155,16 +183,7 @@ pub async fn wrap_for(ctx: &NodeContext, key: &SealKey, target: &Target<'_>) -> 
                 WrappedKey { format: SEAL_FORMAT_V1, data_id: key.data_id, wrapped: given.key.wrap(&key.key).to_vec() };
             Ok(Some(Encryption::SseC { key: wrapped }))
         }
-        Target::SseS3 => {
-            let wrapped = ctx.key_keeper.wrap(key.key.clone(), key.data_id).await.map_err(|e| match e {
-                ActorError::NoMasterKey => s3_error!(
-                    NotImplemented,
-                    "SSE-S3 (AES256) needs a master key and this node holds none (start it with --master-key-file); nothing was stored"
-                ),
-                other => crate::error::to_s3(other),
-            })?;
-            Ok(Some(wrapped))
-        }
+        Target::SseS3 => Ok(Some(ctx.key_keeper.wrap(key.key.clone(), key.data_id).await.or_s3()?)),
     }
 }
 
@@ -182,13 +201,7 @@ pub async fn for_read(
             "The encryption parameters are not applicable to this object."
         )),
         (Encryption::SseS3 { key_id, key }, None) => {
-            let dek = ctx.key_keeper.unwrap(key_id, key).await.map_err(|e| match e {
-                ActorError::UnknownKeyId(id) => s3_error!(
-                    InternalError,
-                    "The object's data key is wrapped under master key {id}, which this node does not hold"
-                ),
-                other => crate::error::to_s3(other),
-            })?;
+            let dek = ctx.key_keeper.unwrap(key_id, key).await.or_s3()?;
             Ok(Some(SealKey::new(dek, key.data_id)))
         }
         (Encryption::SseC { .. }, None) => Err(s3_error!(

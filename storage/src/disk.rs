@@ -488,7 +488,7 @@ impl Drop for MemDiskFile {
 
 /// Creates `dir` and its missing ancestors below (and including) `root`, then fsyncs each new directory's
 /// parent, so that a file committed into a new directory survives a crash with its whole path.
-fn create_dirs_durably(root: &Path, dir: &Path) -> Result<()> {
+pub(crate) fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);
     while let Some(d) = cur {
@@ -510,9 +510,9 @@ fn create_dirs_durably(root: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
+/// Makes the entries of `dir` (a rename into it, a file created or removed in it) durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

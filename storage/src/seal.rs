@@ -59,7 +59,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 /// Length of the AES-GCM tag that follows every sealed block.
-pub const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = hoard_protocol::SEAL_TAG_LEN as usize;
 /// Length of every key: master keys, customer keys and data keys are all AES-256 keys.
 pub const KEY_LEN: usize = 32;
 /// Length of a data key wrapped with AES-KW: the key plus the 8-byte integrity block.

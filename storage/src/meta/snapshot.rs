@@ -36,6 +36,8 @@ use tokio::io::ReadBuf;
 
 use super::MetaError;
 use super::Result;
+use crate::disk::create_dirs_durably;
+use crate::disk::sync_dir;
 
 const MAGIC: &[u8; 8] = b"HOARDSNP";
 const VERSION: u8 = 1;
@@ -61,12 +63,7 @@ pub(crate) struct SnapshotDir {
 impl SnapshotDir {
     /// Opens (creating, durably) the snapshot directory.
     pub(crate) fn open(dir: &Path) -> Result<SnapshotDir> {
-        if !dir.is_dir() {
-            std::fs::create_dir_all(dir)?;
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
-            }
-        }
+        create_dirs_durably(dir, dir)?;
         Ok(SnapshotDir { dir: dir.to_path_buf() })
     }
 
@@ -82,14 +79,23 @@ impl SnapshotDir {
 
     /// Writes a complete snapshot file `name`; `fill` writes its keyspaces and pairs.
     pub(crate) fn write(&self, name: &str, fill: impl FnOnce(&mut Writer<File>) -> Result<()>) -> Result<()> {
-        let tmp = self.dir.join(format!("{name}.tmp"));
+        let tmp = self.tmp_path(name);
         let mut writer = Writer::new(File::create(&tmp)?)?;
         fill(&mut writer)?;
-        let file = writer.finish()?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, self.path(name))?;
-        sync_dir(&self.dir)
+        drop(writer.finish()?);
+        self.publish(&tmp, name)
+    }
+
+    fn tmp_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.tmp"))
+    }
+
+    /// Makes the complete file at `from` the snapshot file `name`: fsynced, renamed, the rename fsynced.
+    fn publish(&self, from: &Path, name: &str) -> Result<()> {
+        File::open(from)?.sync_all()?;
+        std::fs::rename(from, self.path(name))?;
+        sync_dir(&self.dir)?;
+        Ok(())
     }
 
     /// Creates the file a snapshot sent by the leader is received into.
@@ -105,15 +111,11 @@ impl SnapshotDir {
         let ours = received.parent() == Some(self.dir.as_path())
             && received.file_name().is_some_and(|n| n.to_string_lossy().starts_with("incoming-"));
         if ours {
-            File::open(received)?.sync_all()?;
-            std::fs::rename(received, self.path(name))?;
-            return sync_dir(&self.dir);
+            return self.publish(received, name);
         }
-        let tmp = self.dir.join(format!("{name}.tmp"));
+        let tmp = self.tmp_path(name);
         std::fs::copy(received, &tmp)?;
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, self.path(name))?;
-        sync_dir(&self.dir)
+        self.publish(&tmp, name)
     }
 
     /// Opens the snapshot file `name` for streaming to openraft.
@@ -141,11 +143,6 @@ impl SnapshotDir {
         }
         Ok(())
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 /// Writes the snapshot format to `W`, computing the trailing CRC as it goes.
