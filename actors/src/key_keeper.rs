@@ -4,12 +4,18 @@
 //! - A master key never leaves this actor: it is loaded from its file in `pre_start` (so a restart reloads
 //!   it), used here to wrap and unwrap data keys with AES-KW, and zeroized when the actor's state drops.
 //!   Nothing it answers contains a master key; key ids are one-way fingerprints.
+//! - The keyring is the configured key plus the target key of the rotation recorded in metadata (its
+//!   file is named there, never its bytes), so a restart mid-rotation, or after one, still holds every
+//!   key records may be wrapped under.
+//! - A rotation's rewrap happens inside this actor: the data key is unwrapped and wrapped again without
+//!   leaving it.
 //! - A data key leaves only to the request that will seal or open with it, and is zeroized when that
 //!   request drops it.
 //! - While the actor is down every call fails at once ([`crate::slot::Slot`]): an encrypted request then
 //!   fails with 503, it never proceeds in plaintext.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,16 +33,19 @@ use ractor::RpcReplyPort;
 
 use crate::error::ActorError;
 use crate::error::Result;
+use crate::meta::MetaHandle;
 use crate::slot::Slot;
 
 pub const KEY_KEEPER_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct KeyKeeper;
 
-/// Where the KeyKeeper loads its key from.
+/// Where the KeyKeeper loads its keys from.
 #[derive(Clone)]
 pub struct KeyKeeperArgs {
     pub master_key_file: Option<PathBuf>,
+    /// Read at start for the rotation's key file.
+    pub meta: MetaHandle,
 }
 
 pub struct KeyKeeperState {
@@ -55,11 +64,23 @@ pub struct KeyStatus {
 
 pub enum KeyKeeperMsg {
     Status(RpcReplyPort<KeyStatus>),
-    /// Wraps a data key under the active master key (SSE-S3).
+    /// Wraps a data key under `key_id` (the active key metadata names), or under the configured key.
     Wrap {
         key: Arc<DataKey>,
         data_id: [u8; DATA_ID_LEN],
+        key_id: Option<String>,
         reply: RpcReplyPort<Result<Encryption>>,
+    },
+    /// Rewraps an SSE-S3 data key under `to` (a rotation step).
+    Rewrap {
+        from: Encryption,
+        to: String,
+        reply: RpcReplyPort<Result<Encryption>>,
+    },
+    /// Loads a key file into the keyring; answers its id.
+    Load {
+        path: PathBuf,
+        reply: RpcReplyPort<Result<String>>,
     },
     /// Unwraps an SSE-S3 data key wrapped under `key_id`.
     Unwrap {
@@ -79,16 +100,43 @@ impl Actor for KeyKeeper {
         _me: ActorRef<KeyKeeperMsg>,
         args: KeyKeeperArgs,
     ) -> std::result::Result<KeyKeeperState, ActorProcessingErr> {
-        let mut keys = BTreeMap::new();
-        let mut active = None;
+        let mut state = KeyKeeperState { keys: BTreeMap::new(), active: None };
         if let Some(path) = &args.master_key_file {
-            let key = MasterKey::load(path)?;
-            let id = key.id().as_str().to_string();
+            let id = state.load(path)?;
             tracing::info!(key_id = %id, "master key loaded");
-            active = Some(id.clone());
-            keys.insert(id, key);
+            state.active = Some(id);
         }
-        Ok(KeyKeeperState { keys, active })
+        // A rotation's target key: named by its file in metadata, loaded like the configured one.
+        let settings = args.meta.read(|r| r.encryption_settings()).await?;
+        if let Some(rotation) = settings.rotation {
+            if !state.keys.contains_key(&rotation.to_key_id) {
+                match state.load(Path::new(&rotation.key_file)) {
+                    Ok(id) if id == rotation.to_key_id => {
+                        tracing::warn!(
+                            key_id = %id,
+                            key_file = %rotation.key_file,
+                            "loaded the rotated-to master key from the file named by the rotation; make it this node's --master-key-file"
+                        );
+                    }
+                    Ok(other) => {
+                        state.keys.remove(&other);
+                        tracing::error!(
+                            key_file = %rotation.key_file,
+                            expected = %rotation.to_key_id,
+                            found = %other,
+                            "the rotation's key file now holds another key; records wrapped under the expected key cannot be read"
+                        );
+                    }
+                    Err(e) => tracing::error!(
+                        key_file = %rotation.key_file,
+                        key_id = %rotation.to_key_id,
+                        error = %e,
+                        "cannot load the master key a rotation moved to"
+                    ),
+                }
+            }
+        }
+        Ok(state)
     }
 
     async fn handle(
@@ -102,8 +150,14 @@ impl Actor for KeyKeeper {
                 let _ =
                     reply.send(KeyStatus { active: state.active.clone(), held: state.keys.keys().cloned().collect() });
             }
-            KeyKeeperMsg::Wrap { key, data_id, reply } => {
-                let _ = reply.send(state.wrap(&key, data_id));
+            KeyKeeperMsg::Wrap { key, data_id, key_id, reply } => {
+                let _ = reply.send(state.wrap(&key, data_id, key_id));
+            }
+            KeyKeeperMsg::Rewrap { from, to, reply } => {
+                let _ = reply.send(state.rewrap(&from, to));
+            }
+            KeyKeeperMsg::Load { path, reply } => {
+                let _ = reply.send(state.load(&path));
             }
             KeyKeeperMsg::Unwrap { key_id, key, reply } => {
                 let _ = reply.send(state.unwrap(&key_id, &key));
@@ -114,11 +168,27 @@ impl Actor for KeyKeeper {
 }
 
 impl KeyKeeperState {
-    fn wrap(&self, key: &DataKey, data_id: [u8; DATA_ID_LEN]) -> Result<Encryption> {
-        let key_id = self.active.clone().ok_or(ActorError::NoMasterKey)?;
+    /// Loads a key file into the keyring and answers its id; the error names the file, never the key.
+    fn load(&mut self, path: &Path) -> Result<String> {
+        let key = MasterKey::load(path).map_err(|e| ActorError::Invalid(format!("master key: {e}")))?;
+        let id = key.id().as_str().to_string();
+        self.keys.insert(id.clone(), key);
+        Ok(id)
+    }
+
+    fn wrap(&self, key: &DataKey, data_id: [u8; DATA_ID_LEN], key_id: Option<String>) -> Result<Encryption> {
+        let key_id = key_id.or_else(|| self.active.clone()).ok_or(ActorError::NoMasterKey)?;
         let master = self.keys.get(&key_id).ok_or_else(|| ActorError::UnknownKeyId(key_id.clone()))?;
         let wrapped = WrappedKey { format: SEAL_FORMAT_V1, data_id, wrapped: master.wrap(key).to_vec() };
         Ok(Encryption::SseS3 { key_id, key: wrapped })
+    }
+
+    fn rewrap(&self, from: &Encryption, to: String) -> Result<Encryption> {
+        let Encryption::SseS3 { key_id, key } = from else {
+            return Err(ActorError::Invalid("only SSE-S3 data keys are wrapped under a master key".into()));
+        };
+        let dek = self.unwrap(key_id, key)?;
+        self.wrap(&dek, key.data_id, Some(to))
     }
 
     fn unwrap(&self, key_id: &str, key: &WrappedKey) -> Result<DataKey> {
@@ -156,9 +226,25 @@ impl KeyKeeperHandle {
         Ok(self.status().await?.active.is_some())
     }
 
-    /// Wraps `key` under the active master key: the SSE-S3 record of an object with data id `data_id`.
-    pub async fn wrap(&self, key: Arc<DataKey>, data_id: [u8; DATA_ID_LEN]) -> Result<Encryption> {
-        self.slot.call(|reply| KeyKeeperMsg::Wrap { key, data_id, reply }, KEY_KEEPER_DEADLINE).await?
+    /// Wraps `key` under master key `key_id` (the active key metadata names; `None`: the configured key):
+    /// the SSE-S3 record of an object with data id `data_id`.
+    pub async fn wrap(
+        &self,
+        key: Arc<DataKey>,
+        data_id: [u8; DATA_ID_LEN],
+        key_id: Option<String>,
+    ) -> Result<Encryption> {
+        self.slot.call(|reply| KeyKeeperMsg::Wrap { key, data_id, key_id, reply }, KEY_KEEPER_DEADLINE).await?
+    }
+
+    /// Rewraps an SSE-S3 record's data key under master key `to`; the data key stays in the KeyKeeper.
+    pub async fn rewrap(&self, from: Encryption, to: String) -> Result<Encryption> {
+        self.slot.call(|reply| KeyKeeperMsg::Rewrap { from, to, reply }, KEY_KEEPER_DEADLINE).await?
+    }
+
+    /// Loads the key file at `path` (a path on this node) into the keyring; answers the key's id.
+    pub async fn load(&self, path: PathBuf) -> Result<String> {
+        self.slot.call(|reply| KeyKeeperMsg::Load { path, reply }, KEY_KEEPER_DEADLINE).await?
     }
 
     pub async fn unwrap(&self, key_id: &str, key: &WrappedKey) -> Result<DataKey> {

@@ -16,6 +16,7 @@ pub mod meta;
 pub mod pool;
 pub mod put;
 pub mod repair;
+pub mod rotation;
 pub mod scrub;
 pub mod shard;
 pub mod slot;
@@ -35,6 +36,7 @@ use crate::faults::FaultInjector;
 use crate::key_keeper::KeyKeeperHandle;
 use crate::meta::MetaHandle;
 use crate::repair::RepairHandle;
+use crate::rotation::RotationHandle;
 use crate::scrub::ScrubHandle;
 use crate::shard::ShardHandle;
 use crate::transport::Transport;
@@ -76,6 +78,7 @@ pub struct NodeContext {
     pub encryptor: EncryptorPool,
     pub repair: RepairHandle,
     pub scrub: ScrubHandle,
+    pub rotation: RotationHandle,
     /// Other nodes' disks.
     pub transport: Arc<dyn Transport>,
 }

@@ -35,9 +35,63 @@ pub fn client_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// A client for an in-process test node.
+/// A client for an in-process test node (plain HTTP; see `tls_client` for a node serving HTTPS).
 pub fn client(node: &TestNode) -> aws_sdk_s3::Client {
     client_for(&node.endpoint(), node.access_key(), node.secret_key())
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, written as PEM files into its own
+/// temporary directory (removed on drop).
+pub struct TestCert {
+    pub dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The certificate's PEM text: the one root a client must trust.
+    pub pem: String,
+}
+
+impl TestCert {
+    pub fn new() -> TestCert {
+        let dir = tempfile::Builder::new().prefix("hoard-cert-").tempdir().expect("a temporary directory");
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("a self-signed certificate");
+        let pem = made.cert.pem();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, &pem).expect("writing cert.pem");
+        std::fs::write(&key, made.signing_key.serialize_pem()).expect("writing key.pem");
+        TestCert { dir, cert, key, pem }
+    }
+}
+
+impl Default for TestCert {
+    fn default() -> Self {
+        TestCert::new()
+    }
+}
+
+/// An `aws-sdk-s3` client for an HTTPS `endpoint` that trusts only `ca_pem`.
+pub fn tls_client_for(endpoint: &str, access_key: &str, secret_key: &str, ca_pem: &str) -> aws_sdk_s3::Client {
+    use aws_smithy_http_client::tls;
+    let trust = tls::TrustStore::empty().with_native_roots(false).with_pem_certificate(ca_pem.as_bytes().to_vec());
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .tls_context(tls::TlsContext::builder().with_trust_store(trust).build().expect("a TLS context"))
+        .build_https();
+    let creds = Credentials::new(access_key, secret_key, None, None, "hoard-it");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .http_client(http)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A client for an in-process node serving HTTPS with `cert`.
+pub fn tls_client(node: &TestNode, cert: &TestCert) -> aws_sdk_s3::Client {
+    tls_client_for(&node.endpoint(), node.access_key(), node.secret_key(), &cert.pem)
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so a test can regenerate what it wrote.
@@ -192,8 +246,20 @@ fn health_ok(addr: SocketAddr) -> bool {
 
 /// Runs the aws CLI against `endpoint` with the test credentials.
 pub fn aws(endpoint: &str, args: &[&str]) -> Output {
-    Command::new("aws")
-        .arg("--endpoint-url")
+    aws_command(endpoint, args).output().expect("the aws CLI is installed (pip install awscli)")
+}
+
+/// Runs the aws CLI against an HTTPS `endpoint` whose certificate is `ca` (a PEM file).
+pub fn aws_tls(endpoint: &str, ca: &Path, args: &[&str]) -> Output {
+    aws_command(endpoint, args)
+        .env("AWS_CA_BUNDLE", ca)
+        .output()
+        .expect("the aws CLI is installed (pip install awscli)")
+}
+
+fn aws_command(endpoint: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("aws");
+    cmd.arg("--endpoint-url")
         .arg(endpoint)
         .args(args)
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -201,9 +267,8 @@ pub fn aws(endpoint: &str, args: &[&str]) -> Output {
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the aws CLI is installed (pip install awscli)")
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// Every file in `<disk>/shards/<prefix>/`: (file name, path, length).

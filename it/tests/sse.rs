@@ -2,8 +2,8 @@
 //! bucket default), SSE-C (right key, wrong key, no key, key changes), multipart and ranged reads of
 //! encrypted objects, and the on-disk proof that no plaintext, data key or master key is stored.
 //!
-//! SSE-C needs a secure connection; these nodes are started as if behind a TLS-terminating proxy the
-//! operator trusts (`trust_proxy_tls`), and one test checks that a node without it refuses SSE-C.
+//! SSE-C needs a secure connection: these nodes serve HTTPS with a self-signed certificate the client
+//! trusts; other tests check that plain HTTP refuses SSE-C unless a trusted TLS proxy is declared.
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -27,24 +27,30 @@ use hoard_it::client;
 use hoard_it::failure;
 use hoard_it::md5_hex;
 use hoard_it::pattern;
+use hoard_it::tls_client;
+use hoard_it::tls_client_for;
+use hoard_it::TestCert;
 use hoard_it::TestNode;
 use md5::Digest as _;
 
 const MASTER_KEY: [u8; 32] = [0x5a; 32];
 const BUCKET: &str = "vault";
 
-/// A node holding a master key (written as hex, one of the accepted forms) and accepting SSE-C.
+/// A node holding a master key (written as hex, one of the accepted forms), serving HTTPS, and a client
+/// over HTTPS that trusts its certificate.
 async fn encrypted_node(dir: &Path) -> (TestNode, Client) {
     let key_file = dir.join("master.key");
     std::fs::write(&key_file, format!("{}\n", hex::encode(MASTER_KEY))).unwrap();
+    let cert = TestCert::new();
     let node = TestNode::builder()
         .data_dir(dir.join("node"))
         .master_key_file(&key_file)
-        .trust_proxy_tls(true)
+        .tls(&cert.cert, &cert.key)
         .start()
         .await
         .unwrap();
-    let c = client(&node);
+    assert!(node.endpoint().starts_with("https://"));
+    let c = tls_client(&node, &cert);
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     (node, c)
 }
@@ -382,4 +388,107 @@ async fn a_bad_master_key_file_refuses_the_start_without_printing_the_key() {
     };
     assert!(error.contains("master key"), "{error}");
     assert!(!error.contains(&secret[..16]), "the error printed the key: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_is_refused_on_plain_http_unless_a_trusted_proxy_is_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("master.key");
+    std::fs::write(&key_file, MASTER_KEY).unwrap();
+    let cert = TestCert::new();
+    let node = TestNode::builder()
+        .master_key_file(&key_file)
+        .tls(&cert.cert, &cert.key)
+        .http_listen(true)
+        .start()
+        .await
+        .unwrap();
+    let secure = tls_client(&node, &cert);
+    let plain = hoard_it::client_for(&node.http_endpoint().unwrap(), node.access_key(), node.secret_key());
+    secure.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let (key, key_md5) = customer_key(0x66);
+    let put = |c: &Client, k: &str| {
+        c.put_object().bucket(BUCKET).key(k).with_customer_key(&key, &key_md5).body(ByteStream::from_static(b"abc"))
+    };
+    let (status, code) = failure(put(&plain, "over-http").send().await);
+    assert_eq!((status, code.as_str()), (400, "InvalidRequest"), "SSE-C on the node's plain-HTTP listener");
+    put(&secure, "over-https").send().await.unwrap();
+    // The plain listener serves everything else, and an SSE-C object read there without a key is refused.
+    assert_eq!(failure(plain.get_object().bucket(BUCKET).key("over-https").send().await).0, 400);
+    let listed = plain.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, vec!["over-https"], "nothing was stored by the refused PUT");
+    node.stop().await;
+
+    // Behind a TLS-terminating proxy the operator trusts, the proxy's plain-HTTP hop may carry SSE-C.
+    let proxied = TestNode::builder().master_key_file(&key_file).trust_proxy_tls(true).start().await.unwrap();
+    let c = client(&proxied);
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    put(&c, "via-proxy").send().await.unwrap();
+    let got = c.get_object().bucket(BUCKET).key("via-proxy").with_customer_key(&key, &key_md5).send().await.unwrap();
+    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], b"abc");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_client_that_does_not_trust_the_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _c) = encrypted_node(dir.path()).await;
+    let stranger = TestCert::new();
+    let c = tls_client_for(&node.endpoint(), node.access_key(), node.secret_key(), &stranger.pem);
+    let r = c.list_buckets().send().await;
+    let err = r.expect_err("a client trusting another certificate must not get through");
+    assert!(err.raw_response().is_none(), "no HTTP exchange happens without a trusted handshake: {err:?}");
+}
+
+/// Runs curl over HTTPS trusting `ca`; returns (status, body).
+fn curl(ca: &Path, method: &str, url: &str, headers: &[(String, String)], upload: Option<&Path>) -> (u16, Vec<u8>) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--cacert"]).arg(ca).args(["-X", method, "-o", "-", "-w", "\n%{http_code}"]);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    if let Some(file) = upload {
+        cmd.arg("--data-binary").arg(format!("@{}", file.display()));
+    }
+    let out = cmd.arg(url).output().expect("curl is installed");
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let split = out.stdout.iter().rposition(|b| *b == b'\n').expect("curl printed the status");
+    let status = std::str::from_utf8(&out.stdout[split + 1..]).unwrap().trim().parse().unwrap();
+    (status, out.stdout[..split].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_sse_c_urls_need_the_key_headers() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new();
+    let key_file = dir.path().join("master.key");
+    std::fs::write(&key_file, MASTER_KEY).unwrap();
+    let node = TestNode::builder().master_key_file(&key_file).tls(&cert.cert, &cert.key).start().await.unwrap();
+    let c = tls_client(&node, &cert);
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let (key, key_md5) = customer_key(0x77);
+    let data = pattern(11, 1024 * 1024 + 99);
+    let body = dir.path().join("body");
+    std::fs::write(&body, &data).unwrap();
+    let expiry = PresigningConfig::expires_in(std::time::Duration::from_secs(600)).unwrap();
+    let headers = |p: &aws_sdk_s3::presigning::PresignedRequest| -> Vec<(String, String)> {
+        p.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+
+    let put = c.put_object().bucket(BUCKET).key("p").with_customer_key(&key, &key_md5).presigned(expiry.clone()).await;
+    let put = put.unwrap();
+    let sse_headers = headers(&put);
+    assert!(sse_headers.iter().any(|(k, _)| k == "x-amz-server-side-encryption-customer-key"));
+    let (status, text) = curl(&cert.cert, "PUT", put.uri(), &sse_headers, Some(&body));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&text));
+
+    let get = c.get_object().bucket(BUCKET).key("p").with_customer_key(&key, &key_md5).presigned(expiry).await;
+    let get = get.unwrap();
+    let (status, got) = curl(&cert.cert, "GET", get.uri(), &headers(&get), None);
+    assert_eq!(status, 200);
+    assert_eq!(got, data, "the presigned SSE-C GET returns the plaintext");
+    // The same URL without the key headers: the signature covers them, so it no longer matches.
+    let (status, _) = curl(&cert.cert, "GET", get.uri(), &[], None);
+    assert_eq!(status, 403, "a presigned SSE-C URL is useless without the customer key");
 }

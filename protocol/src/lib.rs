@@ -216,8 +216,57 @@ pub enum BucketEncryption {
 pub struct EncryptionSettings {
     /// Every new write is SSE-S3 unless it asks for SSE-C (`hoard cluster encrypt`; never turned off).
     pub encrypt_all: bool,
-    /// The master key id new SSE-S3 data keys are wrapped under.
+    /// The master key id new SSE-S3 data keys are wrapped under (`None`: the node's configured key).
     pub active_key_id: Option<String>,
+    /// The latest master-key rotation, running or finished.
+    pub rotation: Option<Rotation>,
+}
+
+/// A master-key rotation (`hoard cluster rotate-key`): every SSE-S3 data key is rewrapped under
+/// `to_key_id`; no object bytes are rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The key rewrapped to; also the active key for new writes from the start of the rotation.
+    pub to_key_id: String,
+    /// Where nodes load that key from: a path on the node, never the key itself.
+    pub key_file: String,
+    pub started_ms: i64,
+    /// How far the walk has got.
+    pub cursor: RotationCursor,
+    /// Set when a record wrapped under another key is written while the walk runs (it may be behind
+    /// the cursor): the walk then starts one more pass instead of finishing.
+    pub again: bool,
+    /// Data keys rewrapped so far, over every pass.
+    pub rewrapped: u64,
+    pub finished_ms: Option<i64>,
+}
+
+/// Where a rotation's walk is: after `after` (a metadata map key, exclusive) among objects, then among
+/// multipart uploads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotationCursor {
+    Objects {
+        after: Option<Vec<u8>>,
+    },
+    Uploads {
+        after: Option<Vec<u8>>,
+    },
+    /// The walk reached the end.
+    End,
+}
+
+/// One data key to rewrap: applied only if the record still carries `before`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrap {
+    pub target: RewrapTarget,
+    pub before: Encryption,
+    pub after: Encryption,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RewrapTarget {
+    Object { bucket: String, key: String, version_id: String },
+    Upload { bucket: String, key: String, upload_id: String },
 }
 
 /// A committed object: everything needed to read it back.
@@ -351,6 +400,21 @@ pub enum MetaCommand {
     EncryptAll {
         key_id: String,
     },
+    /// Starts a master-key rotation to `to_key_id` (which becomes the active key at once). Refused while
+    /// a rotation to another key is unfinished; a rotation to the same key carries on where it was.
+    StartRotation {
+        to_key_id: String,
+        key_file: String,
+        now_ms: i64,
+    },
+    /// One step of a rotation's walk: rewraps what still matches and moves the cursor (to `End` finishes
+    /// the rotation, unless a late write asks for one more pass).
+    RewrapBatch {
+        to_key_id: String,
+        rewraps: Vec<Rewrap>,
+        cursor: RotationCursor,
+        now_ms: i64,
+    },
 }
 
 /// What a conditional write expects of the key's current version.
@@ -382,6 +446,14 @@ pub enum MetaResponse {
     Credential(Credential),
     /// A conditional write's condition did not hold; nothing changed.
     PreconditionFailed,
+    /// Another master-key rotation is unfinished.
+    RotationInProgress {
+        to_key_id: String,
+    },
+    /// How many data keys a rewrap batch changed.
+    Rewrapped {
+        count: u64,
+    },
 }
 
 /// A raft node's address, as the membership config stores it.

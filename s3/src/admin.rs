@@ -1,13 +1,15 @@
-//! The admin API for fault injection, on the S3 port: `POST /?hoard-faults&action=arm&point=P&fault=F[&times=N]`,
-//! `POST /?hoard-faults&action=disarm&point=P`, `GET /?hoard-faults` (list). Requests are SigV4-signed
-//! like any S3 request (s3s checks the signature; anonymous requests are refused).
+//! The admin API on the S3 port: fault injection (`POST /?hoard-faults&action=arm&point=P&fault=F[&times=N]`,
+//! `POST /?hoard-faults&action=disarm&point=P`, `GET /?hoard-faults` to list) and the cluster commands of
+//! [`crate::cluster`] (`?hoard-cluster&action=...`). Requests are SigV4-signed like any S3 request (s3s
+//! checks the signature; anonymous requests are refused).
 //!
-//! A node started without fault injection answers 403 and arms nothing.
+//! A node started without fault injection answers 403 to fault requests and arms nothing.
 
 use std::sync::Arc;
 
 use hoard_actors::faults::Fault;
 use hoard_actors::faults::FaultAdmin;
+use hoard_actors::NodeContext;
 use http::Extensions;
 use http::HeaderMap;
 use http::Method;
@@ -19,13 +21,18 @@ use s3s::S3Request;
 use s3s::S3Response;
 use s3s::S3Result;
 
+use crate::cluster;
+use crate::cluster::CLUSTER_PARAM;
+
 /// The query parameter that marks an admin request.
 pub const ADMIN_PARAM: &str = "hoard-faults";
 
 /// The fault points hoard's data path checks.
-pub const FAULT_POINTS: &[&str] = &["put.after_shards", "put.before_commit", "shard.write", "ec.encode"];
+pub const FAULT_POINTS: &[&str] =
+    &["put.after_shards", "put.before_commit", "shard.write", "ec.encode", "encryptor.seal", "rotation.batch"];
 
 pub struct AdminRoute {
+    pub ctx: NodeContext,
     pub faults: Option<Arc<dyn FaultAdmin>>,
 }
 
@@ -64,10 +71,13 @@ fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
 #[async_trait::async_trait]
 impl S3Route for AdminRoute {
     fn is_match(&self, _method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
-        uri.path() == "/" && query_pairs(uri).iter().any(|(k, _)| k == ADMIN_PARAM)
+        uri.path() == "/" && query_pairs(uri).iter().any(|(k, _)| k == ADMIN_PARAM || k == CLUSTER_PARAM)
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        if query_pairs(&req.uri).iter().any(|(k, _)| k == CLUSTER_PARAM) {
+            return self.cluster(req).await;
+        }
         let Some(faults) = &self.faults else {
             return Err(s3_error!(
                 AccessDenied,
@@ -111,5 +121,24 @@ impl S3Route for AdminRoute {
             out.push_str(&format!("{point} {} {times}\n", fault_name(&fault)));
         }
         Ok(S3Response::new(Body::from(out)))
+    }
+}
+
+impl AdminRoute {
+    async fn cluster(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let q = query_pairs(&req.uri);
+        let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        match (req.method.clone(), get("action").unwrap_or("status")) {
+            (Method::GET, "status") => {}
+            (Method::POST, "encrypt") => cluster::encrypt(&self.ctx).await?,
+            (Method::POST, "rotate-key") => {
+                let file = get("key-file").ok_or_else(|| s3_error!(InvalidArgument, "key-file is required"))?;
+                cluster::rotate_key(&self.ctx, file).await?;
+            }
+            _ => return Err(s3_error!(InvalidRequest, "use GET action=status, or POST action=encrypt|rotate-key")),
+        }
+        let status = cluster::status(&self.ctx).await?;
+        let json = serde_json::to_string_pretty(&status).map_err(|e| s3_error!(InternalError, "{e}"))?;
+        Ok(S3Response::new(Body::from(json + "\n")))
     }
 }

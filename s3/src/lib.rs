@@ -3,12 +3,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod frontend;
 pub mod listener;
 pub mod ops;
 pub mod session;
 pub mod sse;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -34,6 +36,6 @@ pub fn frontend(
 ) -> Arc<Frontend> {
     let mut builder = S3ServiceBuilder::new(HoardS3 { ctx: ctx.clone(), sessions });
     builder.set_auth(Credentials::new(credentials));
-    builder.set_route(AdminRoute { faults });
+    builder.set_route(AdminRoute { ctx: ctx.clone(), faults });
     Arc::new(Frontend { ctx, s3: builder.build(), secure: sse::Secure(secure) })
 }

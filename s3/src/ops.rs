@@ -391,7 +391,7 @@ async fn write_target<'a>(
     let b = bucket.to_string();
     let (record, settings) = ctx.meta.read(move |r| Ok((r.bucket(&b)?, r.encryption_settings()?))).await.or_s3()?;
     let record = record.ok_or_else(no_such_bucket)?;
-    sse::target(sse, customer, record.encryption, settings.encrypt_all)
+    sse::target(sse, customer, record.encryption, &settings)
 }
 
 async fn get_record(ctx: &NodeContext, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
@@ -1016,7 +1016,7 @@ impl S3 for HoardS3 {
             let (mut record, written) = match (&source_key, &target) {
                 // Plain to plain, or encrypted to encrypted: the copy shares the source's ciphertext (or
                 // bytes), with the data key wrapped for the destination. Metadata only, no bytes move.
-                (None, Target::Plain) | (Some(_), Target::SseS3 | Target::SseC(_)) => {
+                (None, Target::Plain) | (Some(_), Target::SseS3(_) | Target::SseC(_)) => {
                     let encryption = match &source_key {
                         Some(key) => sse::wrap_for(&ctx, key, &target).await?.unwrap_or_default(),
                         None => Encryption::None,
@@ -1038,7 +1038,7 @@ impl S3 for HoardS3 {
                     (record, None)
                 }
                 // Plaintext to encrypted or back: the bytes are read and written again.
-                (None, Target::SseS3 | Target::SseC(_)) | (Some(_), Target::Plain) => {
+                (None, Target::SseS3(_) | Target::SseC(_)) | (Some(_), Target::Plain) => {
                     let seal = sse::seal_new(&ctx, &target).await?;
                     let want = checksum_set_of(&src.checksums);
                     let body = object_bytes(&ctx, &src, 0, src.size, source_key.clone());

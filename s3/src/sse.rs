@@ -15,6 +15,7 @@ use hoard_actors::put::SealKey;
 use hoard_actors::NodeContext;
 use hoard_protocol::BucketEncryption;
 use hoard_protocol::Encryption;
+use hoard_protocol::EncryptionSettings;
 use hoard_protocol::WrappedKey;
 use hoard_storage::seal::CustomerKey;
 use hoard_storage::seal::DataKey;
@@ -125,7 +126,8 @@ pub fn unsupported(algorithm: &str) -> S3Error {
 /// What a new object (or a copy's destination) is to be stored as.
 pub enum Target<'a> {
     Plain,
-    SseS3,
+    /// Wrapped under this master key (the active key metadata names), or the node's configured key.
+    SseS3(Option<String>),
     SseC(&'a GivenKey),
 }
 
@@ -135,8 +137,9 @@ pub fn target<'a>(
     sse: Option<&ServerSideEncryption>,
     customer: Option<&'a GivenKey>,
     bucket_default: Option<BucketEncryption>,
-    encrypt_all: bool,
+    settings: &EncryptionSettings,
 ) -> S3Result<Target<'a>> {
+    let sse_s3 = || Target::SseS3(settings.active_key_id.clone());
     if let Some(given) = customer {
         if sse.is_some() {
             return Err(s3_error!(
@@ -147,9 +150,9 @@ pub fn target<'a>(
         return Ok(Target::SseC(given));
     }
     match sse.map(|s| s.as_str()) {
-        Some(ServerSideEncryption::AES256) => Ok(Target::SseS3),
+        Some(ServerSideEncryption::AES256) => Ok(sse_s3()),
         Some(other) => Err(unsupported(other)),
-        None if bucket_default == Some(BucketEncryption::SseS3) || encrypt_all => Ok(Target::SseS3),
+        None if bucket_default == Some(BucketEncryption::SseS3) || settings.encrypt_all => Ok(sse_s3()),
         None => Ok(Target::Plain),
     }
 }
@@ -183,7 +186,9 @@ pub async fn wrap_for(ctx: &NodeContext, key: &SealKey, target: &Target<'_>) -> 
                 WrappedKey { format: SEAL_FORMAT_V1, data_id: key.data_id, wrapped: given.key.wrap(&key.key).to_vec() };
             Ok(Some(Encryption::SseC { key: wrapped }))
         }
-        Target::SseS3 => Ok(Some(ctx.key_keeper.wrap(key.key.clone(), key.data_id).await.or_s3()?)),
+        Target::SseS3(key_id) => {
+            Ok(Some(ctx.key_keeper.wrap(key.key.clone(), key.data_id, key_id.clone()).await.or_s3()?))
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use hoard_protocol::Credential;
+use hoard_s3::tls::TlsFiles;
 use serde::Deserialize;
 
 use crate::node::NodeOptions;
@@ -34,9 +35,18 @@ pub struct ServeArgs {
     /// Parity shards per stripe (m): how many disks may be lost.
     #[arg(long, env = "HOARD_PARITY_SHARDS")]
     pub parity_shards: Option<u8>,
-    /// Address of the S3 endpoint.
+    /// Address of the S3 endpoint (HTTPS when --tls-cert and --tls-key are given).
     #[arg(long, env = "HOARD_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) for HTTPS on --listen.
+    #[arg(long, env = "HOARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long, env = "HOARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Also serve plain HTTP here, beside HTTPS on --listen (SSE-C is refused on it).
+    #[arg(long, env = "HOARD_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Seconds between background scrub passes (0: never on its own).
     #[arg(long, env = "HOARD_SCRUB_INTERVAL")]
     pub scrub_interval: Option<u64>,
@@ -66,6 +76,9 @@ pub struct FileConfig {
     pub data_shards: Option<u8>,
     pub parity_shards: Option<u8>,
     pub listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub http_listen: Option<SocketAddr>,
     pub scrub_interval: Option<u64>,
     pub scrub_grace: Option<u64>,
     pub fault_injection: Option<bool>,
@@ -91,6 +104,15 @@ impl ServeArgs {
         o.parity_shards = self.parity_shards.or(file.parity_shards).unwrap_or(2);
         if let Some(l) = self.listen.or(file.listen) {
             o.listen = l;
+        }
+        o.tls = match (self.tls_cert.clone().or(file.tls_cert), self.tls_key.clone().or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("give both --tls-cert and --tls-key, or neither"),
+        };
+        o.http_listen = self.http_listen.or(file.http_listen);
+        if o.http_listen.is_some() && o.tls.is_none() {
+            anyhow::bail!("--http-listen opens plain HTTP beside HTTPS: it needs --tls-cert and --tls-key");
         }
         if let Some(s) = self.scrub_interval.or(file.scrub_interval) {
             o.scrub_interval = (s > 0).then(|| Duration::from_secs(s));
@@ -159,6 +181,25 @@ mod tests {
         let args = ServeArgs { scrub_grace: Some(5), ..Default::default() };
         let Err(err) = args.resolve() else { panic!("a 5 s grace must be refused") };
         assert!(format!("{err:#}").contains("at least 60 seconds"), "{err:#}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_http_listen_needs_tls() {
+        let args = ServeArgs { tls_cert: Some("cert.pem".into()), ..Default::default() };
+        let Err(err) = args.resolve() else { panic!("a certificate without a key must be refused") };
+        assert!(format!("{err:#}").contains("--tls-key"), "{err:#}");
+        let args = ServeArgs { http_listen: Some("127.0.0.1:9080".parse().unwrap()), ..Default::default() };
+        let Err(err) = args.resolve() else { panic!("--http-listen without TLS must be refused") };
+        assert!(format!("{err:#}").contains("--tls-cert"), "{err:#}");
+        let args = ServeArgs {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            http_listen: Some("127.0.0.1:9080".parse().unwrap()),
+            ..Default::default()
+        };
+        let o = args.resolve().unwrap();
+        assert_eq!(o.tls, Some(TlsFiles { cert: "cert.pem".into(), key: "key.pem".into() }));
+        assert_eq!(o.http_listen.map(|a| a.port()), Some(9080));
     }
 
     #[test]

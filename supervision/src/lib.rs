@@ -1,6 +1,8 @@
 //! `hoard`: the supervision tree that boots a node, the restart policies, the fault-injection registry,
 //! the CLI, and the public test harness (`testing::TestNode`) other projects may use in their tests.
 
+pub mod admin_client;
+pub mod cluster_cli;
 pub mod config;
 pub mod debug;
 pub mod disk_sup;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run a one-node hoard: an S3 endpoint over local disks.
     Serve(ServeArgs),
+    /// Encryption across the cluster: encrypt, status, rotate-key.
+    Cluster(hoard::cluster_cli::ClusterArgs),
     /// Tools for testing a running node.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -47,6 +49,12 @@ fn main() -> anyhow::Result<()> {
             print!("{out}");
             Ok(())
         }
+        Command::Cluster(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let out = runtime.block_on(hoard::cluster_cli::run(args))?;
+            print!("{out}");
+            Ok(())
+        }
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -70,11 +78,14 @@ async fn serve(opts: hoard::NodeOptions) -> anyhow::Result<()> {
             "all disk directories are on one filesystem: they will not fail independently; give each --disk its own drive for real durability"
         );
     }
+    let scheme = if node.tls { "https" } else { "http" };
     tracing::info!(
-        endpoint = %format!("http://{}", node.addr),
+        endpoint = %format!("{scheme}://{}", node.addr),
+        http_endpoint = ?node.http_addr.map(|a| format!("http://{a}")),
         data_dir = %opts.data_dir.display(),
         coding = %format!("{}+{}", opts.data_shards, opts.parity_shards),
-        "hoard is serving; no master key: objects are stored unencrypted"
+        encryption = if opts.master_key_file.is_some() { "available (SSE-S3, SSE-C)" } else { "off: no master key, objects are stored unencrypted" },
+        "hoard is serving"
     );
     if node.generated_credential {
         println!("hoard: generated root credentials (stored in the metadata; shown only now):");

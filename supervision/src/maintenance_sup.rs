@@ -1,10 +1,11 @@
-//! Supervises the background maintenance actors: scrub and repair.
+//! Supervises the background maintenance actors: scrub, repair and master-key rotation.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use hoard_actors::repair::RepairActor;
+use hoard_actors::rotation::RotationActor;
 use hoard_actors::scrub::ScrubActor;
 use hoard_actors::NodeContext;
 use ractor::Actor;
@@ -30,6 +31,17 @@ pub fn spec(ctx: NodeContext, stats: Arc<SupStats>) -> SupSpec {
         }
         .boxed()
     });
+    let c3 = ctx.clone();
+    let rotation = ChildSpec::new("rotation", move |parent| {
+        let ctx = c3.clone();
+        async move {
+            let name = Some(format!("rotation-{}", uniq()));
+            let (r, _) = RotationActor::spawn_linked(name, RotationActor, ctx.clone(), parent).await?;
+            ctx.rotation.slot.set(r.clone());
+            Ok(r.get_cell())
+        }
+        .boxed()
+    });
     let c2 = ctx;
     let scrub = ChildSpec::new("scrub", move |parent| {
         let ctx = c2.clone();
@@ -41,5 +53,5 @@ pub fn spec(ctx: NodeContext, stats: Arc<SupStats>) -> SupSpec {
         }
         .boxed()
     });
-    SupSpec { name: "maintenance_sup", policy: MAINTENANCE_SUP_POLICY, children: vec![repair, scrub], stats }
+    SupSpec { name: "maintenance_sup", policy: MAINTENANCE_SUP_POLICY, children: vec![repair, scrub, rotation], stats }
 }

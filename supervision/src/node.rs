@@ -30,6 +30,7 @@ use hoard_actors::INLINE_MAX;
 use hoard_protocol::Credential;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
+use hoard_s3::tls::TlsFiles;
 use hoard_storage::disk::Disk;
 use hoard_storage::disk::FileDisk;
 use hoard_storage::env::Env;
@@ -37,9 +38,9 @@ use hoard_storage::env::SystemEnv;
 use hoard_storage::seal::MasterKey;
 use ractor::ActorCell;
 use ractor::SpawnErr;
-use tokio::sync::watch;
 
 use crate::faults::FaultRegistry;
+use crate::s3_sup::Endpoint;
 use crate::sup::spawn_sup;
 use crate::sup::ChildSpec;
 use crate::sup::SupStats;
@@ -52,7 +53,12 @@ pub struct NodeOptions {
     pub disks: Vec<PathBuf>,
     pub data_shards: u8,
     pub parity_shards: u8,
+    /// The S3 endpoint: HTTPS when `tls` is set, plain HTTP otherwise.
     pub listen: SocketAddr,
+    /// Certificate and key (PEM) for HTTPS on `listen`.
+    pub tls: Option<TlsFiles>,
+    /// A plain-HTTP endpoint beside the HTTPS one (only with `tls`).
+    pub http_listen: Option<SocketAddr>,
     /// Root credentials given by the operator; when absent a pair is generated once and stored.
     pub root_credential: Option<Credential>,
     pub scrub_interval: Option<Duration>,
@@ -76,6 +82,8 @@ impl NodeOptions {
             data_shards: 4,
             parity_shards: 2,
             listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            tls: None,
+            http_listen: None,
             root_credential: None,
             scrub_interval: Some(Duration::from_secs(24 * 3600)),
             scrub_grace: Duration::from_secs(3600),
@@ -111,7 +119,11 @@ pub struct NodeStats {
 /// A running node.
 pub struct Node {
     pub ctx: NodeContext,
+    /// The S3 endpoint's bound address (HTTPS when `tls`).
     pub addr: SocketAddr,
+    pub tls: bool,
+    /// The plain-HTTP endpoint beside the HTTPS one, when asked for.
+    pub http_addr: Option<SocketAddr>,
     pub credential: Credential,
     /// True when the credential was generated at this start (print it once).
     pub generated_credential: bool,
@@ -141,6 +153,15 @@ impl Node {
                 paths.len(),
                 opts.data_shards,
                 opts.parity_shards
+            );
+        }
+        let tls = match &opts.tls {
+            Some(files) => Some(hoard_s3::tls::server_config(files).context("TLS")?),
+            None => None,
+        };
+        if opts.http_listen.is_some() && tls.is_none() {
+            anyhow::bail!(
+                "--http-listen opens a plain-HTTP endpoint beside the HTTPS one: give --tls-cert and --tls-key too"
             );
         }
         if let Some(path) = &opts.master_key_file {
@@ -182,14 +203,16 @@ impl Node {
             encryptor: EncryptorPool::new(workers),
             repair: RepairHandle::default(),
             scrub: ScrubHandle::default(),
+            rotation: hoard_actors::rotation::RotationHandle::default(),
             transport: Arc::new(LocalOnly),
         };
         let stats = Arc::new(NodeStats::default());
-        let (bound_tx, mut bound_rx) = watch::channel(None);
+        let main = Endpoint::new(opts.listen, tls.clone());
+        let plain = opts.http_listen.map(|a| Endpoint::new(a, None));
+        let endpoints: Vec<Endpoint> = std::iter::once(main.clone()).chain(plain.clone()).collect();
         let credential_out: Arc<Mutex<Option<(Credential, bool)>>> = Arc::new(Mutex::new(None));
 
-        let key_args = KeyKeeperArgs { master_key_file: opts.master_key_file.clone() };
-        let mut children: Vec<ChildSpec> = vec![crate::node_sup::key_keeper_child(ctx.key_keeper.clone(), key_args)];
+        let mut children: Vec<ChildSpec> = Vec::new();
         {
             let (h, dir, st) = (ctx.meta.clone(), opts.data_dir.join("meta"), stats.meta.clone());
             let addr = opts.listen.to_string();
@@ -197,6 +220,9 @@ impl Node {
                 crate::meta_sup::spec(h.clone(), dir.clone(), 1, addr.clone(), st.clone())
             }));
         }
+        // After metadata: the KeyKeeper reads which rotation key file to load.
+        let key_args = KeyKeeperArgs { master_key_file: opts.master_key_file.clone(), meta: ctx.meta.clone() };
+        children.push(crate::node_sup::key_keeper_child(ctx.key_keeper.clone(), key_args));
         {
             let (f, st) = (faults.clone(), stats.disks.clone());
             children.push(crate::node_sup::sup_child("disk_sup", move || {
@@ -216,27 +242,20 @@ impl Node {
             }));
         }
         {
-            let (c, st, listen, trust) = (ctx.clone(), stats.s3.clone(), opts.listen, opts.trust_proxy_tls);
+            let (c, st, trust) = (ctx.clone(), stats.s3.clone(), opts.trust_proxy_tls);
             let given = opts.root_credential.clone();
             let out = credential_out.clone();
             let admin: Option<Arc<dyn FaultAdmin>> =
                 opts.fault_injection.then(|| registry.clone() as Arc<dyn FaultAdmin>);
-            let listen = Arc::new(Mutex::new(listen));
             children.push(ChildSpec::new("s3_sup", move |parent| {
-                let (c, st, given, out, bound) = (c.clone(), st.clone(), given.clone(), out.clone(), bound_tx.clone());
-                let admin = admin.clone();
-                let listen = listen.clone();
+                let (c, st, given, out) = (c.clone(), st.clone(), given.clone(), out.clone());
+                let (admin, endpoints) = (admin.clone(), endpoints.clone());
                 async move {
                     let (cred, generated) = settle_credential(&c, given).await.map_err(startup)?;
                     *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((cred.clone(), generated));
-                    let at = *listen.lock().unwrap_or_else(|p| p.into_inner());
                     let creds = vec![(cred.access_key.clone(), cred.secret_key.clone())];
-                    let spec = crate::s3_sup::spec(c, at, creds, bound.clone(), admin, trust, st);
-                    let cell = spawn_sup(parent, spec).await?;
-                    if let Some(b) = *bound.borrow() {
-                        *listen.lock().unwrap_or_else(|p| p.into_inner()) = b;
-                    }
-                    Ok(cell)
+                    let spec = crate::s3_sup::spec(c, endpoints, creds, admin, trust, st);
+                    spawn_sup(parent, spec).await
                 }
                 .boxed()
             }));
@@ -249,15 +268,25 @@ impl Node {
         )
         .await
         .map_err(|e| anyhow::anyhow!("node failed to start: {e}"))?;
-        let addr = loop {
-            if let Some(a) = *bound_rx.borrow() {
-                break a;
-            }
-            bound_rx.changed().await.context("listener never bound")?;
+        let addr = main.bound_addr().await?;
+        let http_addr = match &plain {
+            Some(p) => Some(p.bound_addr().await?),
+            None => None,
         };
         let (credential, generated_credential) =
             credential_out.lock().unwrap_or_else(|p| p.into_inner()).clone().context("credentials were not settled")?;
-        Ok(Node { ctx, addr, credential, generated_credential, faults: registry, stats, root: root.get_cell(), join })
+        Ok(Node {
+            ctx,
+            addr,
+            tls: tls.is_some(),
+            http_addr,
+            credential,
+            generated_credential,
+            faults: registry,
+            stats,
+            root: root.get_cell(),
+            join,
+        })
     }
 
     /// Stops every actor of the node and releases its stores.

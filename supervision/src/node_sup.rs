@@ -1,9 +1,10 @@
 //! The root of a node's tree and its direct children's supervisors.
 //!
 //! ```text
-//! node_sup ─ key_keeper, meta_sup, disk_sup, pool_sup, maintenance_sup, s3_sup   (started in this order)
+//! node_sup ─ meta_sup, key_keeper, disk_sup, pool_sup, maintenance_sup, s3_sup   (started in this order)
 //! ```
-//! Order matters: the S3 listener opens last, when everything it calls is up.
+//! Order matters: the KeyKeeper reads metadata (a rotation's key file) when it starts, and the S3 listener
+//! opens last, when everything it calls is up.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Supervises the S3 listener and, as temporary children, one session actor per request.
+//! Supervises the S3 listeners (one per address: HTTP, HTTPS) and, as temporary children, one session actor per request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,33 +22,63 @@ use crate::sup::SupStats;
 /// The listener restarts (rebinding its address) up to 5 times a minute.
 pub const S3_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 5, window: Duration::from_secs(60) };
 
-/// `addr` is where to listen; after the first start it is pinned to the bound address, so a restarted
-/// listener comes back on the same port even when asked for port 0.
+/// One address the node serves S3 on.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Where to listen; after the first start it is pinned to the bound address, so a restarted listener
+    /// comes back on the same port even when asked for port 0.
+    pub addr: Arc<Mutex<SocketAddr>>,
+    /// HTTPS with this configuration, or plain HTTP.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Told the bound address each time the listener starts.
+    pub bound: watch::Sender<Option<SocketAddr>>,
+}
+
+impl Endpoint {
+    pub fn new(addr: SocketAddr, tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>) -> Endpoint {
+        Endpoint { addr: Arc::new(Mutex::new(addr)), tls, bound: watch::channel(None).0 }
+    }
+
+    /// Waits until the listener has bound its address.
+    pub async fn bound_addr(&self) -> anyhow::Result<SocketAddr> {
+        let mut rx = self.bound.subscribe();
+        let a = *rx.wait_for(|a| a.is_some()).await.map_err(|_| anyhow::anyhow!("listener never bound"))?;
+        a.ok_or_else(|| anyhow::anyhow!("listener never bound"))
+    }
+}
+
+/// One listener child per endpoint. SSE-C is accepted on HTTPS endpoints, and on plain ones only when
+/// `trust_proxy_tls` says a TLS-terminating proxy the operator trusts is in front.
 pub fn spec(
     ctx: NodeContext,
-    addr: SocketAddr,
+    endpoints: Vec<Endpoint>,
     credentials: Vec<(String, String)>,
-    bound: watch::Sender<Option<SocketAddr>>,
     faults: Option<Arc<dyn FaultAdmin>>,
     trust_proxy_tls: bool,
     stats: Arc<SupStats>,
 ) -> SupSpec {
-    let addr = Arc::new(Mutex::new(addr));
-    let listener = ChildSpec::new("listener", move |parent| {
-        let frontend =
-            hoard_s3::frontend(ctx.clone(), parent.clone(), credentials.clone(), faults.clone(), trust_proxy_tls);
-        let bound = bound.clone();
-        let addr = addr.clone();
-        async move {
-            let at = *addr.lock().unwrap_or_else(|p| p.into_inner());
-            let args = ListenerArgs { addr: at, frontend, bound: bound.clone() };
-            let (r, _) = Listener::spawn_linked(Some(format!("listener-{}", uniq())), Listener, args, parent).await?;
-            if let Some(b) = *bound.borrow() {
-                *addr.lock().unwrap_or_else(|p| p.into_inner()) = b;
-            }
-            Ok(r.get_cell())
-        }
-        .boxed()
-    });
-    SupSpec { name: "s3_sup", policy: S3_SUP_POLICY, children: vec![listener], stats }
+    let children = endpoints
+        .into_iter()
+        .map(|endpoint| {
+            let (ctx, credentials, faults) = (ctx.clone(), credentials.clone(), faults.clone());
+            ChildSpec::new("listener", move |parent| {
+                let secure = endpoint.tls.is_some() || trust_proxy_tls;
+                let frontend =
+                    hoard_s3::frontend(ctx.clone(), parent.clone(), credentials.clone(), faults.clone(), secure);
+                let endpoint = endpoint.clone();
+                async move {
+                    let at = *endpoint.addr.lock().unwrap_or_else(|p| p.into_inner());
+                    let args = ListenerArgs { addr: at, frontend, bound: endpoint.bound.clone(), tls: endpoint.tls };
+                    let (r, _) =
+                        Listener::spawn_linked(Some(format!("listener-{}", uniq())), Listener, args, parent).await?;
+                    if let Some(b) = *endpoint.bound.borrow() {
+                        *endpoint.addr.lock().unwrap_or_else(|p| p.into_inner()) = b;
+                    }
+                    Ok(r.get_cell())
+                }
+                .boxed()
+            })
+        })
+        .collect();
+    SupSpec { name: "s3_sup", policy: S3_SUP_POLICY, children, stats }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use hoard_actors::repair::RepairStats;
 use hoard_actors::scrub::ScrubReport;
 use hoard_protocol::Credential;
+use hoard_s3::tls::TlsFiles;
 
 use crate::faults::FaultRegistry;
 use crate::node::Node;
@@ -69,6 +70,18 @@ impl TestNodeBuilder {
         self
     }
 
+    /// Serves HTTPS with this certificate and key (PEM files) instead of plain HTTP.
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.opts.tls = Some(TlsFiles { cert: cert.into(), key: key.into() });
+        self
+    }
+
+    /// With `tls`: also serves plain HTTP on a free port (see `http_endpoint`).
+    pub fn http_listen(mut self, on: bool) -> Self {
+        self.opts.http_listen = on.then(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        self
+    }
+
     pub fn credential(mut self, access_key: &str, secret_key: &str) -> Self {
         self.opts.root_credential = Some(Credential { access_key: access_key.into(), secret_key: secret_key.into() });
         self
@@ -103,8 +116,14 @@ impl TestNode {
         self.node.as_ref().expect("the node is running")
     }
 
+    /// The S3 endpoint: `https://` when the node serves TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.node().addr)
+        let scheme = if self.node().tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.node().addr)
+    }
+    /// The plain-HTTP endpoint beside HTTPS, when the node was built with `http_listen(true)`.
+    pub fn http_endpoint(&self) -> Option<String> {
+        self.node().http_addr.map(|a| format!("http://{a}"))
     }
     pub fn addr(&self) -> SocketAddr {
         self.node().addr
@@ -148,6 +167,7 @@ impl TestNode {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if let Some(node) = self.node.take() {
             self.opts.listen = node.addr;
+            self.opts.http_listen = node.http_addr;
             node.stop().await;
         }
         self.node = Some(Node::start(self.opts.clone()).await?);

@@ -47,6 +47,7 @@ use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use openraft::RaftNetwork;
 use openraft::RaftNetworkFactory;
+pub use reader::Census;
 pub use reader::CommittedSegment;
 pub use reader::ListPage;
 pub use reader::ListQuery;

@@ -10,6 +10,7 @@
 //! - A common prefix at or before the marker was already returned by an earlier page and is not repeated.
 //! - `max == 0` asks for nothing: an empty, untruncated page.
 
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use fjall::Readable;
 use hoard_protocol::decode;
 use hoard_protocol::BucketRecord;
 use hoard_protocol::Credential;
+use hoard_protocol::Encryption;
 use hoard_protocol::EncryptionSettings;
 use hoard_protocol::ObjectRecord;
 use hoard_protocol::PartRecord;
@@ -96,6 +98,34 @@ pub struct CommittedSegment {
     pub key: String,
     pub version_id: String,
     pub segment: Segment,
+}
+
+/// How many objects (and uploads in progress) are stored each way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    pub plain: u64,
+    pub sse_s3: u64,
+    pub sse_c: u64,
+    /// SSE-S3 objects and uploads by the id of the master key their data key is wrapped under.
+    pub by_key: BTreeMap<String, u64>,
+    pub uploads: u64,
+}
+
+impl Census {
+    fn count(&mut self, encryption: &Encryption, upload: bool) {
+        if upload {
+            self.uploads += 1;
+        } else {
+            match encryption {
+                Encryption::None => self.plain += 1,
+                Encryption::SseS3 { .. } => self.sse_s3 += 1,
+                Encryption::SseC { .. } => self.sse_c += 1,
+            }
+        }
+        if let Encryption::SseS3 { key_id, .. } = encryption {
+            *self.by_key.entry(key_id.clone()).or_default() += 1;
+        }
+    }
 }
 
 /// Read access to the metadata state machine. Cheap to clone.
@@ -349,6 +379,51 @@ impl MetaReader {
     /// The node's encryption settings (`hoard cluster encrypt`).
     pub fn encryption_settings(&self) -> Result<EncryptionSettings> {
         Ok(self.store.ks(Ks::SmMeta).get(ENCRYPTION)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+    }
+
+    /// Up to `limit` objects after the map key `after` (exclusive), in map order, with their map keys:
+    /// the pages of a walk over every object of every bucket.
+    pub fn objects_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, ObjectRecord)>> {
+        self.page_after(Ks::Objects, after, limit)
+    }
+
+    /// Like [`MetaReader::objects_after`], over multipart uploads in progress.
+    pub fn uploads_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, UploadRecord)>> {
+        self.page_after(Ks::Uploads, after, limit)
+    }
+
+    fn page_after<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        ks: Ks,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>> {
+        let lower = match after {
+            Some(a) => Bound::Excluded(a.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for guard in self.store.ks(ks).range((lower, Bound::<Vec<u8>>::Unbounded)).take(limit) {
+            let (k, v) = guard.into_inner()?;
+            out.push((k.to_vec(), decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// How objects and uploads in progress are stored: plaintext, SSE-S3 (by master key id) or SSE-C.
+    /// Reads one consistent view of the whole store.
+    pub fn census(&self) -> Result<Census> {
+        let view = self.store.db.snapshot();
+        let mut census = Census::default();
+        for guard in view.iter(self.store.ks(Ks::Objects)) {
+            let record: ObjectRecord = decode(&guard.into_inner()?.1)?;
+            census.count(&record.encryption, false);
+        }
+        for guard in view.iter(self.store.ks(Ks::Uploads)) {
+            let upload: UploadRecord = decode(&guard.into_inner()?.1)?;
+            census.count(&upload.encryption, true);
+        }
+        Ok(census)
     }
 
     /// Every segment id some object or in-progress part references (for scrub: anything else on disk

@@ -31,14 +31,20 @@ use hoard_protocol::decode;
 use hoard_protocol::encode;
 use hoard_protocol::BucketRecord;
 use hoard_protocol::Credential;
+use hoard_protocol::Encryption;
 use hoard_protocol::EncryptionSettings;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
 use hoard_protocol::ObjectRecord;
 use hoard_protocol::PartRecord;
+use hoard_protocol::Rewrap;
+use hoard_protocol::RewrapTarget;
+use hoard_protocol::Rotation;
+use hoard_protocol::RotationCursor;
 use hoard_protocol::Segment;
 use hoard_protocol::SegmentId;
+use hoard_protocol::UploadRecord;
 use hoard_protocol::WriteCondition;
 use openraft::storage::RaftStateMachine;
 use openraft::Entry;
@@ -500,6 +506,58 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
             tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
             MetaResponse::Ok
         }
+        MetaCommand::StartRotation { to_key_id, key_file, now_ms } => {
+            let mut settings: EncryptionSettings = tx.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default();
+            match &settings.rotation {
+                Some(r) if r.finished_ms.is_none() && r.to_key_id != to_key_id => {
+                    return Ok(MetaResponse::RotationInProgress { to_key_id: r.to_key_id.clone() })
+                }
+                Some(r) if r.finished_ms.is_none() => return Ok(MetaResponse::Ok),
+                _ => {}
+            }
+            settings.active_key_id = Some(to_key_id.clone());
+            settings.rotation = Some(Rotation {
+                to_key_id,
+                key_file,
+                started_ms: now_ms,
+                cursor: RotationCursor::Objects { after: None },
+                again: false,
+                rewrapped: 0,
+                finished_ms: None,
+            });
+            tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
+            MetaResponse::Ok
+        }
+        MetaCommand::RewrapBatch { to_key_id, rewraps, cursor, now_ms } => {
+            let mut settings: EncryptionSettings = tx.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default();
+            let Some(rotation) = settings.rotation.as_mut() else {
+                return Ok(MetaResponse::Rewrapped { count: 0 });
+            };
+            if rotation.to_key_id != to_key_id {
+                return Ok(MetaResponse::RotationInProgress { to_key_id: rotation.to_key_id.clone() });
+            }
+            if rotation.finished_ms.is_some() {
+                return Ok(MetaResponse::Rewrapped { count: 0 });
+            }
+            let mut count = 0;
+            for rewrap in rewraps {
+                if apply_rewrap(tx, rewrap)? {
+                    count += 1;
+                }
+            }
+            rotation.rewrapped += count;
+            rotation.cursor = cursor;
+            if rotation.cursor == RotationCursor::End {
+                if rotation.again {
+                    rotation.again = false;
+                    rotation.cursor = RotationCursor::Objects { after: None };
+                } else {
+                    rotation.finished_ms = Some(now_ms);
+                }
+            }
+            tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
+            MetaResponse::Rewrapped { count }
+        }
         MetaCommand::DeleteBucket { name } => {
             if !tx.exists(Ks::Buckets, name.as_bytes())? {
                 MetaResponse::NoSuchBucket
@@ -559,6 +617,7 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
                 MetaResponse::NoSuchBucket
             } else {
                 let key = upload_key(&upload.bucket, &upload.key, &upload.upload_id);
+                note_wrapping_key(tx, &upload.encryption)?;
                 tx.put(Ks::Uploads, key, encode(&upload));
                 MetaResponse::Ok
             }
@@ -650,8 +709,60 @@ fn commit_record(tx: &mut Txn<'_>, record: ObjectRecord, now_ms: i64) -> Result<
             tx.decref(segment, now_ms)?;
         }
     }
+    note_wrapping_key(tx, &record.encryption)?;
     tx.put(Ks::Objects, key, encode(&record));
     Ok(previous)
+}
+
+/// A record wrapped under a key other than a rotation's target may land behind the rotation's cursor
+/// (its writer read the settings before the rotation started): the walk must make one more pass, and a
+/// finished rotation opens again.
+fn note_wrapping_key(tx: &mut Txn<'_>, encryption: &Encryption) -> Result<()> {
+    let Encryption::SseS3 { key_id, .. } = encryption else {
+        return Ok(());
+    };
+    let mut settings: EncryptionSettings = tx.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default();
+    let Some(rotation) = settings.rotation.as_mut() else {
+        return Ok(());
+    };
+    if rotation.to_key_id == *key_id {
+        return Ok(());
+    }
+    if rotation.finished_ms.take().is_some() {
+        rotation.cursor = RotationCursor::Objects { after: None };
+    } else {
+        rotation.again = true;
+    }
+    tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
+    Ok(())
+}
+
+/// Rewraps one record's data key if the record still carries the wrapping the rotation read.
+fn apply_rewrap(tx: &mut Txn<'_>, rewrap: Rewrap) -> Result<bool> {
+    match rewrap.target {
+        RewrapTarget::Object { bucket, key, version_id } => {
+            let map_key = object_key(&bucket, &key);
+            match tx.get_decoded::<ObjectRecord>(Ks::Objects, &map_key)? {
+                Some(mut record) if record.version_id == version_id && record.encryption == rewrap.before => {
+                    record.encryption = rewrap.after;
+                    tx.put(Ks::Objects, map_key, encode(&record));
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+        RewrapTarget::Upload { bucket, key, upload_id } => {
+            let map_key = upload_key(&bucket, &key, &upload_id);
+            match tx.get_decoded::<UploadRecord>(Ks::Uploads, &map_key)? {
+                Some(mut upload) if upload.encryption == rewrap.before => {
+                    upload.encryption = rewrap.after;
+                    tx.put(Ks::Uploads, map_key, encode(&upload));
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+    }
 }
 
 /// The upload's parts by part number, with their keys.
@@ -760,6 +871,82 @@ mod tests {
         let node = TestNode::start(dir, config()).await;
         assert_eq!(node.write(bucket("b")).await, MetaResponse::Ok);
         node
+    }
+
+    fn sse_s3(key_id: &str, wrapped: u8) -> Encryption {
+        let key = hoard_protocol::WrappedKey { format: 1, data_id: [7; 16], wrapped: vec![wrapped; 40] };
+        Encryption::SseS3 { key_id: key_id.into(), key }
+    }
+
+    fn put_sealed(key: &str, encryption: Encryption) -> MetaCommand {
+        let mut r = record("b", key, Vec::new());
+        r.encryption = encryption;
+        MetaCommand::CommitObject { record: r, now_ms: 10 }
+    }
+
+    fn rewrap_object(key: &str, before: Encryption, after: Encryption) -> Rewrap {
+        let target = RewrapTarget::Object { bucket: "b".into(), key: key.into(), version_id: format!("v-{key}") };
+        Rewrap { target, before, after }
+    }
+
+    fn rotation(node: &TestNode) -> Rotation {
+        node.reader.encryption_settings().unwrap().rotation.expect("a rotation is recorded")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rotation_rewraps_only_what_is_unchanged_and_passes_again_after_a_late_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_with_bucket(dir.path()).await;
+        node.write(put_sealed("x", sse_s3("old", 1))).await;
+        node.write(put_sealed("y", sse_s3("old", 2))).await;
+        let start = |to: &str| MetaCommand::StartRotation { to_key_id: to.into(), key_file: "/k".into(), now_ms: 20 };
+        assert_eq!(node.write(start("new")).await, MetaResponse::Ok);
+        assert_eq!(node.reader.encryption_settings().unwrap().active_key_id.as_deref(), Some("new"));
+        assert_eq!(
+            node.write(start("other")).await,
+            MetaResponse::RotationInProgress { to_key_id: "new".into() },
+            "a second rotation waits for the first"
+        );
+
+        // `y` changed after the walk read it: its rewrap must not apply.
+        node.write(put_sealed("y", sse_s3("new", 3))).await;
+        let batch = MetaCommand::RewrapBatch {
+            to_key_id: "new".into(),
+            rewraps: vec![
+                rewrap_object("x", sse_s3("old", 1), sse_s3("new", 9)),
+                rewrap_object("y", sse_s3("old", 2), sse_s3("new", 8)),
+            ],
+            cursor: RotationCursor::Uploads { after: None },
+            now_ms: 30,
+        };
+        assert_eq!(node.write(batch).await, MetaResponse::Rewrapped { count: 1 });
+        assert_eq!(node.reader.object("b", "x").unwrap().unwrap().encryption, sse_s3("new", 9));
+        assert_eq!(node.reader.object("b", "y").unwrap().unwrap().encryption, sse_s3("new", 3));
+
+        // A write under the old key lands while the walk runs: reaching the end starts another pass.
+        node.write(put_sealed("a", sse_s3("old", 4))).await;
+        assert!(rotation(&node).again);
+        let end = |rewraps| MetaCommand::RewrapBatch {
+            to_key_id: "new".into(),
+            rewraps,
+            cursor: RotationCursor::End,
+            now_ms: 40,
+        };
+        assert_eq!(node.write(end(vec![])).await, MetaResponse::Rewrapped { count: 0 });
+        let r = rotation(&node);
+        assert_eq!((r.cursor, r.again, r.finished_ms), (RotationCursor::Objects { after: None }, false, None));
+        let fix = vec![rewrap_object("a", sse_s3("old", 4), sse_s3("new", 5))];
+        assert_eq!(node.write(end(fix)).await, MetaResponse::Rewrapped { count: 1 });
+        let r = rotation(&node);
+        assert_eq!((r.rewrapped, r.finished_ms), (2, Some(40)));
+        let census = node.reader.census().unwrap();
+        assert_eq!(census.by_key, [("new".to_string(), 3)].into());
+
+        // A late write after the end opens the rotation again from the start.
+        node.write(put_sealed("z", sse_s3("old", 6))).await;
+        let r = rotation(&node);
+        assert_eq!((r.cursor, r.finished_ms), (RotationCursor::Objects { after: None }, None));
+        node.stop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,210 @@
+//! The rotation actor: carries out a master-key rotation recorded in metadata (`hoard cluster rotate-key`)
+//! by rewrapping every SSE-S3 data key under the new key, a batch at a time. No object byte is read or
+//! written: only the wrapped keys in metadata change.
+//!
+//! Invariants:
+//! - All progress lives in metadata (the rotation's cursor moves in the same Raft command as the batch it
+//!   covers), so a node killed at any moment resumes where the last committed batch left off.
+//! - A rewrap is applied only if the record still carries the wrapping the walk read, so a record
+//!   replaced or deleted meanwhile is never brought back or changed.
+//! - Data keys are rewrapped inside the KeyKeeper; this actor only sees wrapped keys.
+//! - The walk finishes only after a pass during which no record wrapped under another key was written
+//!   (metadata sets `again` when one is).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hoard_protocol::Encryption;
+use hoard_protocol::MetaCommand;
+use hoard_protocol::MetaResponse;
+use hoard_protocol::Rewrap;
+use hoard_protocol::RewrapTarget;
+use hoard_protocol::Rotation;
+use hoard_protocol::RotationCursor;
+use ractor::Actor;
+use ractor::ActorProcessingErr;
+use ractor::ActorRef;
+
+use crate::error::ActorError;
+use crate::error::Result;
+use crate::faults;
+use crate::slot::Slot;
+use crate::NodeContext;
+
+/// Records read (and at most rewrapped) per Raft command.
+pub const ROTATION_BATCH: usize = 64;
+/// How often an idle actor looks for an unfinished rotation (one started elsewhere, reopened by a late
+/// write, or stopped by an error such as a missing key).
+pub const ROTATION_POLL: Duration = Duration::from_secs(5);
+
+pub struct RotationActor;
+
+pub enum RotationMsg {
+    /// Walk on if a rotation is unfinished (does nothing while a walk is under way).
+    Kick,
+    /// One batch of the walk.
+    Step,
+}
+
+pub struct RotationState {
+    ctx: NodeContext,
+    walking: bool,
+}
+
+/// Shared with the admin API: the last error that stopped the walk, for `cluster status`.
+#[derive(Clone, Default)]
+pub struct RotationStatus {
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl RotationStatus {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+}
+
+impl Actor for RotationActor {
+    type Msg = RotationMsg;
+    type State = RotationState;
+    type Arguments = NodeContext;
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<RotationMsg>,
+        ctx: NodeContext,
+    ) -> std::result::Result<RotationState, ActorProcessingErr> {
+        me.send_interval(ROTATION_POLL, || RotationMsg::Kick);
+        // A node that restarts mid-rotation goes on at once.
+        me.cast(RotationMsg::Kick)?;
+        Ok(RotationState { ctx, walking: false })
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<RotationMsg>,
+        msg: RotationMsg,
+        state: &mut RotationState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        match msg {
+            RotationMsg::Kick if state.walking => {}
+            RotationMsg::Kick | RotationMsg::Step => match step(&state.ctx).await {
+                Ok(true) => {
+                    state.walking = true;
+                    state.ctx.rotation.status.set(None);
+                    me.cast(RotationMsg::Step)?;
+                }
+                Ok(false) => state.walking = false,
+                Err(e) => {
+                    // Retried on the next poll; the error is shown by `cluster status`.
+                    tracing::warn!(error = %e, "master-key rotation stopped; retrying");
+                    state.ctx.rotation.status.set(Some(e.to_string()));
+                    state.walking = false;
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// One batch of the walk; `true` while the rotation is unfinished.
+async fn step(ctx: &NodeContext) -> Result<bool> {
+    let settings = ctx.meta.read(|r| r.encryption_settings()).await?;
+    let Some(rotation) = settings.rotation.filter(|r| r.finished_ms.is_none()) else {
+        return Ok(false);
+    };
+    let (rewraps, cursor) = batch(ctx, &rotation).await?;
+    faults::hit(ctx.faults.as_ref(), "rotation.batch").await?;
+    let cmd =
+        MetaCommand::RewrapBatch { to_key_id: rotation.to_key_id.clone(), rewraps, cursor, now_ms: ctx.env.now_ms() };
+    match ctx.meta.write(cmd).await? {
+        MetaResponse::Rewrapped { count } => {
+            if count > 0 {
+                tracing::debug!(count, to_key_id = %rotation.to_key_id, "rewrapped a batch of data keys");
+            }
+            Ok(true)
+        }
+        // Another rotation took over; the next step reads it.
+        MetaResponse::RotationInProgress { .. } => Ok(true),
+        other => Err(ActorError::Refused(other)),
+    }
+}
+
+/// The rewraps of the records after the cursor, and where the cursor goes next.
+async fn batch(ctx: &NodeContext, rotation: &Rotation) -> Result<(Vec<Rewrap>, RotationCursor)> {
+    let to = rotation.to_key_id.clone();
+    let mut rewraps = Vec::new();
+    let cursor = match &rotation.cursor {
+        RotationCursor::Objects { after } => {
+            let after = after.clone();
+            let page = ctx.meta.read(move |r| r.objects_after(after.as_deref(), ROTATION_BATCH)).await?;
+            for (_, record) in &page {
+                if let Some(after) = rewrapped(ctx, &record.encryption, &to).await? {
+                    let target = RewrapTarget::Object {
+                        bucket: record.bucket.clone(),
+                        key: record.key.clone(),
+                        version_id: record.version_id.clone(),
+                    };
+                    rewraps.push(Rewrap { target, before: record.encryption.clone(), after });
+                }
+            }
+            match page.last() {
+                Some((key, _)) if page.len() == ROTATION_BATCH => RotationCursor::Objects { after: Some(key.clone()) },
+                _ => RotationCursor::Uploads { after: None },
+            }
+        }
+        RotationCursor::Uploads { after } => {
+            let after = after.clone();
+            let page = ctx.meta.read(move |r| r.uploads_after(after.as_deref(), ROTATION_BATCH)).await?;
+            for (_, upload) in &page {
+                if let Some(after) = rewrapped(ctx, &upload.encryption, &to).await? {
+                    let target = RewrapTarget::Upload {
+                        bucket: upload.bucket.clone(),
+                        key: upload.key.clone(),
+                        upload_id: upload.upload_id.clone(),
+                    };
+                    rewraps.push(Rewrap { target, before: upload.encryption.clone(), after });
+                }
+            }
+            match page.last() {
+                Some((key, _)) if page.len() == ROTATION_BATCH => RotationCursor::Uploads { after: Some(key.clone()) },
+                _ => RotationCursor::End,
+            }
+        }
+        RotationCursor::End => RotationCursor::End,
+    };
+    Ok((rewraps, cursor))
+}
+
+/// The record's wrapping under `to`, if it is an SSE-S3 record wrapped under another key.
+async fn rewrapped(ctx: &NodeContext, encryption: &Encryption, to: &str) -> Result<Option<Encryption>> {
+    match encryption {
+        Encryption::SseS3 { key_id, .. } if key_id != to => {
+            Ok(Some(ctx.key_keeper.rewrap(encryption.clone(), to.to_string()).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[derive(Clone)]
+pub struct RotationHandle {
+    pub slot: Slot<RotationMsg>,
+    pub status: RotationStatus,
+}
+
+impl Default for RotationHandle {
+    fn default() -> Self {
+        RotationHandle { slot: Slot::new("rotation"), status: RotationStatus::default() }
+    }
+}
+
+impl RotationHandle {
+    /// Asks the actor to walk now (after a rotation was started).
+    pub fn kick(&self) -> Result<()> {
+        self.slot.cast(RotationMsg::Kick)
+    }
+}

@@ -1,0 +1,154 @@
+//! The cluster admin API, on the S3 port and signed with the root credentials like any S3 request:
+//! `POST /?hoard-cluster&action=encrypt`, `GET /?hoard-cluster&action=status`,
+//! `POST /?hoard-cluster&action=rotate-key&key-file=/abs/path`. Answers are JSON ([`ClusterStatus`]).
+//!
+//! A new master key is named by its file on the node, never sent: key material does not cross the
+//! network (the KeyKeeper loads the file itself).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use hoard_actors::error::ActorError;
+use hoard_actors::NodeContext;
+use hoard_protocol::EncryptionSettings;
+use hoard_protocol::MetaCommand;
+use hoard_protocol::MetaResponse;
+use hoard_storage::meta::Census;
+use s3s::s3_error;
+use s3s::S3Result;
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::error::OrS3;
+
+/// The query parameter that marks a cluster admin request.
+pub const CLUSTER_PARAM: &str = "hoard-cluster";
+
+/// The encryption posture of the node (of the cluster, once there are several).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Every new write is encrypted (`hoard cluster encrypt`).
+    pub encrypt_all: bool,
+    /// The master key new SSE-S3 data keys are wrapped under (`None`: no key, or the configured one
+    /// before any `cluster encrypt` or rotation named one).
+    pub active_key_id: Option<String>,
+    /// The key of this node's `--master-key-file`.
+    pub configured_key_id: Option<String>,
+    /// Every master key id this node's KeyKeeper holds.
+    pub held_key_ids: Vec<String>,
+    pub objects: ObjectCounts,
+    pub rotation: Option<RotationStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectCounts {
+    pub plain: u64,
+    pub sse_s3: u64,
+    pub sse_c: u64,
+    /// Multipart uploads in progress.
+    pub uploads: u64,
+    /// SSE-S3 objects and uploads by the master key id their data key is wrapped under.
+    pub sse_s3_by_key: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationStatus {
+    pub to_key_id: String,
+    pub key_file: String,
+    pub finished: bool,
+    /// Data keys rewrapped so far.
+    pub rewrapped: u64,
+    /// SSE-S3 objects and uploads already under the new key, out of `total`.
+    pub done: u64,
+    pub total: u64,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// Why the walk last stopped, if it did (for example a key this node lacks); it retries.
+    pub error: Option<String>,
+}
+
+impl From<Census> for ObjectCounts {
+    fn from(c: Census) -> Self {
+        ObjectCounts { plain: c.plain, sse_s3: c.sse_s3, sse_c: c.sse_c, uploads: c.uploads, sse_s3_by_key: c.by_key }
+    }
+}
+
+/// Reads the status: settings and census from one linearizable read, key ids from the KeyKeeper.
+pub async fn status(ctx: &NodeContext) -> S3Result<ClusterStatus> {
+    let keys = ctx.key_keeper.status().await.or_s3()?;
+    let (settings, census): (EncryptionSettings, Census) =
+        ctx.meta.read(|r| Ok((r.encryption_settings()?, r.census()?))).await.or_s3()?;
+    let objects = ObjectCounts::from(census);
+    let rotation = settings.rotation.map(|r| {
+        let total: u64 = objects.sse_s3_by_key.values().sum();
+        let done = objects.sse_s3_by_key.get(&r.to_key_id).copied().unwrap_or(0);
+        RotationStatus {
+            finished: r.finished_ms.is_some(),
+            error: if r.finished_ms.is_some() { None } else { ctx.rotation.status.last_error() },
+            to_key_id: r.to_key_id,
+            key_file: r.key_file,
+            rewrapped: r.rewrapped,
+            done,
+            total,
+            started_ms: r.started_ms,
+            finished_ms: r.finished_ms,
+        }
+    });
+    Ok(ClusterStatus {
+        encrypt_all: settings.encrypt_all,
+        active_key_id: settings.active_key_id.or_else(|| keys.active.clone()),
+        configured_key_id: keys.active,
+        held_key_ids: keys.held,
+        objects,
+        rotation,
+    })
+}
+
+/// `hoard cluster encrypt`: every new write SSE-S3 from now on; refused by a node without a key.
+pub async fn encrypt(ctx: &NodeContext) -> S3Result<()> {
+    let keys = ctx.key_keeper.status().await.or_s3()?;
+    let Some(key_id) = keys.active else {
+        return Err(s3_error!(
+            InvalidRequest,
+            "this node holds no master key: start it with --master-key-file before enabling encryption"
+        ));
+    };
+    match ctx.meta.write(MetaCommand::EncryptAll { key_id }).await.or_s3()? {
+        MetaResponse::Ok => Ok(()),
+        other => Err(crate::error::to_s3(ActorError::Refused(other))),
+    }
+}
+
+/// `hoard cluster rotate-key`: loads the new key from `key_file` (a path on the node), records the
+/// rotation and starts the walk.
+pub async fn rotate_key(ctx: &NodeContext, key_file: &str) -> S3Result<()> {
+    let path = PathBuf::from(key_file);
+    if !path.is_absolute() {
+        return Err(s3_error!(InvalidArgument, "key-file must be an absolute path on the node"));
+    }
+    if ctx.key_keeper.status().await.or_s3()?.active.is_none() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "this node holds no master key, so there is nothing to rotate: start it with --master-key-file"
+        ));
+    }
+    let to_key_id = ctx
+        .key_keeper
+        .load(path)
+        .await
+        .map_err(|e| s3_error!(InvalidArgument, "cannot use the new master key file {key_file}: {e}"))?;
+    let cmd = MetaCommand::StartRotation { to_key_id, key_file: key_file.to_string(), now_ms: ctx.env.now_ms() };
+    match ctx.meta.write(cmd).await.or_s3()? {
+        MetaResponse::Ok => {}
+        MetaResponse::RotationInProgress { to_key_id } => {
+            return Err(s3_error!(
+                OperationAborted,
+                "a rotation to master key {to_key_id} is unfinished; wait for it (hoard cluster status) before starting another"
+            ))
+        }
+        other => return Err(crate::error::to_s3(ActorError::Refused(other))),
+    }
+    // The actor also polls; a kick only saves the wait.
+    let _ = ctx.rotation.kick();
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! `hoard cluster encrypt | status | rotate-key`: the operator's side of the cluster admin API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use clap::Subcommand;
+use hoard_s3::cluster::ClusterStatus;
+
+use crate::admin_client::encode;
+use crate::admin_client::ConnectArgs;
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(subcommand)]
+    pub action: ClusterAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// Encrypt every new write with SSE-S3 from now on (enable-only; the node must hold a master key).
+    Encrypt,
+    /// Encryption posture: enabled?, master key ids, objects plain/SSE-S3/SSE-C, rotation progress.
+    Status {
+        /// Print the node's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrap every SSE-S3 data key under a new master key (metadata only; no object is rewritten).
+    RotateKey {
+        /// The new key's file, as the node sees it (the key itself is never sent).
+        #[arg(long)]
+        new_master_key_file: PathBuf,
+        /// Return once the rotation has started instead of following it to the end.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// How often a waiting `rotate-key` asks for progress.
+const POLL: Duration = Duration::from_millis(500);
+
+pub async fn run(args: ClusterArgs) -> anyhow::Result<String> {
+    let connect = &args.connect;
+    match args.action {
+        ClusterAction::Encrypt => {
+            let status = parse(&connect.call("POST", "hoard-cluster=&action=encrypt").await?)?;
+            Ok(format!(
+                "every new write is now encrypted (SSE-S3) under master key {}\n",
+                status.active_key_id.as_deref().unwrap_or("?")
+            ))
+        }
+        ClusterAction::Status { json } => {
+            let text = connect.call("GET", "hoard-cluster=&action=status").await?;
+            if json {
+                return Ok(text);
+            }
+            Ok(describe(&parse(&text)?))
+        }
+        ClusterAction::RotateKey { new_master_key_file, no_wait } => {
+            // The node reads the path itself; an absolute path means the same file there as here.
+            let path = match std::fs::canonicalize(&new_master_key_file) {
+                Ok(p) => p,
+                Err(_) if new_master_key_file.is_absolute() => new_master_key_file.clone(),
+                Err(e) => anyhow::bail!("{}: {e}", new_master_key_file.display()),
+            };
+            let path = path.to_str().context("the key file's path is not UTF-8")?;
+            let query = format!("hoard-cluster=&action=rotate-key&key-file={}", encode(path));
+            let status = parse(&connect.call("POST", &query).await?)?;
+            if no_wait {
+                return Ok(describe(&status));
+            }
+            follow(connect, status).await
+        }
+    }
+}
+
+fn parse(text: &str) -> anyhow::Result<ClusterStatus> {
+    serde_json::from_str(text).with_context(|| format!("unexpected answer from the node: {text}"))
+}
+
+/// Shows the rotation on a progress bar until it finishes.
+async fn follow(connect: &ConnectArgs, mut status: ClusterStatus) -> anyhow::Result<String> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("rewrapping data keys {bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    loop {
+        let Some(rotation) = &status.rotation else {
+            anyhow::bail!("the node recorded no rotation");
+        };
+        bar.set_length(rotation.total);
+        bar.set_position(rotation.done);
+        bar.set_message(rotation.error.clone().unwrap_or_default());
+        if rotation.finished {
+            bar.finish_and_clear();
+            return Ok(format!(
+                "rotation finished: {} data keys rewrapped; every SSE-S3 object is wrapped under {}.\n\
+                 Make {} the node's --master-key-file; the old key file can then be removed.\n",
+                rotation.rewrapped, rotation.to_key_id, rotation.key_file
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+        status = parse(&connect.call("GET", "hoard-cluster=&action=status").await?)?;
+    }
+}
+
+/// The status as an operator reads it.
+pub fn describe(s: &ClusterStatus) -> String {
+    let none = || "none".to_string();
+    let mut out = String::new();
+    let posture = if s.encrypt_all {
+        "on: every new write is encrypted"
+    } else if s.configured_key_id.is_some() {
+        "on request (SSE-S3, SSE-C, bucket defaults)"
+    } else {
+        "off: no master key, new writes are stored unencrypted (SSE-C still possible)"
+    };
+    out.push_str(&format!("encryption:         {posture}\n"));
+    out.push_str(&format!("active master key:  {}\n", s.active_key_id.clone().unwrap_or_else(none)));
+    out.push_str(&format!("configured key:     {}\n", s.configured_key_id.clone().unwrap_or_else(none)));
+    out.push_str(&format!("keys held:          {}\n", s.held_key_ids.join(", ")));
+    let o = &s.objects;
+    out.push_str(&format!(
+        "objects:            {} plain, {} SSE-S3, {} SSE-C; {} multipart uploads in progress\n",
+        o.plain, o.sse_s3, o.sse_c, o.uploads
+    ));
+    if !o.sse_s3_by_key.is_empty() {
+        let by_key: Vec<String> = o.sse_s3_by_key.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        out.push_str(&format!("SSE-S3 by key:      {}\n", by_key.join(", ")));
+    }
+    match &s.rotation {
+        None => out.push_str("rotation:           none\n"),
+        Some(r) => {
+            let state = if r.finished { "finished" } else { "running" };
+            out.push_str(&format!(
+                "rotation:           {state}, to {} ({}): {}/{} under the new key, {} rewrapped\n",
+                r.to_key_id, r.key_file, r.done, r.total, r.rewrapped
+            ));
+            if let Some(e) = &r.error {
+                out.push_str(&format!("rotation error:     {e}\n"));
+            }
+        }
+    }
+    out
+}
