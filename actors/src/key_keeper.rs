@@ -33,6 +33,8 @@ use ractor::RpcReplyPort;
 
 use crate::error::ActorError;
 use crate::error::Result;
+use crate::faults;
+use crate::faults::FaultInjector;
 use crate::meta::MetaHandle;
 use crate::slot::Slot;
 
@@ -46,6 +48,7 @@ pub struct KeyKeeperArgs {
     pub master_key_file: Option<PathBuf>,
     /// Read at start for the rotation's key file.
     pub meta: MetaHandle,
+    pub faults: Arc<dyn FaultInjector>,
 }
 
 pub struct KeyKeeperState {
@@ -53,6 +56,7 @@ pub struct KeyKeeperState {
     keys: BTreeMap<String, MasterKey>,
     /// The key new data keys are wrapped under.
     active: Option<String>,
+    faults: Arc<dyn FaultInjector>,
 }
 
 /// What the KeyKeeper holds, by id only.
@@ -100,7 +104,8 @@ impl Actor for KeyKeeper {
         _me: ActorRef<KeyKeeperMsg>,
         args: KeyKeeperArgs,
     ) -> std::result::Result<KeyKeeperState, ActorProcessingErr> {
-        let mut state = KeyKeeperState { keys: BTreeMap::new(), active: None };
+        faults::hit(args.faults.as_ref(), "key_keeper.start").await?;
+        let mut state = KeyKeeperState { keys: BTreeMap::new(), active: None, faults: args.faults.clone() };
         if let Some(path) = &args.master_key_file {
             let id = state.load(path)?;
             tracing::info!(key_id = %id, "master key loaded");
@@ -151,6 +156,7 @@ impl Actor for KeyKeeper {
                     reply.send(KeyStatus { active: state.active.clone(), held: state.keys.keys().cloned().collect() });
             }
             KeyKeeperMsg::Wrap { key, data_id, key_id, reply } => {
+                faults::hit(state.faults.as_ref(), "key_keeper.wrap").await?;
                 let _ = reply.send(state.wrap(&key, data_id, key_id));
             }
             KeyKeeperMsg::Rewrap { from, to, reply } => {

@@ -495,3 +495,77 @@ async fn killed_meta_actor_is_restarted_on_the_same_store() {
     assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"after");
     node.stop().await;
 }
+
+/// A node holding a master key, with fault injection, and a bucket.
+async fn encrypted_node(dir: &Path, bucket: &str) -> (TestNode, aws_sdk_s3::Client) {
+    let key = dir.join("master.key");
+    std::fs::write(&key, [0x4b; 32]).unwrap();
+    let node = TestNode::builder().master_key_file(&key).fault_injection(true).start().await.unwrap();
+    let c = no_retry(client(&node));
+    c.create_bucket().bucket(bucket).send().await.unwrap();
+    (node, c)
+}
+
+async fn put_sse_s3(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) -> Result<(), u16> {
+    let sse = aws_sdk_s3::types::ServerSideEncryption::Aes256;
+    let put = c.put_object().bucket(bucket).key(key).server_side_encryption(sse);
+    match put.body(ByteStream::from(data.to_vec())).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(status(&e).unwrap_or_else(|| panic!("no HTTP answer: {e:?}"))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryptor_worker_panic_mid_put_commits_nothing_and_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, c) = encrypted_node(dir.path(), "sealed").await;
+    let restarts = node.stats().pools.restarts.load(Ordering::Relaxed);
+    node.faults().arm_times("encryptor.seal", Fault::Panic, Some(1));
+    let data = pattern(31, 3 * MIB + 5);
+    let code = put_sse_s3(&c, "sealed", "during-panic", &data).await.expect_err("the sealing worker panicked");
+    assert!((500..600).contains(&code), "a 5xx, got {code}");
+    eventually("pool_sup restarts the encryptor worker", || {
+        node.stats().pools.restarts.load(Ordering::Relaxed) > restarts
+    })
+    .await;
+    assert_absent(&c, "sealed", "during-panic").await;
+
+    let mut attempts = 0;
+    while let Err(code) = put_sse_s3(&c, "sealed", "after-panic", &data).await {
+        attempts += 1;
+        assert!((500..600).contains(&code) && attempts < 3, "PUT still fails after the restart: {code}");
+    }
+    assert_reads(&c, "sealed", "after-panic", &data).await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_keeper_panic_mid_put_is_503_until_it_restarts_with_its_key_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, c) = encrypted_node(dir.path(), "keys").await;
+    let before = pattern(32, 2 * MIB + 9);
+    put_sse_s3(&c, "keys", "before", &before).await.unwrap();
+    put(&c, "keys", "plain", b"plain bytes").await;
+
+    let restarts = node.stats().node.restarts.load(Ordering::Relaxed);
+    // The KeyKeeper panics while wrapping this PUT's data key; its restart then stalls in loading its keys,
+    // which holds the window in which it is down open for the requests below.
+    node.faults().arm_times("key_keeper.start", Fault::Stall(Duration::from_secs(3)), Some(1));
+    node.faults().arm_times("key_keeper.wrap", Fault::Panic, Some(1));
+    let code = put_sse_s3(&c, "keys", "during", &before).await.expect_err("the KeyKeeper panicked under this PUT");
+    assert_eq!(code, 503);
+    // While it is down, encrypted requests fail with 503: never plaintext, never ciphertext.
+    let err = c.get_object().bucket("keys").key("before").send().await.expect_err("no key to open it with");
+    assert_eq!(status(&err), Some(503));
+    assert_eq!(put_sse_s3(&c, "keys", "during-2", b"x").await, Err(503));
+    assert_eq!(get(&c, "keys", "plain").await, b"plain bytes", "plaintext objects are still served");
+
+    eventually("node_sup restarts the KeyKeeper", || node.stats().node.restarts.load(Ordering::Relaxed) > restarts)
+        .await;
+    assert_reads(&c, "keys", "before", &before).await;
+    assert_absent(&c, "keys", "during").await;
+    assert_absent(&c, "keys", "during-2").await;
+    put_sse_s3(&c, "keys", "after", &before).await.unwrap();
+    assert_reads(&c, "keys", "after", &before).await;
+    node.stop().await;
+}

@@ -28,8 +28,16 @@ use crate::cluster::CLUSTER_PARAM;
 pub const ADMIN_PARAM: &str = "hoard-faults";
 
 /// The fault points hoard's data path checks.
-pub const FAULT_POINTS: &[&str] =
-    &["put.after_shards", "put.before_commit", "shard.write", "ec.encode", "encryptor.seal", "rotation.batch"];
+pub const FAULT_POINTS: &[&str] = &[
+    "put.after_shards",
+    "put.before_commit",
+    "shard.write",
+    "ec.encode",
+    "encryptor.seal",
+    "key_keeper.start",
+    "key_keeper.wrap",
+    "rotation.batch",
+];
 
 pub struct AdminRoute {
     pub ctx: NodeContext,

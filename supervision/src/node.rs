@@ -221,7 +221,11 @@ impl Node {
             }));
         }
         // After metadata: the KeyKeeper reads which rotation key file to load.
-        let key_args = KeyKeeperArgs { master_key_file: opts.master_key_file.clone(), meta: ctx.meta.clone() };
+        let key_args = KeyKeeperArgs {
+            master_key_file: opts.master_key_file.clone(),
+            meta: ctx.meta.clone(),
+            faults: faults.clone(),
+        };
         children.push(crate::node_sup::key_keeper_child(ctx.key_keeper.clone(), key_args));
         {
             let (f, st) = (faults.clone(), stats.disks.clone());
