@@ -138,6 +138,12 @@ pub struct HoardProcess {
     pub addr: SocketAddr,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// `RUST_LOG` of the process.
+    pub log_filter: String,
+    /// Set when the process serves HTTPS on `addr` with this certificate (PEM), plus plain HTTP on
+    /// `http_addr` for the readiness probe.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub http_addr: Option<SocketAddr>,
 }
 
 impl HoardProcess {
@@ -150,6 +156,30 @@ impl HoardProcess {
             addr,
             log: data_dir.with_extension("log"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_filter: "info,openraft=warn".into(),
+            tls: None,
+            http_addr: None,
+        };
+        p.spawn()?;
+        Ok(p)
+    }
+
+    /// Like `start`, serving HTTPS with `cert` and logging with `log_filter` (`RUST_LOG`).
+    pub fn start_tls(
+        data_dir: &Path,
+        cert: &TestCert,
+        log_filter: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<HoardProcess> {
+        let mut p = HoardProcess {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            log: data_dir.with_extension("log"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_filter: log_filter.into(),
+            tls: Some((cert.cert.clone(), cert.key.clone())),
+            http_addr: Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),
         };
         p.spawn()?;
         Ok(p)
@@ -157,16 +187,16 @@ impl HoardProcess {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(hoard_bin())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--listen")
-            .arg(self.addr.to_string())
+        let mut cmd = Command::new(hoard_bin());
+        cmd.arg("serve").arg("--data-dir").arg(&self.data_dir).arg("--listen").arg(self.addr.to_string());
+        if let (Some((cert, key)), Some(http)) = (&self.tls, self.http_addr) {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key).arg("--http-listen").arg(http.to_string());
+        }
+        let child = cmd
             .args(&self.extra_args)
             .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
             .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -177,11 +207,19 @@ impl HoardProcess {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
+    /// A client of `endpoint()`; for an HTTPS process it trusts the process's certificate.
     pub fn client(&self) -> aws_sdk_s3::Client {
-        client_for(&self.endpoint(), ACCESS_KEY, SECRET_KEY)
+        match &self.tls {
+            None => client_for(&self.endpoint(), ACCESS_KEY, SECRET_KEY),
+            Some((cert, _)) => {
+                let pem = std::fs::read_to_string(cert).expect("the certificate file");
+                tls_client_for(&self.endpoint(), ACCESS_KEY, SECRET_KEY, &pem)
+            }
+        }
     }
 
     /// Polls `/health/ready` until it answers 200 (the process exposes no other readiness event).
@@ -196,7 +234,7 @@ impl HoardProcess {
                     );
                 }
             }
-            if health_ok(self.addr) {
+            if health_ok(self.http_addr.unwrap_or(self.addr)) {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {

@@ -40,6 +40,7 @@ impl Frontend {
             }
         }
         let mut req = req;
+        hide_customer_keys(req.headers_mut());
         join_repeated_content_encoding(req.headers_mut());
         req.extensions_mut().insert(self.secure);
         match self.s3.call(req.map(Body::from)).await {
@@ -48,6 +49,20 @@ impl Frontend {
                 tracing::error!(error = ?e, "s3 service error");
                 Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
             }
+        }
+    }
+}
+
+/// The request headers that carry a customer's key (SSE-C).
+const CUSTOMER_KEY_HEADERS: [&str; 2] =
+    ["x-amz-server-side-encryption-customer-key", "x-amz-copy-source-server-side-encryption-customer-key"];
+
+/// Marks the customer-key headers sensitive, so every `Debug` of the request (s3s logs whole requests at
+/// debug level) prints `Sensitive` in place of the key.
+fn hide_customer_keys(headers: &mut http::HeaderMap) {
+    for name in CUSTOMER_KEY_HEADERS {
+        if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
+            entry.iter_mut().for_each(|value| value.set_sensitive(true));
         }
     }
 }
@@ -79,6 +94,19 @@ fn plain(status: StatusCode, body: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn customer_keys_are_never_printed_with_a_request() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-amz-server-side-encryption-customer-key", http::HeaderValue::from_static("S2V5S2V5S2V5"));
+        h.insert("x-amz-copy-source-server-side-encryption-customer-key", http::HeaderValue::from_static("T2xkT2xk"));
+        h.insert("x-amz-server-side-encryption-customer-algorithm", http::HeaderValue::from_static("AES256"));
+        hide_customer_keys(&mut h);
+        let printed = format!("{h:?}");
+        assert!(!printed.contains("S2V5S2V5S2V5") && !printed.contains("T2xkT2xk"), "{printed}");
+        assert!(printed.contains("AES256"), "other headers print as before: {printed}");
+        assert_eq!(h["x-amz-server-side-encryption-customer-key"], "S2V5S2V5S2V5", "the value itself is kept");
+    }
 
     #[test]
     fn repeated_content_encodings_become_one_comma_separated_header() {
