@@ -6,10 +6,10 @@
 //!   the grace period, or (b) no record or in-progress part references its segment, it is not queued as
 //!   garbage, and the file is older than the grace period (an orphan of a PUT that never committed). The disks are listed
 //!   before the references are read, so a segment committed during the walk is never taken for an
-//!   orphan; young files are never touched, so a PUT still writing is never disturbed.
+//!   orphan; references and the garbage queue are read from one consistent view; young files are never
+//!   touched, so a PUT still writing is never disturbed.
 //! - Scrub only reads and deletes stored bytes; it never asks for a key.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use hoard_protocol::MetaCommand;
@@ -104,12 +104,11 @@ async fn scrub_pass(ctx: &NodeContext) -> Result<ScrubReport> {
         }
     }
     let reader = ctx.meta.local()?;
-    let referenced = reader.referenced_segments().map_err(|e| ActorError::Meta(e.to_string()))?;
     // Segments queued as garbage are not orphans: their grace runs from when they were queued (below), not from
     // their files' age, so a reader still streaming the replaced version is not cut off, and each file is
-    // deleted and counted once.
-    let queued: HashSet<SegmentId> =
-        reader.garbage(i64::MAX).map_err(|e| ActorError::Meta(e.to_string()))?.into_iter().map(|s| s.id).collect();
+    // deleted and counted once. Both sets come from one view, so a segment a copy takes back from the queue
+    // meanwhile is never in neither.
+    let (referenced, queued) = reader.references_and_queued().map_err(|e| ActorError::Meta(e.to_string()))?;
 
     for (shard, entries) in listings {
         for entry in entries {

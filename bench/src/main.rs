@@ -9,7 +9,10 @@
 //!    holds the object.
 //! 2. **Large objects** (`--large-size` x `--large-count`, spread over `--concurrency` clients): PUT, then GET
 //!    throughput as total bytes over wall time. GET bodies are streamed and counted, never buffered whole, and
-//!    every length is checked.
+//!    every length is checked. Once per `--encryption` mode (plain, SSE-S3, SSE-C by default), each encrypted
+//!    figure printed with its ratio to the plain one. The child server is started with a random master key and
+//!    `--trust-proxy-tls`, so SSE-C runs over the same plain HTTP as the others and the ratio is the cost of
+//!    encryption alone, not of TLS.
 //! 3. **Small objects** (4 KiB x `--small-count`, same clients): PUT, then GET ops/s, and p50/p99 of the
 //!    per-request latency (nearest rank over all requests).
 //!
@@ -102,6 +105,35 @@ struct Args {
     /// Run only one part.
     #[arg(long, value_enum)]
     only: Option<Part>,
+    /// Encryption modes of the large-object runs, comma-separated (the first is the baseline of the ratios).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,sse-s3,sse-c")]
+    encryption: Vec<Mode>,
+}
+
+/// How the benchmark's objects are stored.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Plain,
+    SseS3,
+    SseC,
+}
+
+/// The customer key of the SSE-C runs: a fixed test key (base64, and the base64 of its MD5).
+const CUSTOMER_KEY: &str = "aG9hcmQtYmVuY2gtY3VzdG9tZXIta2V5LTMyLWJ5dGU=";
+const CUSTOMER_KEY_MD5: &str = "XM5/tynbR4CyYAeXBPCc+g==";
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::SseS3 => "SSE-S3",
+            Mode::SseC => "SSE-C",
+        }
+    }
+
+    fn key(self, i: usize) -> String {
+        format!("large-{}/{i:06}", self.label())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,7 +203,14 @@ fn run_own_server(args: &Args, runtime: &tokio::runtime::Runtime, cores: usize) 
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let log = data_dir.with_extension("log");
     let layout = describe_layout(&data_dir, &args.extra_serve_args);
-    let extra: Vec<&str> = args.extra_serve_args.iter().map(String::as_str).collect();
+    // A random master key beside the data directory, for the encrypted runs.
+    let key_file = data_dir.with_extension("master.key");
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    std::fs::write(&key_file, hex::encode(key)).with_context(|| format!("writing {}", key_file.display()))?;
+    let key_path = key_file.display().to_string();
+    let mut extra: Vec<&str> = vec!["--master-key-file", &key_path, "--trust-proxy-tls"];
+    extra.extend(args.extra_serve_args.iter().map(String::as_str));
 
     let result = HoardProcess::start(&data_dir, &extra).and_then(|server| {
         let target = Target {
@@ -187,6 +226,7 @@ fn run_own_server(args: &Args, runtime: &tokio::runtime::Runtime, cores: usize) 
         result
     });
 
+    let _ = std::fs::remove_file(&key_file);
     if args.keep {
         eprintln!("hoard-bench: kept {} and {}", data_dir.display(), log.display());
     } else {
@@ -255,20 +295,34 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
     let n = args.concurrency;
     if args.runs(Part::Large) {
         let (size, count) = (args.large_size, args.large_count);
-        eprintln!("hoard-bench: {count} x {} PUT, then GET ...", fmt_size(size));
         let body = Bytes::from(pattern(1, usize::try_from(size)?));
-        let put = parallel(clients, bucket, count, move |c, b, i| put(c, b, large_key(i), body.clone())).await?;
-        let get = parallel(clients, bucket, count, move |c, b, i| get(c, b, large_key(i), size)).await?;
         let total = size * count as u64;
-        lines.push((format!("PUT {} x{count}, {n} clients:", fmt_size(size)), fmt_mbps(total, put.wall)));
-        lines.push((format!("GET {} x{count}, {n} clients:", fmt_size(size)), fmt_mbps(total, get.wall)));
+        let mut baseline: Option<(Mode, f64, f64)> = None;
+        for &mode in &args.encryption {
+            eprintln!("hoard-bench: {count} x {} PUT, then GET, {} ...", fmt_size(size), mode.label());
+            let b = body.clone();
+            let put =
+                parallel(clients, bucket, count, move |c, bk, i| put(c, bk, mode.key(i), b.clone(), mode)).await?;
+            let get = parallel(clients, bucket, count, move |c, bk, i| get(c, bk, mode.key(i), size, mode)).await?;
+            let (put_rate, get_rate) = (mbps(total, put.wall), mbps(total, get.wall));
+            let ratio = |rate: f64, of: fn(&(Mode, f64, f64)) -> f64| match &baseline {
+                Some(base) if base.0 != mode => format!("   ({:.0}% of {})", 100.0 * rate / of(base), base.0.label()),
+                _ => String::new(),
+            };
+            let label = |op: &str| format!("{op} {} x{count}, {n} clients, {}:", fmt_size(size), mode.label());
+            lines.push((label("PUT"), format!("{put_rate:.1} MB/s{}", ratio(put_rate, |b| b.1))));
+            lines.push((label("GET"), format!("{get_rate:.1} MB/s{}", ratio(get_rate, |b| b.2))));
+            baseline.get_or_insert((mode, put_rate, get_rate));
+        }
     }
     if args.runs(Part::Small) {
         let count = args.small_count;
         eprintln!("hoard-bench: {count} x {} PUT, then GET ...", fmt_size(SMALL_SIZE));
         let body = Bytes::from(pattern(2, SMALL_SIZE as usize));
-        let put = parallel(clients, bucket, count, move |c, b, i| put(c, b, small_key(i), body.clone())).await?;
-        let get = parallel(clients, bucket, count, move |c, b, i| get(c, b, small_key(i), SMALL_SIZE)).await?;
+        let put =
+            parallel(clients, bucket, count, move |c, b, i| put(c, b, small_key(i), body.clone(), Mode::Plain)).await?;
+        let get =
+            parallel(clients, bucket, count, move |c, b, i| get(c, b, small_key(i), SMALL_SIZE, Mode::Plain)).await?;
         lines.push((format!("PUT {} x{count}, {n} clients:", fmt_size(SMALL_SIZE)), put.ops_summary()));
         lines.push((format!("GET {} x{count}, {n} clients:", fmt_size(SMALL_SIZE)), get.ops_summary()));
     }
@@ -281,10 +335,6 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
     }
 
     Ok(())
-}
-
-fn large_key(i: usize) -> String {
-    format!("large/{i:06}")
 }
 
 fn small_key(i: usize) -> String {
@@ -347,21 +397,29 @@ where
     Ok(Timings { wall, latencies })
 }
 
-async fn put(client: Client, bucket: String, key: String, body: Bytes) -> anyhow::Result<()> {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(&key)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .with_context(|| format!("PUT {key}"))?;
+async fn put(client: Client, bucket: String, key: String, body: Bytes, mode: Mode) -> anyhow::Result<()> {
+    let req = client.put_object().bucket(bucket).key(&key).body(ByteStream::from(body));
+    let req = match mode {
+        Mode::Plain => req,
+        Mode::SseS3 => req.server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256),
+        Mode::SseC => {
+            req.sse_customer_algorithm("AES256").sse_customer_key(CUSTOMER_KEY).sse_customer_key_md5(CUSTOMER_KEY_MD5)
+        }
+    };
+    req.send().await.with_context(|| format!("PUT {key}"))?;
     Ok(())
 }
 
 /// GETs `key`, counting the streamed body without keeping it, and checks its length.
-async fn get(client: Client, bucket: String, key: String, expected: u64) -> anyhow::Result<()> {
-    let out = client.get_object().bucket(bucket).key(&key).send().await.with_context(|| format!("GET {key}"))?;
+async fn get(client: Client, bucket: String, key: String, expected: u64, mode: Mode) -> anyhow::Result<()> {
+    let req = client.get_object().bucket(bucket).key(&key);
+    let req = match mode {
+        Mode::Plain | Mode::SseS3 => req,
+        Mode::SseC => {
+            req.sse_customer_algorithm("AES256").sse_customer_key(CUSTOMER_KEY).sse_customer_key_md5(CUSTOMER_KEY_MD5)
+        }
+    };
+    let out = req.send().await.with_context(|| format!("GET {key}"))?;
     let mut body = out.body;
     let mut len = 0u64;
     while let Some(chunk) = body.next().await {
@@ -479,8 +537,8 @@ fn fmt_size(bytes: u64) -> String {
     }
 }
 
-fn fmt_mbps(bytes: u64, wall: Duration) -> String {
-    format!("{:.1} MB/s", bytes as f64 / 1e6 / wall.as_secs_f64())
+fn mbps(bytes: u64, wall: Duration) -> f64 {
+    bytes as f64 / 1e6 / wall.as_secs_f64()
 }
 
 /// `20250102-030405`, in UTC: names the default data directory and the bucket on a running server.

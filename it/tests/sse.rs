@@ -492,3 +492,33 @@ async fn presigned_sse_c_urls_need_the_key_headers() {
     let (status, _) = curl(&cert.cert, "GET", get.uri(), &[], None);
     assert_eq!(status, 403, "a presigned SSE-C URL is useless without the customer key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploading_a_part_twice_never_reuses_a_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, c) = encrypted_node(dir.path()).await;
+    let (key, key_md5) = customer_key(0x88);
+    let upload = c.create_multipart_upload().bucket(BUCKET).key("again").with_customer_key(&key, &key_md5);
+    let id = upload.send().await.unwrap().upload_id().unwrap().to_string();
+    let part = pattern(12, 2 * 1024 * 1024);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let up = c.upload_part().bucket(BUCKET).key("again").upload_id(&id).part_number(1);
+        up.with_customer_key(&key, &key_md5).body(ByteStream::from(part.clone())).send().await.unwrap();
+        let upload_id = id.clone();
+        let parts = node.context().meta.read(move |r| r.all_parts(&upload_id)).await.unwrap();
+        assert_eq!(parts.len(), 1);
+        let segment = parts[0].segment.clone();
+        let salt = segment.seal.as_ref().expect("an encrypted part's segment records its salt").salt;
+        seen.push((segment.id, salt));
+    }
+    assert_ne!(seen[0].0, seen[1].0, "each upload of the part is a new segment");
+    assert_ne!(seen[0].1, seen[1].1, "the same plaintext, key and part under a fresh nonce salt");
+    // The ciphertext on disk differs too: shard 0 of both uploads (the first is garbage, not yet removed).
+    let files = hoard_it::shard_files(&node.disk_paths());
+    let shard0 = |id: &hoard_protocol::SegmentId| std::fs::read(&files[&id.to_string()][&0]).unwrap();
+    let (a, b) = (shard0(&seen[0].0), shard0(&seen[1].0));
+    assert_eq!(a.len(), b.len());
+    let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+    assert!(same < a.len() / 10, "two sealings of one plaintext must not look alike ({same} equal bytes)");
+}

@@ -390,6 +390,15 @@ pub enum MetaCommand {
         now_ms: i64,
         condition: WriteCondition,
     },
+    /// A copy that shares its source's segments: commits like `CommitObject` only if the source key still
+    /// holds `source_version_id`, so segments the source's replacement queued as garbage are never taken.
+    CommitCopy {
+        record: ObjectRecord,
+        now_ms: i64,
+        source_bucket: String,
+        source_key: String,
+        source_version_id: String,
+    },
     /// Sets (or with `None` removes) a bucket's default encryption.
     SetBucketEncryption {
         bucket: String,
@@ -446,6 +455,8 @@ pub enum MetaResponse {
     Credential(Credential),
     /// A conditional write's condition did not hold; nothing changed.
     PreconditionFailed,
+    /// A sharing copy's source was replaced or deleted before the copy committed; nothing changed.
+    SourceChanged,
     /// Another master-key rotation is unfinished.
     RotationInProgress {
         to_key_id: String,

@@ -30,6 +30,10 @@ pub fn to_s3(e: ActorError) -> S3Error {
         ActorError::Refused(MetaResponse::PreconditionFailed) => {
             s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
         }
+        ActorError::Refused(MetaResponse::SourceChanged) => s3_error!(
+            OperationAborted,
+            "The copy source was replaced or deleted while it was being copied; please try again"
+        ),
         ActorError::Refused(other) => s3_error!(InternalError, "metadata refused the request: {other:?}"),
         ActorError::Body(msg) => s3_error!(IncompleteBody, "The request body could not be read: {msg}"),
         ActorError::Timeout(what) => s3_error!(SlowDown, "{what} did not answer in time; retry"),

@@ -4,6 +4,7 @@
 //! Invariants:
 //! - Every accepted socket has TCP_NODELAY set: small requests must not wait on Nagle's algorithm.
 //! - The listener never does a request's work itself; each request runs in its own session actor.
+//! - At most `MAX_CONNECTIONS` connections are open at once; each holds a permit until it closes.
 //! - A TLS listener finishes the handshake within `HEADER_READ_DEADLINE` or drops the connection.
 //! - Stopping the actor closes the listening socket and every connection it accepted: a stopped node
 //!   answers nothing, not even on a client's kept-alive connection.
@@ -28,6 +29,9 @@ use crate::frontend::Frontend;
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Open connections per listener; at the cap the listener stops accepting until one closes (clients then
+/// wait in the kernel's backlog instead of exhausting file descriptors and memory).
+pub const MAX_CONNECTIONS: usize = 4096;
 
 pub struct Listener;
 
@@ -60,8 +64,10 @@ impl Actor for Listener {
         let accept = tokio::spawn(async move {
             // Owned by this task: aborting the task drops the set, which aborts every connection.
             let mut connections = tokio::task::JoinSet::new();
+            let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
             loop {
                 while connections.try_join_next().is_some() {}
+                let Ok(permit) = permits.clone().acquire_owned().await else { return };
                 let (socket, peer) = match listener.accept().await {
                     Ok(s) => s,
                     Err(e) => {
@@ -73,6 +79,7 @@ impl Actor for Listener {
                 let service = frontend.clone();
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
+                    let _permit = permit;
                     match acceptor {
                         None => serve(TokioIo::new(socket), service, peer).await,
                         Some(acceptor) => {

@@ -1069,7 +1069,19 @@ impl S3 for HoardS3 {
             faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
             let described = sse::headers(&record.encryption, customer.as_ref());
             let (etag_hex, checksums) = (record.etag.clone(), record.checksums.clone());
-            write(&ctx, MetaCommand::CommitObject { record, now_ms: now }).await?;
+            let cmd = match &written {
+                // The bytes were copied into a segment of the copy's own: the source may change meanwhile.
+                Some(_) => MetaCommand::CommitObject { record, now_ms: now },
+                // The copy shares the source's segments: they must still be the source's when it commits.
+                None => MetaCommand::CommitCopy {
+                    record,
+                    now_ms: now,
+                    source_bucket: src.bucket.clone(),
+                    source_key: src.key.clone(),
+                    source_version_id: src.version_id.clone(),
+                },
+            };
+            write(&ctx, cmd).await?;
             this.after_commit(written.as_ref().and_then(Stored::written));
             Ok(S3Response::new(CopyObjectOutput {
                 copy_object_result: Some(CopyObjectResult {

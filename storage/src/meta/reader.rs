@@ -436,6 +436,22 @@ impl MetaReader {
         Ok(out)
     }
 
+    /// The referenced segments and the segments queued as garbage, read from one consistent view: a
+    /// segment moving between the two (a copy taking a queued segment back) is seen in exactly one.
+    pub fn references_and_queued(&self) -> Result<(HashSet<SegmentId>, HashSet<SegmentId>)> {
+        let view = self.store.db.snapshot();
+        let mut referenced = HashSet::new();
+        for guard in view.iter(self.store.ks(Ks::SegRefs)) {
+            referenced.insert(segment_id(&guard.key()?)?);
+        }
+        let mut queued = HashSet::new();
+        for guard in view.iter(self.store.ks(Ks::Garbage)) {
+            let segment: Segment = decode(&guard.value()?)?;
+            queued.insert(segment.id);
+        }
+        Ok((referenced, queued))
+    }
+
     /// Every segment of every committed object, with the object naming it (scrub's verification walk).
     /// Parts of uploads in progress are not included.
     pub fn segments(&self) -> Result<Vec<CommittedSegment>> {

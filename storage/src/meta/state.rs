@@ -597,6 +597,20 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
                 }
             }
         }
+        MetaCommand::CommitCopy { record, now_ms, source_bucket, source_key, source_version_id } => {
+            if !tx.exists(Ks::Buckets, record.bucket.as_bytes())? {
+                MetaResponse::NoSuchBucket
+            } else {
+                let source: Option<ObjectRecord> =
+                    tx.get_decoded(Ks::Objects, &object_key(&source_bucket, &source_key))?;
+                if source.is_some_and(|s| s.version_id == source_version_id) {
+                    let previous = commit_record(tx, record, now_ms)?;
+                    MetaResponse::Replaced { previous: previous.map(Box::new) }
+                } else {
+                    MetaResponse::SourceChanged
+                }
+            }
+        }
         MetaCommand::DeleteObject { bucket, key, now_ms } => {
             if !tx.exists(Ks::Buckets, bucket.as_bytes())? {
                 MetaResponse::NoSuchBucket
@@ -950,6 +964,35 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sharing_copy_commits_only_while_its_source_is_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_with_bucket(dir.path()).await;
+        node.write(put("b", "src", 1, 100)).await;
+        let copy = |version: &str| {
+            let mut r = record("b", "dst", vec![segment(1, 0)]);
+            r.version_id = "copy".into();
+            MetaCommand::CommitCopy {
+                record: r,
+                now_ms: 110,
+                source_bucket: "b".into(),
+                source_key: "src".into(),
+                source_version_id: version.into(),
+            }
+        };
+        // The source is overwritten (its segment queued as garbage) before the copy of the old version lands.
+        let mut newer = record("b", "src", vec![segment(2, 0)]);
+        newer.version_id = "v-newer".into();
+        node.write(MetaCommand::CommitObject { record: newer, now_ms: 105 }).await;
+        assert_eq!(node.write(copy("v-src")).await, MetaResponse::SourceChanged);
+        assert!(node.reader.object("b", "dst").unwrap().is_none(), "nothing committed");
+        assert_eq!(garbage_ids(&node), vec![SegmentId(1)], "the old segment stays garbage");
+
+        assert!(matches!(node.write(copy("v-newer")).await, MetaResponse::Replaced { previous: None }));
+        assert_eq!(node.reader.object("b", "dst").unwrap().unwrap().version_id, "copy");
+        node.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn overwrite_queues_the_old_segment_as_garbage() {
         let dir = tempfile::tempdir().unwrap();
         let node = node_with_bucket(dir.path()).await;
@@ -961,6 +1004,8 @@ mod tests {
         assert_eq!(previous.segments[0].id, SegmentId(1));
         assert_eq!(garbage_ids(&node), vec![SegmentId(1)]);
         assert_eq!(node.reader.referenced_segments().unwrap(), [SegmentId(2)].into());
+        let both = node.reader.references_and_queued().unwrap();
+        assert_eq!(both, ([SegmentId(2)].into(), [SegmentId(1)].into()));
         assert!(node.reader.garbage(199).unwrap().is_empty(), "queued at 200, not before");
         assert_eq!(node.reader.garbage(200).unwrap().len(), 1);
         node.stop().await;
