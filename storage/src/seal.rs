@@ -47,11 +47,12 @@ use std::io::Read;
 use std::path::Path;
 use std::path::PathBuf;
 
-use aes_gcm::aead::generic_array::GenericArray;
-use aes_gcm::AeadInPlace;
+use aes_gcm::aead::AeadInOut;
 use aes_gcm::Aes256Gcm;
 use aes_gcm::KeyInit;
-use aes_kw::KekAes256;
+use aes_gcm::Nonce;
+use aes_gcm::Tag;
+use aes_kw::KwAes256;
 use base64::Engine;
 use hmac::Hmac;
 use hmac::Mac;
@@ -299,7 +300,7 @@ pub struct Sealer {
 impl Sealer {
     /// A sealer for part `part` of the object whose data key is `dek` and data id is `data_id`.
     pub fn new(dek: &DataKey, data_id: [u8; DATA_ID_LEN], part: u32, salt: u64) -> Sealer {
-        let key = Aes256Gcm::new(GenericArray::from_slice(dek.expose()));
+        let key = Aes256Gcm::new(dek.expose().into());
         Sealer { key, data_id, part, salt }
     }
 
@@ -354,7 +355,7 @@ impl Sealer {
         let aad = self.aad(block, last);
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let sealed = self.key.encrypt_in_place_detached(GenericArray::from_slice(&nonce), &aad, &mut out[start..]);
+        let sealed = self.key.encrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut out[start..]).into());
         match sealed {
             Ok(tag) => {
                 out.extend_from_slice(&tag);
@@ -377,12 +378,8 @@ impl Sealer {
         let aad = self.aad(block, last);
         let start = out.len();
         out.extend_from_slice(ciphertext);
-        let opened = self.key.decrypt_in_place_detached(
-            GenericArray::from_slice(&nonce),
-            &aad,
-            &mut out[start..],
-            GenericArray::from_slice(tag),
-        );
+        let tag = Tag::try_from(tag).map_err(|_| SealError::Authentication { block })?;
+        let opened = self.key.decrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut out[start..]).into(), &tag);
         opened.map_err(|_| {
             out.truncate(start);
             SealError::Authentication { block }
@@ -497,9 +494,9 @@ fn nonce(salt: u64, block: u64) -> Result<[u8; NONCE_LEN], SealError> {
 
 /// AES-KW of a data key under a 32-byte key-encrypting key.
 fn wrap_under(kek: &[u8; KEY_LEN], dek: &DataKey) -> [u8; WRAPPED_LEN] {
-    let kek = KekAes256::new(GenericArray::from_slice(kek));
+    let kek = KwAes256::new(kek.into());
     let mut wrapped = [0u8; WRAPPED_LEN];
-    kek.wrap(dek.expose(), &mut wrapped).expect("AES-KW wraps 32 bytes into exactly 40");
+    kek.wrap_key(dek.expose(), &mut wrapped).expect("AES-KW wraps 32 bytes into exactly 40");
     wrapped
 }
 
@@ -509,9 +506,9 @@ fn unwrap_under(kek: &[u8; KEY_LEN], wrapped: &[u8]) -> Result<DataKey, SealErro
     if wrapped.len() != WRAPPED_LEN {
         return Err(SealError::Unwrap);
     }
-    let kek = KekAes256::new(GenericArray::from_slice(kek));
+    let kek = KwAes256::new(kek.into());
     let mut dek = Zeroizing::new([0u8; KEY_LEN]);
-    kek.unwrap(wrapped, dek.as_mut_slice()).map_err(|_| SealError::Unwrap)?;
+    kek.unwrap_key(wrapped, dek.as_mut_slice()).map_err(|_| SealError::Unwrap)?;
     Ok(DataKey(dek))
 }
 
