@@ -152,9 +152,17 @@ impl Actor for EncryptorWorker {
                 let _ = reply.send(r);
             }
             EncryptorMsg::Open { sealer, place, block, reply } => {
-                let r = blocking::run(move || {
-                    let opened = sealer.open(place.index, place.last, &block).map_err(ActorError::from)?;
-                    Ok(Bytes::from(opened))
+                let r = blocking::run(move || match block.try_into_mut() {
+                    // The usual case: the block read from disk is ours alone, so it is opened where it lies.
+                    Ok(mut buf) => {
+                        let len = sealer.open_in_place(place.index, place.last, &mut buf).map_err(ActorError::from)?;
+                        buf.truncate(len);
+                        Ok(buf.freeze())
+                    }
+                    Err(shared) => {
+                        let opened = sealer.open(place.index, place.last, &shared).map_err(ActorError::from)?;
+                        Ok(Bytes::from(opened))
+                    }
                 })
                 .await;
                 let _ = reply.send(r);

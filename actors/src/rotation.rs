@@ -18,10 +18,12 @@ use std::time::Duration;
 use hoard_protocol::Encryption;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
+use hoard_protocol::ObjectRecord;
 use hoard_protocol::Rewrap;
 use hoard_protocol::RewrapTarget;
 use hoard_protocol::Rotation;
 use hoard_protocol::RotationCursor;
+use hoard_protocol::UploadRecord;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
 use ractor::ActorRef;
@@ -136,48 +138,65 @@ async fn step(ctx: &NodeContext) -> Result<bool> {
 
 /// The rewraps of the records after the cursor, and where the cursor goes next.
 async fn batch(ctx: &NodeContext, rotation: &Rotation) -> Result<(Vec<Rewrap>, RotationCursor)> {
-    let to = rotation.to_key_id.clone();
-    let mut rewraps = Vec::new();
-    let cursor = match &rotation.cursor {
+    let to = rotation.to_key_id.as_str();
+    match &rotation.cursor {
         RotationCursor::Objects { after } => {
             let after = after.clone();
             let page = ctx.meta.read(move |r| r.objects_after(after.as_deref(), ROTATION_BATCH)).await?;
-            for (_, record) in &page {
-                if let Some(after) = rewrapped(ctx, &record.encryption, &to).await? {
-                    let target = RewrapTarget::Object {
-                        bucket: record.bucket.clone(),
-                        key: record.key.clone(),
-                        version_id: record.version_id.clone(),
-                    };
-                    rewraps.push(Rewrap { target, before: record.encryption.clone(), after });
-                }
-            }
-            match page.last() {
-                Some((key, _)) if page.len() == ROTATION_BATCH => RotationCursor::Objects { after: Some(key.clone()) },
-                _ => RotationCursor::Uploads { after: None },
-            }
+            let target = |o: &ObjectRecord| RewrapTarget::Object {
+                bucket: o.bucket.clone(),
+                key: o.key.clone(),
+                version_id: o.version_id.clone(),
+            };
+            let rewraps = rewraps_of(ctx, &page, to, |o| &o.encryption, target).await?;
+            let next = |after| RotationCursor::Objects { after };
+            Ok((rewraps, next_cursor(&page, next, RotationCursor::Uploads { after: None })))
         }
         RotationCursor::Uploads { after } => {
             let after = after.clone();
             let page = ctx.meta.read(move |r| r.uploads_after(after.as_deref(), ROTATION_BATCH)).await?;
-            for (_, upload) in &page {
-                if let Some(after) = rewrapped(ctx, &upload.encryption, &to).await? {
-                    let target = RewrapTarget::Upload {
-                        bucket: upload.bucket.clone(),
-                        key: upload.key.clone(),
-                        upload_id: upload.upload_id.clone(),
-                    };
-                    rewraps.push(Rewrap { target, before: upload.encryption.clone(), after });
-                }
-            }
-            match page.last() {
-                Some((key, _)) if page.len() == ROTATION_BATCH => RotationCursor::Uploads { after: Some(key.clone()) },
-                _ => RotationCursor::End,
-            }
+            let target = |u: &UploadRecord| RewrapTarget::Upload {
+                bucket: u.bucket.clone(),
+                key: u.key.clone(),
+                upload_id: u.upload_id.clone(),
+            };
+            let rewraps = rewraps_of(ctx, &page, to, |u| &u.encryption, target).await?;
+            let next = |after| RotationCursor::Uploads { after };
+            Ok((rewraps, next_cursor(&page, next, RotationCursor::End)))
         }
-        RotationCursor::End => RotationCursor::End,
-    };
-    Ok((rewraps, cursor))
+        RotationCursor::End => Ok((Vec::new(), RotationCursor::End)),
+    }
+}
+
+/// The rewraps of a page's records that are SSE-S3 under a key other than `to`.
+async fn rewraps_of<T>(
+    ctx: &NodeContext,
+    page: &[(Vec<u8>, T)],
+    to: &str,
+    encryption: impl Fn(&T) -> &Encryption,
+    target: impl Fn(&T) -> RewrapTarget,
+) -> Result<Vec<Rewrap>> {
+    let mut rewraps = Vec::new();
+    for (_, record) in page {
+        let before = encryption(record);
+        if let Some(after) = rewrapped(ctx, before, to).await? {
+            rewraps.push(Rewrap { target: target(record), before: before.clone(), after });
+        }
+    }
+    Ok(rewraps)
+}
+
+/// After a full page, the cursor stays in its keyspace after the page's last key; after a short one it
+/// moves on to `then`.
+fn next_cursor<T>(
+    page: &[(Vec<u8>, T)],
+    here: impl Fn(Option<Vec<u8>>) -> RotationCursor,
+    then: RotationCursor,
+) -> RotationCursor {
+    match page.last() {
+        Some((key, _)) if page.len() == ROTATION_BATCH => here(Some(key.clone())),
+        _ => then,
+    }
 }
 
 /// The record's wrapping under `to`, if it is an SSE-S3 record wrapped under another key.

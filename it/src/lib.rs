@@ -22,17 +22,20 @@ pub use hoard::testing::TestNode;
 pub const ACCESS_KEY: &str = "hoardtest";
 pub const SECRET_KEY: &str = "hoardtestsecret";
 
-/// An `aws-sdk-s3` client for `endpoint` (path-style, us-east-1).
-pub fn client_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+/// The configuration of every test client: `endpoint`, path-style, us-east-1.
+fn config_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::config::Builder {
     let creds = Credentials::new(access_key, secret_key, None, None, "hoard-it");
-    let config = aws_sdk_s3::Config::builder()
+    aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(creds)
         .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// An `aws-sdk-s3` client for `endpoint` (path-style, us-east-1).
+pub fn client_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(config_for(endpoint, access_key, secret_key).build())
 }
 
 /// A client for an in-process test node (plain HTTP; see `tls_client` for a node serving HTTPS).
@@ -77,16 +80,7 @@ pub fn tls_client_for(endpoint: &str, access_key: &str, secret_key: &str, ca_pem
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
         .tls_context(tls::TlsContext::builder().with_trust_store(trust).build().expect("a TLS context"))
         .build_https();
-    let creds = Credentials::new(access_key, secret_key, None, None, "hoard-it");
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(creds)
-        .force_path_style(true)
-        .http_client(http)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    aws_sdk_s3::Client::from_conf(config_for(endpoint, access_key, secret_key).http_client(http).build())
 }
 
 /// A client for an in-process node serving HTTPS with `cert`.

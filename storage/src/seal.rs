@@ -319,6 +319,22 @@ impl Sealer {
         Ok(out)
     }
 
+    /// Opens block `block` where it lies: `sealed` (ciphertext || tag) becomes the plaintext in its first
+    /// bytes, whose length is returned. On failure the buffer's contents are unspecified and must not be used.
+    pub fn open_in_place(&self, block: u64, last: bool, sealed: &mut [u8]) -> Result<usize, SealError> {
+        let nonce = nonce(self.salt, block)?;
+        let Some(cut) = sealed.len().checked_sub(TAG_LEN) else {
+            return Err(SealError::Authentication { block });
+        };
+        let (ciphertext, tag) = sealed.split_at_mut(cut);
+        let tag = Tag::try_from(&*tag).map_err(|_| SealError::Authentication { block })?;
+        let aad = self.aad(block, last);
+        self.key
+            .decrypt_inout_detached(&Nonce::from(nonce), &aad, ciphertext.into(), &tag)
+            .map_err(|_| SealError::Authentication { block })?;
+        Ok(cut)
+    }
+
     /// Seals a whole small payload as one stream of `plain_block`-byte blocks, exactly as a streaming writer
     /// would: the final block flagged last, an empty payload as one empty last block.
     pub fn seal_all(&self, plaintext: &[u8], plain_block: usize) -> Result<Vec<u8>, SealError> {
@@ -874,6 +890,24 @@ mod tests {
         }
         let other_key = Sealer::new(&DataKey::from_bytes([8; 32]), [1; DATA_ID_LEN], 1, 42);
         assert!(other_key.open_all(&sealed, BLOCK).is_err());
+    }
+
+    #[test]
+    fn opening_in_place_gives_the_plaintext_or_fails_on_any_change() {
+        let s = sealer(1, 3, 9);
+        let plain = payload(1000);
+        let sealed = s.seal(4, true, &plain).unwrap();
+        let mut buf = sealed.clone();
+        let len = s.open_in_place(4, true, &mut buf).unwrap();
+        assert_eq!(&buf[..len], &plain[..]);
+        for (block, last, flip) in [(4, false, None), (5, true, None), (4, true, Some(10)), (4, true, Some(1010))] {
+            let mut buf = sealed.clone();
+            if let Some(at) = flip {
+                buf[at] ^= 1;
+            }
+            assert!(matches!(s.open_in_place(block, last, &mut buf), Err(SealError::Authentication { .. })));
+        }
+        assert!(s.open_in_place(0, true, &mut [0u8; 5]).is_err(), "shorter than a tag");
     }
 
     #[test]

@@ -22,6 +22,19 @@ use ractor::SupervisionEvent;
 
 /// How long a stopping supervisor waits for each child to stop.
 pub const CHILD_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a child may take to start (its `pre_start`, and its subtree's); one that takes longer counts as
+/// a failed start, so a hung start cannot hang its supervisor.
+pub const CHILD_START_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Starts one child under `parent`, failing if it does not start within [`CHILD_START_DEADLINE`].
+async fn start_child(child: &ChildSpec, parent: ActorCell) -> Result<ActorCell, SpawnErr> {
+    match tokio::time::timeout(CHILD_START_DEADLINE, (child.start)(parent)).await {
+        Ok(started) => started,
+        Err(_) => Err(SpawnErr::StartupFailed(
+            format!("{} did not start within {} s", child.name, CHILD_START_DEADLINE.as_secs()).into(),
+        )),
+    }
+}
 
 /// How many restarts a supervisor allows within a window before it gives up.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +94,7 @@ impl Actor for Supervisor {
     async fn pre_start(&self, me: ActorRef<()>, spec: SupSpec) -> Result<SupState, ActorProcessingErr> {
         let mut children = Vec::with_capacity(spec.children.len());
         for child in spec.children {
-            let cell = (child.start)(me.get_cell())
+            let cell = start_child(&child, me.get_cell())
                 .await
                 .map_err(|e| format!("{}: starting {} failed: {e}", spec.name, child.name))?;
             children.push((child, cell));
@@ -119,8 +132,8 @@ impl Actor for Supervisor {
             me.stop(Some(format!("{}: too many restarts", state.name)));
             return Ok(());
         }
-        let start = state.children[pos].0.start.clone();
-        match start(me.get_cell()).await {
+        let child = state.children[pos].0.clone();
+        match start_child(&child, me.get_cell()).await {
             Ok(new_cell) => {
                 state.children[pos].1 = new_cell;
                 state.stats.restarts.fetch_add(1, Ordering::Relaxed);
@@ -162,4 +175,27 @@ pub async fn spawn_sup(parent: ActorCell, spec: SupSpec) -> Result<ActorCell, Sp
 pub fn uniq() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_that_never_starts_fails_its_supervisor_start_after_the_deadline() {
+        let hung = ChildSpec::new("hung", |_parent| futures::future::pending().boxed());
+        let spec = SupSpec {
+            name: "test_sup",
+            policy: RestartPolicy { max_restarts: 1, window: Duration::from_secs(60) },
+            children: vec![hung],
+            stats: Arc::default(),
+        };
+        let started = tokio::time::Instant::now();
+        let result = Supervisor::spawn(Some(format!("test_sup-{}", uniq())), Supervisor, spec).await;
+        let Err(e) = result else { panic!("a supervisor whose child never starts must not start") };
+        assert!(e.to_string().contains("did not start within"), "{e}");
+        assert!(started.elapsed() >= CHILD_START_DEADLINE, "it waited the whole deadline");
+    }
 }
