@@ -114,24 +114,22 @@ impl Actor for KeyKeeper {
         // A rotation's target key: named by its file in metadata, loaded like the configured one.
         let settings = args.meta.read(|r| r.encryption_settings()).await?;
         if let Some(rotation) = settings.rotation {
-            if !state.keys.contains_key(&rotation.to_key_id) {
-                match state.load(Path::new(&rotation.key_file)) {
-                    Ok(id) if id == rotation.to_key_id => {
+            if let std::collections::btree_map::Entry::Vacant(slot) = state.keys.entry(rotation.to_key_id.clone()) {
+                match read_key(Path::new(&rotation.key_file)) {
+                    Ok(key) if key.id().as_str() == rotation.to_key_id => {
                         tracing::warn!(
-                            key_id = %id,
+                            key_id = %rotation.to_key_id,
                             key_file = %rotation.key_file,
                             "loaded the rotated-to master key from the file named by the rotation; make it this node's --master-key-file"
                         );
+                        slot.insert(key);
                     }
-                    Ok(other) => {
-                        state.keys.remove(&other);
-                        tracing::error!(
-                            key_file = %rotation.key_file,
-                            expected = %rotation.to_key_id,
-                            found = %other,
-                            "the rotation's key file now holds another key; records wrapped under the expected key cannot be read"
-                        );
-                    }
+                    Ok(other) => tracing::error!(
+                        key_file = %rotation.key_file,
+                        expected = %rotation.to_key_id,
+                        found = %other.id(),
+                        "the rotation's key file now holds another key; records wrapped under the expected key cannot be read"
+                    ),
                     Err(e) => tracing::error!(
                         key_file = %rotation.key_file,
                         key_id = %rotation.to_key_id,
@@ -176,7 +174,7 @@ impl Actor for KeyKeeper {
 impl KeyKeeperState {
     /// Loads a key file into the keyring and answers its id; the error names the file, never the key.
     fn load(&mut self, path: &Path) -> Result<String> {
-        let key = MasterKey::load(path).map_err(|e| ActorError::Invalid(format!("master key: {e}")))?;
+        let key = read_key(path)?;
         let id = key.id().as_str().to_string();
         self.keys.insert(id.clone(), key);
         Ok(id)
@@ -202,6 +200,11 @@ impl KeyKeeperState {
         check_format(key)?;
         master.unwrap(&key.wrapped).map_err(|_| ActorError::KeyUnwrap(format!("under master key {key_id}")))
     }
+}
+
+/// Reads a master key file; the error names the file and what was wrong, never the key.
+fn read_key(path: &Path) -> Result<MasterKey> {
+    MasterKey::load(path).map_err(|e| ActorError::Invalid(format!("master key: {e}")))
 }
 
 /// Refuses a wrapped key of a format this node cannot read.
