@@ -143,17 +143,7 @@ pub struct HoardProcess {
 impl HoardProcess {
     /// Starts `hoard serve` in `data_dir` on a free port and waits until it is ready.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<HoardProcess> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut p = HoardProcess {
-            child: None,
-            data_dir: data_dir.to_path_buf(),
-            addr,
-            log: data_dir.with_extension("log"),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            log_filter: "info,openraft=warn".into(),
-            tls: None,
-            http_addr: None,
-        };
+        let mut p = HoardProcess::new(data_dir, extra_args);
         p.spawn()?;
         Ok(p)
     }
@@ -165,18 +155,26 @@ impl HoardProcess {
         log_filter: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<HoardProcess> {
-        let mut p = HoardProcess {
+        let mut p = HoardProcess::new(data_dir, extra_args);
+        p.log_filter = log_filter.into();
+        p.tls = Some((cert.cert.clone(), cert.key.clone()));
+        p.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
+        p.spawn()?;
+        Ok(p)
+    }
+
+    /// A process not started yet: plain HTTP on a free port, logging at `info`.
+    fn new(data_dir: &Path, extra_args: &[&str]) -> HoardProcess {
+        HoardProcess {
             child: None,
             data_dir: data_dir.to_path_buf(),
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             log: data_dir.with_extension("log"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            log_filter: log_filter.into(),
-            tls: Some((cert.cert.clone(), cert.key.clone())),
-            http_addr: Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),
-        };
-        p.spawn()?;
-        Ok(p)
+            log_filter: "info,openraft=warn".into(),
+            tls: None,
+            http_addr: None,
+        }
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {

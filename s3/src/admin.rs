@@ -83,8 +83,10 @@ impl S3Route for AdminRoute {
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        if query_pairs(&req.uri).iter().any(|(k, _)| k == CLUSTER_PARAM) {
-            return self.cluster(req).await;
+        let q = query_pairs(&req.uri);
+        let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        if get(CLUSTER_PARAM).is_some() {
+            return self.cluster(&req.method, get).await;
         }
         let Some(faults) = &self.faults else {
             return Err(s3_error!(
@@ -92,8 +94,6 @@ impl S3Route for AdminRoute {
                 "fault injection is disabled on this node; start it with --fault-injection"
             ));
         };
-        let q = query_pairs(&req.uri);
-        let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let action = get("action").unwrap_or("list");
         match (req.method.clone(), action) {
             (Method::POST, "arm") => {
@@ -133,10 +133,9 @@ impl S3Route for AdminRoute {
 }
 
 impl AdminRoute {
-    async fn cluster(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        let q = query_pairs(&req.uri);
-        let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        match (req.method.clone(), get("action").unwrap_or("status")) {
+    /// `get` answers the request's query parameters.
+    async fn cluster<'q>(&self, method: &Method, get: impl Fn(&str) -> Option<&'q str>) -> S3Result<S3Response<Body>> {
+        match (method.clone(), get("action").unwrap_or("status")) {
             (Method::GET, "status") => {}
             (Method::POST, "encrypt") => cluster::encrypt(&self.ctx).await?,
             (Method::POST, "rotate-key") => {

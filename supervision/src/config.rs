@@ -111,9 +111,7 @@ impl ServeArgs {
             _ => anyhow::bail!("give both --tls-cert and --tls-key, or neither"),
         };
         o.http_listen = self.http_listen.or(file.http_listen);
-        if o.http_listen.is_some() && o.tls.is_none() {
-            anyhow::bail!("--http-listen opens plain HTTP beside HTTPS: it needs --tls-cert and --tls-key");
-        }
+        o.check_endpoints()?;
         if let Some(s) = self.scrub_interval.or(file.scrub_interval) {
             o.scrub_interval = (s > 0).then(|| Duration::from_secs(s));
         }

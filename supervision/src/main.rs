@@ -78,9 +78,8 @@ async fn serve(opts: hoard::NodeOptions) -> anyhow::Result<()> {
             "all disk directories are on one filesystem: they will not fail independently; give each --disk its own drive for real durability"
         );
     }
-    let scheme = if node.tls { "https" } else { "http" };
     tracing::info!(
-        endpoint = %format!("{scheme}://{}", node.addr),
+        endpoint = %node.endpoint(),
         http_endpoint = ?node.http_addr.map(|a| format!("http://{a}")),
         data_dir = %opts.data_dir.display(),
         coding = %format!("{}+{}", opts.data_shards, opts.parity_shards),

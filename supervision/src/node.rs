@@ -95,6 +95,16 @@ impl NodeOptions {
         }
     }
 
+    /// Refuses a plain-HTTP endpoint beside HTTPS when there is no HTTPS.
+    pub fn check_endpoints(&self) -> anyhow::Result<()> {
+        if self.http_listen.is_some() && self.tls.is_none() {
+            anyhow::bail!(
+                "--http-listen opens a plain-HTTP endpoint beside the HTTPS one: give --tls-cert and --tls-key too"
+            );
+        }
+        Ok(())
+    }
+
     pub fn disk_paths(&self) -> Vec<PathBuf> {
         if self.disks.is_empty() {
             let n = self.data_shards as usize + self.parity_shards as usize;
@@ -155,15 +165,11 @@ impl Node {
                 opts.parity_shards
             );
         }
+        opts.check_endpoints()?;
         let tls = match &opts.tls {
             Some(files) => Some(hoard_s3::tls::server_config(files).context("TLS")?),
             None => None,
         };
-        if opts.http_listen.is_some() && tls.is_none() {
-            anyhow::bail!(
-                "--http-listen opens a plain-HTTP endpoint beside the HTTPS one: give --tls-cert and --tls-key too"
-            );
-        }
         if let Some(path) = &opts.master_key_file {
             // Checked here so a bad key file refuses the start with its reason; the KeyKeeper loads it itself.
             let key = MasterKey::load(path).map_err(|e| anyhow::anyhow!("master key: {e}"))?;
@@ -291,6 +297,12 @@ impl Node {
             root: root.get_cell(),
             join,
         })
+    }
+
+    /// The S3 endpoint's URL: `https://` when the node serves TLS.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops every actor of the node and releases its stores.

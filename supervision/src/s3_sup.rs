@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -25,18 +24,18 @@ pub const S3_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 5, window
 /// One address the node serves S3 on.
 #[derive(Clone)]
 pub struct Endpoint {
-    /// Where to listen; after the first start it is pinned to the bound address, so a restarted listener
-    /// comes back on the same port even when asked for port 0.
-    pub addr: Arc<Mutex<SocketAddr>>,
+    /// Where to listen the first time.
+    pub addr: SocketAddr,
     /// HTTPS with this configuration, or plain HTTP.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    /// Told the bound address each time the listener starts.
+    /// Told the bound address each time the listener starts. A restarted listener binds it again, so it
+    /// comes back on the same port even when first asked for port 0.
     pub bound: watch::Sender<Option<SocketAddr>>,
 }
 
 impl Endpoint {
     pub fn new(addr: SocketAddr, tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>) -> Endpoint {
-        Endpoint { addr: Arc::new(Mutex::new(addr)), tls, bound: watch::channel(None).0 }
+        Endpoint { addr, tls, bound: watch::channel(None).0 }
     }
 
     /// Waits until the listener has bound its address.
@@ -67,13 +66,10 @@ pub fn spec(
                     hoard_s3::frontend(ctx.clone(), parent.clone(), credentials.clone(), faults.clone(), secure);
                 let endpoint = endpoint.clone();
                 async move {
-                    let at = *endpoint.addr.lock().unwrap_or_else(|p| p.into_inner());
+                    let at = endpoint.bound.borrow().unwrap_or(endpoint.addr);
                     let args = ListenerArgs { addr: at, frontend, bound: endpoint.bound.clone(), tls: endpoint.tls };
                     let (r, _) =
                         Listener::spawn_linked(Some(format!("listener-{}", uniq())), Listener, args, parent).await?;
-                    if let Some(b) = *endpoint.bound.borrow() {
-                        *endpoint.addr.lock().unwrap_or_else(|p| p.into_inner()) = b;
-                    }
                     Ok(r.get_cell())
                 }
                 .boxed()

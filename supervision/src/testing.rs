@@ -118,8 +118,7 @@ impl TestNode {
 
     /// The S3 endpoint: `https://` when the node serves TLS.
     pub fn endpoint(&self) -> String {
-        let scheme = if self.node().tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.node().addr)
+        self.node().endpoint()
     }
     /// The plain-HTTP endpoint beside HTTPS, when the node was built with `http_listen(true)`.
     pub fn http_endpoint(&self) -> Option<String> {

@@ -368,6 +368,15 @@ impl<'a> Txn<'a> {
         Ok(self.get(ks, key)?.map(|v| decode(&v)).transpose()?)
     }
 
+    /// The encryption settings as this transaction sees them (defaults when none were ever written).
+    fn encryption_settings(&self) -> Result<EncryptionSettings> {
+        Ok(self.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default())
+    }
+
+    fn set_encryption_settings(&mut self, settings: &EncryptionSettings) {
+        self.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(settings));
+    }
+
     fn exists(&self, ks: Ks, key: &[u8]) -> Result<bool> {
         Ok(self.get(ks, key)?.is_some())
     }
@@ -500,14 +509,14 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
             }
         }
         MetaCommand::EncryptAll { key_id } => {
-            let mut settings: EncryptionSettings = tx.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default();
+            let mut settings = tx.encryption_settings()?;
             settings.encrypt_all = true;
             settings.active_key_id.get_or_insert(key_id);
-            tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
+            tx.set_encryption_settings(&settings);
             MetaResponse::Ok
         }
         MetaCommand::StartRotation { to_key_id, key_file, now_ms } => {
-            let mut settings: EncryptionSettings = tx.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default();
+            let mut settings = tx.encryption_settings()?;
             match &settings.rotation {
                 Some(r) if r.finished_ms.is_none() && r.to_key_id != to_key_id => {
                     return Ok(MetaResponse::RotationInProgress { to_key_id: r.to_key_id.clone() })
@@ -525,11 +534,11 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
                 rewrapped: 0,
                 finished_ms: None,
             });
-            tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
+            tx.set_encryption_settings(&settings);
             MetaResponse::Ok
         }
         MetaCommand::RewrapBatch { to_key_id, rewraps, cursor, now_ms } => {
-            let mut settings: EncryptionSettings = tx.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default();
+            let mut settings = tx.encryption_settings()?;
             let Some(rotation) = settings.rotation.as_mut() else {
                 return Ok(MetaResponse::Rewrapped { count: 0 });
             };
@@ -555,7 +564,7 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
                     rotation.finished_ms = Some(now_ms);
                 }
             }
-            tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
+            tx.set_encryption_settings(&settings);
             MetaResponse::Rewrapped { count }
         }
         MetaCommand::DeleteBucket { name } => {
@@ -735,7 +744,7 @@ fn note_wrapping_key(tx: &mut Txn<'_>, encryption: &Encryption) -> Result<()> {
     let Encryption::SseS3 { key_id, .. } = encryption else {
         return Ok(());
     };
-    let mut settings: EncryptionSettings = tx.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default();
+    let mut settings = tx.encryption_settings()?;
     let Some(rotation) = settings.rotation.as_mut() else {
         return Ok(());
     };
@@ -747,7 +756,7 @@ fn note_wrapping_key(tx: &mut Txn<'_>, encryption: &Encryption) -> Result<()> {
     } else {
         rotation.again = true;
     }
-    tx.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(&settings));
+    tx.set_encryption_settings(&settings);
     Ok(())
 }
 
