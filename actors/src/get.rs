@@ -5,8 +5,8 @@
 //! - Only the blocks a range touches are read.
 //! - A piece whose CRC fails is never used; bytes are returned only from verified pieces.
 //! - Damage found on the way is reported to repair, once per segment and read.
-//! - The stream is produced by its own task into a channel of two blocks: memory stays bounded and a
-//!   slow client slows the reads down instead of filling memory.
+//! - The stream is produced by its own task into a channel of two blocks, reading `READ_AHEAD` blocks
+//!   at once: memory stays bounded and a slow client slows the reads down instead of filling memory.
 //! - Ranges are in plaintext bytes. A sealed block is opened (encryptor pool) before any of it is sent;
 //!   a block that fails authentication ends the stream with an error and nothing of it is returned.
 
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
+use futures::StreamExt;
 use hoard_protocol::Segment;
 use hoard_storage::seal;
 use hoard_storage::seal::Sealer;
@@ -30,6 +31,11 @@ use crate::NodeContext;
 
 /// How long one piece read may take before parity is used instead.
 pub const PIECE_READ_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How many blocks of a range are read and opened at once. The next block is read (and, sealed, opened
+/// on another encryptor worker) while this one is opened and sent, so disks and cores overlap; memory
+/// stays at this many blocks plus the two in the channel.
+pub const READ_AHEAD: usize = 2;
 
 /// One segment and the plaintext byte range wanted from it, `[start, end)`.
 #[derive(Debug, Clone)]
@@ -61,9 +67,22 @@ pub fn read_ranges(
             let block_size = r.segment.plain_block().max(1);
             let first = r.start / block_size;
             let last = (r.end - 1) / block_size;
+            let (ctx, segment, opener) = (&ctx, &r.segment, opener.as_ref());
+            let blocks = futures::stream::iter(first..=last)
+                .map(|block| async move {
+                    let mut damaged = Vec::new();
+                    let res = read_plain_block(ctx, segment, opener, block, &mut damaged).await;
+                    (block, res, damaged)
+                })
+                .buffered(READ_AHEAD);
+            let mut blocks = std::pin::pin!(blocks);
             let mut damaged: Vec<u8> = Vec::new();
-            for block in first..=last {
-                let res = read_plain_block(&ctx, &r.segment, opener.as_ref(), block, &mut damaged).await;
+            while let Some((block, res, found)) = blocks.next().await {
+                for i in found {
+                    if !damaged.contains(&i) {
+                        damaged.push(i);
+                    }
+                }
                 let item = res.map(|data| {
                     let block_start = block * block_size;
                     let from = r.start.saturating_sub(block_start) as usize;
@@ -74,13 +93,13 @@ pub fn read_ranges(
                 // A failed block ends the stream; so does a client that went away.
                 if tx.send(item).await.is_err() || failed {
                     if !damaged.is_empty() {
-                        ctx.repair.report(r.segment.clone(), damaged);
+                        ctx.repair.report(segment.clone(), damaged);
                     }
                     return;
                 }
             }
             if !damaged.is_empty() {
-                ctx.repair.report(r.segment.clone(), damaged);
+                ctx.repair.report(segment.clone(), damaged);
             }
         }
     });

@@ -8,9 +8,10 @@
 //!    PUT with an explicit Content-Length, generated as 1 MiB chunks (one chunk repeated), so the client never
 //!    holds the object.
 //! 2. **Large objects** (`--large-size` x `--large-count`, spread over `--concurrency` clients): PUT, then GET
-//!    throughput as total bytes over wall time. GET bodies are streamed and counted, never buffered whole, and
-//!    every length is checked. Once per `--encryption` mode (plain, SSE-S3, SSE-C by default), each encrypted
-//!    figure printed with its ratio to the plain one. The child server is started with a random master key and
+//!    (every object read four times) throughput as total bytes over wall time. GET bodies are streamed and
+//!    counted, never buffered whole, and every length is checked. Once per `--encryption` mode (plain, SSE-S3,
+//!    SSE-C by default) in each of `--rounds` rounds, the modes interleaved; the median over the rounds is
+//!    printed with the least and greatest, and each encrypted median with its ratio to the plain one. The child server is started with a random master key and
 //!    `--trust-proxy-tls`, so SSE-C runs over the same plain HTTP as the others and the ratio is the cost of
 //!    encryption alone, not of TLS.
 //! 3. **Small objects** (4 KiB x `--small-count`, same clients): PUT, then GET ops/s, and p50/p99 of the
@@ -59,6 +60,9 @@ const SMALL_SIZE: u64 = 4 * KIB;
 const STREAM_CHUNK: u64 = MIB;
 /// How often the server's VmRSS is sampled during the RSS PUT.
 const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
+/// How many times each large object is read per round: one pass over 1 GiB takes well under a second,
+/// too short to time steadily.
+const GET_PASSES: usize = 4;
 /// Where the default data directories go, relative to the working directory.
 const DEFAULT_DATA_ROOT: &str = "hoard-bench-data";
 
@@ -105,6 +109,9 @@ struct Args {
     /// Run only one part.
     #[arg(long, value_enum)]
     only: Option<Part>,
+    /// Rounds of the large-object runs; each round runs every mode once, and the median is printed.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
     /// Encryption modes of the large-object runs, comma-separated (the first is the baseline of the ratios).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,sse-s3,sse-c")]
     encryption: Vec<Mode>,
@@ -297,22 +304,38 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
         let (size, count) = (args.large_size, args.large_count);
         let body = Bytes::from(pattern(1, usize::try_from(size)?));
         let total = size * count as u64;
-        let mut baseline: Option<(Mode, f64, f64)> = None;
-        for &mode in &args.encryption {
-            eprintln!("hoard-bench: {count} x {} PUT, then GET, {} ...", fmt_size(size), mode.label());
-            let b = body.clone();
-            let put =
-                parallel(clients, bucket, count, move |c, bk, i| put(c, bk, mode.key(i), b.clone(), mode)).await?;
-            let get = parallel(clients, bucket, count, move |c, bk, i| get(c, bk, mode.key(i), size, mode)).await?;
-            let (put_rate, get_rate) = (mbps(total, put.wall), mbps(total, get.wall));
-            let ratio = |rate: f64, of: fn(&(Mode, f64, f64)) -> f64| match &baseline {
-                Some(base) if base.0 != mode => format!("   ({:.0}% of {})", 100.0 * rate / of(base), base.0.label()),
+        // Rounds interleave the modes, so a drift of the machine (page cache, other load) touches them all.
+        let mut rates: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); args.encryption.len()];
+        for round in 1..=args.rounds {
+            for (&mode, (puts, gets)) in args.encryption.iter().zip(&mut rates) {
+                eprintln!(
+                    "hoard-bench: round {round}/{}: {count} x {} PUT, then GET x{GET_PASSES}, {} ...",
+                    args.rounds,
+                    fmt_size(size),
+                    mode.label()
+                );
+                let b = body.clone();
+                let put =
+                    parallel(clients, bucket, count, move |c, bk, i| put(c, bk, mode.key(i), b.clone(), mode)).await?;
+                let reads = count * GET_PASSES;
+                let get = parallel(clients, bucket, reads, move |c, bk, i| get(c, bk, mode.key(i % count), size, mode))
+                    .await?;
+                puts.push(mbps(total, put.wall));
+                gets.push(mbps(total * GET_PASSES as u64, get.wall));
+            }
+        }
+        let summaries: Vec<(Summary, Summary)> = rates.iter().map(|(p, g)| (Summary::of(p), Summary::of(g))).collect();
+        let base = args.encryption.first().copied().zip(summaries.first());
+        for (&mode, (put, get)) in args.encryption.iter().zip(&summaries) {
+            let ratio = |rate: f64, of: fn(&(Summary, Summary)) -> f64| match base {
+                Some((base_mode, b)) if base_mode != mode => {
+                    format!("   {:.0}% of {}", 100.0 * rate / of(b), base_mode.label())
+                }
                 _ => String::new(),
             };
             let label = |op: &str| format!("{op} {} x{count}, {n} clients, {}:", fmt_size(size), mode.label());
-            lines.push((label("PUT"), format!("{put_rate:.1} MB/s{}", ratio(put_rate, |b| b.1))));
-            lines.push((label("GET"), format!("{get_rate:.1} MB/s{}", ratio(get_rate, |b| b.2))));
-            baseline.get_or_insert((mode, put_rate, get_rate));
+            lines.push((label("PUT"), format!("{put}{}", ratio(put.median, |b| b.0.median))));
+            lines.push((label("GET"), format!("{get}{}", ratio(get.median, |b| b.1.median))));
         }
     }
     if args.runs(Part::Small) {
@@ -339,6 +362,31 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
 
 fn small_key(i: usize) -> String {
     format!("small/{i:06}")
+}
+
+/// Median, least and greatest of one figure over the rounds.
+#[derive(Clone, Copy)]
+struct Summary {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Summary {
+    fn of(rates: &[f64]) -> Summary {
+        let mut sorted = rates.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let at = |i: usize| sorted.get(i).copied().unwrap_or(0.0);
+        let n = sorted.len();
+        let median = if n % 2 == 1 { at(n / 2) } else { (at(n / 2 - 1) + at(n / 2)) / 2.0 };
+        Summary { median, min: at(0), max: at(n.saturating_sub(1)) }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1} MB/s (min {:.1}, max {:.1})", self.median, self.min, self.max)
+    }
 }
 
 /// Wall time of a batch and the sorted latencies of its requests.

@@ -202,6 +202,20 @@ async fn rotate_key_rewraps_every_data_key_and_resumes_after_kill_9() {
         .unwrap();
     assert_eq!(body(&c, "vault", "mp").await, [part1, part2].concat(), "a part sealed before the rotation");
 
+    // The rotation's key file swapped for the node's own configured key: the configured key stays held
+    // (and is not taken for the rotation's target), the target is missing and said to be.
+    let old_key = key_file(dir.path(), "old.key", 0x01);
+    std::fs::write(&new_key, [0x01; 32]).unwrap();
+    node.extra_args = vec!["--master-key-file".into(), old_key];
+    node.restart().unwrap();
+    let swapped = status(&e, ACCESS_KEY, SECRET_KEY);
+    assert_eq!(swapped.configured_key_id.as_deref(), Some(old_id.as_str()));
+    assert_eq!(swapped.held_key_ids, vec![old_id.clone()], "the configured key is held, the missing target is not");
+    let c = node.client();
+    let err = c.get_object().bucket("vault").key("o000").send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500), "{err:?}");
+    assert!(err.message().unwrap_or_default().contains(&new_id), "{err:?}");
+
     // A node holding neither key refuses loudly, naming the key id, and never returns ciphertext.
     let stranger = key_file(dir.path(), "stranger.key", 0x03);
     std::fs::remove_file(&new_key).unwrap();

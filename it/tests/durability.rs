@@ -1,4 +1,4 @@
-//! Durability of an in-process node: lost disk directories, bit rot, restarts and garbage.
+//! Durability of a node: lost disk directories, bit rot, restarts, garbage, and disks known by their markers.
 //!
 //! What these tests hold hoard to (DESIGN.md §3-4):
 //! - 4+2 coding reads every object byte-identical with any two of the six disks gone, and repair makes the
@@ -26,6 +26,7 @@ use aws_sdk_s3::types::CompletedPart;
 use hoard_it::client;
 use hoard_it::md5_hex;
 use hoard_it::pattern;
+use hoard_it::HoardProcess;
 use hoard_it::TestNode;
 
 const MIB: usize = 1024 * 1024;
@@ -368,4 +369,48 @@ async fn scrub_deletes_garbage_of_overwritten_and_deleted_objects() {
     assert_eq!((again.garbage_deleted, again.orphans_deleted, again.damaged_shards), (0, 0, 0), "{again:?}");
     assert_eq!(hoard_it::shard_files(&node.disk_paths()).len(), 2, "only the two current objects' segments remain");
     node.stop().await;
+}
+
+/// A real process knows its disks by their markers: a reordered `--disk` list reads the same bytes, a disk of
+/// another node is refused with its path, and an empty directory in place of a lost disk is taken in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disks_are_known_by_their_markers_not_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = |node: &str, i: usize| dir.path().join(format!("{node}-disk{i}")).display().to_string();
+    let args = |disks: Vec<String>| disks.into_iter().flat_map(|d| ["--disk".to_string(), d]).collect::<Vec<_>>();
+    let ours: Vec<String> = (0..6).map(|i| disk("a", i)).collect();
+
+    let other_disks = args((0..6).map(|i| disk("b", i)).collect());
+    let other_args: Vec<&str> = other_disks.iter().map(String::as_str).collect();
+    drop(HoardProcess::start(&dir.path().join("b-data"), &other_args).unwrap());
+
+    let our_args = args(ours.clone());
+    let mut node =
+        HoardProcess::start(&dir.path().join("a-data"), &our_args.iter().map(String::as_str).collect::<Vec<_>>())
+            .unwrap();
+    let c = node.client();
+    c.create_bucket().bucket("vault").send().await.unwrap();
+    let data = pattern(41, 3 * MIB + 11);
+    hoard_it::put(&c, "vault", "k", &data).await;
+
+    node.extra_args = args(ours.iter().rev().cloned().collect());
+    node.restart().unwrap();
+    assert_eq!(get_bytes(&node.client(), "vault", "k").await, data, "disks listed in reverse");
+
+    let mut swapped = ours.clone();
+    swapped[2] = disk("b", 2);
+    node.extra_args = args(swapped);
+    let refused = node.restart().unwrap_err().to_string();
+    assert!(refused.contains("disk of another node") && refused.contains("b-disk2"), "{refused}");
+
+    std::fs::remove_dir_all(&ours[2]).unwrap();
+    node.extra_args = args(ours.clone());
+    node.restart().unwrap();
+    assert_eq!(get_bytes(&node.client(), "vault", "k").await, data, "read around the new, empty disk");
+    assert!(Path::new(&ours[2]).join("hoard-disk.json").is_file(), "the new disk is marked");
+}
+
+async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
+    out.body.collect().await.unwrap().into_bytes().to_vec()
 }

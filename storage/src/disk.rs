@@ -122,6 +122,9 @@ fn not_found_or_io(name: &str, e: std::io::Error) -> StorageError {
 #[derive(Debug)]
 pub struct FileDisk {
     root: PathBuf,
+    /// A file (name, bytes) written again whenever the root has to be made anew: a disk directory
+    /// deleted while in use gets its identity marker back with the first file written into it.
+    marker: Option<(String, Vec<u8>)>,
 }
 
 /// Makes temp names unique within the process; `create_new` plus a retry makes them unique against other
@@ -134,7 +137,14 @@ impl FileDisk {
     pub fn open(root: impl Into<PathBuf>) -> Result<FileDisk> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FileDisk { root })
+        Ok(FileDisk { root, marker: None })
+    }
+
+    /// This disk, writing `bytes` as `name` whenever its root has to be created again.
+    pub fn with_marker(mut self, name: &str, bytes: Vec<u8>) -> Result<FileDisk> {
+        validate_new_name(name)?;
+        self.marker = Some((name.to_string(), bytes));
+        Ok(self)
     }
 
     pub fn root(&self) -> &Path {
@@ -160,7 +170,15 @@ impl Disk for FileDisk {
         };
         // Every time, not once at open: an operator may have deleted the directory since.
         if !dir.is_dir() {
+            let root_lost = !self.root.is_dir();
             create_dirs_durably(&self.root, &dir)?;
+            if let (true, Some((marker, bytes))) = (root_lost, &self.marker) {
+                if marker != name {
+                    let mut f = self.create(marker)?;
+                    f.write_all(bytes)?;
+                    f.commit()?;
+                }
+            }
         }
         let file_name = match final_path.file_name().and_then(|f| f.to_str()) {
             Some(f) => f.to_string(),

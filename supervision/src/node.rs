@@ -32,9 +32,9 @@ use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_s3::tls::TlsFiles;
 use hoard_storage::disk::Disk;
-use hoard_storage::disk::FileDisk;
 use hoard_storage::env::Env;
 use hoard_storage::env::SystemEnv;
+use hoard_storage::identity;
 use hoard_storage::seal::MasterKey;
 use ractor::ActorCell;
 use ractor::SpawnErr;
@@ -178,10 +178,18 @@ impl Node {
             tracing::warn!("no --master-key-file: this node stores objects unencrypted and refuses SSE-S3");
         }
         std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
+        let assigned = identity::assign(&opts.data_dir, &paths, opts.env.as_ref()).context("disks")?;
         let mut disks: Vec<(ShardHandle, Arc<dyn Disk>)> = Vec::new();
-        for (i, p) in paths.iter().enumerate() {
-            let disk = FileDisk::open(p.clone()).with_context(|| format!("opening disk {}", p.display()))?;
-            disks.push((ShardHandle::new(i as u32, p.display().to_string()), Arc::new(disk)));
+        for (i, disk) in assigned.disks.into_iter().enumerate() {
+            let label = disk.root().display().to_string();
+            if assigned.replaced.contains(&(i as u32)) {
+                tracing::warn!(
+                    disk = %label,
+                    slot = i,
+                    "a new, empty directory takes the place of a lost disk; reads use parity until repair refills it"
+                );
+            }
+            disks.push((ShardHandle::new(i as u32, label), Arc::new(disk)));
         }
         let workers = if opts.workers == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
