@@ -1636,3 +1636,48 @@ async fn conditional_puts_create_only_or_replace_only_the_expected_version() -> 
     node.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_completion_creates_only_or_replaces_only_the_expected_version() -> anyhow::Result<()> {
+    let (node, c) = start_with_bucket("bkt").await?;
+    async fn upload(c: &Client, key: &str, body: &[u8]) -> anyhow::Result<(String, CompletedMultipartUpload)> {
+        let id = c
+            .create_multipart_upload()
+            .bucket("bkt")
+            .key(key)
+            .send()
+            .await?
+            .upload_id()
+            .unwrap_or_default()
+            .to_string();
+        let part = c.upload_part().bucket("bkt").key(key).upload_id(&id).part_number(1);
+        let etag = part.body(body.to_vec().into()).send().await?.e_tag().unwrap_or_default().to_string();
+        let parts = CompletedPart::builder().part_number(1).e_tag(etag).build();
+        Ok((id, CompletedMultipartUpload::builder().parts(parts).build()))
+    }
+    let complete = |id: &str, parts: CompletedMultipartUpload| {
+        c.complete_multipart_upload().bucket("bkt").key("log").upload_id(id).multipart_upload(parts)
+    };
+
+    let (first, parts) = upload(&c, "log", b"first").await?;
+    let done = complete(&first, parts).if_none_match("*").send().await?;
+    let first_etag = done.e_tag().unwrap_or_default().to_string();
+
+    // A second writer racing for the same key with If-None-Match: * loses, and may retry or abort.
+    let (second, parts) = upload(&c, "log", b"second").await?;
+    let (status, code) = failure(complete(&second, parts.clone()).if_none_match("*").send().await);
+    assert_eq!((status, code.as_str()), (412, "PreconditionFailed"));
+    let got = c.get_object().bucket("bkt").key("log").send().await?;
+    assert_eq!(got.body.collect().await?.into_bytes().as_ref(), b"first", "the refused completion changed nothing");
+    let open = c.list_multipart_uploads().bucket("bkt").send().await?;
+    assert_eq!(open.uploads().len(), 1, "the refused upload stays open");
+
+    // If-Match completes only over the version with that ETag.
+    let (status, code) = failure(complete(&second, parts.clone()).if_match("\"0123\"").send().await);
+    assert_eq!((status, code.as_str()), (412, "PreconditionFailed"));
+    complete(&second, parts).if_match(&first_etag).send().await?;
+    let got = c.get_object().bucket("bkt").key("log").send().await?;
+    assert_eq!(got.body.collect().await?.into_bytes().as_ref(), b"second");
+    node.stop().await;
+    Ok(())
+}

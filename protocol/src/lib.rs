@@ -424,6 +424,15 @@ pub enum MetaCommand {
         cursor: RotationCursor,
         now_ms: i64,
     },
+    /// A conditional CompleteMultipartUpload: completes like `CompleteUpload` only if the key's current
+    /// version satisfies `condition` when the command is applied; otherwise nothing changes and the upload
+    /// stays open.
+    CompleteUploadIf {
+        upload_id: String,
+        record: ObjectRecord,
+        now_ms: i64,
+        condition: WriteCondition,
+    },
 }
 
 /// What a conditional write expects of the key's current version.

@@ -1368,6 +1368,8 @@ impl S3 for HoardS3 {
         session::run(&self.sessions, async move {
             let i = req.input;
             let upload = get_upload(&ctx, &i.bucket, &i.key, &i.upload_id).await?;
+            // Checked when the completion applies, atomically; a failed condition leaves the upload open.
+            let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
             let wanted = i.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
             if wanted.is_empty() {
                 return Err(s3_error!(MalformedXML, "You must specify at least one part"));
@@ -1434,7 +1436,12 @@ impl S3 for HoardS3 {
             };
             let described = sse::headers(&record.encryption, None);
             faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
-            write(&ctx, MetaCommand::CompleteUpload { upload_id: i.upload_id, record, now_ms: now }).await?;
+            let upload_id = i.upload_id;
+            let cmd = match condition {
+                None => MetaCommand::CompleteUpload { upload_id, record, now_ms: now },
+                Some(condition) => MetaCommand::CompleteUploadIf { upload_id, record, now_ms: now, condition },
+            };
+            write(&ctx, cmd).await?;
             Ok(S3Response::new(CompleteMultipartUploadOutput {
                 bucket: Some(i.bucket.clone()),
                 key: Some(i.key.clone()),

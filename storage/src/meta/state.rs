@@ -590,20 +590,11 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
         MetaCommand::CommitObjectIf { record, now_ms, condition } => {
             if !tx.exists(Ks::Buckets, record.bucket.as_bytes())? {
                 MetaResponse::NoSuchBucket
+            } else if condition_holds(tx, &record, &condition)? {
+                let previous = commit_record(tx, record, now_ms)?;
+                MetaResponse::Replaced { previous: previous.map(Box::new) }
             } else {
-                let current: Option<ObjectRecord> =
-                    tx.get_decoded(Ks::Objects, &object_key(&record.bucket, &record.key))?;
-                let holds = match (&condition, &current) {
-                    (WriteCondition::Absent, None) => true,
-                    (WriteCondition::ETag(etag), Some(c)) => c.etag == *etag,
-                    _ => false,
-                };
-                if holds {
-                    let previous = commit_record(tx, record, now_ms)?;
-                    MetaResponse::Replaced { previous: previous.map(Box::new) }
-                } else {
-                    MetaResponse::PreconditionFailed
-                }
+                MetaResponse::PreconditionFailed
             }
         }
         MetaCommand::CommitCopy { record, now_ms, source_bucket, source_key, source_version_id } => {
@@ -660,29 +651,10 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
             }
         }
         MetaCommand::CompleteUpload { upload_id, record, now_ms } => {
-            let upload = upload_key(&record.bucket, &record.key, &upload_id);
-            if !tx.exists(Ks::Uploads, &upload)? {
-                return Ok(MetaResponse::NoSuchUpload);
-            }
-            if !tx.exists(Ks::Buckets, record.bucket.as_bytes())? {
-                return Ok(MetaResponse::NoSuchBucket);
-            }
-            let parts = upload_parts(tx, &upload_id)?;
-            for segment in &record.segments {
-                let named = parts.get(&segment.part_number).is_some_and(|(_, part)| part.segment.id == segment.id);
-                if !named {
-                    return Ok(MetaResponse::InvalidPart { part_number: segment.part_number });
-                }
-            }
-            // The object's references are added before the parts' are dropped, so a named part's
-            // segment moves to the object without reaching 0; an unnamed part's segment becomes garbage.
-            let previous = commit_record(tx, record, now_ms)?;
-            for (key, part) in parts.into_values() {
-                tx.decref(&part.segment, now_ms)?;
-                tx.delete(Ks::Parts, key);
-            }
-            tx.delete(Ks::Uploads, upload);
-            MetaResponse::Replaced { previous: previous.map(Box::new) }
+            complete_upload(tx, upload_id, record, now_ms, None)?
+        }
+        MetaCommand::CompleteUploadIf { upload_id, record, now_ms, condition } => {
+            complete_upload(tx, upload_id, record, now_ms, Some(&condition))?
         }
         MetaCommand::AbortUpload { bucket, key, upload_id, now_ms } => {
             let upload = upload_key(&bucket, &key, &upload_id);
@@ -716,6 +688,53 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
             }
             MetaResponse::Ok
         }
+    })
+}
+/// Turns an upload into an object, if `condition` (when given) holds for the key's current version.
+fn complete_upload(
+    tx: &mut Txn<'_>,
+    upload_id: String,
+    record: ObjectRecord,
+    now_ms: i64,
+    condition: Option<&WriteCondition>,
+) -> Result<MetaResponse> {
+    let upload = upload_key(&record.bucket, &record.key, &upload_id);
+    if !tx.exists(Ks::Uploads, &upload)? {
+        return Ok(MetaResponse::NoSuchUpload);
+    }
+    if !tx.exists(Ks::Buckets, record.bucket.as_bytes())? {
+        return Ok(MetaResponse::NoSuchBucket);
+    }
+    if let Some(condition) = condition {
+        if !condition_holds(tx, &record, condition)? {
+            return Ok(MetaResponse::PreconditionFailed);
+        }
+    }
+    let parts = upload_parts(tx, &upload_id)?;
+    for segment in &record.segments {
+        let named = parts.get(&segment.part_number).is_some_and(|(_, part)| part.segment.id == segment.id);
+        if !named {
+            return Ok(MetaResponse::InvalidPart { part_number: segment.part_number });
+        }
+    }
+    // The object's references are added before the parts' are dropped, so a named part's
+    // segment moves to the object without reaching 0; an unnamed part's segment becomes garbage.
+    let previous = commit_record(tx, record, now_ms)?;
+    for (key, part) in parts.into_values() {
+        tx.decref(&part.segment, now_ms)?;
+        tx.delete(Ks::Parts, key);
+    }
+    tx.delete(Ks::Uploads, upload);
+    Ok(MetaResponse::Replaced { previous: previous.map(Box::new) })
+}
+
+/// Whether the current version of `record`'s key satisfies a conditional write's `condition`.
+fn condition_holds(tx: &Txn<'_>, record: &ObjectRecord, condition: &WriteCondition) -> Result<bool> {
+    let current: Option<ObjectRecord> = tx.get_decoded(Ks::Objects, &object_key(&record.bucket, &record.key))?;
+    Ok(match (condition, &current) {
+        (WriteCondition::Absent, None) => true,
+        (WriteCondition::ETag(etag), Some(c)) => c.etag == *etag,
+        _ => false,
     })
 }
 
@@ -1106,6 +1125,45 @@ mod tests {
             now_ms: 9,
         };
         assert_eq!(node.write(missing).await, MetaResponse::NoSuchUpload);
+        node.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_conditional_completion_applies_only_when_its_condition_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_with_bucket(dir.path()).await;
+        node.write(create_upload("b", "k", "u1")).await;
+        node.write(commit_part("b", "k", "u1", 1, 11)).await;
+        let complete = |condition| MetaCommand::CompleteUploadIf {
+            upload_id: "u1".into(),
+            record: record("b", "k", vec![segment(11, 1)]),
+            now_ms: 9,
+            condition,
+        };
+        // The key has no version: If-Match fails, and the upload stays open.
+        let r = node.write(complete(WriteCondition::ETag("nope".into()))).await;
+        assert_eq!(r, MetaResponse::PreconditionFailed);
+        assert_eq!(node.reader.object("b", "k").unwrap(), None);
+        assert!(node.reader.upload("b", "k", "u1").unwrap().is_some(), "a refused completion keeps the upload");
+        assert_eq!(node.reader.referenced_segments().unwrap(), [SegmentId(11)].into());
+        // If-None-Match: * completes it.
+        let r = node.write(complete(WriteCondition::Absent)).await;
+        assert!(matches!(r, MetaResponse::Replaced { previous: None }), "{r:?}");
+        assert!(node.reader.object("b", "k").unwrap().is_some());
+        assert_eq!(node.reader.upload("b", "k", "u1").unwrap(), None);
+
+        // A second upload of the key may not complete with If-None-Match: * now.
+        node.write(create_upload("b", "k", "u2")).await;
+        node.write(commit_part("b", "k", "u2", 1, 12)).await;
+        let again = MetaCommand::CompleteUploadIf {
+            upload_id: "u2".into(),
+            record: record("b", "k", vec![segment(12, 1)]),
+            now_ms: 10,
+            condition: WriteCondition::Absent,
+        };
+        assert_eq!(node.write(again).await, MetaResponse::PreconditionFailed);
+        let kept = node.reader.object("b", "k").unwrap().unwrap();
+        assert_eq!(kept.segments[0].id, SegmentId(11), "the first completion stays");
         node.stop().await;
     }
 
