@@ -14,7 +14,7 @@
 //!   replacement disk) and slot I is free. Repair refills a new disk from the others.
 //! - A disk of another set, two directories that claim one slot, a changed number of disks, a directory that
 //!   holds files but no marker, disks marked but a data directory not: the start is refused, naming the
-//!   directory, and nothing is written.
+//!   directory, and no marker is written (missing disk directories are created empty, as always).
 //! - Markers are written only after every check passed, each durably (temp file, fsync, rename, fsync of the
 //!   directory); the node's first, so a crash half-way leaves a state the next start accepts.
 //! - A data directory from before markers existed (none anywhere) is marked in the order given.
@@ -322,7 +322,7 @@ mod tests {
         f.put("stray", "photos/cat.jpg");
         let err = f.assign(&["a", "stray", "c"]).unwrap_err();
         assert!(matches!(&err, IdentityError::UnmarkedWithData { path } if path.ends_with("stray")), "{err}");
-        assert!(!f.dir.path().join("stray").join(DISK_MARKER).exists(), "nothing written on refusal");
+        assert!(!f.dir.path().join("stray").join(DISK_MARKER).exists(), "no marker written on refusal");
     }
 
     #[test]
@@ -343,7 +343,7 @@ mod tests {
 
         let err = f.assign(&["a", "b", "c"]).unwrap_err();
         assert!(matches!(err, IdentityError::CountChanged { was: 2, now: 3, .. }), "{err}");
-        assert!(!f.dir.path().join("c").join(DISK_MARKER).exists(), "nothing written on refusal");
+        assert!(!f.dir.path().join("c").join(DISK_MARKER).exists(), "no marker written on refusal");
     }
 
     #[test]
