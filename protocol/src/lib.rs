@@ -444,6 +444,17 @@ pub enum WriteCondition {
     ETag(String),
 }
 
+impl WriteCondition {
+    /// Whether a key whose current version is `current` satisfies this condition.
+    pub fn holds_for(&self, current: Option<&ObjectRecord>) -> bool {
+        match (self, current) {
+            (WriteCondition::Absent, None) => true,
+            (WriteCondition::ETag(etag), Some(c)) => c.etag == *etag,
+            _ => false,
+        }
+    }
+}
+
 /// What applying a command answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaResponse {

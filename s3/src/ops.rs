@@ -182,14 +182,6 @@ fn write_condition(
     }
 }
 
-fn condition_holds(c: &WriteCondition, current: Option<&ObjectRecord>) -> bool {
-    match (c, current) {
-        (WriteCondition::Absent, None) => true,
-        (WriteCondition::ETag(e), Some(rec)) => rec.etag == *e,
-        _ => false,
-    }
-}
-
 /// The checksum algorithms an object was stored with, to compute again when its bytes are rewritten.
 fn checksum_set_of(c: &Checksums) -> ChecksumSet {
     ChecksumSet {
@@ -802,7 +794,7 @@ impl S3 for HoardS3 {
             if let Some(c) = &condition {
                 let (b, k) = (i.bucket.clone(), i.key.clone());
                 let current = ctx.meta.read(move |r| r.object(&b, &k)).await.or_s3()?;
-                if !condition_holds(c, current.as_ref()) {
+                if !c.holds_for(current.as_ref()) {
                     return Err(s3_error!(
                         PreconditionFailed,
                         "At least one of the pre-conditions you specified did not hold"

@@ -690,6 +690,7 @@ fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse>
         }
     })
 }
+
 /// Turns an upload into an object, if `condition` (when given) holds for the key's current version.
 fn complete_upload(
     tx: &mut Txn<'_>,
@@ -731,11 +732,7 @@ fn complete_upload(
 /// Whether the current version of `record`'s key satisfies a conditional write's `condition`.
 fn condition_holds(tx: &Txn<'_>, record: &ObjectRecord, condition: &WriteCondition) -> Result<bool> {
     let current: Option<ObjectRecord> = tx.get_decoded(Ks::Objects, &object_key(&record.bucket, &record.key))?;
-    Ok(match (condition, &current) {
-        (WriteCondition::Absent, None) => true,
-        (WriteCondition::ETag(etag), Some(c)) => c.etag == *etag,
-        _ => false,
-    })
+    Ok(condition.holds_for(current.as_ref()))
 }
 
 /// Puts `record` in place of the key's current record, moving segment references from the old record
