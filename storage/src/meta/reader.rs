@@ -429,8 +429,12 @@ impl MetaReader {
     /// Every segment id some object or in-progress part references (for scrub: anything else on disk
     /// is an orphan).
     pub fn referenced_segments(&self) -> Result<HashSet<SegmentId>> {
+        self.referenced_in(&self.store.db.snapshot())
+    }
+
+    fn referenced_in(&self, view: &impl Readable) -> Result<HashSet<SegmentId>> {
         let mut out = HashSet::new();
-        for guard in self.store.ks(Ks::SegRefs).iter() {
+        for guard in view.iter(self.store.ks(Ks::SegRefs)) {
             out.insert(segment_id(&guard.key()?)?);
         }
         Ok(out)
@@ -440,10 +444,7 @@ impl MetaReader {
     /// segment moving between the two (a copy taking a queued segment back) is seen in exactly one.
     pub fn references_and_queued(&self) -> Result<(HashSet<SegmentId>, HashSet<SegmentId>)> {
         let view = self.store.db.snapshot();
-        let mut referenced = HashSet::new();
-        for guard in view.iter(self.store.ks(Ks::SegRefs)) {
-            referenced.insert(segment_id(&guard.key()?)?);
-        }
+        let referenced = self.referenced_in(&view)?;
         let mut queued = HashSet::new();
         for guard in view.iter(self.store.ks(Ks::Garbage)) {
             let segment: Segment = decode(&guard.value()?)?;
