@@ -351,6 +351,13 @@ pub async fn put(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) {
         .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
 }
 
+/// GETs the whole of `bucket/key`, panicking with the key on failure.
+pub async fn get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out =
+        c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
+    out.body.collect().await.unwrap_or_else(|e| panic!("body of {bucket}/{key}: {e:?}")).into_bytes().to_vec()
+}
+
 /// The HTTP status and S3 error code of a request that must fail; panics if it succeeded or got no
 /// HTTP response at all.
 pub fn failure<T, E>(r: Result<T, SdkError<E>>) -> (u16, String)

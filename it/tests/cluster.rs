@@ -11,9 +11,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::CompletedMultipartUpload;
 use aws_sdk_s3::types::CompletedPart;
 use aws_sdk_s3::types::ServerSideEncryption;
-use aws_sdk_s3::Client;
 use hoard::cluster_cli::describe;
 use hoard_it::client;
+use hoard_it::get;
 use hoard_it::hoard_bin;
 use hoard_it::pattern;
 use hoard_it::HoardProcess;
@@ -49,11 +49,6 @@ fn key_file(dir: &Path, name: &str, byte: u8) -> String {
     path.display().to_string()
 }
 
-async fn body(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
-    out.body.collect().await.unwrap().into_bytes().to_vec()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_encrypt_needs_a_key_then_encrypts_every_new_write() {
     let plain = TestNode::builder().start().await.unwrap();
@@ -78,8 +73,8 @@ async fn cluster_encrypt_needs_a_key_then_encrypts_every_new_write() {
     assert!(said.contains(&key_id), "{said}");
     let put = c.put_object().bucket("docs").key("after").body(ByteStream::from_static(b"secret")).send().await;
     assert_eq!(put.unwrap().server_side_encryption(), Some(&ServerSideEncryption::Aes256));
-    assert_eq!(body(&c, "docs", "before").await, b"written plain", "objects written before stay readable");
-    assert_eq!(body(&c, "docs", "after").await, b"secret");
+    assert_eq!(get(&c, "docs", "before").await, b"written plain", "objects written before stay readable");
+    assert_eq!(get(&c, "docs", "after").await, b"secret");
 
     let st = status(&e, &a, &s);
     assert!(st.encrypt_all);
@@ -159,8 +154,8 @@ async fn rotate_key_rewraps_every_data_key_and_resumes_after_kill_9() {
     node.restart().unwrap();
     let c = node.client();
     // Reads go on during the walk, whichever key a record is wrapped under at the moment.
-    assert_eq!(body(&c, "vault", "o299").await, pattern(299, 399));
-    assert_eq!(body(&c, "vault", "big").await, big);
+    assert_eq!(get(&c, "vault", "o299").await, pattern(299, 399));
+    assert_eq!(get(&c, "vault", "big").await, big);
     let finished = loop {
         let st = status(&e, ACCESS_KEY, SECRET_KEY);
         if st.rotation.as_ref().is_some_and(|r| r.finished) {
@@ -180,10 +175,10 @@ async fn rotate_key_rewraps_every_data_key_and_resumes_after_kill_9() {
     node.restart().unwrap();
     let c = node.client();
     for i in (0..SMALL).step_by(37) {
-        assert_eq!(body(&c, "vault", &format!("o{i:03}")).await, pattern(i as u64, 100 + i));
+        assert_eq!(get(&c, "vault", &format!("o{i:03}")).await, pattern(i as u64, 100 + i));
     }
-    assert_eq!(body(&c, "vault", "big").await, big);
-    assert_eq!(body(&c, "vault", "plain").await, b"plain");
+    assert_eq!(get(&c, "vault", "big").await, big);
+    assert_eq!(get(&c, "vault", "plain").await, b"plain");
     let up = c.upload_part().bucket("vault").key("mp").upload_id(&upload_id).part_number(2);
     let part2 = pattern(6, 1000);
     let p2 = up.body(ByteStream::from(part2.clone())).send().await.unwrap();
@@ -200,7 +195,7 @@ async fn rotate_key_rewraps_every_data_key_and_resumes_after_kill_9() {
         .send()
         .await
         .unwrap();
-    assert_eq!(body(&c, "vault", "mp").await, [part1, part2].concat(), "a part sealed before the rotation");
+    assert_eq!(get(&c, "vault", "mp").await, [part1, part2].concat(), "a part sealed before the rotation");
 
     // The rotation's key file swapped for the node's own configured key: the configured key stays held
     // (and is not taken for the rotation's target), the target is missing and said to be.
@@ -226,5 +221,5 @@ async fn rotate_key_rewraps_every_data_key_and_resumes_after_kill_9() {
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500), "{err:?}");
     let message = err.message().unwrap_or_default().to_string();
     assert!(message.contains(&new_id), "the error names the missing key id: {message}");
-    assert_eq!(body(&c, "vault", "plain").await, b"plain");
+    assert_eq!(get(&c, "vault", "plain").await, b"plain");
 }

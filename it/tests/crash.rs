@@ -23,8 +23,10 @@ use aws_sdk_s3::types::CompletedPart;
 use bytes::Bytes;
 use hoard::Fault;
 use hoard_it::client;
+use hoard_it::get;
 use hoard_it::md5_hex;
 use hoard_it::pattern;
+use hoard_it::put;
 use hoard_it::HoardProcess;
 use hoard_it::TestNode;
 use rand::Rng;
@@ -60,14 +62,6 @@ fn unfinished_bytes(disks: &[PathBuf]) -> u64 {
 
 fn process_disks(data_dir: &Path) -> Vec<PathBuf> {
     (1..=6).map(|i| data_dir.join(format!("disk{i}"))).collect()
-}
-
-use hoard_it::put;
-
-async fn get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out =
-        c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
-    out.body.collect().await.unwrap_or_else(|e| panic!("body of {bucket}/{key}: {e:?}")).into_bytes().to_vec()
 }
 
 async fn assert_reads(c: &aws_sdk_s3::Client, bucket: &str, key: &str, want: &[u8]) {

@@ -395,7 +395,7 @@ async fn disks_are_known_by_their_markers_not_their_order() {
 
     node.extra_args = args(ours.iter().rev().cloned().collect());
     node.restart().unwrap();
-    assert_eq!(get_bytes(&node.client(), "vault", "k").await, data, "disks listed in reverse");
+    assert_eq!(hoard_it::get(&node.client(), "vault", "k").await, data, "disks listed in reverse");
 
     let mut swapped = ours.clone();
     swapped[2] = disk("b", 2);
@@ -406,11 +406,6 @@ async fn disks_are_known_by_their_markers_not_their_order() {
     std::fs::remove_dir_all(&ours[2]).unwrap();
     node.extra_args = args(ours.clone());
     node.restart().unwrap();
-    assert_eq!(get_bytes(&node.client(), "vault", "k").await, data, "read around the new, empty disk");
+    assert_eq!(hoard_it::get(&node.client(), "vault", "k").await, data, "read around the new, empty disk");
     assert!(Path::new(&ours[2]).join("hoard-disk.json").is_file(), "the new disk is marked");
-}
-
-async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
-    out.body.collect().await.unwrap().into_bytes().to_vec()
 }

@@ -1690,14 +1690,8 @@ async fn signed_chunk_put(
     chunks: &[&[u8]],
     tamper_chunk: Option<usize>,
 ) -> anyhow::Result<RawResponse> {
-    use hmac::Mac as _;
+    use aws_sigv4::sign::v4::calculate_signature;
     use sha2::Digest as _;
-    type Hmac = hmac::Hmac<sha2::Sha256>;
-    let mac = |key: &[u8], data: &[u8]| -> anyhow::Result<Vec<u8>> {
-        let mut m = <Hmac as hmac::Mac>::new_from_slice(key)?;
-        m.update(data);
-        Ok(m.finalize().into_bytes().to_vec())
-    };
     let sha = |data: &[u8]| hex::encode(sha2::Sha256::digest(data));
 
     // The server checks the date against its clock, the real one.
@@ -1721,11 +1715,9 @@ async fn signed_chunk_put(
     let path = format!("/bkt/{key}");
     let canonical = format!("PUT\n{path}\n\n{canonical_headers}\n{}\n{STREAMING}", signed.join(";"));
     let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha(canonical.as_bytes()));
-    let mut signing_key = format!("AWS4{}", node.secret_key()).into_bytes();
-    for part in [day, "us-east-1", "s3", "aws4_request"] {
-        signing_key = mac(&signing_key, part.as_bytes())?;
-    }
-    let seed = hex::encode(mac(&signing_key, to_sign.as_bytes())?);
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs)?);
+    let signing_key = aws_sigv4::sign::v4::generate_signing_key(node.secret_key(), time, "us-east-1", "s3");
+    let seed = calculate_signature(&signing_key, to_sign.as_bytes());
     let authorization = format!(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={seed}",
         node.access_key(),
@@ -1737,7 +1729,7 @@ async fn signed_chunk_put(
     let empty = sha(b"");
     for (i, chunk) in chunks.iter().copied().chain(std::iter::once(&[][..])).enumerate() {
         let to_sign = format!("AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{empty}\n{}", sha(chunk));
-        let mut signature = hex::encode(mac(&signing_key, to_sign.as_bytes())?);
+        let mut signature = calculate_signature(&signing_key, to_sign.as_bytes());
         previous = signature.clone();
         if tamper_chunk == Some(i) {
             signature.replace_range(0..1, if signature.starts_with('0') { "1" } else { "0" });
