@@ -11,9 +11,9 @@
 //!    (every object read four times) throughput as total bytes over wall time. GET bodies are streamed and
 //!    counted, never buffered whole, and every length is checked. Once per `--encryption` mode (plain, SSE-S3,
 //!    SSE-C by default) in each of `--rounds` rounds, the modes interleaved; the median over the rounds is
-//!    printed with the least and greatest, and each encrypted median with its ratio to the plain one. The child server is started with a random master key and
-//!    `--trust-proxy-tls`, so SSE-C runs over the same plain HTTP as the others and the ratio is the cost of
-//!    encryption alone, not of TLS.
+//!    printed with the least and greatest, and each encrypted median with its ratio to the plain one. The
+//!    child server is started with a random master key and `--trust-proxy-tls`, so SSE-C runs over the same
+//!    plain HTTP as the others and the ratio is the cost of encryption alone, not of TLS.
 //! 3. **Small objects** (4 KiB x `--small-count`, same clients): PUT, then GET ops/s, and p50/p99 of the
 //!    per-request latency (nearest rank over all requests).
 //!

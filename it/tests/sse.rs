@@ -121,8 +121,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn get_bytes(c: &Client, key: &str) -> Vec<u8> {
-    let out = c.get_object().bucket(BUCKET).key(key).send().await.unwrap();
-    out.body.collect().await.unwrap().into_bytes().to_vec()
+    hoard_it::get(c, BUCKET, key).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
