@@ -13,6 +13,7 @@ pub mod faults;
 pub mod get;
 pub mod key_keeper;
 pub mod meta;
+pub mod metrics;
 pub mod pool;
 pub mod put;
 pub mod repair;
@@ -35,6 +36,7 @@ use crate::encryptor::EncryptorPool;
 use crate::faults::FaultInjector;
 use crate::key_keeper::KeyKeeperHandle;
 use crate::meta::MetaHandle;
+use crate::metrics::NodeMetrics;
 use crate::repair::RepairHandle;
 use crate::rotation::RotationHandle;
 use crate::scrub::ScrubHandle;
@@ -81,6 +83,8 @@ pub struct NodeContext {
     pub rotation: RotationHandle,
     /// Other nodes' disks.
     pub transport: Arc<dyn Transport>,
+    /// What `/metrics` serves.
+    pub metrics: Arc<NodeMetrics>,
 }
 
 impl NodeContext {

@@ -210,6 +210,7 @@ impl MetaHandle {
 
 impl MetaHandle {
     /// Proposes a command and waits until it is committed and applied.
+    #[tracing::instrument(name = "meta.write", skip_all)]
     pub async fn write(&self, cmd: MetaCommand) -> Result<MetaResponse> {
         self.slot.call(|r| MetaMsg::Write(Box::new(cmd), r), META_DEADLINE).await?
     }

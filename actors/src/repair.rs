@@ -53,6 +53,8 @@ pub enum RepairMsg {
 /// Counters kept across restarts of the actor.
 #[derive(Default)]
 pub struct RepairStats {
+    /// Damage reports received (merged ones included).
+    pub reports: AtomicU64,
     pub shards_rebuilt: AtomicU64,
     pub failures: AtomicU64,
 }
@@ -179,6 +181,7 @@ impl RepairHandle {
     /// Reports damage; never waits (a read must not slow down because repair is busy).
     pub fn report(&self, segment: Segment, shards: Vec<u8>) {
         let id = segment.id;
+        self.stats.reports.fetch_add(1, Ordering::Relaxed);
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((_, waiting)) = pending.get_mut(&id) {
@@ -191,6 +194,11 @@ impl RepairHandle {
             self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             tracing::warn!(error = %e, "could not report damage to repair");
         }
+    }
+
+    /// Segments reported and not yet rebuilt.
+    pub fn pending_segments(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Waits until every report made before this call has been handled.

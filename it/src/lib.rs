@@ -260,18 +260,44 @@ impl Drop for HoardProcess {
 }
 
 fn health_ok(addr: SocketAddr) -> bool {
+    http_get(addr, "/health/ready").is_some_and(|(status, _)| status == 200)
+}
+
+/// An unsigned plain-HTTP GET of `path`: the status and the body, or `None` if the node did not answer.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::Read;
     use std::io::Write;
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
     let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200")
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of one series (`name{labels}` exactly as the node prints it) in Prometheus text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The same client without retries: a retried request would hide the failure under test (and could land on
+/// a restarted process).
+pub fn no_retry(c: aws_sdk_s3::Client) -> aws_sdk_s3::Client {
+    let conf = c.config().to_builder().retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+    aws_sdk_s3::Client::from_conf(conf.build())
+}
+
+/// Polls `cond` until it holds, failing the test after ten seconds. Only for effects the node signals
+/// nowhere else: a supervisor's counters, or a request's metrics, which move on the node's own tasks after
+/// the client already has its answer.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Runs the aws CLI against `endpoint` with the test credentials.

@@ -15,7 +15,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
-use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::CompletedMultipartUpload;
@@ -23,8 +22,10 @@ use aws_sdk_s3::types::CompletedPart;
 use bytes::Bytes;
 use hoard::Fault;
 use hoard_it::client;
+use hoard_it::eventually;
 use hoard_it::get;
 use hoard_it::md5_hex;
+use hoard_it::no_retry;
 use hoard_it::pattern;
 use hoard_it::put;
 use hoard_it::HoardProcess;
@@ -35,24 +36,8 @@ use tokio::sync::watch;
 
 const MIB: usize = 1024 * 1024;
 
-/// The same client without retries: a retried request would hide the failure under test (and could land on
-/// the restarted process).
-fn no_retry(c: aws_sdk_s3::Client) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(c.config().to_builder().retry_config(RetryConfig::disabled()).build())
-}
-
 fn status<E>(e: &SdkError<E>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
-}
-
-/// Polls `cond` until it holds (at most 10 s). Only for effects the node signals nowhere else, such as a
-/// supervisor's counters, which move on the supervisor's own task after the client already has its answer.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Bytes in unfinished (temp) shard files: how much of an upload in flight has reached the disks.

@@ -76,6 +76,9 @@ fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The operation label of admin calls in the metrics.
+pub const ADMIN_OPERATION: &str = "Admin";
+
 #[async_trait::async_trait]
 impl S3Route for AdminRoute {
     fn is_match(&self, _method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
@@ -83,6 +86,9 @@ impl S3Route for AdminRoute {
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        if let Some(op) = req.extensions.get::<crate::frontend::Operation>() {
+            op.set(ADMIN_OPERATION);
+        }
         let q = query_pairs(&req.uri);
         let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         if get(CLUSTER_PARAM).is_some() {

@@ -36,6 +36,7 @@ pub fn frontend(
 ) -> Arc<Frontend> {
     let mut builder = S3ServiceBuilder::new(HoardS3 { ctx: ctx.clone(), sessions });
     builder.set_auth(Credentials::new(credentials));
+    builder.set_access(frontend::RecordOperation);
     builder.set_route(AdminRoute { ctx: ctx.clone(), faults });
     Arc::new(Frontend { ctx, s3: builder.build(), secure: sse::Secure(secure) })
 }

@@ -15,6 +15,7 @@ use ractor::ActorRef;
 use s3s::s3_error;
 use s3s::S3Result;
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 
 pub struct Session;
 
@@ -55,6 +56,8 @@ where
     F: Future<Output = S3Result<T>> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
+    // The work runs on the session actor's task: it carries the caller's span (the operation's) along.
+    let work = work.instrument(tracing::Span::current());
     let job: Job = Box::new(move || {
         Box::pin(async move {
             let _ = tx.send(work.await);

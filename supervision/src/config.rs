@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// then cross the proxy-to-node hop in clear.
     #[arg(long, env = "HOARD_TRUST_PROXY_TLS")]
     pub trust_proxy_tls: bool,
+    /// Export traces over OTLP/gRPC to this collector or Jaeger, e.g. http://127.0.0.1:4317.
+    #[arg(long, env = "HOARD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The TOML file's shape: the same names as the flags, with underscores.
@@ -84,6 +87,7 @@ pub struct FileConfig {
     pub fault_injection: Option<bool>,
     pub master_key_file: Option<PathBuf>,
     pub trust_proxy_tls: Option<bool>,
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -127,6 +131,10 @@ impl ServeArgs {
         o.fault_injection = self.fault_injection || file.fault_injection.unwrap_or(false);
         o.master_key_file = self.master_key_file.clone().or(file.master_key_file);
         o.trust_proxy_tls = self.trust_proxy_tls || file.trust_proxy_tls.unwrap_or(false);
+        o.otlp_endpoint = self.otlp_endpoint.clone().or(file.otlp_endpoint);
+        if let Some(endpoint) = &o.otlp_endpoint {
+            crate::telemetry::check_endpoint(endpoint)?;
+        }
         o.root_credential = root_credential_from_env()?;
         Ok(o)
     }

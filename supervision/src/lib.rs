@@ -14,6 +14,7 @@ pub mod node_sup;
 pub mod pool_sup;
 pub mod s3_sup;
 pub mod sup;
+pub mod telemetry;
 pub mod testing;
 
 pub use faults::Fault;

@@ -56,15 +56,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-                )
-                .init();
             let opts = args.resolve()?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve(opts))
+            runtime.block_on(async {
+                let telemetry = hoard::telemetry::init(opts.otlp_endpoint.as_deref(), &opts.listen.to_string())?;
+                let served = serve(opts).await;
+                telemetry.shutdown().await;
+                served
+            })
         }
     }
 }

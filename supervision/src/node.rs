@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use hoard_actors::faults::NoFaults;
 use hoard_actors::key_keeper::KeyKeeperArgs;
 use hoard_actors::key_keeper::KeyKeeperHandle;
 use hoard_actors::meta::MetaHandle;
+use hoard_actors::metrics::NodeMetrics;
 use hoard_actors::repair::RepairHandle;
 use hoard_actors::scrub::ScrubHandle;
 use hoard_actors::shard::ShardHandle;
@@ -71,6 +73,8 @@ pub struct NodeOptions {
     pub master_key_file: Option<PathBuf>,
     /// Accept SSE-C on plain HTTP because a TLS-terminating proxy the operator trusts is in front.
     pub trust_proxy_tls: bool,
+    /// Where `hoard serve` exports traces (OTLP/gRPC); the process installs the exporter, the node ignores it.
+    pub otlp_endpoint: Option<String>,
     pub env: Arc<dyn Env>,
 }
 
@@ -91,6 +95,7 @@ impl NodeOptions {
             fault_injection: false,
             master_key_file: None,
             trust_proxy_tls: false,
+            otlp_endpoint: None,
             env: Arc::new(SystemEnv),
         }
     }
@@ -124,6 +129,20 @@ pub struct NodeStats {
     pub pools: Arc<SupStats>,
     pub maintenance: Arc<SupStats>,
     pub s3: Arc<SupStats>,
+}
+
+impl NodeStats {
+    /// Each supervisor's counters under the supervisor's actor name.
+    pub fn named(&self) -> [(&'static str, Arc<SupStats>); 6] {
+        [
+            ("node_sup", self.node.clone()),
+            ("meta_sup", self.meta.clone()),
+            ("disk_sup", self.disks.clone()),
+            ("pool_sup", self.pools.clone()),
+            ("maintenance_sup", self.maintenance.clone()),
+            ("s3_sup", self.s3.clone()),
+        ]
+    }
 }
 
 /// A running node.
@@ -219,8 +238,12 @@ impl Node {
             scrub: ScrubHandle::default(),
             rotation: hoard_actors::rotation::RotationHandle::default(),
             transport: Arc::new(LocalOnly),
+            metrics: Arc::new(NodeMetrics::new()),
         };
         let stats = Arc::new(NodeStats::default());
+        for (name, sup) in stats.named() {
+            ctx.metrics.add_supervisor(name, move || sup.restarts.load(Ordering::Relaxed));
+        }
         let main = Endpoint::new(opts.listen, tls.clone());
         let plain = opts.http_listen.map(|a| Endpoint::new(a, None));
         let endpoints: Vec<Endpoint> = std::iter::once(main.clone()).chain(plain.clone()).collect();

@@ -1,0 +1,304 @@
+//! A node's metrics, served as Prometheus text on `GET /metrics`.
+//!
+//! Two kinds of figures:
+//! - **Request metrics**, recorded as requests finish (`record_request`): count by operation and status,
+//!   duration by operation (from the first byte of the request to the last byte of the response), and bytes
+//!   received and sent by operation (body bytes on the wire, aws-chunked framing included).
+//! - **Node state**, read when scraped (`render`): Raft term, leader and indexes, every disk's read and write
+//!   errors, repair's work and backlog, and restarts of each supervisor's children. These already live in the
+//!   actors' own counters; the scrape copies them, so nothing is counted twice.
+//!
+//! Decisions:
+//! - Labels never carry bucket names, object keys, credentials or key ids: the endpoint is unauthenticated
+//!   (like `/health`) and says how busy and how healthy the node is, nothing about what it stores.
+//! - Operation names are the S3 ones (`PutObject`, `GetObject`, ...). A request refused before its operation
+//!   is known (a bad signature, an unknown access key) counts under `operation="unknown"`; calls of hoard's
+//!   own admin API count under `operation="Admin"`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::EncodeMetric;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::exponential_buckets;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use prometheus_client::registry::Unit;
+
+use crate::NodeContext;
+
+/// The content type of [`NodeMetrics::render`]'s text (OpenMetrics, which Prometheus scrapes natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Operation label of requests refused before s3s knew their operation.
+pub const UNKNOWN_OPERATION: &str = "unknown";
+
+/// Request-duration buckets: 1 ms doubling to about 65 s.
+const DURATION_BUCKETS: (f64, f64, u16) = (0.001, 2.0, 17);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiskLabels {
+    disk: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SupervisorLabels {
+    supervisor: String,
+}
+
+/// One finished request, as [`NodeMetrics::record_request`] counts it.
+#[derive(Debug, Clone)]
+pub struct FinishedRequest<'a> {
+    pub operation: &'a str,
+    pub status: u16,
+    pub seconds: f64,
+    pub received: u64,
+    pub sent: u64,
+}
+
+/// A source of a supervisor's restart count (the supervisors live above this crate).
+type RestartSource = Box<dyn Fn() -> u64 + Send + Sync>;
+
+pub struct NodeMetrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<OperationLabels, Histogram>,
+    received: Family<OperationLabels, Counter>,
+    sent: Family<OperationLabels, Counter>,
+    state: Arc<Mutex<NodeState>>,
+    scrape: Mutex<()>,
+    supervisors: Mutex<Vec<(String, RestartSource)>>,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        NodeMetrics::new()
+    }
+}
+
+impl NodeMetrics {
+    pub fn new() -> NodeMetrics {
+        let mut registry = Registry::with_prefix("hoard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("s3_requests", "S3 requests answered, by operation and HTTP status", requests.clone());
+        let durations = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            let (start, factor, count) = DURATION_BUCKETS;
+            Histogram::new(exponential_buckets(start, factor, count))
+        });
+        registry.register_with_unit(
+            "s3_request_duration",
+            "Time from a request's arrival to the last byte of its response, by operation",
+            Unit::Seconds,
+            durations.clone(),
+        );
+        let received = Family::<OperationLabels, Counter>::default();
+        registry.register_with_unit(
+            "s3_received",
+            "Request body bytes received, by operation",
+            Unit::Bytes,
+            received.clone(),
+        );
+        let sent = Family::<OperationLabels, Counter>::default();
+        registry.register_with_unit("s3_sent", "Response body bytes sent, by operation", Unit::Bytes, sent.clone());
+        let state = Arc::new(Mutex::new(NodeState::default()));
+        registry.register_collector(Box::new(StateCollector(state.clone())));
+        NodeMetrics {
+            registry,
+            requests,
+            durations,
+            received,
+            sent,
+            state,
+            scrape: Mutex::new(()),
+            supervisors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn record_request(&self, r: &FinishedRequest<'_>) {
+        let operation = r.operation.to_string();
+        self.requests.get_or_create(&RequestLabels { operation: operation.clone(), status: r.status }).inc();
+        let op = OperationLabels { operation };
+        self.durations.get_or_create(&op).observe(r.seconds);
+        if r.received > 0 {
+            self.received.get_or_create(&op).inc_by(r.received);
+        }
+        if r.sent > 0 {
+            self.sent.get_or_create(&op).inc_by(r.sent);
+        }
+    }
+
+    /// Adds a supervisor whose children's restarts are reported as `hoard_actor_restarts_total`.
+    pub fn add_supervisor(&self, name: &str, restarts: impl Fn() -> u64 + Send + Sync + 'static) {
+        self.lock_supervisors().push((name.to_string(), Box::new(restarts)));
+    }
+
+    /// Everything, as Prometheus (OpenMetrics) text: request metrics as counted, node state as it is now.
+    pub async fn render(&self, ctx: &NodeContext) -> String {
+        let raft = match ctx.meta.metrics().await {
+            Ok(m) => Some(RaftState {
+                term: m.current_term,
+                leader: m.current_leader,
+                is_leader: m.current_leader == Some(m.id),
+                last_log_index: m.last_log_index.unwrap_or(0),
+                applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "metadata metrics unavailable for a scrape");
+                None
+            }
+        };
+        let disks = ctx
+            .shards
+            .iter()
+            .map(|s| DiskState {
+                index: s.index,
+                read_errors: s.stats.read_errors.load(Ordering::Relaxed),
+                write_errors: s.stats.write_errors.load(Ordering::Relaxed),
+            })
+            .collect();
+        let repair = RepairState {
+            rebuilt: ctx.repair.stats.shards_rebuilt.load(Ordering::Relaxed),
+            failures: ctx.repair.stats.failures.load(Ordering::Relaxed),
+            reports: ctx.repair.stats.reports.load(Ordering::Relaxed),
+            pending: ctx.repair.pending_segments() as u64,
+        };
+        let restarts = self.lock_supervisors().iter().map(|(name, f)| (name.clone(), f())).collect();
+        let now = NodeState { raft, disks, repair, restarts };
+        // One scrape at a time from here, so two scrapes at once never mix their snapshots.
+        let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics could not be encoded");
+            out.clear();
+            let _ = writeln!(out, "# EOF");
+        }
+        out
+    }
+
+    fn lock_supervisors(&self) -> std::sync::MutexGuard<'_, Vec<(String, RestartSource)>> {
+        self.supervisors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Debug, Default)]
+struct NodeState {
+    raft: Option<RaftState>,
+    disks: Vec<DiskState>,
+    repair: RepairState,
+    restarts: Vec<(String, u64)>,
+}
+
+#[derive(Debug)]
+struct RaftState {
+    term: u64,
+    leader: Option<u64>,
+    is_leader: bool,
+    last_log_index: u64,
+    applied_index: u64,
+}
+
+#[derive(Debug)]
+struct DiskState {
+    index: u32,
+    read_errors: u64,
+    write_errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct RepairState {
+    rebuilt: u64,
+    failures: u64,
+    reports: u64,
+    pending: u64,
+}
+
+/// Encodes the node state the last `render` read.
+#[derive(Debug)]
+struct StateCollector(Arc<Mutex<NodeState>>);
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let e = &mut encoder;
+        if let Some(raft) = &state.raft {
+            one(e, "raft_term", "Current Raft term", &ConstGauge::new(raft.term as i64))?;
+            // No leader known: -1 (node ids start at 1).
+            let leader = raft.leader.map(|l| l as i64).unwrap_or(-1);
+            one(e, "raft_leader", "Node id of the Raft leader this node knows, -1 for none", &ConstGauge::new(leader))?;
+            one(e, "raft_is_leader", "1 while this node is the Raft leader", &ConstGauge::new(raft.is_leader as i64))?;
+            one(
+                e,
+                "raft_last_log_index",
+                "Index of the last entry in this node's Raft log",
+                &ConstGauge::new(raft.last_log_index as i64),
+            )?;
+            one(
+                e,
+                "raft_applied_index",
+                "Index of the last committed Raft entry applied to this node's metadata",
+                &ConstGauge::new(raft.applied_index as i64),
+            )?;
+        }
+        let disk = |d: &DiskState| DiskLabels { disk: d.index.to_string() };
+        let reads: Vec<_> = state.disks.iter().map(|d| (disk(d), ConstCounter::new(d.read_errors))).collect();
+        family(e, "disk_read_errors", "Shard reads that failed or found a bad checksum, by disk slot", &reads)?;
+        let writes: Vec<_> = state.disks.iter().map(|d| (disk(d), ConstCounter::new(d.write_errors))).collect();
+        family(e, "disk_write_errors", "Shard writes or syncs that failed, by disk slot", &writes)?;
+        let r = &state.repair;
+        one(
+            e,
+            "repair_reports",
+            "Damage reports received by repair (missing or corrupt shards)",
+            &ConstCounter::new(r.reports),
+        )?;
+        one(e, "repair_shards_rebuilt", "Shard files rebuilt by repair", &ConstCounter::new(r.rebuilt))?;
+        one(e, "repair_failures", "Segments repair could not rebuild", &ConstCounter::new(r.failures))?;
+        one(e, "repair_pending_segments", "Segments waiting for repair", &ConstGauge::new(r.pending as i64))?;
+        let restarts: Vec<_> = state
+            .restarts
+            .iter()
+            .map(|(name, n)| (SupervisorLabels { supervisor: name.clone() }, ConstCounter::new(*n)))
+            .collect();
+        family(e, "actor_restarts", "Children restarted by each supervisor after a crash", &restarts)?;
+        Ok(())
+    }
+}
+
+fn one<M: EncodeMetric>(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, metric: &M) -> std::fmt::Result {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    members: &[(L, M)],
+) -> std::fmt::Result {
+    let Some((_, first)) = members.first() else { return Ok(()) };
+    let mut family = encoder.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, metric) in members {
+        metric.encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}

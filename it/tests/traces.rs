@@ -1,0 +1,169 @@
+//! Traces over OTLP: a real `hoard serve --otlp-endpoint` process exports its spans to an OTLP/gRPC receiver
+//! that this test runs (the same protocol Jaeger and the OpenTelemetry Collector receive on port 4317).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use hoard_it::free_port;
+use hoard_it::pattern;
+use hoard_it::HoardProcess;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use tokio::sync::Notify;
+
+/// The caller's trace, as a client would send it in `traceparent`.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+/// A span received, with the attributes of the resource that sent it.
+type Exported = (Vec<KeyValue>, Span);
+
+/// Every span received.
+#[derive(Default, Clone)]
+struct Received {
+    spans: Arc<Mutex<Vec<Exported>>>,
+    arrived: Arc<Notify>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
+            for scope in rs.scope_spans {
+                spans.extend(scope.spans.into_iter().map(|s| (resource.clone(), s)));
+            }
+        }
+        drop(spans);
+        self.arrived.notify_waiters();
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+impl Received {
+    /// Waits until `done` holds over the spans received so far (they come in batches every few seconds).
+    async fn until(&self, what: &str, done: impl Fn(&[Exported]) -> bool) {
+        let wait = async {
+            loop {
+                let arrived = self.arrived.notified();
+                if done(&self.spans.lock().unwrap()) {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no OTLP export showed {what}; got {:?}", self.names()));
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.spans.lock().unwrap().iter().map(|(_, s)| s.name.clone()).collect()
+    }
+
+    fn spans(&self) -> Vec<Exported> {
+        self.spans.lock().unwrap().clone()
+    }
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
+}
+
+fn in_trace(spans: &[Exported], name: &str) -> bool {
+    spans.iter().any(|(_, s)| s.name == name && hex::encode(&s.trace_id) == TRACE_ID)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_continuing_the_callers() {
+    let port = free_port();
+    let received = Received::default();
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(received.clone()))
+        .serve(([127, 0, 0, 1], port).into());
+    let receiver = tokio::spawn(server);
+
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let node = HoardProcess::start(&dir.path().join("data"), &["--otlp-endpoint", &endpoint]).unwrap();
+    let c = node.client();
+    c.create_bucket().bucket("traced").send().await.unwrap();
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let data = pattern(11, 3 << 20);
+    c.put_object()
+        .bucket("traced")
+        .key("obj")
+        .body(ByteStream::from(data.clone()))
+        .customize()
+        .mutate_request(move |r| {
+            r.headers_mut().insert("traceparent", traceparent.clone());
+        })
+        .send()
+        .await
+        .unwrap();
+
+    received
+        .until("the PUT's spans", |s| {
+            in_trace(s, "PutObject") && in_trace(s, "write_segment") && in_trace(s, "meta.write")
+        })
+        .await;
+    let spans = received.spans();
+    let by_id: HashMap<Vec<u8>, &Span> = spans.iter().map(|(_, s)| (s.span_id.clone(), s)).collect();
+    let find =
+        |name: &str| spans.iter().find(|(_, s)| s.name == name && hex::encode(&s.trace_id) == TRACE_ID).expect(name);
+
+    // The request's span: named after the operation, a server span, the child of the caller's span.
+    let (resource, request) = find("PutObject");
+    assert_eq!(hex::encode(&request.parent_span_id), CALLER_SPAN, "the caller's span is the parent");
+    assert_eq!(request.kind, SpanKind::Server as i32);
+    assert_eq!(attr(&request.attributes, "http.response.status_code"), Some(&Value::IntValue(200)));
+    assert_eq!(attr(resource, "service.name"), Some(&Value::StringValue("hoard".into())));
+
+    // The stages below it, on other tasks and actors, are its descendants.
+    let descends = |span: &Span| {
+        let mut at = span;
+        for _ in 0..16 {
+            if at.span_id == request.span_id {
+                return true;
+            }
+            match by_id.get(&at.parent_span_id) {
+                Some(parent) => at = parent,
+                None => return false,
+            }
+        }
+        false
+    };
+    for stage in ["put_object", "write_segment", "meta.write"] {
+        let (_, span) = find(stage);
+        assert!(descends(span), "{stage} descends from the request's span");
+    }
+
+    // A request without traceparent starts a trace of its own.
+    assert_eq!(hoard_it::get(&c, "traced", "obj").await, data);
+    received.until("the GET's span", |s| s.iter().any(|(_, s)| s.name == "GetObject")).await;
+    let spans = received.spans();
+    let (_, get) = spans.iter().find(|(_, s)| s.name == "GetObject").unwrap();
+    assert_ne!(hex::encode(&get.trace_id), TRACE_ID);
+    assert!(get.parent_span_id.is_empty(), "a root span");
+
+    // No span carries a credential.
+    for (_, span) in &spans {
+        let printed = format!("{span:?}");
+        assert!(!printed.contains(hoard_it::SECRET_KEY), "the secret key is in span {}", span.name);
+    }
+    drop(node);
+    receiver.abort();
+}
