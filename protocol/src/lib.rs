@@ -516,6 +516,135 @@ mod tests {
         assert!(matches!(decode::<MetaCommand>(&[]), Err(ProtocolError::Empty)));
     }
 
+    /// The stored formats, frozen: every value below as it is in the Raft log, the state machine and snapshots.
+    /// A change that moves these bytes makes data already stored undecodable; it needs a new format version
+    /// and a reader for the old one, not a new golden file.
+    const GOLDEN: &str = include_str!("../tests/golden/records_v1.hex");
+
+    fn golden_values() -> Vec<(&'static str, Vec<u8>)> {
+        let wrapped = WrappedKey { format: 1, data_id: [7; 16], wrapped: vec![0xa5; 40] };
+        let segment = Segment {
+            id: SegmentId(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+            part_number: 2,
+            size: 3 << 20,
+            layout: ShardLayout {
+                data: 4,
+                parity: 2,
+                block_size: (1 << 20) + 16,
+                disks: (0..6).map(|disk| DiskRef { node: 1, disk }).collect(),
+            },
+            seal: Some(SegmentSeal { salt: 0x1122_3344_5566_7788 }),
+        };
+        let headers = ObjectHeaders {
+            content_type: Some("image/jpeg".into()),
+            cache_control: Some("max-age=60".into()),
+            user_metadata: [("camera".to_string(), "x100".to_string())].into(),
+            ..ObjectHeaders::default()
+        };
+        let checksums = Checksums { crc32c: Some("yZRlqg==".into()), ..Checksums::default() };
+        let record = ObjectRecord {
+            bucket: "photos".into(),
+            key: "2026/cat.jpg".into(),
+            version_id: "v1".into(),
+            size: 3 << 20,
+            etag: "\"9e107d9d372bb6826bd81d3542a419d6\"".into(),
+            last_modified_ms: 1_790_000_000_000,
+            headers: headers.clone(),
+            checksums: checksums.clone(),
+            segments: vec![segment.clone()],
+            encryption: Encryption::SseS3 { key_id: "k1".into(), key: wrapped.clone() },
+            inline: None,
+        };
+        let settings = EncryptionSettings {
+            encrypt_all: true,
+            active_key_id: Some("k2".into()),
+            rotation: Some(Rotation {
+                to_key_id: "k2".into(),
+                key_file: "/etc/hoard/k2".into(),
+                started_ms: 1_790_000_000_000,
+                cursor: RotationCursor::Objects { after: Some(b"photos/2026".to_vec()) },
+                again: false,
+                rewrapped: 41,
+                finished_ms: None,
+            }),
+        };
+        let part = PartRecord {
+            part_number: 2,
+            etag: "\"0cc175b9c0f1b6a831c399e269772661\"".into(),
+            size: 3 << 20,
+            last_modified_ms: 1_790_000_000_000,
+            checksums,
+            segment,
+        };
+        let upload = UploadRecord {
+            bucket: "photos".into(),
+            key: "big.iso".into(),
+            upload_id: "u1".into(),
+            initiated_ms: 1_790_000_000_000,
+            headers,
+            checksum_algorithm: Some("CRC32C".into()),
+            encryption: Encryption::SseC { key: wrapped.clone() },
+        };
+        vec![
+            ("object", encode(&record)),
+            (
+                "bucket",
+                encode(&BucketRecord {
+                    name: "photos".into(),
+                    created_ms: 1,
+                    encryption: Some(BucketEncryption::SseS3),
+                }),
+            ),
+            ("settings", encode(&settings)),
+            ("upload", encode(&upload)),
+            ("part", encode(&part)),
+            ("commit_object", encode(&MetaCommand::CommitObject { record: record.clone(), now_ms: 5 })),
+            (
+                "complete_upload_if",
+                encode(&MetaCommand::CompleteUploadIf {
+                    upload_id: "u1".into(),
+                    record,
+                    now_ms: 6,
+                    condition: WriteCondition::ETag("\"e\"".into()),
+                }),
+            ),
+            (
+                "rewrap_batch",
+                encode(&MetaCommand::RewrapBatch {
+                    to_key_id: "k2".into(),
+                    rewraps: vec![Rewrap {
+                        target: RewrapTarget::Upload {
+                            bucket: "photos".into(),
+                            key: "big.iso".into(),
+                            upload_id: "u1".into(),
+                        },
+                        before: Encryption::SseS3 { key_id: "k1".into(), key: wrapped.clone() },
+                        after: Encryption::SseS3 { key_id: "k2".into(), key: wrapped },
+                    }],
+                    cursor: RotationCursor::End,
+                    now_ms: 7,
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn stored_records_match_the_v1_golden_vector() {
+        let golden: std::collections::BTreeMap<&str, &str> = GOLDEN.lines().filter_map(|l| l.split_once(' ')).collect();
+        let values = golden_values();
+        let printed: Vec<String> = values.iter().map(|(name, bytes)| format!("{name} {}", hex_of(bytes))).collect();
+        for (name, bytes) in &values {
+            assert_eq!(
+                golden.get(name).copied(),
+                Some(hex_of(bytes).as_str()),
+                "the encoding of `{name}` differs from protocol/tests/golden/records_v1.hex; stored data would no \
+                 longer decode. Every value as encoded now:\n{}\n",
+                printed.join("\n")
+            );
+        }
+        assert_eq!(golden.len(), values.len(), "every golden line has its value");
+    }
+
     #[test]
     fn credential_debug_output_hides_the_secret() {
         let c = Credential { access_key: "AK".into(), secret_key: "s3cr3t-value".into() };
