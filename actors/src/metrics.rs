@@ -85,7 +85,6 @@ pub struct NodeMetrics {
     received: Family<OperationLabels, Counter>,
     sent: Family<OperationLabels, Counter>,
     state: Arc<Mutex<NodeState>>,
-    scrape: Mutex<()>,
     supervisors: Mutex<Vec<(String, RestartSource)>>,
 }
 
@@ -121,16 +120,7 @@ impl NodeMetrics {
         registry.register_with_unit("s3_sent", "Response body bytes sent, by operation", Unit::Bytes, sent.clone());
         let state = Arc::new(Mutex::new(NodeState::default()));
         registry.register_collector(Box::new(StateCollector(state.clone())));
-        NodeMetrics {
-            registry,
-            requests,
-            durations,
-            received,
-            sent,
-            state,
-            scrape: Mutex::new(()),
-            supervisors: Mutex::new(Vec::new()),
-        }
+        NodeMetrics { registry, requests, durations, received, sent, state, supervisors: Mutex::new(Vec::new()) }
     }
 
     /// Counts one answered request.
@@ -183,10 +173,9 @@ impl NodeMetrics {
             pending: ctx.repair.pending_segments() as u64,
         };
         let restarts = self.lock_supervisors().iter().map(|(name, f)| (name.clone(), f())).collect();
-        let now = NodeState { raft, disks, repair, restarts };
-        // One scrape at a time from here, so two scrapes at once never mix their snapshots.
-        let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        // The collector encodes under the same lock, so each scrape's text is one whole snapshot (with two
+        // scrapes at once, possibly the other's, which is as current).
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = NodeState { raft, disks, repair, restarts };
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "metrics could not be encoded");

@@ -55,7 +55,7 @@ pub struct Frontend {
 }
 
 impl Frontend {
-    pub async fn call(&self, req: Request<Incoming>) -> Result<Response<Metered>, Infallible> {
+    pub async fn call(&self, req: Request<Incoming>) -> Result<Response<Metered<Body>>, Infallible> {
         let start = Instant::now();
         // Only unsigned requests: a signed GET of bucket `health`, key `live` is an S3 request (S3 itself
         // refuses unsigned ones, so nothing an S3 client does is shadowed).
@@ -67,19 +67,15 @@ impl Frontend {
                     Ok(_) => plain(StatusCode::OK, "ready\n"),
                     Err(e) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {e}\n")),
                 }),
-                "/metrics" => {
-                    let text = self.ctx.metrics.render(&self.ctx).await;
-                    let mut r = Response::new(Body::from(text));
-                    r.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static(hoard_actors::metrics::CONTENT_TYPE),
-                    );
-                    Some(r)
-                }
+                "/metrics" => Some(text(
+                    StatusCode::OK,
+                    hoard_actors::metrics::CONTENT_TYPE,
+                    self.ctx.metrics.render(&self.ctx).await,
+                )),
                 _ => None,
             };
             if let Some(resp) = own {
-                return Ok(resp.map(|inner| Metered { inner, meter: None }));
+                return Ok(resp.map(Metered::unmetered));
             }
         }
         let mut req = req;
@@ -90,8 +86,8 @@ impl Frontend {
         req.extensions_mut().insert(operation.clone());
         let span = request_span(&req);
         let received = Arc::new(AtomicU64::new(0));
-        let counted = received.clone();
-        let req = req.map(move |inner| Body::http_body(Counted { inner, count: counted }));
+        let count = received.clone();
+        let req = req.map(move |inner| Body::http_body(Metered { inner, count, _meter: None }));
         let resp = match self.s3.call(req).instrument(span.clone()).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -99,21 +95,15 @@ impl Frontend {
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
             }
         };
-        let name = operation.0.get().map(String::as_str).unwrap_or(UNKNOWN_OPERATION);
+        let status = resp.status().as_u16();
         // The span's OpenTelemetry side exists by now (it was entered), so it is renamed there.
-        span.context().span().update_name(name.to_string());
-        span.record("s3.operation", name);
-        span.record("http.response.status_code", i64::from(resp.status().as_u16()));
-        let meter = Meter {
-            metrics: self.ctx.metrics.clone(),
-            operation,
-            status: resp.status().as_u16(),
-            start,
-            received,
-            sent: 0,
-            _span: span,
-        };
-        Ok(resp.map(|inner| Metered { inner, meter: Some(meter) }))
+        span.context().span().update_name(operation.name().to_string());
+        span.record("s3.operation", operation.name());
+        span.record("http.response.status_code", i64::from(status));
+        let sent = Arc::new(AtomicU64::new(0));
+        let metrics = self.ctx.metrics.clone();
+        let meter = Meter { metrics, operation, status, start, received, sent: sent.clone(), _span: span };
+        Ok(resp.map(|inner| Metered { inner, count: sent, _meter: Some(meter) }))
     }
 }
 
@@ -140,8 +130,14 @@ fn request_span(req: &Request<Incoming>) -> tracing::Span {
 pub struct Operation(Arc<OnceLock<String>>);
 
 impl Operation {
-    pub fn set(&self, name: &str) {
-        let _ = self.0.set(name.to_string());
+    /// Notes the operation; the first name set stays.
+    pub fn set(&self, name: impl Into<String>) {
+        let _ = self.0.set(name.into());
+    }
+
+    /// The operation, or [`UNKNOWN_OPERATION`] if the request was refused before it was known.
+    pub fn name(&self) -> &str {
+        self.0.get().map(String::as_str).unwrap_or(UNKNOWN_OPERATION)
     }
 }
 
@@ -154,41 +150,12 @@ impl S3Access for RecordOperation {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let name = cx.s3_op().name().to_string();
         if let Some(op) = cx.extensions_mut().get::<Operation>() {
-            op.set(&name);
+            op.set(name);
         }
         match cx.credentials() {
             Some(_) => Ok(()),
             None => Err(s3_error!(AccessDenied, "Signature is required")),
         }
-    }
-}
-
-/// A request body that counts the bytes read from it.
-struct Counted {
-    inner: Incoming,
-    count: Arc<AtomicU64>,
-}
-
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -198,8 +165,9 @@ struct Meter {
     operation: Operation,
     status: u16,
     start: Instant,
+    /// The request body's and the response body's byte counts.
     received: Arc<AtomicU64>,
-    sent: u64,
+    sent: Arc<AtomicU64>,
     /// Held so the request's span closes with its response.
     _span: tracing::Span,
 }
@@ -207,31 +175,41 @@ struct Meter {
 impl Drop for Meter {
     fn drop(&mut self) {
         self.metrics.record_request(&FinishedRequest {
-            operation: self.operation.0.get().map(String::as_str).unwrap_or(UNKNOWN_OPERATION),
+            operation: self.operation.name(),
             status: self.status,
             seconds: self.start.elapsed().as_secs_f64(),
             received: self.received.load(Ordering::Relaxed),
-            sent: self.sent,
+            sent: self.sent.load(Ordering::Relaxed),
         });
     }
 }
 
-/// A response body that counts the bytes sent and, dropped, counts its request.
-pub struct Metered {
-    inner: Body,
-    meter: Option<Meter>,
+/// A body that counts the data bytes passing through it: a request's as s3s reads it, a response's as hyper
+/// sends it. A response's also carries its request's [`Meter`], which counts the request when the body is
+/// done or dropped.
+pub struct Metered<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+    /// Held only to be dropped with the body.
+    _meter: Option<Meter>,
 }
 
-impl http_body::Body for Metered {
-    type Data = Bytes;
-    type Error = <Body as http_body::Body>::Error;
+impl<B> Metered<B> {
+    /// A body counted for nobody (hoard's own endpoints are not S3 requests).
+    fn unmetered(inner: B) -> Metered<B> {
+        Metered { inner, count: Arc::new(AtomicU64::new(0)), _meter: None }
+    }
+}
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(meter)) = (&polled, this.meter.as_mut()) {
+impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Metered<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                meter.sent += data.len() as u64;
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
             }
         }
         polled
@@ -278,9 +256,13 @@ fn join_repeated_content_encoding(headers: &mut http::HeaderMap) {
 }
 
 fn plain(status: StatusCode, body: &str) -> Response<Body> {
-    let mut r = Response::new(Body::from(body.to_string()));
+    text(status, "text/plain", body.to_string())
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     r
 }
 
