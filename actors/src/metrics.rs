@@ -6,7 +6,8 @@
 //!   received and sent by operation (body bytes on the wire, aws-chunked framing included).
 //! - **Node state**, read when scraped (`render`): Raft term, leader and indexes, every disk's read and write
 //!   errors, repair's work and backlog, and restarts of each supervisor's children. These already live in the
-//!   actors' own counters; the scrape copies them, so nothing is counted twice.
+//!   actors' own counters; the scrape copies them ([`NodeHealth`], which `hoard cluster status` shows too),
+//!   so nothing is counted twice.
 //!
 //! Decisions:
 //! - Labels never carry bucket names, object keys, credentials or key ids: the endpoint is unauthenticated
@@ -32,7 +33,10 @@ use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use prometheus_client::registry::Unit;
+use serde::Deserialize;
+use serde::Serialize;
 
+use crate::error::ActorError;
 use crate::NodeContext;
 
 /// The content type of [`NodeMetrics::render`]'s text (OpenMetrics, which Prometheus scrapes natively).
@@ -144,34 +148,7 @@ impl NodeMetrics {
 
     /// Everything, as Prometheus (OpenMetrics) text: request metrics as counted, node state as it is now.
     pub async fn render(&self, ctx: &NodeContext) -> String {
-        let raft = match ctx.meta.metrics().await {
-            Ok(m) => Some(RaftState {
-                term: m.current_term,
-                leader: m.current_leader,
-                is_leader: m.current_leader == Some(m.id),
-                last_log_index: m.last_log_index.unwrap_or(0),
-                applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
-            }),
-            Err(e) => {
-                tracing::debug!(error = %e, "metadata metrics unavailable for a scrape");
-                None
-            }
-        };
-        let disks = ctx
-            .shards
-            .iter()
-            .map(|s| DiskState {
-                index: s.index,
-                read_errors: s.stats.read_errors.load(Ordering::Relaxed),
-                write_errors: s.stats.write_errors.load(Ordering::Relaxed),
-            })
-            .collect();
-        let repair = RepairState {
-            rebuilt: ctx.repair.stats.shards_rebuilt.load(Ordering::Relaxed),
-            failures: ctx.repair.stats.failures.load(Ordering::Relaxed),
-            reports: ctx.repair.stats.reports.load(Ordering::Relaxed),
-            pending: ctx.repair.pending_segments() as u64,
-        };
+        let NodeHealth { raft, disks, repair } = NodeHealth::read(ctx).await;
         let restarts = self.lock_supervisors().iter().map(|(name, f)| (name.clone(), f())).collect();
         // The collector encodes under the same lock, so each scrape's text is one whole snapshot (with two
         // scrapes at once, possibly the other's, which is as current).
@@ -198,28 +175,91 @@ struct NodeState {
     restarts: Vec<(String, u64)>,
 }
 
-#[derive(Debug)]
-struct RaftState {
-    term: u64,
-    leader: Option<u64>,
-    is_leader: bool,
-    last_log_index: u64,
-    applied_index: u64,
+/// How one node is doing, read fresh from the actors' own counters: what `/metrics` exports and
+/// `hoard cluster status` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// `None` while the metadata actor does not answer.
+    pub raft: Option<RaftState>,
+    pub disks: Vec<DiskState>,
+    pub repair: RepairState,
 }
 
-#[derive(Debug)]
-struct DiskState {
-    index: u32,
-    read_errors: u64,
-    write_errors: u64,
+impl NodeHealth {
+    pub async fn read(ctx: &NodeContext) -> NodeHealth {
+        let raft = match ctx.meta.metrics().await {
+            Ok(m) => Some(RaftState {
+                node_id: m.id,
+                term: m.current_term,
+                leader: m.current_leader,
+                is_leader: m.current_leader == Some(m.id),
+                last_log_index: m.last_log_index.unwrap_or(0),
+                applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "metadata metrics unavailable");
+                None
+            }
+        };
+        let disks = ctx
+            .shards
+            .iter()
+            .map(|s| DiskState {
+                index: s.index,
+                path: s.label.clone(),
+                read_errors: s.stats.read_errors.load(Ordering::Relaxed),
+                write_errors: s.stats.write_errors.load(Ordering::Relaxed),
+            })
+            .collect();
+        let queued = ctx.meta.local().and_then(|m| m.repair_queue().len().map_err(|e| ActorError::Meta(e.to_string())));
+        let repair = RepairState {
+            queued: queued.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "repair queue unreadable");
+                0
+            }),
+            rebuilt: ctx.repair.stats.shards_rebuilt.load(Ordering::Relaxed),
+            failures: ctx.repair.stats.failures.load(Ordering::Relaxed),
+            reports: ctx.repair.stats.reports.load(Ordering::Relaxed),
+            pending: ctx.repair.pending_segments() as u64,
+        };
+        NodeHealth { raft, disks, repair }
+    }
 }
 
-#[derive(Debug, Default)]
-struct RepairState {
-    rebuilt: u64,
-    failures: u64,
-    reports: u64,
-    pending: u64,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftState {
+    pub node_id: u64,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub is_leader: bool,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskState {
+    /// The disk's slot.
+    pub index: u32,
+    /// The disk's directory.
+    pub path: String,
+    pub read_errors: u64,
+    pub write_errors: u64,
+}
+
+/// Repair's work since the node started, and its backlog.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairState {
+    /// Shard files rebuilt.
+    pub rebuilt: u64,
+    /// Segments that could not be rebuilt (they stay queued).
+    pub failures: u64,
+    /// Damage reports received (merged ones included).
+    pub reports: u64,
+    /// Segments waiting now.
+    pub pending: u64,
+    /// Segments in the node-local repair queue: those waiting now, and those whose rebuild failed, which
+    /// the next start tries again.
+    pub queued: u64,
 }
 
 /// Encodes the node state the last `render` read.
@@ -264,6 +304,12 @@ impl Collector for StateCollector {
         one(e, "repair_shards_rebuilt", "Shard files rebuilt by repair", &ConstCounter::new(r.rebuilt))?;
         one(e, "repair_failures", "Segments repair could not rebuild", &ConstCounter::new(r.failures))?;
         one(e, "repair_pending_segments", "Segments waiting for repair", &ConstGauge::new(r.pending as i64))?;
+        one(
+            e,
+            "repair_queued_segments",
+            "Segments in the repair queue on disk: waiting now, or failed and retried at the next start",
+            &ConstGauge::new(r.queued as i64),
+        )?;
         let restarts: Vec<_> = state
             .restarts
             .iter()

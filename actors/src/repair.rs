@@ -7,6 +7,11 @@
 //! - A segment no longer referenced by metadata is not repaired (its files are garbage).
 //! - Reports are deduplicated: a report for a segment already waiting is merged into the waiting one;
 //!   a report that arrives while the segment is being rebuilt queues one more pass.
+//! - Every waiting segment is also in the metadata database's node-local repair queue, and leaves it only
+//!   once rebuilt (or no longer referenced): a restart, or a crash of this actor, picks up the rest, and a
+//!   failed rebuild is tried again at the next start (scrub reports it again too).
+//!
+//! Fault point: `repair.rebuild` (before a segment's shard files are rebuilt).
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -17,8 +22,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hoard_protocol::RepairRecord;
 use hoard_protocol::Segment;
 use hoard_protocol::SegmentId;
+use hoard_storage::meta::MetaError;
+use hoard_storage::meta::RepairQueue;
 use hoard_storage::shard_file;
 use hoard_storage::shard_file::ShardHeader;
 use ractor::Actor;
@@ -28,6 +36,8 @@ use ractor::RpcReplyPort;
 
 use crate::error::ActorError;
 use crate::error::Result;
+use crate::faults;
+use crate::meta::MetaHandle;
 use crate::slot::Slot;
 use crate::NodeContext;
 
@@ -69,9 +79,20 @@ impl Actor for RepairActor {
         me: ActorRef<RepairMsg>,
         ctx: NodeContext,
     ) -> std::result::Result<RepairState, ActorProcessingErr> {
-        // Reports queued for an earlier incarnation that crashed are picked up again.
-        let waiting: Vec<SegmentId> =
-            ctx.repair.pending.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        // Reports queued for an earlier incarnation, or before the node last stopped, are picked up again.
+        let queued = ctx.meta.local().and_then(|m| m.repair_queue().all().map_err(|e| ActorError::Meta(e.to_string())));
+        let waiting: Vec<SegmentId> = {
+            let mut pending = ctx.repair.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match queued {
+                Ok(records) => {
+                    for r in records {
+                        pending.entry(r.segment.id).or_insert_with(|| (r.segment, BTreeSet::new())).1.extend(r.shards);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read the repair queue"),
+            }
+            pending.keys().copied().collect()
+        };
         for id in waiting {
             me.cast(RepairMsg::Damaged(id))?;
         }
@@ -92,6 +113,7 @@ impl Actor for RepairActor {
                 let stats = state.ctx.repair.stats.clone();
                 match repair_segment(&state.ctx, &segment, &shards).await {
                     Ok(n) => {
+                        state.ctx.repair.done(id);
                         stats.shards_rebuilt.fetch_add(n as u64, Ordering::Relaxed);
                         if n > 0 {
                             tracing::info!(segment = %segment.id, rebuilt = n, "repaired shards");
@@ -113,10 +135,11 @@ impl Actor for RepairActor {
 
 /// Rebuilds the named shards of one segment; returns how many were rewritten.
 pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8]) -> Result<usize> {
-    let still_referenced = ctx.meta.local()?.referenced_segments().map_err(|e| ActorError::Meta(e.to_string()))?;
-    if !still_referenced.contains(&segment.id) {
+    let referenced = ctx.meta.local()?.is_referenced(segment.id).map_err(|e| ActorError::Meta(e.to_string()))?;
+    if !referenced {
         return Ok(0);
     }
+    faults::hit(ctx.faults.as_ref(), "repair.rebuild").await?;
     let layout = &segment.layout;
     let targets: BTreeSet<u8> = shards.iter().copied().filter(|i| (*i as usize) < layout.width()).collect();
     if targets.is_empty() {
@@ -165,34 +188,59 @@ pub struct RepairHandle {
     pub slot: Slot<RepairMsg>,
     pub stats: Arc<RepairStats>,
     pending: Pending,
+    /// Where the node-local repair queue is kept.
+    meta: MetaHandle,
 }
 
-impl Default for RepairHandle {
-    fn default() -> Self {
+impl RepairHandle {
+    pub fn new(meta: MetaHandle) -> Self {
         RepairHandle {
             slot: Slot::new("repair"),
             stats: Arc::new(RepairStats::default()),
             pending: Arc::new(Mutex::new(HashMap::new())),
+            meta,
         }
     }
-}
 
-impl RepairHandle {
     /// Reports damage; never waits (a read must not slow down because repair is busy).
     pub fn report(&self, segment: Segment, shards: Vec<u8>) {
         let id = segment.id;
         self.stats.reports.fetch_add(1, Ordering::Relaxed);
-        {
+        let first = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((_, waiting)) = pending.get_mut(&id) {
-                waiting.extend(shards);
-                return;
+            let first = !pending.contains_key(&id);
+            let (segment, waiting) = pending.entry(id).or_insert_with(|| (segment, BTreeSet::new()));
+            waiting.extend(shards);
+            // Under the lock, so the queue's entry is never older than the waiting one.
+            self.persist(|q| {
+                q.put(&RepairRecord { segment: segment.clone(), shards: waiting.iter().copied().collect() })
+            });
+            first
+        };
+        if first {
+            if let Err(e) = self.slot.cast(RepairMsg::Damaged(id)) {
+                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                tracing::warn!(error = %e, "could not report damage to repair");
             }
-            pending.insert(id, (segment, shards.into_iter().collect()));
         }
-        if let Err(e) = self.slot.cast(RepairMsg::Damaged(id)) {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            tracing::warn!(error = %e, "could not report damage to repair");
+    }
+
+    /// A segment was handled: it leaves the queue, unless a new report made it wait again meanwhile.
+    fn done(&self, id: SegmentId) {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.contains_key(&id) {
+            self.persist(|q| q.remove(id));
+        }
+    }
+
+    /// Applies `change` to the node-local queue; a failure is logged (scrub finds the damage again).
+    fn persist(&self, change: impl FnOnce(&RepairQueue) -> std::result::Result<(), MetaError>) {
+        let result = match self.meta.local() {
+            Ok(reader) => change(&reader.repair_queue()).map_err(|e| ActorError::Meta(e.to_string())),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not update the repair queue");
         }
     }
 

@@ -80,9 +80,17 @@ async fn cluster_encrypt_needs_a_key_then_encrypts_every_new_write() {
     assert!(st.encrypt_all);
     assert_eq!(st.active_key_id.as_deref(), Some(key_id.as_str()));
     assert_eq!((st.objects.plain, st.objects.sse_s3, st.objects.sse_c), (1, 1, 0));
+    let [n] = &st.nodes[..] else { panic!("one node: {st:?}") };
+    let raft = n.raft.as_ref().expect("metadata answers");
+    assert!(raft.is_leader && raft.leader == Some(raft.node_id), "{raft:?}");
+    assert_eq!(n.disks.len(), 6);
+    assert!(n.disks.iter().all(|d| d.read_errors == 0 && d.write_errors == 0), "{n:?}");
+    assert_eq!((n.repair.queued, n.repair.pending), (0, 0));
     let text = ok(hoard(&e, &a, &s, &["cluster", "status"]));
     assert_eq!(text, describe(&st));
     assert!(text.contains("every new write is encrypted"), "{text}");
+    assert!(text.contains(&format!("node {}:             leader", raft.node_id)), "{text}");
+    assert!(text.contains(&format!("{}: 0 read errors", n.disks[5].path)), "{text}");
     assert!(!text.contains(&hex::encode([0x61u8; 32])[..16]), "status never shows a key: {text}");
     ok(hoard(&e, &a, &s, &["cluster", "encrypt"])); // enabling twice is harmless
     node.stop().await;

@@ -8,6 +8,7 @@
 //! - Buckets, objects (with their metadata) and in-progress multipart uploads survive a restart.
 //! - Scrub deletes the shard files of overwritten and deleted objects.
 
+use hoard_actors::metrics::NodeHealth;
 use hoard_actors::INLINE_MAX;
 use hoard_it::Shards;
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::CompletedMultipartUpload;
 use aws_sdk_s3::types::CompletedPart;
+use hoard::Fault;
 use hoard_it::client;
 use hoard_it::md5_hex;
 use hoard_it::pattern;
@@ -158,6 +160,44 @@ async fn get_survives_loss_of_two_whole_disk_directories() {
     for (k, data) in &objects {
         assert_reads(&c, "durable", k, data).await;
     }
+    node.stop().await;
+}
+
+/// Damage repair could not rebuild before the node stopped is remembered: the restarted node rebuilds it with no
+/// read or scrub to find it again, and the queue is empty afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_repairs_are_picked_up_after_a_restart() {
+    let mut node = TestNode::builder().fault_injection(true).scrub_grace(REPAIR_SAFE_GRACE).start().await.unwrap();
+    let c = client(&node);
+    c.create_bucket().bucket("queued").send().await.unwrap();
+    let data = pattern(77, 3 * MIB + 5);
+    let shards = put_tracked(&node, "queued", "obj", &data).await;
+    let lost = shards[&0].clone();
+    std::fs::remove_file(&lost).unwrap();
+
+    node.faults().arm("repair.rebuild", Fault::Error);
+    assert_reads(&c, "queued", "obj", &data).await;
+    node.repair_idle().await.unwrap();
+    assert_eq!(node.repair_stats().failures.load(Ordering::Relaxed), 1, "the read reported the lost shard");
+    assert!(!lost.exists(), "no rebuild while repair.rebuild fails");
+    let queued = node.context().meta.local().unwrap().repair_queue().all().unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].shards, [0]);
+    let health = NodeHealth::read(node.context()).await;
+    assert_eq!((health.repair.queued, health.repair.pending), (1, 0), "failed, so queued for the next start");
+
+    node.faults().disarm("repair.rebuild");
+    node.restart().await.unwrap();
+    node.repair_idle().await.unwrap();
+    assert!(lost.exists(), "the restarted node rebuilt {}", lost.display());
+    assert_eq!(node.repair_stats().shards_rebuilt.load(Ordering::Relaxed), 1);
+    assert_eq!(node.repair_stats().reports.load(Ordering::Relaxed), 0, "nothing read the object since the restart");
+    assert!(node.context().meta.local().unwrap().repair_queue().all().unwrap().is_empty());
+    let health = NodeHealth::read(node.context()).await;
+    assert_eq!((health.repair.queued, health.repair.pending, health.repair.failures), (0, 0, 0));
+    std::fs::remove_file(&shards[&1]).unwrap();
+    std::fs::remove_file(&shards[&5]).unwrap();
+    assert_reads(&c, "queued", "obj", &data).await;
     node.stop().await;
 }
 

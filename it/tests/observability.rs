@@ -97,6 +97,7 @@ async fn metrics_count_requests_disk_errors_repairs_restarts_and_raft() {
     assert_eq!(metric(&text, "hoard_repair_shards_rebuilt_total"), Some(1.0));
     assert_eq!(metric(&text, "hoard_repair_failures_total"), Some(0.0));
     assert_eq!(metric(&text, "hoard_repair_pending_segments"), Some(0.0));
+    assert_eq!(metric(&text, "hoard_repair_queued_segments"), Some(0.0), "rebuilt, so no longer queued");
 
     // A crashed pool worker, restarted by its supervisor.
     let restarts = r#"hoard_actor_restarts_total{supervisor="pool_sup"}"#;

@@ -107,6 +107,15 @@ pub struct Segment {
     pub seal: Option<SegmentSeal>,
 }
 
+/// A segment waiting for repair on this node and the shards found damaged in it. Kept node-locally (never
+/// replicated, never in a snapshot) so that repair picks up where it left off after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairRecord {
+    pub segment: Segment,
+    /// Indexes of the damaged shards, sorted, without repeats.
+    pub shards: Vec<u8>,
+}
+
 /// How a segment's blocks were sealed, besides the object's data key and data id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentSeal {
@@ -574,7 +583,7 @@ mod tests {
             size: 3 << 20,
             last_modified_ms: 1_790_000_000_000,
             checksums,
-            segment,
+            segment: segment.clone(),
         };
         let upload = UploadRecord {
             bucket: "photos".into(),
@@ -598,6 +607,7 @@ mod tests {
             ("settings", encode(&settings)),
             ("upload", encode(&upload)),
             ("part", encode(&part)),
+            ("repair", encode(&RepairRecord { segment: segment.clone(), shards: vec![1, 4] })),
             ("commit_object", encode(&MetaCommand::CommitObject { record: record.clone(), now_ms: 5 })),
             (
                 "complete_upload_if",

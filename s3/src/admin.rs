@@ -37,6 +37,7 @@ pub const FAULT_POINTS: &[&str] = &[
     "key_keeper.start",
     "key_keeper.wrap",
     "rotation.batch",
+    "repair.rebuild",
 ];
 
 pub struct AdminRoute {

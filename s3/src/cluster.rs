@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hoard_actors::error::ActorError;
+use hoard_actors::metrics::NodeHealth;
 use hoard_actors::NodeContext;
 use hoard_protocol::EncryptionSettings;
 use hoard_protocol::MetaCommand;
@@ -24,7 +25,7 @@ use crate::error::OrS3;
 /// The query parameter that marks a cluster admin request.
 pub const CLUSTER_PARAM: &str = "hoard-cluster";
 
-/// The encryption posture of the node (of the cluster, once there are several).
+/// The encryption posture of the node (of the cluster, once there are several) and how each node is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     /// Every new write is encrypted (`hoard cluster encrypt`).
@@ -38,6 +39,9 @@ pub struct ClusterStatus {
     pub held_key_ids: Vec<String>,
     pub objects: ObjectCounts,
     pub rotation: Option<RotationStatus>,
+    /// Every node: its Raft role, its disks and their errors, repair's work and backlog.
+    #[serde(default)]
+    pub nodes: Vec<NodeHealth>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +105,7 @@ pub async fn status(ctx: &NodeContext) -> S3Result<ClusterStatus> {
         held_key_ids: keys.held,
         objects,
         rotation,
+        nodes: vec![NodeHealth::read(ctx).await],
     })
 }
 

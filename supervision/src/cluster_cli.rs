@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use clap::Subcommand;
+use hoard_actors::metrics::NodeHealth;
 use hoard_s3::cluster::ClusterStatus;
 
 use crate::admin_client::encode;
@@ -23,7 +24,8 @@ pub struct ClusterArgs {
 pub enum ClusterAction {
     /// Encrypt every new write with SSE-S3 from now on (enable-only; the node must hold a master key).
     Encrypt,
-    /// Encryption posture: enabled?, master key ids, objects plain/SSE-S3/SSE-C, rotation progress.
+    /// Encryption posture (master key ids, objects plain/SSE-S3/SSE-C, rotation progress), Raft role, disks
+    /// and their errors, repair backlog.
     Status {
         /// Print the node's JSON answer as it is.
         #[arg(long)]
@@ -146,5 +148,32 @@ pub fn describe(s: &ClusterStatus) -> String {
             }
         }
     }
+    for n in &s.nodes {
+        describe_node(&mut out, n);
+    }
     out
+}
+
+/// One node's lines: its Raft role, each disk with its errors, and repair.
+fn describe_node(out: &mut String, n: &NodeHealth) {
+    match &n.raft {
+        Some(r) => {
+            let role = if r.is_leader { "leader".to_string() } else { "follower".to_string() };
+            let leader = r.leader.map(|l| format!("leader {l}")).unwrap_or_else(|| "no leader".to_string());
+            out.push_str(&format!("node {}:             {role}, term {}, {leader}\n", r.node_id, r.term));
+        }
+        None => out.push_str("node:               metadata not answering\n"),
+    }
+    for d in &n.disks {
+        out.push_str(&format!(
+            "  disk {}:           {}: {} read errors, {} write errors\n",
+            d.index, d.path, d.read_errors, d.write_errors
+        ));
+    }
+    let r = &n.repair;
+    out.push_str(&format!(
+        "  repair:           {} damaged segments queued, {} waiting now; since start {} reports, {} shard files \
+         rebuilt, {} failed\n",
+        r.queued, r.pending, r.reports, r.rebuilt, r.failures
+    ));
 }

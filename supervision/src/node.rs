@@ -217,6 +217,7 @@ impl Node {
         };
         let registry = Arc::new(FaultRegistry::new());
         let faults: Arc<dyn FaultInjector> = if opts.fault_injection { registry.clone() } else { Arc::new(NoFaults) };
+        let meta = MetaHandle::default();
         let ctx = NodeContext {
             config: Arc::new(NodeConfig {
                 node_id: 1,
@@ -230,11 +231,11 @@ impl Node {
             env: opts.env.clone(),
             faults: faults.clone(),
             key_keeper: KeyKeeperHandle::default(),
-            meta: MetaHandle::default(),
+            meta: meta.clone(),
             shards: Arc::new(disks.iter().map(|(h, _)| h.clone()).collect()),
             ec: EcPool::new(workers),
             encryptor: EncryptorPool::new(workers),
-            repair: RepairHandle::default(),
+            repair: RepairHandle::new(meta),
             scrub: ScrubHandle::default(),
             rotation: hoard_actors::rotation::RotationHandle::default(),
             transport: Arc::new(LocalOnly),

@@ -17,6 +17,7 @@
 mod keys;
 mod log;
 mod reader;
+mod repair_queue;
 mod snapshot;
 mod state;
 #[cfg(test)]
@@ -54,6 +55,7 @@ pub use reader::ListQuery;
 pub use reader::MetaReader;
 pub use reader::UploadPage;
 pub use reader::UploadQuery;
+pub use repair_queue::RepairQueue;
 pub use snapshot::SnapshotFile;
 pub use state::StateMachineStore;
 
@@ -104,10 +106,11 @@ pub(crate) enum Ks {
     SegRefs,
     SmMeta,
     Snapshot,
+    RepairQueue,
 }
 
 impl Ks {
-    const ALL: [Ks; 11] = [
+    const ALL: [Ks; 12] = [
         Ks::RaftLog,
         Ks::RaftMeta,
         Ks::Buckets,
@@ -119,6 +122,7 @@ impl Ks {
         Ks::SegRefs,
         Ks::SmMeta,
         Ks::Snapshot,
+        Ks::RepairQueue,
     ];
 
     /// The keyspaces that make up the state machine: what a snapshot carries.
@@ -139,6 +143,7 @@ impl Ks {
             Ks::SegRefs => "segrefs",
             Ks::SmMeta => "sm_meta",
             Ks::Snapshot => "snapshot",
+            Ks::RepairQueue => "repair_queue",
         }
     }
 

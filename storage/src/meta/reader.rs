@@ -36,6 +36,7 @@ use super::keys::part_key;
 use super::keys::part_prefix;
 use super::keys::prefix_successor;
 use super::keys::segment_id;
+use super::keys::segment_key;
 use super::keys::split_upload_key;
 use super::keys::time_key;
 use super::keys::upload_key;
@@ -428,6 +429,16 @@ impl MetaReader {
 
     /// Every segment id some object or in-progress part references (for scrub: anything else on disk
     /// is an orphan).
+    /// Whether a committed object, version or part still holds the segment.
+    pub fn is_referenced(&self, id: SegmentId) -> Result<bool> {
+        Ok(self.store.ks(Ks::SegRefs).contains_key(segment_key(id))?)
+    }
+
+    /// The node-local queue of segments waiting for repair.
+    pub fn repair_queue(&self) -> super::RepairQueue {
+        super::RepairQueue { store: self.store.clone() }
+    }
+
     pub fn referenced_segments(&self) -> Result<HashSet<SegmentId>> {
         self.referenced_in(&self.store.db.snapshot())
     }
