@@ -333,7 +333,7 @@ impl DiskFile for FileDiskFile {
         // then leaves the final fsync little to do; both bound the dirty pages one file holds.
         if self.written - self.started >= WRITE_BEHIND {
             w.flush()?;
-            write_behind::start(w.get_ref(), self.started, self.written - self.started)?;
+            write_behind::start(w.get_ref(), self.started, self.written - self.started);
             self.started = self.written;
             if self.started - self.synced >= SYNC_EVERY {
                 w.get_ref().sync_data()?;
@@ -547,27 +547,24 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Write-behind: starting a range's write-out to the disk early, without waiting for it. It makes nothing
-/// durable; only a sync does.
+/// Write-behind: starting a range's write-out to the disk early, without waiting for it. It is a hint: it
+/// makes nothing durable, and where it fails (a file system without it) nothing is lost but the overlap;
+/// an I/O error it meets is reported again by the next sync.
 #[cfg(target_os = "linux")]
 mod write_behind {
     use std::fs::File;
     use std::os::fd::AsRawFd;
 
-    use crate::error::Result;
-
     /// Starts writing out `len` bytes at `offset`; returns without waiting for the disk.
-    pub fn start(file: &File, offset: u64, len: u64) -> Result<()> {
-        let offset = i64::try_from(offset).map_err(std::io::Error::other)?;
-        let len = i64::try_from(len).map_err(std::io::Error::other)?;
+    pub fn start(file: &File, offset: u64, len: u64) {
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
         // SAFETY: sync_file_range reads and writes no memory of ours; it takes a descriptor and three
         // integers. The descriptor stays open for the whole call because `file` is borrowed, and an invalid
         // one would only make the call fail with EBADF.
         let r = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
         if r != 0 {
-            return Err(std::io::Error::last_os_error().into());
+            tracing::debug!(error = %std::io::Error::last_os_error(), "sync_file_range failed; the syncs write everything");
         }
-        Ok(())
     }
 }
 
@@ -576,11 +573,7 @@ mod write_behind {
 mod write_behind {
     use std::fs::File;
 
-    use crate::error::Result;
-
-    pub fn start(_file: &File, _offset: u64, _len: u64) -> Result<()> {
-        Ok(())
-    }
+    pub fn start(_file: &File, _offset: u64, _len: u64) {}
 }
 
 #[cfg(test)]
