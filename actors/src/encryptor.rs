@@ -5,18 +5,29 @@
 //! while the result is the same as hashing the whole stream in one place. A [`Sealer`] travels the same
 //! way; it holds the data key's AES key schedule, which is zeroized when the last job drops it.
 //!
+//! Digest jobs do not go round-robin: they wait in one queue that a single worker at a time drains, up to
+//! [`md5::LANES`] jobs side by side, so the blocks of concurrent PUTs are hashed together
+//! ([`hoard_storage::md5`]); a job that arrives meanwhile takes the next free lane. A lone stream is
+//! hashed at once, as before. The worker hands the queue on after a bounded turn.
+//!
 //! Fault point: `encryptor.seal` (before each block is sealed).
 
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use hoard_protocol::Checksums;
-use md5::Digest as _;
+use hoard_storage::md5;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
 use ractor::ActorRef;
 use ractor::RpcReplyPort;
+use sha2::Digest as _;
 use std::sync::Arc;
 
 use hoard_storage::seal::Sealer;
@@ -69,6 +80,19 @@ impl DigestState {
 
     pub fn update(&mut self, data: &[u8]) {
         self.md5.update(data);
+        self.update_checksums(data);
+    }
+
+    /// Adds `blocks[i]` to `states[i]` for every `i`; the MD5s are stepped together.
+    pub fn update_many(states: &mut [&mut DigestState], blocks: &[&[u8]]) {
+        let mut md5s: Vec<&mut md5::Md5> = states.iter_mut().map(|s| &mut s.md5).collect();
+        md5::update_lanes(&mut md5s, blocks);
+        for (state, block) in states.iter_mut().zip(blocks) {
+            state.update_checksums(block);
+        }
+    }
+
+    fn update_checksums(&mut self, data: &[u8]) {
         if let Some(h) = &mut self.crc32 {
             h.update(data);
         }
@@ -86,7 +110,7 @@ impl DigestState {
     pub fn finish(self) -> Digests {
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         Digests {
-            md5: self.md5.finalize().into(),
+            md5: self.md5.finalize(),
             checksums: Checksums {
                 crc32: self.crc32.map(|h| b64(&h.finalize().to_be_bytes())),
                 crc32c: self.crc32c.map(|c| b64(&c.to_be_bytes())),
@@ -109,9 +133,20 @@ pub struct BlockPlace {
 }
 
 pub enum EncryptorMsg {
-    Digest { state: Box<DigestState>, block: Bytes, reply: RpcReplyPort<Result<Box<DigestState>>> },
-    Seal { sealer: Arc<Sealer>, place: BlockPlace, block: Bytes, reply: RpcReplyPort<Result<Bytes>> },
-    Open { sealer: Arc<Sealer>, place: BlockPlace, block: Bytes, reply: RpcReplyPort<Result<Bytes>> },
+    /// Hash a batch of the pool's digest queue; sent only to the one worker holding its drain flag.
+    DrainDigests(EncryptorPool),
+    Seal {
+        sealer: Arc<Sealer>,
+        place: BlockPlace,
+        block: Bytes,
+        reply: RpcReplyPort<Result<Bytes>>,
+    },
+    Open {
+        sealer: Arc<Sealer>,
+        place: BlockPlace,
+        block: Bytes,
+        reply: RpcReplyPort<Result<Bytes>>,
+    },
 }
 
 impl Actor for EncryptorWorker {
@@ -134,14 +169,7 @@ impl Actor for EncryptorWorker {
         faults: &mut Arc<dyn FaultInjector>,
     ) -> std::result::Result<(), ActorProcessingErr> {
         match msg {
-            EncryptorMsg::Digest { mut state, block, reply } => {
-                let r = blocking::run(move || {
-                    state.update(&block);
-                    Ok(state)
-                })
-                .await;
-                let _ = reply.send(r);
-            }
+            EncryptorMsg::DrainDigests(pool) => drain_digests(pool).await,
             EncryptorMsg::Seal { sealer, place, block, reply } => {
                 faults::hit(faults.as_ref(), "encryptor.seal").await?;
                 let r = blocking::run(move || {
@@ -172,18 +200,146 @@ impl Actor for EncryptorWorker {
     }
 }
 
+/// One block to add to one stream's digests.
+struct DigestJob {
+    state: Box<DigestState>,
+    block: Bytes,
+    reply: tokio::sync::oneshot::Sender<Result<Box<DigestState>>>,
+}
+
+/// Digest jobs waiting for a worker.
+#[derive(Default)]
+struct DigestQueue {
+    jobs: Mutex<VecDeque<DigestJob>>,
+    /// A worker is draining the queue (or has been asked to).
+    draining: AtomicBool,
+}
+
+impl DigestQueue {
+    fn jobs(&self) -> MutexGuard<'_, VecDeque<DigestJob>> {
+        // Every update is one push or pop: a panic elsewhere while it was held left the queue whole.
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Holds the queue's drain flag for one worker; dropped during a panic it also fails the jobs still
+/// queued, whose callers would otherwise wait out their deadline.
+struct Draining {
+    queue: Arc<DigestQueue>,
+    finished: bool,
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.queue.jobs().clear();
+        }
+        self.queue.draining.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Bytes of each lane hashed between looks at the queue: a job that arrives mid-batch joins the next step.
+const DIGEST_STEP: usize = 64 * 1024;
+/// Bytes one worker hashes before it hands the queue on, so that seal and open jobs in its mailbox never
+/// wait behind a long run of digests.
+const DIGEST_TURN: usize = 16 * 1024 * 1024;
+
+/// Hashes jobs from the queue, up to [`md5::LANES`] side by side, taking new ones into free lanes as they
+/// arrive, for one turn; then hands the queue on to the next worker if jobs are left.
+async fn drain_digests(pool: EncryptorPool) {
+    let queue = pool.digests.clone();
+    let mut draining = Draining { queue: queue.clone(), finished: false };
+    let turn = queue.clone();
+    // An error here is only the blocking pool refusing work: the jobs stay queued for the next turn.
+    if let Err(e) = blocking::run(move || {
+        digest_turn(&turn);
+        Ok(())
+    })
+    .await
+    {
+        tracing::warn!(error = %e, "digest turn not run");
+    }
+    draining.finished = true;
+    drop(draining);
+    // Jobs queued late in the turn found the flag set and asked no one: ask the next worker, unless a
+    // caller already has since the flag was cleared.
+    if !queue.jobs().is_empty() && !queue.draining.swap(true, Ordering::SeqCst) {
+        pool.ask_to_drain();
+    }
+}
+
+fn digest_turn(queue: &DigestQueue) {
+    // (job, bytes of its block hashed so far)
+    let mut lanes: Vec<(DigestJob, usize)> = Vec::with_capacity(md5::LANES);
+    let mut budget = DIGEST_TURN;
+    loop {
+        if budget > 0 {
+            let mut jobs = queue.jobs();
+            while lanes.len() < md5::LANES {
+                match jobs.pop_front() {
+                    Some(job) => lanes.push((job, 0)),
+                    None => break,
+                }
+            }
+        }
+        if lanes.is_empty() {
+            return;
+        }
+        let mut states: Vec<&mut DigestState> = Vec::with_capacity(lanes.len());
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(lanes.len());
+        for (job, at) in lanes.iter_mut() {
+            let end = (*at + DIGEST_STEP).min(job.block.len());
+            states.push(&mut *job.state);
+            slices.push(&job.block[*at..end]);
+            *at = end;
+        }
+        let stepped: usize = slices.iter().map(|s| s.len()).sum();
+        DigestState::update_many(&mut states, &slices);
+        budget = budget.saturating_sub(stepped);
+        let mut i = 0;
+        while i < lanes.len() {
+            if lanes[i].1 == lanes[i].0.block.len() {
+                let (job, _) = lanes.swap_remove(i);
+                let _ = job.reply.send(Ok(job.state));
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct EncryptorPool {
     pub pool: Pool<EncryptorMsg>,
+    digests: Arc<DigestQueue>,
 }
 
 impl EncryptorPool {
     pub fn new(workers: usize) -> Self {
-        EncryptorPool { pool: Pool::new("encryptor pool", workers) }
+        EncryptorPool { pool: Pool::new("encryptor pool", workers), digests: Arc::new(DigestQueue::default()) }
     }
 
+    /// Adds `block` to the stream's digests.
     pub async fn digest(&self, state: Box<DigestState>, block: Bytes) -> Result<Box<DigestState>> {
-        self.pool.call(|reply| EncryptorMsg::Digest { state, block, reply }, ENCRYPTOR_DEADLINE).await?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.digests.jobs().push_back(DigestJob { state, block, reply });
+        if !self.digests.draining.swap(true, Ordering::SeqCst) {
+            self.ask_to_drain();
+        }
+        match tokio::time::timeout(ENCRYPTOR_DEADLINE, answer).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ActorError::Unavailable("encryptor pool")),
+            Err(_) => Err(ActorError::Timeout("encryptor pool")),
+        }
+    }
+
+    /// Asks a worker to drain the digest queue; the caller has just set the drain flag. If no worker can
+    /// be reached (one is restarting) the flag is cleared, and the next job asks again.
+    fn ask_to_drain(&self) {
+        if let Err(e) = self.pool.cast(EncryptorMsg::DrainDigests(self.clone())) {
+            tracing::debug!(error = %e, "no encryptor worker took the digest queue");
+            self.digests.draining.store(false, Ordering::SeqCst);
+        }
     }
 
     /// Seals one plaintext block.
@@ -212,6 +368,44 @@ mod tests {
             split.update(chunk);
         }
         assert_eq!(whole.finish(), split.finish());
+    }
+
+    /// Streams hashed through the pool at the same time, in blocks of uneven sizes, so that jobs share
+    /// lanes, join mid-turn and end at different times: each gets its own digests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_streams_through_the_pool_get_their_own_digests() {
+        use ::md5::Digest as _;
+        let pool = EncryptorPool::new(2);
+        for slot in pool.pool.slots() {
+            let faults: Arc<dyn FaultInjector> = Arc::new(faults::NoFaults);
+            let (actor, _) = Actor::spawn(None, EncryptorWorker, faults).await.unwrap();
+            slot.set(actor);
+        }
+        let want = ChecksumSet { crc32: true, ..Default::default() };
+        let streams = (0..7u32).map(|s| {
+            let pool = pool.clone();
+            async move {
+                let data: Vec<u8> =
+                    (0..(150_000 + s * 90_001)).map(|i| (i.wrapping_mul(2654435761) >> (s + 3)) as u8).collect();
+                let mut state = Box::new(DigestState::new(want));
+                let mut at = 0usize;
+                let mut n = 0usize;
+                while at < data.len() {
+                    let len = (1 + (n * 37_003 + s as usize * 5_001) % 200_000).min(data.len() - at);
+                    state = pool.digest(state, Bytes::copy_from_slice(&data[at..at + len])).await.unwrap();
+                    at += len;
+                    n += 1;
+                }
+                (data, state.finish())
+            }
+        });
+        for (data, got) in futures::future::join_all(streams).await {
+            let md5: [u8; 16] = ::md5::Md5::digest(&data).into();
+            assert_eq!(got.md5, md5, "stream of {} bytes", data.len());
+            let mut crc = DigestState::new(want);
+            crc.update(&data);
+            assert_eq!(got.checksums, crc.finish().checksums);
+        }
     }
 
     #[test]

@@ -36,7 +36,6 @@ use prometheus_client::registry::Unit;
 use serde::Deserialize;
 use serde::Serialize;
 
-use crate::error::ActorError;
 use crate::NodeContext;
 
 /// The content type of [`NodeMetrics::render`]'s text (OpenMetrics, which Prometheus scrapes natively).
@@ -211,12 +210,8 @@ impl NodeHealth {
                 write_errors: s.stats.write_errors.load(Ordering::Relaxed),
             })
             .collect();
-        let queued = ctx.meta.local().and_then(|m| m.repair_queue().len().map_err(|e| ActorError::Meta(e.to_string())));
         let repair = RepairState {
-            queued: queued.unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "repair queue unreadable");
-                0
-            }),
+            queued: ctx.repair.queued_segments() as u64,
             rebuilt: ctx.repair.stats.shards_rebuilt.load(Ordering::Relaxed),
             failures: ctx.repair.stats.failures.load(Ordering::Relaxed),
             reports: ctx.repair.stats.reports.load(Ordering::Relaxed),

@@ -40,7 +40,16 @@ impl<M: Message> Pool<M> {
         build: impl FnOnce(RpcReplyPort<T>) -> M,
         deadline: Duration,
     ) -> Result<T> {
+        self.next_worker().call(build, deadline).await
+    }
+
+    /// Sends a message to the next worker without waiting.
+    pub fn cast(&self, msg: M) -> Result<()> {
+        self.next_worker().cast(msg)
+    }
+
+    fn next_worker(&self) -> &Slot<M> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        self.workers[i].call(build, deadline).await
+        &self.workers[i]
     }
 }

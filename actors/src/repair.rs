@@ -5,20 +5,23 @@
 //! - A rebuilt shard file is written whole under a temp name and renamed over the damaged one only
 //!   when complete and synced, so a crash mid-repair leaves the old state, never a half file.
 //! - A segment no longer referenced by metadata is not repaired (its files are garbage).
-//! - Reports are deduplicated: a report for a segment already waiting is merged into the waiting one;
-//!   a report that arrives while the segment is being rebuilt queues one more pass.
-//! - Every waiting segment is also in the metadata database's node-local repair queue, and leaves it only
-//!   once rebuilt (or no longer referenced): a restart, or a crash of this actor, picks up the rest, and a
-//!   failed rebuild is tried again at the next start (scrub reports it again too).
+//! - Every damaged shard reported is in the metadata database's node-local repair queue (mirrored in memory
+//!   as `known`) until a pass that covered it succeeds, or its segment is no longer referenced: a restart of
+//!   the node, or a crash of this actor, picks up the rest. A failed pass leaves its shards queued; they are
+//!   tried again with the segment's next pass (the next report, or the next start).
+//! - Reports are deduplicated: a segment is `due` at most once; a report that arrives while the segment is
+//!   being rebuilt makes it due again, and that pass takes every shard still known damaged.
 //!
 //! Fault point: `repair.rebuild` (before a segment's shard files are rebuilt).
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,11 +53,19 @@ pub struct RepairState {
     ctx: NodeContext,
 }
 
-/// Segments waiting for repair, with the union of the shards reported damaged.
-type Pending = Arc<Mutex<HashMap<SegmentId, (Segment, BTreeSet<u8>)>>>;
+/// What repair knows of damage, behind one lock so the on-disk queue follows it in order.
+#[derive(Default)]
+struct Book {
+    /// The on-disk queue's contents: every segment with damage not yet repaired, and its damaged shards.
+    known: HashMap<SegmentId, (Segment, BTreeSet<u8>)>,
+    /// Segments reported since their last pass began: each is due one (more) pass.
+    due: HashSet<SegmentId>,
+}
+
+type Shared = Arc<Mutex<Book>>;
 
 pub enum RepairMsg {
-    /// Shards of this segment were found missing or corrupt; details wait in the pending map.
+    /// Shards of this segment were found missing or corrupt; details wait in the book.
     Damaged(SegmentId),
     /// Answers once every report sent before it has been handled.
     Flush(RpcReplyPort<()>),
@@ -81,19 +92,22 @@ impl Actor for RepairActor {
     ) -> std::result::Result<RepairState, ActorProcessingErr> {
         // Reports queued for an earlier incarnation, or before the node last stopped, are picked up again.
         let queued = ctx.meta.local().and_then(|m| m.repair_queue().all().map_err(|e| ActorError::Meta(e.to_string())));
-        let waiting: Vec<SegmentId> = {
-            let mut pending = ctx.repair.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let due: Vec<SegmentId> = {
+            let mut book = ctx.repair.book();
             match queued {
                 Ok(records) => {
                     for r in records {
-                        pending.entry(r.segment.id).or_insert_with(|| (r.segment, BTreeSet::new())).1.extend(r.shards);
+                        let id = r.segment.id;
+                        book.known.entry(id).or_insert_with(|| (r.segment, BTreeSet::new())).1.extend(r.shards);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not read the repair queue"),
             }
-            pending.keys().copied().collect()
+            let ids: Vec<SegmentId> = book.known.keys().copied().collect();
+            book.due.extend(ids);
+            book.due.iter().copied().collect()
         };
-        for id in waiting {
+        for id in due {
             me.cast(RepairMsg::Damaged(id))?;
         }
         Ok(RepairState { ctx })
@@ -107,9 +121,7 @@ impl Actor for RepairActor {
     ) -> std::result::Result<(), ActorProcessingErr> {
         match msg {
             RepairMsg::Damaged(id) => {
-                let taken = state.ctx.repair.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                let Some((segment, shards)) = taken else { return Ok(()) };
-                let shards: Vec<u8> = shards.into_iter().collect();
+                let Some((segment, shards)) = state.ctx.repair.take(id) else { return Ok(()) };
                 let stats = state.ctx.repair.stats.clone();
                 match repair_segment(&state.ctx, &segment, &shards).await {
                     Ok(n) => {
@@ -120,6 +132,7 @@ impl Actor for RepairActor {
                         }
                     }
                     Err(e) => {
+                        // The shards stay queued: the segment's next pass, or the next start, tries again.
                         stats.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(segment = %segment.id, error = %e, "repair failed");
                     }
@@ -187,7 +200,7 @@ pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8])
 pub struct RepairHandle {
     pub slot: Slot<RepairMsg>,
     pub stats: Arc<RepairStats>,
-    pending: Pending,
+    book: Shared,
     /// Where the node-local repair queue is kept.
     meta: MetaHandle,
 }
@@ -197,38 +210,54 @@ impl RepairHandle {
         RepairHandle {
             slot: Slot::new("repair"),
             stats: Arc::new(RepairStats::default()),
-            pending: Arc::new(Mutex::new(HashMap::new())),
+            book: Arc::new(Mutex::new(Book::default())),
             meta,
         }
     }
 
-    /// Reports damage; never waits (a read must not slow down because repair is busy).
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // Every update of the book is a few map operations that leave it consistent: a panic elsewhere
+        // while it was held loses nothing.
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reports damage; never waits for repair (a read must not slow down because repair is busy).
     pub fn report(&self, segment: Segment, shards: Vec<u8>) {
         let id = segment.id;
         self.stats.reports.fetch_add(1, Ordering::Relaxed);
-        let first = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let first = !pending.contains_key(&id);
-            let (segment, waiting) = pending.entry(id).or_insert_with(|| (segment, BTreeSet::new()));
-            waiting.extend(shards);
-            // Under the lock, so the queue's entry is never older than the waiting one.
-            self.persist(|q| {
-                q.put(&RepairRecord { segment: segment.clone(), shards: waiting.iter().copied().collect() })
-            });
-            first
+        let newly_due = {
+            let mut book = self.book();
+            let (segment, known) = book.known.entry(id).or_insert_with(|| (segment, BTreeSet::new()));
+            known.extend(shards);
+            // Under the lock, so the queue's entry is never older than the book's.
+            let record = RepairRecord { segment: segment.clone(), shards: known.iter().copied().collect() };
+            self.persist(|q| q.put(&record));
+            book.due.insert(id)
         };
-        if first {
+        if newly_due {
             if let Err(e) = self.slot.cast(RepairMsg::Damaged(id)) {
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                // The actor is between incarnations: the segment stays due, and the next one's start casts it.
                 tracing::warn!(error = %e, "could not report damage to repair");
             }
         }
     }
 
-    /// A segment was handled: it leaves the queue, unless a new report made it wait again meanwhile.
+    /// Starts a pass over a due segment: every shard known damaged in it. `None` if it is not due.
+    fn take(&self, id: SegmentId) -> Option<(Segment, Vec<u8>)> {
+        let mut book = self.book();
+        if !book.due.remove(&id) {
+            return None;
+        }
+        let (segment, shards) = book.known.get(&id)?;
+        Some((segment.clone(), shards.iter().copied().collect()))
+    }
+
+    /// A pass over a segment succeeded: it leaves the queue, unless a report made it due again meanwhile
+    /// (then that pass takes every shard still known).
     fn done(&self, id: SegmentId) {
-        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if !pending.contains_key(&id) {
+        let mut book = self.book();
+        if !book.due.contains(&id) {
+            book.known.remove(&id);
             self.persist(|q| q.remove(id));
         }
     }
@@ -244,9 +273,14 @@ impl RepairHandle {
         }
     }
 
-    /// Segments reported and not yet rebuilt.
+    /// Segments due a repair pass.
     pub fn pending_segments(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.book().due.len()
+    }
+
+    /// Segments with damage not yet repaired (what the node-local queue holds).
+    pub fn queued_segments(&self) -> usize {
+        self.book().known.len()
     }
 
     /// Waits until every report made before this call has been handled.

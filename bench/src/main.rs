@@ -7,8 +7,8 @@
 //!    It runs first, on the fresh server, so the other parts do not raise the baseline. The body is one streamed
 //!    PUT with an explicit Content-Length, generated as 1 MiB chunks (one chunk repeated), so the client never
 //!    holds the object.
-//! 2. **Large objects** (`--large-size` x `--large-count`, spread over `--concurrency` clients): PUT, then GET
-//!    (every object read four times) throughput as total bytes over wall time. GET bodies are streamed and
+//! 2. **Large objects** (`--large-size` x `--large-count`, spread over `--concurrency` clients): PUT of new
+//!    objects, then GET (every object read four times) throughput as total bytes over wall time. GET bodies are streamed and
 //!    counted, never buffered whole, and every length is checked. Once per `--encryption` mode (plain, SSE-S3,
 //!    SSE-C by default) in each of `--rounds` rounds, the modes interleaved; the median over the rounds is
 //!    printed with the least and greatest, and each encrypted median with its ratio to the plain one. The
@@ -138,8 +138,9 @@ impl Mode {
         }
     }
 
-    fn key(self, i: usize) -> String {
-        format!("large-{}/{i:06}", self.label())
+    /// Every round writes new objects: a PUT measures storing an object, not replacing one.
+    fn key(self, round: u64, i: usize) -> String {
+        format!("large-{}/{round}/{i:06}", self.label())
     }
 }
 
@@ -316,10 +317,13 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
                 );
                 let b = body.clone();
                 let put =
-                    parallel(clients, bucket, count, move |c, bk, i| put(c, bk, mode.key(i), b.clone(), mode)).await?;
+                    parallel(clients, bucket, count, move |c, bk, i| put(c, bk, mode.key(round, i), b.clone(), mode))
+                        .await?;
                 let reads = count * GET_PASSES;
-                let get = parallel(clients, bucket, reads, move |c, bk, i| get(c, bk, mode.key(i % count), size, mode))
-                    .await?;
+                let get = parallel(clients, bucket, reads, move |c, bk, i| {
+                    get(c, bk, mode.key(round, i % count), size, mode)
+                })
+                .await?;
                 puts.push(mbps(total, put.wall));
                 gets.push(mbps(total * GET_PASSES as u64, get.wall));
             }

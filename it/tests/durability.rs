@@ -186,11 +186,23 @@ async fn queued_repairs_are_picked_up_after_a_restart() {
     let health = NodeHealth::read(node.context()).await;
     assert_eq!((health.repair.queued, health.repair.pending), (1, 0), "failed, so queued for the next start");
 
+    // A second loss in the same segment: its report adds to the queued damage instead of replacing it, and
+    // the pass it starts takes both shards (and fails again).
+    let second = shards[&1].clone();
+    std::fs::remove_file(&second).unwrap();
+    assert_reads(&c, "queued", "obj", &data).await;
+    node.repair_idle().await.unwrap();
+    assert_eq!(node.repair_stats().failures.load(Ordering::Relaxed), 2);
+    let queued = node.context().meta.local().unwrap().repair_queue().all().unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].shards, [0, 1]);
+
     node.faults().disarm("repair.rebuild");
     node.restart().await.unwrap();
     node.repair_idle().await.unwrap();
     assert!(lost.exists(), "the restarted node rebuilt {}", lost.display());
-    assert_eq!(node.repair_stats().shards_rebuilt.load(Ordering::Relaxed), 1);
+    assert!(second.exists(), "the restarted node rebuilt {}", second.display());
+    assert_eq!(node.repair_stats().shards_rebuilt.load(Ordering::Relaxed), 2);
     assert_eq!(node.repair_stats().reports.load(Ordering::Relaxed), 0, "nothing read the object since the restart");
     assert!(node.context().meta.local().unwrap().repair_queue().all().unwrap().is_empty());
     let health = NodeHealth::read(node.context()).await;

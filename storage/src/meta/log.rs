@@ -55,10 +55,11 @@ pub(crate) fn sto<T>(
     result.map_err(|e| StorageError::from(kind(AnyError::new(&e))))
 }
 
-/// One append waiting for its fsync. It holds the store so the database outlives the fsync.
+/// One write waiting for its fsync: a log append (told when it is durable), or a node-local write that
+/// only asks to become durable soon. It holds the store so the database outlives the fsync.
 struct FlushJob {
     store: Arc<Store>,
-    callback: LogFlushed<TypeConfig>,
+    callback: Option<LogFlushed<TypeConfig>>,
 }
 
 /// The sending end of the fsync thread. The thread ends when the store (and so this sender) is dropped.
@@ -72,6 +73,13 @@ impl Flusher {
         std::thread::Builder::new().name("hoard-meta-fsync".into()).spawn(move || flush_loop(rx))?;
         Ok(Flusher { tx })
     }
+
+    /// Makes everything written to `store` so far durable soon, without waiting for it (the next group
+    /// commit covers it). A failed fsync is logged.
+    pub(crate) fn request(&self, store: Arc<Store>) {
+        // A send fails only once the thread has stopped, i.e. the store is closing.
+        let _ = self.tx.send(FlushJob { store, callback: None });
+    }
 }
 
 fn flush_loop(rx: mpsc::Receiver<FlushJob>) {
@@ -82,12 +90,17 @@ fn flush_loop(rx: mpsc::Receiver<FlushJob>) {
         jobs.extend(rx.try_iter());
         let result = store.db.persist(PersistMode::SyncAll);
         drop(store);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "fsync of the metadata journal failed");
+        }
         for job in jobs {
             let outcome = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::other(format!("fsync of the metadata journal failed: {e}"))),
             };
-            job.callback.log_io_completed(outcome);
+            if let Some(callback) = job.callback {
+                callback.log_io_completed(outcome);
+            }
         }
     }
 }
@@ -234,9 +247,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         sto(self.write_entries(entries), StorageIOError::write_logs)?;
-        let job = FlushJob { store: self.store.clone(), callback };
-        if let Err(mpsc::SendError(job)) = self.store.flusher.tx.send(job) {
-            job.callback.log_io_completed(Err(io::Error::other("the metadata fsync thread has stopped")));
+        let job = FlushJob { store: self.store.clone(), callback: Some(callback) };
+        if let Err(mpsc::SendError(FlushJob { callback: Some(callback), .. })) = self.store.flusher.tx.send(job) {
+            callback.log_io_completed(Err(io::Error::other("the metadata fsync thread has stopped")));
         }
         Ok(())
     }

@@ -427,8 +427,6 @@ impl MetaReader {
         Ok(census)
     }
 
-    /// Every segment id some object or in-progress part references (for scrub: anything else on disk
-    /// is an orphan).
     /// Whether a committed object, version or part still holds the segment.
     pub fn is_referenced(&self, id: SegmentId) -> Result<bool> {
         Ok(self.store.ks(Ks::SegRefs).contains_key(segment_key(id))?)
@@ -439,6 +437,8 @@ impl MetaReader {
         super::RepairQueue { store: self.store.clone() }
     }
 
+    /// Every segment id some object or in-progress part references (for scrub: anything else on disk
+    /// is an orphan).
     pub fn referenced_segments(&self) -> Result<HashSet<SegmentId>> {
         self.referenced_in(&self.store.db.snapshot())
     }

@@ -3,8 +3,9 @@
 //! Invariants:
 //! - It lives in the metadata database but outside the state machine: it is neither replicated nor carried
 //!   by snapshots, and nothing in it changes what any read returns.
-//! - Writes are not synced on their own (a report must never wait on a disk): they become durable with the
-//!   database's next journal flush. An entry lost to a crash is found again by the next scrub.
+//! - A write never waits for a disk (a report must not slow a read down): it asks the metadata fsync thread
+//!   for a flush and returns; the entry is durable a moment later. An entry lost to a crash in that moment is
+//!   found again by the next scrub.
 //! - One entry per segment, keyed by its id; a later put replaces the entry.
 
 use std::sync::Arc;
@@ -29,12 +30,14 @@ impl RepairQueue {
     /// Records (or replaces) the damage known in `record.segment`.
     pub fn put(&self, record: &RepairRecord) -> Result<()> {
         self.store.ks(Ks::RepairQueue).insert(segment_key(record.segment.id), encode(record))?;
+        self.store.flusher.request(self.store.clone());
         Ok(())
     }
 
     /// Forgets a segment: it was rebuilt, or is no longer referenced.
     pub fn remove(&self, id: SegmentId) -> Result<()> {
         self.store.ks(Ks::RepairQueue).remove(segment_key(id))?;
+        self.store.flusher.request(self.store.clone());
         Ok(())
     }
 
