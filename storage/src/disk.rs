@@ -12,6 +12,9 @@
 //! - Names are relative, `/`-separated, with no empty, `.` or `..` components: no name escapes the disk root.
 //! - Creating a file recreates any missing directory, the root included, so a disk whose directory an operator
 //!   deleted heals on the next write.
+//! - [`FileDisk`] writes around the page cache (O_DIRECT, in aligned 256 KiB chunks, the last partial block
+//!   through the cache) where the file system allows it, and through the page cache elsewhere; durability is
+//!   the same either way, since commit fsyncs.
 //! - The API is blocking; async callers run it under `spawn_blocking`.
 
 use std::collections::BTreeMap;
@@ -125,6 +128,8 @@ pub struct FileDisk {
     /// A file (name, bytes) written again whenever the root has to be made anew: a disk directory
     /// deleted while in use gets its identity marker back with the first file written into it.
     marker: Option<(String, Vec<u8>)>,
+    /// Write around the page cache where the file system allows it (always, but in tests of the other way).
+    direct: bool,
 }
 
 /// Makes temp names unique within the process; `create_new` plus a retry makes them unique against other
@@ -137,7 +142,7 @@ impl FileDisk {
     pub fn open(root: impl Into<PathBuf>) -> Result<FileDisk> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FileDisk { root, marker: None })
+        Ok(FileDisk { root, marker: None, direct: true })
     }
 
     /// This disk, writing `bytes` as `name` whenever its root has to be created again.
@@ -149,6 +154,13 @@ impl FileDisk {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The same disk, written through the page cache only.
+    #[cfg(test)]
+    fn buffered(mut self) -> FileDisk {
+        self.direct = false;
+        self
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -194,16 +206,17 @@ impl Disk for FileDisk {
                 Err(e) => return Err(StorageError::Io(e)),
             }
         };
-        Ok(Box::new(FileDiskFile {
-            writer: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
-            written: 0,
-            started: 0,
-            synced: 0,
-            renamed: false,
-            tmp_path,
-            final_path,
-            dir,
-        }))
+        let direct = if self.direct { direct::open(&tmp_path) } else { None };
+        let sink = match direct {
+            Some(direct) => Sink::Direct { file: direct, buf: AlignedBuf::new(DIRECT_CHUNK) },
+            None => Sink::Buffered {
+                writer: BufWriter::with_capacity(WRITE_BUFFER, file),
+                written: 0,
+                started: 0,
+                synced: 0,
+            },
+        };
+        Ok(Box::new(FileDiskFile { sink: Some(sink), renamed: false, tmp_path, final_path, dir }))
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -306,15 +319,67 @@ const WRITE_BEHIND: u64 = 1024 * 1024;
 /// for its final fsync.
 const SYNC_EVERY: u64 = 8 * 1024 * 1024;
 
+/// Alignment of direct writes: of the buffer's address, of each write's length and of its file offset.
+/// 4096 suits every common device and file system.
+const DIRECT_ALIGN: usize = 4096;
+/// Bytes gathered before each direct write.
+const DIRECT_CHUNK: usize = 256 * 1024;
+
+/// One page of an [`AlignedBuf`]; its alignment is what direct writes need of the buffer's address.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(4096))]
+struct Page([u8; DIRECT_ALIGN]);
+
+/// A buffer whose start is aligned for direct writes, filled from the front.
+struct AlignedBuf {
+    pages: Vec<Page>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// `capacity` rounded up to whole pages.
+    fn new(capacity: usize) -> AlignedBuf {
+        AlignedBuf { pages: vec![Page([0; DIRECT_ALIGN]); capacity.div_ceil(DIRECT_ALIGN)], len: 0 }
+    }
+
+    fn capacity(&self) -> usize {
+        self.pages.len() * DIRECT_ALIGN
+    }
+
+    /// Copies as much of `data` as fits; returns how much that was.
+    fn push(&mut self, data: &[u8]) -> usize {
+        let len = self.len;
+        let n = data.len().min(self.capacity() - len);
+        bytemuck::cast_slice_mut::<Page, u8>(&mut self.pages)[len..len + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        n
+    }
+
+    fn filled(&self) -> &[u8] {
+        &bytemuck::cast_slice::<Page, u8>(&self.pages)[..self.len]
+    }
+}
+
+/// Where a file's bytes go until commit.
+enum Sink {
+    /// Around the page cache (O_DIRECT), in aligned chunks: no copy into the cache, no dirty pages for the
+    /// kernel to write back later, and the final fsync has only the device's cache to flush.
+    Direct { file: File, buf: AlignedBuf },
+    /// Through the page cache, where the file system cannot write directly (tmpfs, other systems).
+    Buffered {
+        writer: BufWriter<File>,
+        /// Bytes handed to the writer (some may still be in its buffer).
+        written: u64,
+        /// Bytes whose write-out has been started.
+        started: u64,
+        /// Bytes synced.
+        synced: u64,
+    },
+}
+
 struct FileDiskFile {
     /// `None` once commit has begun.
-    writer: Option<BufWriter<File>>,
-    /// Bytes handed to the writer (some may still be in its buffer).
-    written: u64,
-    /// Bytes whose write-out has been started.
-    started: u64,
-    /// Bytes synced.
-    synced: u64,
+    sink: Option<Sink>,
     /// The temp file has been renamed to its final name.
     renamed: bool,
     tmp_path: PathBuf,
@@ -323,34 +388,66 @@ struct FileDiskFile {
 }
 
 impl DiskFile for FileDiskFile {
-    fn write_all(&mut self, buf: &[u8]) -> Result<()> {
-        let Some(w) = self.writer.as_mut() else {
-            return Err(StorageError::Io(std::io::Error::other("write after commit")));
-        };
-        w.write_all(buf)?;
-        self.written += buf.len() as u64;
-        // Writing out as we go keeps the disk busy while the next blocks are coded, and syncing now and
-        // then leaves the final fsync little to do; both bound the dirty pages one file holds.
-        if self.written - self.started >= WRITE_BEHIND {
-            w.flush()?;
-            write_behind::start(w.get_ref(), self.started, self.written - self.started);
-            self.started = self.written;
-            if self.started - self.synced >= SYNC_EVERY {
-                w.get_ref().sync_data()?;
-                self.synced = self.started;
+    fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        match self.sink.as_mut() {
+            None => Err(StorageError::Io(std::io::Error::other("write after commit"))),
+            Some(Sink::Direct { file, buf }) => {
+                let mut rest = data;
+                while !rest.is_empty() {
+                    let n = buf.push(rest);
+                    rest = &rest[n..];
+                    if buf.len == buf.capacity() {
+                        // A whole chunk: aligned in memory, in length, and at an aligned offset, since every
+                        // write before it was a whole chunk too.
+                        file.write_all(buf.filled())?;
+                        buf.len = 0;
+                    }
+                }
+                Ok(())
+            }
+            Some(Sink::Buffered { writer, written, started, synced }) => {
+                writer.write_all(data)?;
+                *written += data.len() as u64;
+                // Writing out as we go keeps the disk busy while the next blocks are coded, and syncing now
+                // and then leaves the final fsync little to do; both bound the dirty pages one file holds.
+                if *written - *started >= WRITE_BEHIND {
+                    writer.flush()?;
+                    write_behind::start(writer.get_ref(), *started, *written - *started);
+                    *started = *written;
+                    if *started - *synced >= SYNC_EVERY {
+                        writer.get_ref().sync_data()?;
+                        *synced = *started;
+                    }
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        let Some(writer) = self.writer.take() else {
-            return Err(StorageError::Io(std::io::Error::other("commit twice")));
-        };
         // On any error below, Drop removes the temp file.
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
+        match self.sink.take() {
+            None => return Err(StorageError::Io(std::io::Error::other("commit twice"))),
+            Some(Sink::Direct { mut file, buf }) => {
+                let filled = buf.filled();
+                let whole = filled.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+                file.write_all(&filled[..whole])?;
+                if whole < filled.len() {
+                    // The tail is not a whole block, which a direct write cannot take: it goes through the
+                    // page cache, by a descriptor of its own, at the end of what was written directly.
+                    drop(file);
+                    file = OpenOptions::new().append(true).open(&self.tmp_path)?;
+                    file.write_all(&filled[whole..])?;
+                }
+                // Flushes the tail's pages, the file's size and the device's cache, which holds the direct
+                // writes until then.
+                file.sync_all()?;
+            }
+            Some(Sink::Buffered { writer, .. }) => {
+                let file = writer.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+            }
+        }
         std::fs::rename(&self.tmp_path, &self.final_path)?;
         self.renamed = true;
         // The rename is durable only once the directory entry is.
@@ -361,7 +458,7 @@ impl DiskFile for FileDiskFile {
 
 impl Drop for FileDiskFile {
     fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
+        if let Some(Sink::Buffered { writer, .. }) = self.sink.take() {
             // Abandoned: throw the buffered bytes away instead of writing them to a file about to go.
             let (file, _unwritten) = writer.into_parts();
             drop(file);
@@ -547,6 +644,37 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Direct writes: a second descriptor of a just-created temp file, opened with O_DIRECT, if the file
+/// system takes it (tmpfs, for one, may not). `None` means: write through the page cache.
+#[cfg(target_os = "linux")]
+mod direct {
+    use std::fs::File;
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+
+    pub fn open(path: &Path) -> Option<File> {
+        match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "no direct writes here; writing through the page cache");
+                None
+            }
+        }
+    }
+}
+
+/// Elsewhere, files are written through the page cache.
+#[cfg(not(target_os = "linux"))]
+mod direct {
+    use std::fs::File;
+    use std::path::Path;
+
+    pub fn open(_path: &Path) -> Option<File> {
+        None
+    }
+}
+
 /// Write-behind: starting a range's write-out to the disk early, without waiting for it. It is a hint: it
 /// makes nothing durable, and where it fails (a file system without it) nothing is lost but the overlap;
 /// an I/O error it meets is reported again by the next sync.
@@ -654,8 +782,9 @@ mod tests {
         }
     }
 
-    /// A file many times the write-behind and sync thresholds, written in pieces that straddle them (as shard
-    /// files are: a piece and its 4-byte CRC), reads back whole, and only once committed.
+    /// A file many times the direct-write chunk and the write-behind and sync thresholds, written in pieces that
+    /// straddle them (as shard files are: a piece and its 4-byte CRC) and ending in a partial block, reads back
+    /// whole, and only once committed.
     fn large_file_written_in_pieces_reads_back(disk: &dyn Disk) {
         let piece_len = 256 * 1024 + 4;
         let pieces: Vec<Vec<u8>> =
@@ -668,11 +797,23 @@ mod tests {
         f.commit().unwrap();
         let total = piece_len as u64 * pieces.len() as u64;
         assert!(total > 2 * SYNC_EVERY);
+        assert_ne!(total % DIRECT_ALIGN as u64, 0, "ends in a partial block");
         assert_eq!(disk.len("shards/aa/large").unwrap(), total);
         for i in [0, 31, 32, 89] {
             let at = (i * piece_len) as u64;
             assert_eq!(disk.read_at("shards/aa/large", at, piece_len).unwrap(), pieces[i], "piece {i}");
         }
+    }
+
+    /// Files of whole direct-write chunks, and an empty one, leave nothing for the partial-block tail.
+    fn files_of_whole_chunks_and_empty_files_read_back(disk: &dyn Disk) {
+        let bytes: Vec<u8> = (0..2 * DIRECT_CHUNK).map(|i| (i * 13 + i / 4096) as u8).collect();
+        write(disk, "whole", &bytes);
+        assert_eq!(disk.len("whole").unwrap(), bytes.len() as u64);
+        assert_eq!(disk.read_at("whole", 0, bytes.len()).unwrap(), bytes);
+        write(disk, "empty", b"");
+        assert_eq!(disk.len("empty").unwrap(), 0);
+        assert_eq!(disk.read_at("empty", 0, 10).unwrap(), b"");
     }
 
     macro_rules! for_both_disks {
@@ -695,6 +836,16 @@ mod tests {
                     }
                 )*
             }
+            mod buffered_file_disk {
+                $(
+                    #[test]
+                    fn $behaviour() {
+                        let dir = tempfile::tempdir().unwrap();
+                        let disk = super::FileDisk::open(dir.path().join("disk")).unwrap().buffered();
+                        super::$behaviour(&disk);
+                    }
+                )*
+            }
         };
     }
 
@@ -706,6 +857,7 @@ mod tests {
         remove_is_idempotent,
         bad_names_are_refused,
         large_file_written_in_pieces_reads_back,
+        files_of_whole_chunks_and_empty_files_read_back,
     );
 
     #[test]
