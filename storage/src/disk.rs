@@ -28,6 +28,7 @@ use std::io::SeekFrom;
 use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -128,8 +129,9 @@ pub struct FileDisk {
     /// A file (name, bytes) written again whenever the root has to be made anew: a disk directory
     /// deleted while in use gets its identity marker back with the first file written into it.
     marker: Option<(String, Vec<u8>)>,
-    /// Write around the page cache where the file system allows it (always, but in tests of the other way).
-    direct: bool,
+    /// Write around the page cache: true until the file system refuses it (or in tests of the other way).
+    /// Shared with the disk's writers, which turn it off when a direct write is refused.
+    direct: Arc<AtomicBool>,
 }
 
 /// Makes temp names unique within the process; `create_new` plus a retry makes them unique against other
@@ -142,7 +144,7 @@ impl FileDisk {
     pub fn open(root: impl Into<PathBuf>) -> Result<FileDisk> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FileDisk { root, marker: None, direct: true })
+        Ok(FileDisk { root, marker: None, direct: Arc::new(AtomicBool::new(true)) })
     }
 
     /// This disk, writing `bytes` as `name` whenever its root has to be created again.
@@ -158,8 +160,8 @@ impl FileDisk {
 
     /// The same disk, written through the page cache only.
     #[cfg(test)]
-    fn buffered(mut self) -> FileDisk {
-        self.direct = false;
+    fn buffered(self) -> FileDisk {
+        self.direct.store(false, Ordering::Relaxed);
         self
     }
 
@@ -172,8 +174,9 @@ impl FileDisk {
     }
 }
 
-impl Disk for FileDisk {
-    fn create(&self, name: &str) -> Result<Box<dyn DiskFile>> {
+impl FileDisk {
+    /// [`Disk::create`], with the writer's own type.
+    fn create_file(&self, name: &str) -> Result<FileDiskFile> {
         validate_new_name(name)?;
         let final_path = self.path(name);
         let dir = match final_path.parent() {
@@ -206,9 +209,13 @@ impl Disk for FileDisk {
                 Err(e) => return Err(StorageError::Io(e)),
             }
         };
-        let direct = if self.direct { direct::open(&tmp_path) } else { None };
+        let direct = if self.direct.load(Ordering::Relaxed) { direct::open(&tmp_path) } else { None };
+        if direct.is_none() && self.direct.swap(false, Ordering::Relaxed) {
+            // Once refused, the same file system will refuse again: no second open per file from now on.
+            tracing::info!(disk = %self.label(), "no direct writes on this file system; writing through the page cache");
+        }
         let sink = match direct {
-            Some(direct) => Sink::Direct { file: direct, buf: AlignedBuf::new(DIRECT_CHUNK) },
+            Some(direct) => Sink::Direct { file: direct, buf: AlignedBuf::new(DIRECT_CHUNK), written: 0 },
             None => Sink::Buffered {
                 writer: BufWriter::with_capacity(WRITE_BUFFER, file),
                 written: 0,
@@ -216,7 +223,13 @@ impl Disk for FileDisk {
                 synced: 0,
             },
         };
-        Ok(Box::new(FileDiskFile { sink: Some(sink), renamed: false, tmp_path, final_path, dir }))
+        Ok(FileDiskFile { sink: Some(sink), renamed: false, tmp_path, final_path, dir, direct: self.direct.clone() })
+    }
+}
+
+impl Disk for FileDisk {
+    fn create(&self, name: &str) -> Result<Box<dyn DiskFile>> {
+        Ok(Box::new(self.create_file(name)?))
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -364,7 +377,12 @@ impl AlignedBuf {
 enum Sink {
     /// Around the page cache (O_DIRECT), in aligned chunks: no copy into the cache, no dirty pages for the
     /// kernel to write back later, and the final fsync has only the device's cache to flush.
-    Direct { file: File, buf: AlignedBuf },
+    Direct {
+        file: File,
+        buf: AlignedBuf,
+        /// Bytes written directly so far.
+        written: u64,
+    },
     /// Through the page cache, where the file system cannot write directly (tmpfs, other systems).
     Buffered {
         writer: BufWriter<File>,
@@ -385,41 +403,81 @@ struct FileDiskFile {
     tmp_path: PathBuf,
     final_path: PathBuf,
     dir: PathBuf,
+    /// The disk's choice of direct writes, turned off here if its file system refuses them.
+    direct: Arc<AtomicBool>,
+}
+
+/// Whether a direct write's error says that the file system or device will not take direct writes of this
+/// alignment at all (rather than that this write failed).
+fn refuses_direct(e: &std::io::Error) -> bool {
+    e.kind() == ErrorKind::InvalidInput
+}
+
+impl FileDiskFile {
+    fn no_more_direct(&self, e: &std::io::Error) {
+        if self.direct.swap(false, Ordering::Relaxed) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "direct writes refused; writing through the page cache");
+        }
+    }
+
+    /// The file system refused the first direct write of this file (nothing was written yet): this file
+    /// goes on through the page cache with what was gathered, and the disk writes no more files directly.
+    fn refused_direct(&mut self, e: &std::io::Error) -> Result<()> {
+        self.no_more_direct(e);
+        let Some(Sink::Direct { buf, .. }) = self.sink.take() else {
+            return Err(StorageError::Io(std::io::Error::other("not writing directly")));
+        };
+        let file = OpenOptions::new().append(true).open(&self.tmp_path)?;
+        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
+        writer.write_all(buf.filled())?;
+        self.sink = Some(Sink::Buffered { writer, written: buf.len as u64, started: 0, synced: 0 });
+        Ok(())
+    }
 }
 
 impl DiskFile for FileDiskFile {
     fn write_all(&mut self, data: &[u8]) -> Result<()> {
-        match self.sink.as_mut() {
-            None => Err(StorageError::Io(std::io::Error::other("write after commit"))),
-            Some(Sink::Direct { file, buf }) => {
-                let mut rest = data;
-                while !rest.is_empty() {
+        let mut rest = data;
+        loop {
+            match self.sink.as_mut() {
+                None => return Err(StorageError::Io(std::io::Error::other("write after commit"))),
+                Some(Sink::Direct { file, buf, written }) => {
+                    if rest.is_empty() {
+                        return Ok(());
+                    }
                     let n = buf.push(rest);
                     rest = &rest[n..];
-                    if buf.len == buf.capacity() {
-                        // A whole chunk: aligned in memory, in length, and at an aligned offset, since every
-                        // write before it was a whole chunk too.
-                        file.write_all(buf.filled())?;
-                        buf.len = 0;
+                    if buf.len < buf.capacity() {
+                        continue;
+                    }
+                    // A whole chunk: aligned in memory, in length, and at an aligned offset, since every
+                    // write before it was a whole chunk too.
+                    match file.write_all(buf.filled()) {
+                        Ok(()) => {
+                            *written += buf.len as u64;
+                            buf.len = 0;
+                        }
+                        Err(e) if *written == 0 && refuses_direct(&e) => self.refused_direct(&e)?,
+                        Err(e) => return Err(e.into()),
                     }
                 }
-                Ok(())
-            }
-            Some(Sink::Buffered { writer, written, started, synced }) => {
-                writer.write_all(data)?;
-                *written += data.len() as u64;
-                // Writing out as we go keeps the disk busy while the next blocks are coded, and syncing now
-                // and then leaves the final fsync little to do; both bound the dirty pages one file holds.
-                if *written - *started >= WRITE_BEHIND {
-                    writer.flush()?;
-                    write_behind::start(writer.get_ref(), *started, *written - *started);
-                    *started = *written;
-                    if *started - *synced >= SYNC_EVERY {
-                        writer.get_ref().sync_data()?;
-                        *synced = *started;
+                Some(Sink::Buffered { writer, written, started, synced }) => {
+                    writer.write_all(rest)?;
+                    *written += rest.len() as u64;
+                    // Writing out as we go keeps the disk busy while the next blocks are coded, and syncing
+                    // now and then leaves the final fsync little to do; both bound the dirty pages one file
+                    // holds.
+                    if *written - *started >= WRITE_BEHIND {
+                        writer.flush()?;
+                        write_behind::start(writer.get_ref(), *started, *written - *started);
+                        *started = *written;
+                        if *started - *synced >= SYNC_EVERY {
+                            writer.get_ref().sync_data()?;
+                            *synced = *started;
+                        }
                     }
+                    return Ok(());
                 }
-                Ok(())
             }
         }
     }
@@ -428,10 +486,17 @@ impl DiskFile for FileDiskFile {
         // On any error below, Drop removes the temp file.
         match self.sink.take() {
             None => return Err(StorageError::Io(std::io::Error::other("commit twice"))),
-            Some(Sink::Direct { mut file, buf }) => {
+            Some(Sink::Direct { mut file, buf, written }) => {
                 let filled = buf.filled();
-                let whole = filled.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-                file.write_all(&filled[..whole])?;
+                let mut whole = filled.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+                match file.write_all(&filled[..whole]) {
+                    Ok(()) => {}
+                    Err(e) if written == 0 && refuses_direct(&e) => {
+                        self.no_more_direct(&e);
+                        whole = 0;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 if whole < filled.len() {
                     // The tail is not a whole block, which a direct write cannot take: it goes through the
                     // page cache, by a descriptor of its own, at the end of what was written directly.
@@ -859,6 +924,28 @@ mod tests {
         large_file_written_in_pieces_reads_back,
         files_of_whole_chunks_and_empty_files_read_back,
     );
+
+    /// A file whose first direct write is refused goes on through the page cache with everything gathered
+    /// so far, reads back whole, and the disk writes the next files through the page cache.
+    #[test]
+    fn a_refused_direct_write_falls_back_to_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = FileDisk::open(dir.path().join("disk")).unwrap();
+        let bytes: Vec<u8> = (0..3 * DIRECT_CHUNK + 123).map(|i| (i * 7 + i / 1000) as u8).collect();
+        let mut w = disk.create_file("fallback").unwrap();
+        w.write_all(&bytes[..1000]).unwrap();
+        if matches!(w.sink, Some(Sink::Direct { .. })) {
+            // What a write's EINVAL leads to, on a file system that takes O_DIRECT here.
+            w.refused_direct(&std::io::Error::from(ErrorKind::InvalidInput)).unwrap();
+        }
+        assert!(matches!(w.sink, Some(Sink::Buffered { .. })));
+        w.write_all(&bytes[1000..]).unwrap();
+        Box::new(w).commit().unwrap();
+        assert_eq!(disk.read_at("fallback", 0, bytes.len()).unwrap(), bytes);
+        assert!(!disk.direct.load(Ordering::Relaxed));
+        let next = disk.create_file("next").unwrap();
+        assert!(matches!(next.sink, Some(Sink::Buffered { .. })));
+    }
 
     #[test]
     fn file_disk_heals_after_its_root_directory_is_deleted() {
