@@ -133,8 +133,8 @@ pub struct BlockPlace {
 }
 
 pub enum EncryptorMsg {
-    /// Hash a batch of the pool's digest queue; sent only to the one worker holding its drain flag.
-    DrainDigests(EncryptorPool),
+    /// Hash a turn of the pool's digest queue; the ticket is its drain flag.
+    DrainDigests(DrainTicket),
     Seal {
         sealer: Arc<Sealer>,
         place: BlockPlace,
@@ -169,7 +169,7 @@ impl Actor for EncryptorWorker {
         faults: &mut Arc<dyn FaultInjector>,
     ) -> std::result::Result<(), ActorProcessingErr> {
         match msg {
-            EncryptorMsg::DrainDigests(pool) => drain_digests(pool).await,
+            EncryptorMsg::DrainDigests(ticket) => drain_digests(ticket).await,
             EncryptorMsg::Seal { sealer, place, block, reply } => {
                 faults::hit(faults.as_ref(), "encryptor.seal").await?;
                 let r = blocking::run(move || {
@@ -222,19 +222,22 @@ impl DigestQueue {
     }
 }
 
-/// Holds the queue's drain flag for one worker; dropped during a panic it also fails the jobs still
-/// queued, whose callers would otherwise wait out their deadline.
-struct Draining {
-    queue: Arc<DigestQueue>,
+/// The right to drain the digest queue, carried by the one `DrainDigests` message in flight: it holds the
+/// queue's drain flag. Dropped without finishing its turn (lost in the mailbox of a worker that stopped,
+/// refused by a worker that is restarting, or in a panic mid-turn) it clears the flag and fails the jobs
+/// still queued, whose callers get `Unavailable` at once instead of waiting out their deadline; the next
+/// job asks a worker again.
+pub struct DrainTicket {
+    pool: EncryptorPool,
     finished: bool,
 }
 
-impl Drop for Draining {
+impl Drop for DrainTicket {
     fn drop(&mut self) {
         if !self.finished {
-            self.queue.jobs().clear();
+            self.pool.digests.jobs().clear();
         }
-        self.queue.draining.store(false, Ordering::SeqCst);
+        self.pool.digests.draining.store(false, Ordering::SeqCst);
     }
 }
 
@@ -246,9 +249,9 @@ const DIGEST_TURN: usize = 16 * 1024 * 1024;
 
 /// Hashes jobs from the queue, up to [`md5::LANES`] side by side, taking new ones into free lanes as they
 /// arrive, for one turn; then hands the queue on to the next worker if jobs are left.
-async fn drain_digests(pool: EncryptorPool) {
+async fn drain_digests(mut ticket: DrainTicket) {
+    let pool = ticket.pool.clone();
     let queue = pool.digests.clone();
-    let mut draining = Draining { queue: queue.clone(), finished: false };
     let turn = queue.clone();
     // An error here is only the blocking pool refusing work: the jobs stay queued for the next turn.
     if let Err(e) = blocking::run(move || {
@@ -259,8 +262,8 @@ async fn drain_digests(pool: EncryptorPool) {
     {
         tracing::warn!(error = %e, "digest turn not run");
     }
-    draining.finished = true;
-    drop(draining);
+    ticket.finished = true;
+    drop(ticket);
     // Jobs queued late in the turn found the flag set and asked no one: ask the next worker, unless a
     // caller already has since the flag was cleared.
     if !queue.jobs().is_empty() && !queue.draining.swap(true, Ordering::SeqCst) {
@@ -333,12 +336,13 @@ impl EncryptorPool {
         }
     }
 
-    /// Asks a worker to drain the digest queue; the caller has just set the drain flag. If no worker can
-    /// be reached (one is restarting) the flag is cleared, and the next job asks again.
+    /// Asks a worker to drain the digest queue; the caller has just set the drain flag, which the ticket
+    /// now holds. If no worker takes it (one is restarting) the dropped ticket clears the flag and fails
+    /// the queued jobs, as a call to a stopped worker would fail.
     fn ask_to_drain(&self) {
-        if let Err(e) = self.pool.cast(EncryptorMsg::DrainDigests(self.clone())) {
+        let ticket = DrainTicket { pool: self.clone(), finished: false };
+        if let Err(e) = self.pool.cast(EncryptorMsg::DrainDigests(ticket)) {
             tracing::debug!(error = %e, "no encryptor worker took the digest queue");
-            self.digests.draining.store(false, Ordering::SeqCst);
         }
     }
 
@@ -406,6 +410,24 @@ mod tests {
             crc.update(&data);
             assert_eq!(got.checksums, crc.finish().checksums);
         }
+    }
+
+    /// With no worker to take the digest queue, a digest fails at once as unavailable (not at its deadline),
+    /// and the queue is not left marked as being drained: once workers run, digests work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_digest_with_no_worker_fails_at_once_and_leaves_the_queue_usable() {
+        let pool = EncryptorPool::new(2);
+        let state = Box::new(DigestState::new(ChecksumSet::default()));
+        let r = pool.digest(state, Bytes::from_static(b"abc")).await;
+        assert!(matches!(r, Err(ActorError::Unavailable(_))), "{:?}", r.err());
+        for slot in pool.pool.slots() {
+            let faults: Arc<dyn FaultInjector> = Arc::new(faults::NoFaults);
+            let (actor, _) = Actor::spawn(None, EncryptorWorker, faults).await.unwrap();
+            slot.set(actor);
+        }
+        let state = Box::new(DigestState::new(ChecksumSet::default()));
+        let done = pool.digest(state, Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(hex::encode(done.finish().md5), "900150983cd24fb0d6963f7d28e17f72");
     }
 
     #[test]

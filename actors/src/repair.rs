@@ -236,7 +236,9 @@ impl RepairHandle {
         };
         if newly_due {
             if let Err(e) = self.slot.cast(RepairMsg::Damaged(id)) {
-                // The actor is between incarnations: the segment stays due, and the next one's start casts it.
+                // The actor is between incarnations. The damage stays known (and queued on disk); the
+                // segment is due again with its next report, or at the next start of the actor.
+                self.book().due.remove(&id);
                 tracing::warn!(error = %e, "could not report damage to repair");
             }
         }

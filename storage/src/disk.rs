@@ -209,11 +209,22 @@ impl FileDisk {
                 Err(e) => return Err(StorageError::Io(e)),
             }
         };
-        let direct = if self.direct.load(Ordering::Relaxed) { direct::open(&tmp_path) } else { None };
-        if direct.is_none() && self.direct.swap(false, Ordering::Relaxed) {
+        let direct = match self.direct.load(Ordering::Relaxed).then(|| direct::open(&tmp_path)) {
+            None => None,
+            Some(Ok(file)) => Some(file),
             // Once refused, the same file system will refuse again: no second open per file from now on.
-            tracing::info!(disk = %self.label(), "no direct writes on this file system; writing through the page cache");
-        }
+            Some(Err(e)) if refuses_direct(&e) => {
+                if self.direct.swap(false, Ordering::Relaxed) {
+                    tracing::info!(disk = %self.label(), error = %e, "no direct writes on this file system; writing through the page cache");
+                }
+                None
+            }
+            // Out of descriptors, say: this file goes through the page cache, the next ones try again.
+            Some(Err(e)) => {
+                tracing::debug!(disk = %self.label(), error = %e, "no direct descriptor for this file");
+                None
+            }
+        };
         let sink = match direct {
             Some(direct) => Sink::Direct { file: direct, buf: AlignedBuf::new(DIRECT_CHUNK), written: 0 },
             None => Sink::Buffered {
@@ -410,7 +421,7 @@ struct FileDiskFile {
 /// Whether a direct write's error says that the file system or device will not take direct writes of this
 /// alignment at all (rather than that this write failed).
 fn refuses_direct(e: &std::io::Error) -> bool {
-    e.kind() == ErrorKind::InvalidInput
+    e.kind() == ErrorKind::InvalidInput || e.kind() == ErrorKind::Unsupported || direct::unsupported(e)
 }
 
 impl FileDiskFile {
@@ -709,8 +720,8 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Direct writes: a second descriptor of a just-created temp file, opened with O_DIRECT, if the file
-/// system takes it (tmpfs, for one, may not). `None` means: write through the page cache.
+/// Direct writes: a second descriptor of a just-created temp file, opened with O_DIRECT. An error that
+/// [`refuses_direct`] means the file system does not take direct writes (tmpfs, for one, may not).
 #[cfg(target_os = "linux")]
 mod direct {
     use std::fs::File;
@@ -718,14 +729,13 @@ mod direct {
     use std::os::unix::fs::OpenOptionsExt;
     use std::path::Path;
 
-    pub fn open(path: &Path) -> Option<File> {
-        match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                tracing::debug!(path = %path.display(), error = %e, "no direct writes here; writing through the page cache");
-                None
-            }
-        }
+    pub fn open(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)
+    }
+
+    /// EOPNOTSUPP, which the standard library does not map to `Unsupported` everywhere.
+    pub fn unsupported(e: &std::io::Error) -> bool {
+        e.raw_os_error() == Some(libc::EOPNOTSUPP)
     }
 }
 
@@ -735,8 +745,12 @@ mod direct {
     use std::fs::File;
     use std::path::Path;
 
-    pub fn open(_path: &Path) -> Option<File> {
-        None
+    pub fn open(_path: &Path) -> std::io::Result<File> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+
+    pub fn unsupported(_e: &std::io::Error) -> bool {
+        false
     }
 }
 

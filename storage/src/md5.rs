@@ -4,7 +4,8 @@
 //! (about 470 MB/s per core on the reference machine). Stepping [`LANES`] streams in lockstep, one 32-bit
 //! lane each, lets the compiler put them side by side in vector registers: on a CPU with AVX2 four
 //! streams hash about 2.4 times as fast as one after the other. This is the multi-buffer technique that
-//! MinIO's md5-simd uses; here it is written in plain, safe Rust and left to the compiler to vectorise.
+//! MinIO's md5-simd uses; here it is written in plain Rust and left to the compiler to vectorise, with one
+//! `unsafe` call into the kernel's AVX2 copy, made only after the CPU was seen to have AVX2.
 //!
 //! Invariants:
 //! - [`Md5::update`] and [`update_lanes`] give exactly RFC 1321 MD5, whatever the split of a stream into
@@ -180,8 +181,8 @@ fn compress_one(state: &mut [u32; 4], block: &[u8]) {
 fn compress_lanes(states: &mut [[u32; 4]; LANES], inputs: &[&[u8]; LANES], blocks: usize) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: `compress_lanes_avx2`'s only requirement beyond its safe signature is that the CPU
-        // supports AVX2, which was checked at run time on the line above.
+        // SAFETY: `compress_lanes_avx2`'s only requirement is that the CPU supports AVX2, which was checked
+        // at run time on the line above.
         unsafe { compress_lanes_avx2(states, inputs, blocks) };
         return;
     }
@@ -190,7 +191,9 @@ fn compress_lanes(states: &mut [[u32; 4]; LANES], inputs: &[&[u8]; LANES], block
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn compress_lanes_avx2(states: &mut [[u32; 4]; LANES], inputs: &[&[u8]; LANES], blocks: usize) {
+/// # Safety
+/// The CPU must support AVX2.
+unsafe fn compress_lanes_avx2(states: &mut [[u32; 4]; LANES], inputs: &[&[u8]; LANES], blocks: usize) {
     compress_lanes_generic(states, inputs, blocks)
 }
 
