@@ -3,7 +3,8 @@
 //! A node reaches its own disks through its shard actors and another node's disks through a peer actor
 //! that speaks the same `ShardMsg` protocol over the wire (tonic, mutual TLS), so the PUT/GET/repair code
 //! never knows which is which. A one-node hoard uses [`LocalOnly`], which knows no other node; metadata's
-//! own seam is openraft's network (`hoard_storage::meta::LocalOnlyNetwork` for one node).
+//! own seam is openraft's network (`hoard_storage::meta::LocalOnlyNetwork` for one node,
+//! `hoard_storage::meta::InProcessNetwork` for several nodes in one process).
 
 use hoard_protocol::DiskRef;
 

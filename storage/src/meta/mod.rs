@@ -14,6 +14,7 @@
 //! - Keys that nest a name inside another name put a 0x00 byte after the outer name ([`keys`]); bucket
 //!   names never contain 0x00, so bucket "a" and bucket "ab" never share a key range.
 
+mod in_process;
 mod keys;
 mod log;
 mod reader;
@@ -34,6 +35,9 @@ use fjall::KeyspaceCreateOptions;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
+pub use in_process::InProcessClient;
+pub use in_process::InProcessEndpoint;
+pub use in_process::InProcessNetwork;
 pub use log::LogStore;
 use openraft::error::InstallSnapshotError;
 use openraft::error::RPCError;
