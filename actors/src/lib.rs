@@ -23,6 +23,7 @@ pub mod shard;
 pub mod slot;
 pub mod transport;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,12 +99,23 @@ impl NodeContext {
     }
 
     /// The layout of a new segment: `data + parity` distinct disks, starting at a random disk so that
-    /// nodes with more disks than the stripe is wide spread their load.
+    /// nodes with more disks than the stripe is wide spread their load. With other nodes' disks (an
+    /// in-process cluster), disks are taken from the nodes in turn, so a stripe spans as many nodes as it
+    /// can.
     pub fn choose_layout(&self) -> ShardLayout {
-        let n = self.shards.len().max(1);
+        let me = self.config.node_id;
+        let mut by_node: BTreeMap<NodeId, Vec<DiskRef>> = BTreeMap::new();
+        by_node.insert(me, (0..self.shards.len() as u32).map(|disk| DiskRef { node: me, disk }).collect());
+        for d in self.transport.remote_disks(me) {
+            by_node.entry(d.node).or_default().push(d);
+        }
+        let deepest = by_node.values().map(Vec::len).max().unwrap_or(0);
+        let all: Vec<DiskRef> =
+            (0..deepest).flat_map(|i| by_node.values().filter_map(move |disks| disks.get(i).copied())).collect();
+        let n = all.len().max(1);
         let width = self.config.data_shards as usize + self.config.parity_shards as usize;
         let start = (self.env.random_u64() % n as u64) as usize;
-        let disks = (0..width).map(|i| DiskRef { node: self.config.node_id, disk: ((start + i) % n) as u32 }).collect();
+        let disks = (0..width).filter_map(|i| all.get((start + i) % n).copied()).collect();
         ShardLayout {
             data: self.config.data_shards,
             parity: self.config.parity_shards,

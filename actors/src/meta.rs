@@ -19,6 +19,7 @@ use hoard_protocol::NodeAddr;
 use hoard_protocol::NodeId;
 use hoard_storage::meta;
 use hoard_storage::meta::LogStore;
+use hoard_storage::meta::MetaNetwork;
 use hoard_storage::meta::MetaReader;
 use hoard_storage::meta::Raft;
 use hoard_storage::meta::StateMachineStore;
@@ -33,17 +34,34 @@ use crate::slot::Slot;
 
 /// Deadline of one metadata write or linearizable read barrier.
 pub const META_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a starting node waits to become leader of its one-member group.
+/// How long a starting node waits for its group to have a leader.
 pub const META_START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long shutdown waits for the last handle to the metadata store (a request finishing) to go.
 pub const STORE_CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct MetaActor;
 
-pub struct MetaArgs {
+/// Where and how a node's metadata Raft runs.
+#[derive(Clone)]
+pub struct MetaSetup {
     pub dir: PathBuf,
     pub node_id: NodeId,
     pub addr: String,
+    /// The group's members when it is first formed; empty: this node alone. The member with the lowest id
+    /// forms it.
+    pub members: BTreeMap<NodeId, NodeAddr>,
+    pub network: MetaNetwork,
+}
+
+impl MetaSetup {
+    /// A one-node group in `dir`.
+    pub fn alone(dir: PathBuf, node_id: NodeId, addr: String) -> MetaSetup {
+        MetaSetup { dir, node_id, addr, members: BTreeMap::new(), network: MetaNetwork::LocalOnly }
+    }
+}
+
+pub struct MetaArgs {
+    pub setup: MetaSetup,
     /// Shared with the handle, so readers see the current store after a restart.
     pub reader: Arc<RwLock<Option<MetaReader>>>,
     /// The Raft instance of the previous incarnation, shut down before a new one starts.
@@ -56,6 +74,8 @@ pub struct MetaArgs {
 pub type Stores = Arc<tokio::sync::Mutex<Option<(LogStore, StateMachineStore, MetaReader)>>>;
 
 pub struct MetaState {
+    node_id: NodeId,
+    network: MetaNetwork,
     raft: Raft,
     reader: MetaReader,
 }
@@ -100,21 +120,29 @@ impl Actor for MetaActor {
         let (log, sm, reader) = match stores.as_ref() {
             Some(open) => open.clone(),
             None => {
-                let opened = meta::open(&args.dir)?;
+                let opened = meta::open(&args.setup.dir)?;
                 *stores = Some(opened.clone());
                 opened
             }
         };
         drop(stores);
+        let setup = &args.setup;
         let initialized = log.is_initialized()?;
-        let raft = Raft::new(args.node_id, raft_config()?, meta::LocalOnlyNetwork, log, sm).await?;
+        let raft = Raft::new(setup.node_id, raft_config()?, setup.network.clone(), log, sm).await?;
+        if let MetaNetwork::InProcess(endpoint) = &setup.network {
+            endpoint.join(raft.clone());
+        }
         if !initialized {
-            let mut members = BTreeMap::new();
-            members.insert(args.node_id, NodeAddr { addr: args.addr.clone() });
-            raft.initialize(members).await?;
+            let mut members = setup.members.clone();
+            if members.is_empty() {
+                members.insert(setup.node_id, NodeAddr { addr: setup.addr.clone() });
+            }
+            if members.keys().next() == Some(&setup.node_id) {
+                raft.initialize(members).await?;
+            }
         }
         raft.wait(Some(META_START_DEADLINE))
-            .state(openraft::ServerState::Leader, "become leader of the one-member group")
+            .metrics(|m| m.current_leader.is_some(), "a leader of the metadata group")
             .await?;
         *args.reader.write().unwrap_or_else(|p| p.into_inner()) = Some(reader.clone());
         *previous = Some(raft.clone());
@@ -132,7 +160,7 @@ impl Actor for MetaActor {
                 }
             }
         });
-        Ok(MetaState { raft, reader })
+        Ok(MetaState { node_id: args.setup.node_id, network: args.setup.network.clone(), raft, reader })
     }
 
     async fn handle(
@@ -143,23 +171,16 @@ impl Actor for MetaActor {
     ) -> std::result::Result<(), ActorProcessingErr> {
         match msg {
             MetaMsg::Write(cmd, reply) => {
-                let raft = state.raft.clone();
+                let (raft, network, me) = (state.raft.clone(), state.network.clone(), state.node_id);
                 tokio::spawn(async move {
-                    let r = raft
-                        .client_write(*cmd)
-                        .await
-                        .map(|resp| resp.data)
-                        .map_err(|e| ActorError::Meta(e.to_string()));
-                    let _ = reply.send(r);
+                    let _ = reply.send(write(&raft, &network, me, *cmd).await);
                 });
             }
             MetaMsg::ReadBarrier(reply) => {
-                let raft = state.raft.clone();
+                let (raft, network, me) = (state.raft.clone(), state.network.clone(), state.node_id);
                 let reader = state.reader.clone();
                 tokio::spawn(async move {
-                    let r =
-                        raft.ensure_linearizable().await.map(|_| reader).map_err(|e| ActorError::Meta(e.to_string()));
-                    let _ = reply.send(r);
+                    let _ = reply.send(read_barrier(&raft, &network, me).await.map(|()| reader));
                 });
             }
             MetaMsg::Metrics(reply) => {
@@ -168,6 +189,43 @@ impl Actor for MetaActor {
         }
         Ok(())
     }
+}
+
+fn meta_err(e: impl std::fmt::Display) -> ActorError {
+    ActorError::Meta(e.to_string())
+}
+
+/// Proposes `cmd`: here when this node leads, otherwise at the leader, and then waits until this node has
+/// applied it, so that what the caller reads here next includes it.
+async fn write(raft: &Raft, network: &MetaNetwork, me: NodeId, cmd: MetaCommand) -> Result<MetaResponse> {
+    if let Some(leader) = raft.current_leader().await.filter(|l| *l != me) {
+        if let Some(peer) = network.peer(leader) {
+            let written = peer.client_write(cmd).await.map_err(meta_err)?;
+            raft.wait(Some(META_DEADLINE))
+                .applied_index_at_least(Some(written.log_id.index), "apply a write made at the leader")
+                .await
+                .map_err(meta_err)?;
+            return Ok(written.data);
+        }
+    }
+    raft.client_write(cmd).await.map(|r| r.data).map_err(meta_err)
+}
+
+/// Confirms a read index with the leader (this node, or the leader it can reach) and waits until this node
+/// has applied up to it.
+async fn read_barrier(raft: &Raft, network: &MetaNetwork, me: NodeId) -> Result<()> {
+    if let Some(leader) = raft.current_leader().await.filter(|l| *l != me) {
+        if let Some(peer) = network.peer(leader) {
+            let read = peer.ensure_linearizable().await.map_err(meta_err)?;
+            let index = read.map(|id| id.index);
+            raft.wait(Some(META_DEADLINE))
+                .applied_index_at_least(index, "apply up to the leader's read index")
+                .await
+                .map_err(meta_err)?;
+            return Ok(());
+        }
+    }
+    raft.ensure_linearizable().await.map(|_| ()).map_err(meta_err)
 }
 
 /// The typed handle of the metadata actor.

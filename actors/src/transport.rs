@@ -6,13 +6,21 @@
 //! own seam is openraft's network (`hoard_storage::meta::LocalOnlyNetwork` for one node,
 //! `hoard_storage::meta::InProcessNetwork` for several nodes in one process).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::RwLock;
+
 use hoard_protocol::DiskRef;
+use hoard_protocol::NodeId;
 
 use crate::shard::ShardHandle;
 
 pub trait Transport: Send + Sync + 'static {
     /// The handle of a disk of another node, if that node is known and reachable.
     fn remote_shard(&self, disk: DiskRef) -> Option<ShardHandle>;
+
+    /// Every disk of the nodes other than `me` that new segments may be placed on.
+    fn remote_disks(&self, me: NodeId) -> Vec<DiskRef>;
 }
 
 /// The transport of a one-node hoard: there are no other nodes.
@@ -21,5 +29,43 @@ pub struct LocalOnly;
 impl Transport for LocalOnly {
     fn remote_shard(&self, _disk: DiskRef) -> Option<ShardHandle> {
         None
+    }
+
+    fn remote_disks(&self, _me: NodeId) -> Vec<DiskRef> {
+        Vec::new()
+    }
+}
+
+/// The nodes of one process (an in-process cluster: tests, the simulation): another node's disk is reached
+/// through that node's own shard actor. Clones share the same set.
+#[derive(Clone, Default)]
+pub struct InProcessTransport {
+    nodes: Arc<RwLock<BTreeMap<NodeId, Vec<ShardHandle>>>>,
+}
+
+impl InProcessTransport {
+    pub fn new() -> InProcessTransport {
+        InProcessTransport::default()
+    }
+
+    /// Makes `node`'s disks reachable, in slot order.
+    pub fn register(&self, node: NodeId, shards: Vec<ShardHandle>) {
+        self.nodes.write().unwrap_or_else(|p| p.into_inner()).insert(node, shards);
+    }
+}
+
+impl Transport for InProcessTransport {
+    fn remote_shard(&self, disk: DiskRef) -> Option<ShardHandle> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        nodes.get(&disk.node)?.get(disk.disk as usize).cloned()
+    }
+
+    fn remote_disks(&self, me: NodeId) -> Vec<DiskRef> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        nodes
+            .iter()
+            .filter(|(node, _)| **node != me)
+            .flat_map(|(node, shards)| (0..shards.len()).map(|disk| DiskRef { node: *node, disk: disk as u32 }))
+            .collect()
     }
 }

@@ -17,6 +17,7 @@ use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::error::SdkError;
+pub use hoard::testing::TestCluster;
 pub use hoard::testing::TestNode;
 
 pub const ACCESS_KEY: &str = "hoardtest";

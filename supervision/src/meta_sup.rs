@@ -1,6 +1,5 @@
 //! Supervises the metadata actor.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +7,7 @@ use futures::FutureExt;
 use hoard_actors::meta::MetaActor;
 use hoard_actors::meta::MetaArgs;
 use hoard_actors::meta::MetaHandle;
-use hoard_protocol::NodeId;
+use hoard_actors::meta::MetaSetup;
 use ractor::Actor;
 
 use crate::sup::uniq;
@@ -20,13 +19,11 @@ use crate::sup::SupStats;
 /// Metadata restarts reopen the store and replay the log: allow a few, then escalate.
 pub const META_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 3, window: Duration::from_secs(60) };
 
-pub fn spec(handle: MetaHandle, dir: PathBuf, node_id: NodeId, addr: String, stats: Arc<SupStats>) -> SupSpec {
+pub fn spec(handle: MetaHandle, setup: MetaSetup, stats: Arc<SupStats>) -> SupSpec {
     let child = ChildSpec::new("meta", move |parent| {
         let handle = handle.clone();
         let args = MetaArgs {
-            dir: dir.clone(),
-            node_id,
-            addr: addr.clone(),
+            setup: setup.clone(),
             reader: handle.reader.clone(),
             raft: handle.raft.clone(),
             stores: handle.stores.clone(),

@@ -20,10 +20,12 @@ use hoard_actors::faults::NoFaults;
 use hoard_actors::key_keeper::KeyKeeperArgs;
 use hoard_actors::key_keeper::KeyKeeperHandle;
 use hoard_actors::meta::MetaHandle;
+use hoard_actors::meta::MetaSetup;
 use hoard_actors::metrics::NodeMetrics;
 use hoard_actors::repair::RepairHandle;
 use hoard_actors::scrub::ScrubHandle;
 use hoard_actors::shard::ShardHandle;
+use hoard_actors::transport::InProcessTransport;
 use hoard_actors::transport::LocalOnly;
 use hoard_actors::NodeConfig;
 use hoard_actors::NodeContext;
@@ -32,14 +34,19 @@ use hoard_actors::INLINE_MAX;
 use hoard_protocol::Credential;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
+use hoard_protocol::NodeAddr;
+use hoard_protocol::NodeId;
 use hoard_s3::tls::TlsFiles;
 use hoard_storage::disk::Disk;
 use hoard_storage::env::Env;
 use hoard_storage::env::SystemEnv;
 use hoard_storage::identity;
+use hoard_storage::meta::InProcessNetwork;
+use hoard_storage::meta::MetaNetwork;
 use hoard_storage::seal::MasterKey;
 use ractor::ActorCell;
 use ractor::SpawnErr;
+use std::collections::BTreeMap;
 
 use crate::faults::FaultRegistry;
 use crate::s3_sup::Endpoint;
@@ -47,9 +54,22 @@ use crate::sup::spawn_sup;
 use crate::sup::ChildSpec;
 use crate::sup::SupStats;
 
+/// How a node of an in-process cluster (tests, the simulation) reaches the others: the metadata Raft
+/// network, the other nodes' disks, and the members the group is formed with.
+#[derive(Clone)]
+pub struct InProcessCluster {
+    pub network: InProcessNetwork,
+    pub transport: InProcessTransport,
+    pub members: BTreeMap<NodeId, NodeAddr>,
+}
+
 /// Everything a node is started with.
 #[derive(Clone)]
 pub struct NodeOptions {
+    /// This node's id in its metadata group (1 for a node of its own).
+    pub node_id: NodeId,
+    /// Set for a node of an in-process cluster; `None`: a node of its own.
+    pub cluster: Option<InProcessCluster>,
     pub data_dir: PathBuf,
     /// Disk directories; empty = `data_shards + parity_shards` directories under `data_dir`.
     pub disks: Vec<PathBuf>,
@@ -81,6 +101,8 @@ pub struct NodeOptions {
 impl NodeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         NodeOptions {
+            node_id: 1,
+            cluster: None,
             data_dir: data_dir.into(),
             disks: Vec::new(),
             data_shards: 4,
@@ -176,7 +198,8 @@ impl Node {
             anyhow::bail!("data + parity shards must be at most 255");
         }
         let paths = opts.disk_paths();
-        if paths.len() < width {
+        // A node of a cluster codes across every node's disks; the cluster checks that there are enough.
+        if opts.cluster.is_none() && paths.len() < width {
             anyhow::bail!(
                 "{} disks configured but {}+{} coding needs at least {width} distinct disks",
                 paths.len(),
@@ -220,7 +243,7 @@ impl Node {
         let meta = MetaHandle::default();
         let ctx = NodeContext {
             config: Arc::new(NodeConfig {
-                node_id: 1,
+                node_id: opts.node_id,
                 data_shards: opts.data_shards,
                 parity_shards: opts.parity_shards,
                 block_size: BLOCK_SIZE,
@@ -238,7 +261,13 @@ impl Node {
             repair: RepairHandle::new(meta),
             scrub: ScrubHandle::default(),
             rotation: hoard_actors::rotation::RotationHandle::default(),
-            transport: Arc::new(LocalOnly),
+            transport: match &opts.cluster {
+                Some(cluster) => {
+                    cluster.transport.register(opts.node_id, disks.iter().map(|(h, _)| h.clone()).collect());
+                    Arc::new(cluster.transport.clone())
+                }
+                None => Arc::new(LocalOnly),
+            },
             metrics: Arc::new(NodeMetrics::new()),
         };
         let stats = Arc::new(NodeStats::default());
@@ -252,10 +281,14 @@ impl Node {
 
         let mut children: Vec<ChildSpec> = Vec::new();
         {
-            let (h, dir, st) = (ctx.meta.clone(), opts.data_dir.join("meta"), stats.meta.clone());
-            let addr = opts.listen.to_string();
+            let (h, st) = (ctx.meta.clone(), stats.meta.clone());
+            let mut setup = MetaSetup::alone(opts.data_dir.join("meta"), opts.node_id, opts.listen.to_string());
+            if let Some(cluster) = &opts.cluster {
+                setup.members = cluster.members.clone();
+                setup.network = MetaNetwork::InProcess(cluster.network.endpoint(opts.node_id));
+            }
             children.push(crate::node_sup::sup_child("meta_sup", move || {
-                crate::meta_sup::spec(h.clone(), dir.clone(), 1, addr.clone(), st.clone())
+                crate::meta_sup::spec(h.clone(), setup.clone(), st.clone())
             }));
         }
         // After metadata: the KeyKeeper reads which rotation key file to load.

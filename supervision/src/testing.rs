@@ -12,7 +12,22 @@
 //! # Ok(()) }
 //! ```
 //! Each node gets its own temporary directory (removed on drop) and a free port on 127.0.0.1.
+//!
+//! [`TestCluster`] runs several such nodes in one process as one cluster: one metadata Raft group over an
+//! in-process network, each object coded across the disks of every node, any node taking reads and writes.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use hoard::testing::TestCluster;
+//! use hoard::Fault;
+//! let cluster = TestCluster::builder().nodes(3).disks_per_node(2).fault_injection(true).start().await?;
+//! cluster.node(1).faults().arm("put.before_commit", Fault::Error);
+//! // ... PUT through cluster.node(1).endpoint(), read through cluster.node(2).endpoint() ...
+//! cluster.stop().await;
+//! # Ok(()) }
+//! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
@@ -23,7 +38,12 @@ use hoard_actors::scrub::ScrubReport;
 use hoard_protocol::Credential;
 use hoard_s3::tls::TlsFiles;
 
+use hoard_actors::transport::InProcessTransport;
+use hoard_protocol::NodeAddr;
+use hoard_storage::meta::InProcessNetwork;
+
 use crate::faults::FaultRegistry;
+use crate::node::InProcessCluster;
 use crate::node::Node;
 use crate::node::NodeOptions;
 use crate::node::NodeStats;
@@ -175,6 +195,138 @@ impl TestNode {
 
     pub async fn stop(mut self) {
         if let Some(node) = self.node.take() {
+            node.stop().await;
+        }
+    }
+}
+
+pub struct TestClusterBuilder {
+    nodes: usize,
+    disks_per_node: usize,
+    data_shards: u8,
+    parity_shards: u8,
+    fault_injection: bool,
+}
+
+impl TestClusterBuilder {
+    /// Nodes in the cluster (default 3).
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.nodes = n;
+        self
+    }
+    /// Disk directories of each node (default 2).
+    pub fn disks_per_node(mut self, n: usize) -> Self {
+        self.disks_per_node = n;
+        self
+    }
+    pub fn data_shards(mut self, k: u8) -> Self {
+        self.data_shards = k;
+        self
+    }
+    pub fn parity_shards(mut self, m: u8) -> Self {
+        self.parity_shards = m;
+        self
+    }
+    /// Enables every node's fault registry.
+    pub fn fault_injection(mut self, on: bool) -> Self {
+        self.fault_injection = on;
+        self
+    }
+
+    /// Starts every node at once (a new group needs a majority of its members to elect a leader).
+    pub async fn start(self) -> anyhow::Result<TestCluster> {
+        let width = self.data_shards as usize + self.parity_shards as usize;
+        if self.nodes == 0 || self.nodes * self.disks_per_node < width {
+            anyhow::bail!(
+                "{} nodes with {} disks each cannot hold {}+{} coding",
+                self.nodes,
+                self.disks_per_node,
+                self.data_shards,
+                self.parity_shards
+            );
+        }
+        let members: BTreeMap<u64, NodeAddr> =
+            (1..=self.nodes as u64).map(|id| (id, NodeAddr { addr: format!("in-process-{id}") })).collect();
+        let wiring =
+            InProcessCluster { network: InProcessNetwork::new(), transport: InProcessTransport::new(), members };
+        let builders: Vec<TestNodeBuilder> = (1..=self.nodes as u64)
+            .map(|id| {
+                let mut b = TestNode::builder()
+                    .data_shards(self.data_shards)
+                    .parity_shards(self.parity_shards)
+                    .fault_injection(self.fault_injection);
+                b.opts.node_id = id;
+                b.opts.cluster = Some(wiring.clone());
+                b.opts.disks = (1..=self.disks_per_node).map(|d| b.opts.data_dir.join(format!("disk{d}"))).collect();
+                b
+            })
+            .collect();
+        let started = futures::future::join_all(builders.into_iter().map(TestNodeBuilder::start)).await;
+        let mut nodes = Vec::with_capacity(started.len());
+        let mut failed = None;
+        for node in started {
+            match node {
+                Ok(n) => nodes.push(n),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            for n in nodes {
+                n.stop().await;
+            }
+            return Err(e.context("a node of the cluster did not start"));
+        }
+        Ok(TestCluster { nodes, network: wiring.network })
+    }
+}
+
+/// Several nodes in one process, forming one cluster. Nodes are numbered from 1, as their Raft ids.
+pub struct TestCluster {
+    nodes: Vec<TestNode>,
+    network: InProcessNetwork,
+}
+
+impl TestCluster {
+    /// Three nodes of two disk directories each, 4+2 coding across all six, scrub only when asked.
+    pub fn builder() -> TestClusterBuilder {
+        TestClusterBuilder { nodes: 3, disks_per_node: 2, data_shards: 4, parity_shards: 2, fault_injection: false }
+    }
+
+    /// Node `id` (1-based).
+    ///
+    /// # Panics
+    /// If there is no node `id`.
+    pub fn node(&self, id: u64) -> &TestNode {
+        let i = usize::try_from(id).ok().and_then(|id| id.checked_sub(1));
+        match i.and_then(|i| self.nodes.get(i)) {
+            Some(node) => node,
+            None => panic!("the cluster has nodes 1..={}, not {id}", self.nodes.len()),
+        }
+    }
+
+    pub fn nodes(&self) -> &[TestNode] {
+        &self.nodes
+    }
+
+    /// Waits (up to 30 s) until node `seen_by` knows a leader of the metadata group other than `not`, and
+    /// returns its id.
+    pub async fn leader(&self, seen_by: u64, not: Option<u64>) -> anyhow::Result<u64> {
+        let raft = self.node(seen_by).context().meta.raft.lock().await.clone();
+        let raft = raft.ok_or_else(|| anyhow::anyhow!("node {seen_by} runs no metadata Raft"))?;
+        let metrics = raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(|m| m.current_leader.is_some_and(|l| Some(l) != not), "a leader")
+            .await?;
+        metrics.current_leader.ok_or_else(|| anyhow::anyhow!("no leader"))
+    }
+
+    /// The in-process Raft network, to cut a node's metadata off (`remove`) and let it back (`add`).
+    pub fn network(&self) -> &InProcessNetwork {
+        &self.network
+    }
+
+    pub async fn stop(self) {
+        for node in self.nodes {
             node.stop().await;
         }
     }

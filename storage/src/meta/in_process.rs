@@ -133,6 +133,87 @@ impl RaftNetwork<TypeConfig> for InProcessClient {
     }
 }
 
+impl InProcessEndpoint {
+    /// Puts this node's (new) Raft into the network.
+    pub fn join(&self, raft: Raft) {
+        self.network.add(self.me, raft);
+    }
+
+    /// The Raft of node `id`, if this node can reach it (both are in the network).
+    pub fn peer(&self, id: u64) -> Option<Raft> {
+        self.network.route(self.me, id)
+    }
+}
+
+/// The metadata network a node runs with: none (one node), or an in-process cluster's.
+#[derive(Clone)]
+pub enum MetaNetwork {
+    LocalOnly,
+    InProcess(InProcessEndpoint),
+}
+
+impl MetaNetwork {
+    /// The Raft of another member, where this network can reach it directly.
+    pub fn peer(&self, id: u64) -> Option<Raft> {
+        match self {
+            MetaNetwork::LocalOnly => None,
+            MetaNetwork::InProcess(endpoint) => endpoint.peer(id),
+        }
+    }
+}
+
+/// A connection of a [`MetaNetwork`].
+pub enum MetaClient {
+    LocalOnly(super::LocalOnlyClient),
+    InProcess(InProcessClient),
+}
+
+impl RaftNetworkFactory<TypeConfig> for MetaNetwork {
+    type Network = MetaClient;
+
+    async fn new_client(&mut self, target: u64, node: &NodeAddr) -> MetaClient {
+        match self {
+            MetaNetwork::LocalOnly => MetaClient::LocalOnly(super::LocalOnlyNetwork.new_client(target, node).await),
+            MetaNetwork::InProcess(endpoint) => MetaClient::InProcess(endpoint.new_client(target, node).await),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for MetaClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeAddr, RaftError<u64>>> {
+        match self {
+            MetaClient::LocalOnly(c) => c.append_entries(rpc, option).await,
+            MetaClient::InProcess(c) => c.append_entries(rpc, option).await,
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, NodeAddr, RaftError<u64, InstallSnapshotError>>> {
+        match self {
+            MetaClient::LocalOnly(c) => c.install_snapshot(rpc, option).await,
+            MetaClient::InProcess(c) => c.install_snapshot(rpc, option).await,
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, NodeAddr, RaftError<u64>>> {
+        match self {
+            MetaClient::LocalOnly(c) => c.vote(rpc, option).await,
+            MetaClient::InProcess(c) => c.vote(rpc, option).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

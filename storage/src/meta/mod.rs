@@ -38,6 +38,8 @@ use hoard_protocol::NodeAddr;
 pub use in_process::InProcessClient;
 pub use in_process::InProcessEndpoint;
 pub use in_process::InProcessNetwork;
+pub use in_process::MetaClient;
+pub use in_process::MetaNetwork;
 pub use log::LogStore;
 use openraft::error::InstallSnapshotError;
 use openraft::error::RPCError;

@@ -1,0 +1,73 @@
+//! Several nodes in one process as one cluster (`hoard::testing::TestCluster`): a write on any node is read on
+//! every node, an object's shard files lie on every node's disks, a fault armed on one node fails only the
+//! request it hits, and with the metadata leader cut off the other nodes elect a new one and go on.
+
+use aws_sdk_s3::primitives::ByteStream;
+use hoard::Fault;
+use hoard_it::client;
+use hoard_it::failure;
+use hoard_it::get;
+use hoard_it::no_retry;
+use hoard_it::pattern;
+use hoard_it::put;
+use hoard_it::shard_files;
+use hoard_it::TestCluster;
+
+const MIB: usize = 1 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_in_one_process_writes_and_reads_on_any_node() {
+    let cluster = TestCluster::builder().nodes(3).disks_per_node(2).fault_injection(true).start().await.unwrap();
+    let clients: Vec<_> = cluster.nodes().iter().map(client).collect();
+
+    // Created on one node, written on another, read on all three.
+    clients[1].create_bucket().bucket("spread").send().await.unwrap();
+    let data = pattern(5, 3 * MIB + 17);
+    put(&clients[2], "spread", "obj", &data).await;
+    for (i, c) in clients.iter().enumerate() {
+        assert!(get(c, "spread", "obj").await == data, "GET on node {}", i + 1);
+    }
+
+    // 4+2 over three nodes of two disks: the object's six shard files, two on each node.
+    let mut indexes = Vec::new();
+    for node in cluster.nodes() {
+        let files = shard_files(&node.disk_paths());
+        assert_eq!(files.len(), 1, "one segment on node {:?}", node.data_dir());
+        let shards = files.into_values().next().unwrap();
+        assert_eq!(shards.len(), 2, "two shards on node {:?}", node.data_dir());
+        indexes.extend(shards.into_keys());
+    }
+    indexes.sort_unstable();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+
+    // A fault on node 1 fails a PUT made there, and no node shows the object.
+    cluster.node(1).faults().arm("put.before_commit", Fault::Error);
+    let refused = no_retry(clients[0].clone())
+        .put_object()
+        .bucket("spread")
+        .key("refused")
+        .body(ByteStream::from(pattern(6, MIB + 3)))
+        .send()
+        .await;
+    assert!(refused.is_err(), "the armed fault failed the PUT");
+    cluster.node(1).faults().disarm("put.before_commit");
+    for c in &clients {
+        let (status, _) = failure(c.head_object().bucket("spread").key("refused").send().await);
+        assert_eq!(status, 404);
+    }
+
+    // With the leader's metadata cut off, the other two elect a new leader and take writes.
+    let leader = cluster.leader(1, None).await.unwrap();
+    cluster.network().remove(leader);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &others {
+        let new = cluster.leader(*id, Some(leader)).await.unwrap();
+        assert!(others.contains(&new), "node {id} follows node {new}");
+    }
+    let later = pattern(7, 2 * MIB + 5);
+    put(&clients[others[0] as usize - 1], "spread", "later", &later).await;
+    let reader = &clients[others[1] as usize - 1];
+    assert!(get(reader, "spread", "later").await == later);
+    assert!(get(reader, "spread", "obj").await == data, "earlier commits are kept");
+    cluster.stop().await;
+}
