@@ -129,6 +129,9 @@ impl Actor for MetaActor {
         let setup = &args.setup;
         let initialized = log.is_initialized()?;
         let raft = Raft::new(setup.node_id, raft_config()?, setup.network.clone(), log, sm).await?;
+        // Kept at once, so that if this start fails below, the next one shuts this instance down first:
+        // two Raft cores on one log must never run together.
+        *previous = Some(raft.clone());
         if let MetaNetwork::InProcess(endpoint) = &setup.network {
             endpoint.join(raft.clone());
         }
@@ -145,7 +148,6 @@ impl Actor for MetaActor {
             .metrics(|m| m.current_leader.is_some(), "a leader of the metadata group")
             .await?;
         *args.reader.write().unwrap_or_else(|p| p.into_inner()) = Some(reader.clone());
-        *previous = Some(raft.clone());
         // A Raft instance that hit a fatal error (a failed log fsync, say) answers every request with an
         // error for ever: stop this actor instead, so that meta_sup restarts it on a fresh instance, or
         // gives up and takes the node down if it keeps failing.
@@ -200,7 +202,10 @@ fn meta_err(e: impl std::fmt::Display) -> ActorError {
 async fn write(raft: &Raft, network: &MetaNetwork, me: NodeId, cmd: MetaCommand) -> Result<MetaResponse> {
     if let Some(leader) = raft.current_leader().await.filter(|l| *l != me) {
         if let Some(peer) = network.peer(leader) {
-            let written = peer.client_write(cmd).await.map_err(meta_err)?;
+            let written = tokio::time::timeout(META_DEADLINE, peer.client_write(cmd))
+                .await
+                .map_err(|_| ActorError::Timeout("metadata leader"))?
+                .map_err(meta_err)?;
             raft.wait(Some(META_DEADLINE))
                 .applied_index_at_least(Some(written.log_id.index), "apply a write made at the leader")
                 .await
@@ -216,7 +221,10 @@ async fn write(raft: &Raft, network: &MetaNetwork, me: NodeId, cmd: MetaCommand)
 async fn read_barrier(raft: &Raft, network: &MetaNetwork, me: NodeId) -> Result<()> {
     if let Some(leader) = raft.current_leader().await.filter(|l| *l != me) {
         if let Some(peer) = network.peer(leader) {
-            let read = peer.ensure_linearizable().await.map_err(meta_err)?;
+            let read = tokio::time::timeout(META_DEADLINE, peer.ensure_linearizable())
+                .await
+                .map_err(|_| ActorError::Timeout("metadata leader"))?
+                .map_err(meta_err)?;
             let index = read.map(|id| id.index);
             raft.wait(Some(META_DEADLINE))
                 .applied_index_at_least(index, "apply up to the leader's read index")

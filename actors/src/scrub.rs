@@ -103,12 +103,14 @@ async fn scrub_pass(ctx: &NodeContext) -> Result<ScrubReport> {
             Err(e) => tracing::warn!(disk = %shard.label, error = %e, "scrub could not list a disk"),
         }
     }
-    let reader = ctx.meta.local()?;
     // Segments queued as garbage are not orphans: their grace runs from when they were queued (below), not from
     // their files' age, so a reader still streaming the replaced version is not cut off, and each file is
     // deleted and counted once. Both sets come from one view, so a segment a copy takes back from the queue
-    // meanwhile is never in neither.
-    let (referenced, queued) = reader.references_and_queued().map_err(|e| ActorError::Meta(e.to_string()))?;
+    // meanwhile is never in neither. The view is linearizable: a node whose metadata lags behind the group's
+    // (a follower cut off, say) must not take shard files of objects committed elsewhere for orphans; if it
+    // cannot confirm its view, the pass fails and deletes nothing.
+    let (referenced, queued) = ctx.meta.read(|r| r.references_and_queued()).await?;
+    let reader = ctx.meta.local()?;
 
     for (shard, entries) in listings {
         for entry in entries {

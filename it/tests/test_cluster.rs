@@ -1,6 +1,7 @@
 //! Several nodes in one process as one cluster (`hoard::testing::TestCluster`): a write on any node is read on
 //! every node, an object's shard files lie on every node's disks, a fault armed on one node fails only the
-//! request it hits, and with the metadata leader cut off the other nodes elect a new one and go on.
+//! request it hits, and with the metadata leader cut off the other nodes elect a new one and go on; scrub on
+//! a node removes only the files of the refused write.
 
 use aws_sdk_s3::primitives::ByteStream;
 use hoard::Fault;
@@ -69,5 +70,14 @@ async fn a_cluster_in_one_process_writes_and_reads_on_any_node() {
     let reader = &clients[others[1] as usize - 1];
     assert!(get(reader, "spread", "later").await == later);
     assert!(get(reader, "spread", "obj").await == data, "earlier commits are kept");
+    // A scrub on a node that did not coordinate either write deletes the two shard files the refused PUT
+    // left on its disks, and keeps those of both committed objects.
+    let report = cluster.node(others[1]).scrub_now().await.unwrap();
+    assert_eq!(report.orphans_deleted, 2, "{report:?}");
+    assert_eq!(report.segments_checked, 2, "{report:?}");
+    let kept = shard_files(&cluster.node(others[1]).disk_paths());
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.values().all(|shards| shards.len() == 2), "{kept:?}");
+    assert!(get(reader, "spread", "later").await == later);
     cluster.stop().await;
 }

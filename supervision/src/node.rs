@@ -336,13 +336,20 @@ impl Node {
             }));
         }
 
-        let (root, join) = ractor::Actor::spawn(
+        let spawned = ractor::Actor::spawn(
             Some(format!("node_sup-{}", crate::sup::uniq())),
             crate::sup::Supervisor,
             crate::node_sup::spec(children, stats.node.clone()),
         )
-        .await
-        .map_err(|e| anyhow::anyhow!("node failed to start: {e}"))?;
+        .await;
+        let (root, join) = match spawned {
+            Ok(started) => started,
+            Err(e) => {
+                // A metadata Raft that did start must not go on voting without its node.
+                ctx.meta.shutdown().await;
+                anyhow::bail!("node failed to start: {e}");
+            }
+        };
         let addr = main.bound_addr().await?;
         let http_addr = match &plain {
             Some(p) => Some(p.bound_addr().await?),

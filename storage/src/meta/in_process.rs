@@ -6,7 +6,8 @@
 //! - A node not in the network (never added, or removed to cut it off) is cut off both ways: every RPC to
 //!   it or from it fails as openraft's `Unreachable`, as across a partition, and the group goes on
 //!   without it.
-//! - Errors the target's Raft returns come back as remote errors of that target, unchanged.
+//! - Errors the target's Raft returns come back as remote errors of that target, unchanged, except that a
+//!   target whose Raft has stopped is unreachable.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -89,6 +90,21 @@ impl InProcessClient {
         self.network.route(self.me, self.target)
     }
 
+    /// A target whose Raft has stopped (its node was stopped) is unreachable, as a dead peer is: openraft
+    /// backs off from unreachable peers but retries remote errors at once.
+    // openraft's network trait fixes the (large) error type; this only shapes the trait methods' results.
+    #[allow(clippy::result_large_err)]
+    fn answer<T, E: std::error::Error>(
+        &self,
+        r: Result<T, RaftError<u64, E>>,
+    ) -> Result<T, RPCError<u64, NodeAddr, RaftError<u64, E>>> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(RaftError::Fatal(fatal)) => Err(RPCError::Unreachable(Unreachable::new(&fatal))),
+            Err(e) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+        }
+    }
+
     fn unreachable<E: std::error::Error>(&self) -> RPCError<u64, NodeAddr, E> {
         let e =
             io::Error::new(io::ErrorKind::NotConnected, format!("node {} cannot reach node {}", self.me, self.target));
@@ -111,7 +127,7 @@ impl RaftNetwork<TypeConfig> for InProcessClient {
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeAddr, RaftError<u64>>> {
         let Some(raft) = self.route() else { return Err(self.unreachable()) };
-        raft.append_entries(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        self.answer(raft.append_entries(rpc).await)
     }
 
     async fn install_snapshot(
@@ -120,7 +136,7 @@ impl RaftNetwork<TypeConfig> for InProcessClient {
         _option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, NodeAddr, RaftError<u64, InstallSnapshotError>>> {
         let Some(raft) = self.route() else { return Err(self.unreachable()) };
-        raft.install_snapshot(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        self.answer(raft.install_snapshot(rpc).await)
     }
 
     async fn vote(
@@ -129,7 +145,7 @@ impl RaftNetwork<TypeConfig> for InProcessClient {
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, NodeAddr, RaftError<u64>>> {
         let Some(raft) = self.route() else { return Err(self.unreachable()) };
-        raft.vote(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        self.answer(raft.vote(rpc).await)
     }
 }
 
