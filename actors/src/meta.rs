@@ -8,6 +8,7 @@
 //!   openraft batches concurrent proposals into one log append and one fsync.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::RwLock;
@@ -197,21 +198,32 @@ fn meta_err(e: impl std::fmt::Display) -> ActorError {
     ActorError::Meta(e.to_string())
 }
 
+/// The leader's Raft, when another node leads and this node can reach it directly.
+async fn remote_leader(raft: &Raft, network: &MetaNetwork, me: NodeId) -> Option<Raft> {
+    let leader = raft.current_leader().await.filter(|l| *l != me)?;
+    network.peer(leader)
+}
+
+/// A call on the leader's Raft, within the metadata deadline.
+async fn at_leader<T, E: std::fmt::Display>(call: impl Future<Output = std::result::Result<T, E>>) -> Result<T> {
+    tokio::time::timeout(META_DEADLINE, call)
+        .await
+        .map_err(|_| ActorError::Timeout("metadata leader"))?
+        .map_err(meta_err)
+}
+
+/// Waits until this node has applied the log up to `index`.
+async fn applied_here(raft: &Raft, index: Option<u64>, what: &str) -> Result<()> {
+    raft.wait(Some(META_DEADLINE)).applied_index_at_least(index, what).await.map(|_| ()).map_err(meta_err)
+}
+
 /// Proposes `cmd`: here when this node leads, otherwise at the leader, and then waits until this node has
 /// applied it, so that what the caller reads here next includes it.
 async fn write(raft: &Raft, network: &MetaNetwork, me: NodeId, cmd: MetaCommand) -> Result<MetaResponse> {
-    if let Some(leader) = raft.current_leader().await.filter(|l| *l != me) {
-        if let Some(peer) = network.peer(leader) {
-            let written = tokio::time::timeout(META_DEADLINE, peer.client_write(cmd))
-                .await
-                .map_err(|_| ActorError::Timeout("metadata leader"))?
-                .map_err(meta_err)?;
-            raft.wait(Some(META_DEADLINE))
-                .applied_index_at_least(Some(written.log_id.index), "apply a write made at the leader")
-                .await
-                .map_err(meta_err)?;
-            return Ok(written.data);
-        }
+    if let Some(leader) = remote_leader(raft, network, me).await {
+        let written = at_leader(leader.client_write(cmd)).await?;
+        applied_here(raft, Some(written.log_id.index), "apply a write made at the leader").await?;
+        return Ok(written.data);
     }
     raft.client_write(cmd).await.map(|r| r.data).map_err(meta_err)
 }
@@ -219,19 +231,9 @@ async fn write(raft: &Raft, network: &MetaNetwork, me: NodeId, cmd: MetaCommand)
 /// Confirms a read index with the leader (this node, or the leader it can reach) and waits until this node
 /// has applied up to it.
 async fn read_barrier(raft: &Raft, network: &MetaNetwork, me: NodeId) -> Result<()> {
-    if let Some(leader) = raft.current_leader().await.filter(|l| *l != me) {
-        if let Some(peer) = network.peer(leader) {
-            let read = tokio::time::timeout(META_DEADLINE, peer.ensure_linearizable())
-                .await
-                .map_err(|_| ActorError::Timeout("metadata leader"))?
-                .map_err(meta_err)?;
-            let index = read.map(|id| id.index);
-            raft.wait(Some(META_DEADLINE))
-                .applied_index_at_least(index, "apply up to the leader's read index")
-                .await
-                .map_err(meta_err)?;
-            return Ok(());
-        }
+    if let Some(leader) = remote_leader(raft, network, me).await {
+        let read = at_leader(leader.ensure_linearizable()).await?;
+        return applied_here(raft, read.map(|id| id.index), "apply up to the leader's read index").await;
     }
     raft.ensure_linearizable().await.map(|_| ()).map_err(meta_err)
 }

@@ -41,20 +41,6 @@ impl RepairQueue {
         Ok(())
     }
 
-    /// How many segments are queued.
-    pub fn len(&self) -> Result<u64> {
-        let mut n = 0;
-        for guard in self.store.ks(Ks::RepairQueue).iter() {
-            guard.key()?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
     /// Every queued segment, in id order.
     pub fn all(&self) -> Result<Vec<RepairRecord>> {
         let mut out = Vec::new();
@@ -101,7 +87,7 @@ mod tests {
         let queued = reader.repair_queue().all().unwrap();
         let got: Vec<(u128, Vec<u8>)> = queued.iter().map(|r| (r.segment.id.0, r.shards.clone())).collect();
         assert_eq!(got, [(1, vec![0, 3]), (2, vec![5])]);
-        assert_eq!(reader.repair_queue().len().unwrap(), 2);
+        assert_eq!(reader.repair_queue().all().unwrap().len(), 2);
         assert!(!Ks::STATE_MACHINE.contains(&Ks::RepairQueue));
     }
 }
