@@ -1,0 +1,273 @@
+//! The metadata state machine: buckets, objects, multipart uploads, segment reference counts and the
+//! garbage queue, applied from the Raft log into fjall keyspaces.
+//!
+//! Invariants:
+//! - One log entry is one atomic batch: its effects and `last_applied` commit together or not at all.
+//!   Apply does not fsync; the log is durable and openraft re-applies from `last_applied` after a crash,
+//!   so applying is deterministic (only the command and the state are read; times come in the command).
+//! - `segrefs[segment]` counts the committed object records plus in-progress parts that name the segment
+//!   (a record naming a segment twice counts twice). A segment enters `garbage` exactly when its count
+//!   drops to 0, and only then; an entry adds all its references before dropping any, so a segment moved
+//!   from a part to an object, or shared by a copy, never passes through 0 on the way.
+//! - `garbage` holds `time_key(queued at) ++ segment id → Segment`; `garbage_idx` maps segment id → that
+//!   key, so `ForgetGarbage` and a re-reference find the entry without a scan. A segment referenced again
+//!   while queued (a copy that raced the delete of its source) leaves the queue.
+//! - A snapshot carries every state-machine keyspace, byte for byte, in one versioned file ([`snapshot`]),
+//!   written and read as a stream: neither building nor installing holds the state in memory.
+//! - Building and installing hold `snapshot_lock` throughout, so a build never sees a half-installed state.
+//! - Installing is resumable: the `installing` marker is durable before the first state-machine key
+//!   changes and is removed in the batch that completes the install; a node that opens with the marker
+//!   set installs that snapshot file again (clearing the keyspaces first) before anything reads the state.
+//! - The `current` pointer is durable before the snapshot files it no longer names are deleted.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hoard_protocol::decode;
+use hoard_protocol::encode;
+use hoard_protocol::MetaResponse;
+use hoard_protocol::NodeAddr;
+use openraft::storage::RaftStateMachine;
+use openraft::Entry;
+use openraft::EntryPayload;
+use openraft::LogId;
+use openraft::OptionalSend;
+use openraft::RaftSnapshotBuilder;
+use openraft::Snapshot;
+use openraft::SnapshotMeta;
+use openraft::StorageError;
+use openraft::StorageIOError;
+use openraft::StoredMembership;
+use serde::Deserialize;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use super::blocking;
+use super::log::sto;
+use super::snapshot::SnapshotDir;
+use super::snapshot::SnapshotFile;
+use super::Ks;
+use super::MetaError;
+use super::Result;
+use super::Store;
+use super::TypeConfig;
+use apply::apply_command;
+use txn::Txn;
+
+mod apply;
+mod install;
+mod txn;
+
+pub(crate) const LAST_APPLIED: &[u8] = b"last_applied";
+pub(crate) const LAST_MEMBERSHIP: &[u8] = b"last_membership";
+pub(crate) const ROOT_CREDENTIAL: &[u8] = b"root_credential";
+pub(crate) const ENCRYPTION: &[u8] = b"encryption";
+/// Keyspace `snapshot`: the snapshot in force.
+const CURRENT_SNAPSHOT: &[u8] = b"current";
+/// Keyspace `snapshot`: a snapshot whose install has begun and not finished.
+const INSTALLING: &[u8] = b"installing";
+
+/// How many bytes of pairs an install writes per batch: bounds its memory whatever the snapshot's size.
+#[cfg(not(test))]
+const INSTALL_BATCH_BYTES: usize = 8 << 20;
+/// Small in tests, so that every test install runs through many batches.
+#[cfg(test)]
+const INSTALL_BATCH_BYTES: usize = 512;
+
+/// A snapshot on disk: its meta and the name of its file in the snapshot directory.
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<u64, NodeAddr>,
+    file: String,
+}
+
+/// What the state machine says it has applied: the last log id and the membership in force.
+type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, NodeAddr>);
+
+/// The Raft state machine (and its snapshot builder). Cheap to clone; clones share the database.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    store: Arc<Store>,
+    /// The last number used in a snapshot id, so ids stay unique across rebuilds at the same log id.
+    snapshot_counter: Arc<AtomicU64>,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine, first finishing an install a crash interrupted and removing snapshot
+    /// files nothing names.
+    pub(crate) fn new(store: Arc<Store>) -> Result<StateMachineStore> {
+        let sm = StateMachineStore { store, snapshot_counter: Arc::new(AtomicU64::new(0)) };
+        let counter = sm
+            .stored_snapshot()?
+            .and_then(|s| s.meta.snapshot_id.rsplit('-').next().and_then(|c| c.parse::<u64>().ok()))
+            .unwrap_or(0);
+        sm.snapshot_counter.store(counter, Ordering::SeqCst);
+        if let Some(pending) = sm.pointer(INSTALLING)? {
+            tracing::warn!(snapshot = %pending.meta, "finishing a metadata snapshot install that was interrupted");
+            sm.apply_snapshot_file(&pending)?;
+        }
+        sm.remove_unnamed_files()?;
+        Ok(sm)
+    }
+
+    fn applied(&self) -> Result<AppliedState> {
+        let meta = self.store.ks(Ks::SmMeta);
+        let applied = meta.get(LAST_APPLIED)?.map(|v| decode(&v)).transpose()?;
+        let membership = meta.get(LAST_MEMBERSHIP)?.map(|v| decode(&v)).transpose()?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    fn apply_entry(&self, entry: Entry<TypeConfig>) -> Result<MetaResponse> {
+        let mut tx = Txn::new(&self.store);
+        let response = match entry.payload {
+            EntryPayload::Blank => MetaResponse::Ok,
+            EntryPayload::Normal(command) => apply_command(&mut tx, command)?,
+            EntryPayload::Membership(membership) => {
+                let stored = StoredMembership::new(Some(entry.log_id), membership);
+                tx.put(Ks::SmMeta, LAST_MEMBERSHIP.to_vec(), encode(&stored));
+                MetaResponse::Ok
+            }
+        };
+        tx.put(Ks::SmMeta, LAST_APPLIED.to_vec(), encode(&entry.log_id));
+        tx.commit()?;
+        Ok(response)
+    }
+
+    fn pointer(&self, which: &[u8]) -> Result<Option<StoredSnapshot>> {
+        Ok(self.store.ks(Ks::Snapshot).get(which)?.map(|v| decode(&v)).transpose()?)
+    }
+
+    fn stored_snapshot(&self) -> Result<Option<StoredSnapshot>> {
+        self.pointer(CURRENT_SNAPSHOT)
+    }
+
+    fn snapshots(&self) -> &SnapshotDir {
+        &self.store.snapshots
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.store.snapshot_lock.lock().map_err(|_| MetaError::Background("snapshot lock poisoned".into()))
+    }
+
+    fn next_counter(&self) -> u64 {
+        self.snapshot_counter.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let sm = self.clone();
+        let built = blocking(move || {
+            let built = sm.build()?;
+            let file = sm.snapshots().open_file(&built.file)?;
+            Ok(Snapshot { meta: built.meta, snapshot: Box::new(file) })
+        })
+        .await;
+        let snapshot = sto(built, |e| StorageIOError::write_snapshot(None, e))?;
+        tracing::info!(snapshot = %snapshot.meta, "built a metadata snapshot");
+        Ok(snapshot)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(&mut self) -> std::result::Result<AppliedState, StorageError<u64>> {
+        sto(self.applied(), StorageIOError::read_state_machine)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<MetaResponse>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            responses.push(sto(self.apply_entry(entry), |e| StorageIOError::apply(log_id, e))?);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> StateMachineStore {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> std::result::Result<Box<SnapshotFile>, StorageError<u64>> {
+        let file = self.snapshots().incoming(self.next_counter());
+        Ok(Box::new(sto(file, |e| StorageIOError::write_snapshot(None, e))?))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, NodeAddr>,
+        snapshot: Box<SnapshotFile>,
+    ) -> std::result::Result<(), StorageError<u64>> {
+        let signature = meta.signature();
+        let mut snapshot = snapshot;
+        // Everything received must have reached the file before it is fsynced and renamed.
+        let flushed = snapshot.flush().await.map_err(MetaError::from);
+        sto(flushed, |e| StorageIOError::write_snapshot(Some(signature.clone()), e))?;
+        let sm = self.clone();
+        let owned_meta = meta.clone();
+        let installed = blocking(move || {
+            let path = snapshot.path().to_path_buf();
+            drop(snapshot);
+            sm.install(&owned_meta, &path)
+        })
+        .await;
+        sto(installed, |e| StorageIOError::write_snapshot(Some(signature), e))?;
+        tracing::info!(snapshot = %meta, "installed a metadata snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> std::result::Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        sto(self.open_current(), |e| StorageIOError::read_snapshot(None, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::collections::BTreeSet;
+
+    use hoard_protocol::SegmentId;
+    use openraft::storage::RaftLogStorage;
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::CommittedLeaderId;
+    use openraft::Membership;
+    use openraft::Vote;
+
+    use super::super::open;
+    use super::super::test_support::*;
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logged_but_unapplied_commands_are_applied_when_the_node_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _sm, reader) = open(dir.path()).unwrap();
+            let leader = CommittedLeaderId::new(1, 1);
+            let membership =
+                Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, NodeAddr { addr: "local".into() })]));
+            let entries = vec![
+                Entry {
+                    log_id: LogId::new(CommittedLeaderId::new(0, 0), 0),
+                    payload: EntryPayload::Membership(membership),
+                },
+                Entry { log_id: LogId::new(leader, 1), payload: EntryPayload::Normal(bucket("b")) },
+                Entry { log_id: LogId::new(leader, 2), payload: EntryPayload::Normal(put("b", "k", 1, 1)) },
+            ];
+            log.blocking_append(entries).await.unwrap();
+            log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+            assert_eq!(reader.last_applied().unwrap(), None, "nothing applied yet");
+        }
+        let node = TestNode::start(dir.path(), config()).await;
+        assert!(node.was_initialized);
+        node.raft.wait(Some(TIMEOUT)).applied_index_at_least(Some(2), "log applied").await.unwrap();
+        assert!(node.reader.object("b", "k").unwrap().is_some());
+        assert_eq!(node.reader.referenced_segments().unwrap(), [SegmentId(1)].into());
+        node.stop().await;
+    }
+}

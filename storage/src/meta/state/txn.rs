@@ -1,0 +1,162 @@
+//! The writes of one log entry, buffered until the entry commits as one batch.
+
+use std::collections::BTreeMap;
+
+use hoard_protocol::decode;
+use hoard_protocol::encode;
+use hoard_protocol::EncryptionSettings;
+use hoard_protocol::Segment;
+use hoard_protocol::SegmentId;
+use serde::Deserialize;
+
+use crate::meta::keys::garbage_key;
+use crate::meta::keys::segment_key;
+use crate::meta::Ks;
+use crate::meta::MetaError;
+use crate::meta::Result;
+use crate::meta::Store;
+
+use super::ENCRYPTION;
+
+/// The writes of one log entry, readable before they commit: a segment touched twice in one entry must
+/// see its own earlier count.
+pub(super) struct Txn<'a> {
+    store: &'a Store,
+    writes: BTreeMap<(Ks, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl<'a> Txn<'a> {
+    pub(super) fn new(store: &'a Store) -> Txn<'a> {
+        Txn { store, writes: BTreeMap::new() }
+    }
+
+    pub(super) fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(pending) = self.writes.get(&(ks, key.to_vec())) {
+            return Ok(pending.clone());
+        }
+        Ok(self.store.ks(ks).get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub(super) fn get_decoded<T: for<'de> Deserialize<'de>>(&self, ks: Ks, key: &[u8]) -> Result<Option<T>> {
+        Ok(self.get(ks, key)?.map(|v| decode(&v)).transpose()?)
+    }
+
+    /// The encryption settings as this transaction sees them (defaults when none were ever written).
+    pub(super) fn encryption_settings(&self) -> Result<EncryptionSettings> {
+        Ok(self.get_decoded(Ks::SmMeta, ENCRYPTION)?.unwrap_or_default())
+    }
+
+    pub(super) fn set_encryption_settings(&mut self, settings: &EncryptionSettings) {
+        self.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(settings));
+    }
+
+    pub(super) fn exists(&self, ks: Ks, key: &[u8]) -> Result<bool> {
+        Ok(self.get(ks, key)?.is_some())
+    }
+
+    pub(super) fn put(&mut self, ks: Ks, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert((ks, key), Some(value));
+    }
+
+    pub(super) fn delete(&mut self, ks: Ks, key: Vec<u8>) {
+        self.writes.insert((ks, key), None);
+    }
+
+    pub(super) fn pending_in<'p>(
+        &'p self,
+        ks: Ks,
+        prefix: &'p [u8],
+    ) -> impl Iterator<Item = (&'p Vec<u8>, &'p Option<Vec<u8>>)> + 'p {
+        self.writes
+            .range((ks, prefix.to_vec())..)
+            .take_while(move |((in_ks, key), _)| *in_ks == ks && key.starts_with(prefix))
+            .map(|((_, key), value)| (key, value))
+    }
+
+    /// Whether any key of `ks` starts with `prefix`, pending writes included.
+    pub(super) fn any_with_prefix(&self, ks: Ks, prefix: &[u8]) -> Result<bool> {
+        if self.pending_in(ks, prefix).any(|(_, v)| v.is_some()) {
+            return Ok(true);
+        }
+        for guard in self.store.ks(ks).prefix(prefix) {
+            let key = guard.key()?;
+            if !matches!(self.writes.get(&(ks, key.to_vec())), Some(None)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every pair of `ks` whose key starts with `prefix`, pending writes included, in key order.
+    pub(super) fn scan_prefix(&self, ks: Ks, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        for guard in self.store.ks(ks).prefix(prefix) {
+            let (k, v) = guard.into_inner()?;
+            out.insert(k.to_vec(), v.to_vec());
+        }
+        for (k, v) in self.pending_in(ks, prefix) {
+            match v {
+                Some(v) => out.insert(k.clone(), v.clone()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out)
+    }
+
+    pub(super) fn refs(&self, id: SegmentId) -> Result<u32> {
+        match self.get(Ks::SegRefs, &segment_key(id))? {
+            None => Ok(0),
+            Some(v) => decode(&v).map_err(Into::into),
+        }
+    }
+
+    /// One more record or part names `segment`.
+    pub(super) fn incref(&mut self, segment: &Segment) -> Result<()> {
+        let count = self.refs(segment.id)?;
+        if count == 0 {
+            if let Some(queued) = self.get(Ks::GarbageIdx, &segment_key(segment.id))? {
+                tracing::warn!(segment = %segment.id, "a queued garbage segment is referenced again; unqueueing it");
+                self.delete(Ks::Garbage, queued);
+                self.delete(Ks::GarbageIdx, segment_key(segment.id).to_vec());
+            }
+        }
+        let count = count
+            .checked_add(1)
+            .ok_or_else(|| MetaError::Corrupt(format!("reference count of segment {} overflows", segment.id)))?;
+        self.put(Ks::SegRefs, segment_key(segment.id).to_vec(), encode(&count));
+        Ok(())
+    }
+
+    /// One record or part no longer names `segment`; at 0 it is queued as garbage at `now_ms`.
+    pub(super) fn decref(&mut self, segment: &Segment, now_ms: i64) -> Result<()> {
+        let key = segment_key(segment.id).to_vec();
+        match self.refs(segment.id)? {
+            0 => {
+                // A count that is already 0 means the counts are off. Leaking is safe (scrub finds
+                // unreferenced shard files as orphans); queueing could delete data still named somewhere.
+                tracing::error!(segment = %segment.id, "reference count underflow; leaving the segment to scrub");
+            }
+            1 => {
+                self.delete(Ks::SegRefs, key.clone());
+                let queued = garbage_key(now_ms, segment.id);
+                self.put(Ks::Garbage, queued.clone(), encode(segment));
+                self.put(Ks::GarbageIdx, key, queued);
+            }
+            n => self.put(Ks::SegRefs, key, encode(&(n - 1))),
+        }
+        Ok(())
+    }
+
+    pub(super) fn commit(self) -> Result<()> {
+        let mut batch = self.store.db.batch();
+        for ((ks, key), value) in self.writes {
+            let handle = self.store.ks(ks);
+            match value {
+                Some(value) => batch.insert(handle, key, value),
+                None => batch.remove(handle, key),
+            }
+        }
+        batch.commit()?;
+        Ok(())
+    }
+}
