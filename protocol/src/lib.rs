@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod names;
+
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -493,6 +495,11 @@ pub enum MetaResponse {
     /// How many data keys a rewrap batch changed.
     Rewrapped {
         count: u64,
+    },
+    /// The command could not be applied (a name out of bounds, a record that does not decode); nothing
+    /// changed and the log moved on. `reason` says why, without echoing names.
+    Refused {
+        reason: String,
     },
 }
 

@@ -1,6 +1,7 @@
 //! The one place where hoard's errors become S3 errors (code, HTTP status, message).
 
 use hoard_actors::error::ActorError;
+use hoard_protocol::names::NameError;
 use hoard_protocol::MetaResponse;
 use s3s::s3_error;
 use s3s::S3Error;
@@ -34,6 +35,9 @@ pub fn to_s3(e: ActorError) -> S3Error {
             OperationAborted,
             "The copy source was replaced or deleted while it was being copied; please try again"
         ),
+        ActorError::Refused(MetaResponse::Refused { reason }) => {
+            s3_error!(InvalidArgument, "The request cannot be stored: {reason}; nothing was changed")
+        }
         ActorError::Refused(other) => s3_error!(InternalError, "metadata refused the request: {other:?}"),
         // A signed aws-chunked body whose chunk fails its signature is a bad signature, not a short body.
         ActorError::Body(msg) if is_chunk_signature_mismatch(&msg) => s3_error!(
@@ -64,6 +68,16 @@ pub fn to_s3(e: ActorError) -> S3Error {
             tracing::error!(error = %e, "internal error");
             s3_error!(InternalError, "{e}")
         }
+    }
+}
+
+/// A name that cannot reach metadata, as the S3 error its kind calls for.
+pub fn name_error(e: NameError) -> S3Error {
+    match e {
+        NameError::KeyTooLong { .. } => s3_error!(KeyTooLongError, "Your key is too long: {e}"),
+        NameError::Bucket => s3_error!(InvalidBucketName, "The specified bucket is not valid: {e}"),
+        NameError::UploadId => s3_error!(NoSuchUpload, "The specified multipart upload does not exist"),
+        NameError::KeyEmpty | NameError::KeyHasNul | NameError::Field(_) => s3_error!(InvalidArgument, "{e}"),
     }
 }
 

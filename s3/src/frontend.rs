@@ -88,12 +88,17 @@ impl Frontend {
         let received = Arc::new(AtomicU64::new(0));
         let count = received.clone();
         let req = req.map(move |inner| Body::http_body(Metered { inner, count, _meter: None }));
-        let resp = match self.s3.call(req).instrument(span.clone()).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                tracing::error!(parent: &span, error = ?e, "s3 service error");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-            }
+        let refused = crate::gate::refuse(&req)
+            .map(|e| e.to_http_response().unwrap_or_else(|_| plain(StatusCode::BAD_REQUEST, "bad request\n")));
+        let resp = match refused {
+            Some(resp) => resp,
+            None => match self.s3.call(req).instrument(span.clone()).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::error!(parent: &span, error = ?e, "s3 service error");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                }
+            },
         };
         let status = resp.status().as_u16();
         // The span's OpenTelemetry side exists by now (it was entered), so it is renamed there.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod frontend;
+pub mod gate;
 pub mod listener;
 pub mod ops;
 pub mod session;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 use hoard_actors::faults::FaultAdmin;
 use hoard_actors::NodeContext;
 use ractor::ActorCell;
+use s3s::config::S3Config;
+use s3s::config::StaticConfigProvider;
 use s3s::service::S3ServiceBuilder;
 
 use crate::admin::AdminRoute;
@@ -35,6 +38,9 @@ pub fn frontend(
     secure: bool,
 ) -> Arc<Frontend> {
     let mut builder = S3ServiceBuilder::new(HoardS3 { ctx: ctx.clone(), sessions });
+    let mut config = S3Config::default();
+    config.xml_max_body_size = gate::MAX_XML_BODY;
+    builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
     builder.set_auth(Credentials::new(credentials));
     builder.set_access(frontend::RecordOperation);
     builder.set_route(AdminRoute { ctx: ctx.clone(), faults });

@@ -24,6 +24,7 @@ use hoard_actors::put::Stored;
 use hoard_actors::put::Written;
 use hoard_actors::put::INLINE_SALT;
 use hoard_actors::NodeContext;
+use hoard_protocol::names;
 use hoard_protocol::BucketEncryption;
 use hoard_protocol::BucketRecord;
 use hoard_protocol::Checksums;
@@ -48,6 +49,7 @@ use s3s::S3Response;
 use s3s::S3Result;
 use s3s::S3;
 
+use crate::error::name_error;
 use crate::error::OrS3;
 use crate::session;
 use crate::sse;
@@ -398,6 +400,8 @@ async fn get_record(ctx: &NodeContext, bucket: &str, key: &str) -> S3Result<Obje
 }
 
 async fn get_upload(ctx: &NodeContext, bucket: &str, key: &str, upload_id: &str) -> S3Result<UploadRecord> {
+    check_key(key)?;
+    names::check_upload_id(upload_id).map_err(name_error)?;
     let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
     match ctx.meta.read(move |r| r.upload(&b, &k, &u)).await.or_s3()? {
         Some(u) => Ok(u),
@@ -408,19 +412,31 @@ async fn get_upload(ctx: &NodeContext, bucket: &str, key: &str, upload_id: &str)
     }
 }
 
+/// Proposes `cmd`. Every name in it is checked first, whatever route it came by (URL, XML body, header):
+/// nothing the state machine would refuse is ever proposed.
 async fn write(ctx: &NodeContext, cmd: MetaCommand) -> S3Result<MetaResponse> {
+    cmd.check().map_err(name_error)?;
     match ctx.meta.write(cmd).await.or_s3()? {
         r @ (MetaResponse::Ok | MetaResponse::Replaced { .. } | MetaResponse::Credential(_)) => Ok(r),
         refused => Err(crate::error::to_s3(ActorError::Refused(refused))),
     }
 }
 
-/// Object keys may be any UTF-8 but U+0000, which hoard's metadata uses as a separator.
+/// Object keys are 1 to 1024 bytes of UTF-8 without U+0000, which hoard's metadata uses as a separator.
 fn check_key(key: &str) -> S3Result<()> {
-    if key.contains('\0') {
-        return Err(s3_error!(InvalidArgument, "Object keys must not contain the NUL character"));
+    names::check_key(key).map_err(name_error)
+}
+
+/// The bucket and key of a copy source, checked as the target's are.
+fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
+    match source {
+        CopySource::Bucket { bucket, key, .. } => {
+            names::check_bucket(bucket).map_err(name_error)?;
+            check_key(key)?;
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        _ => Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
     }
-    Ok(())
 }
 
 fn new_version_id(ctx: &NodeContext) -> String {
@@ -922,6 +938,10 @@ impl S3 for HoardS3 {
             if i.delete.objects.len() > MAX_DELETE_KEYS {
                 return Err(s3_error!(MalformedXML, "A DeleteObjects request may name at most 1000 keys"));
             }
+            // Every key is checked before any is proposed: one bad key deletes nothing.
+            for obj in &i.delete.objects {
+                check_key(&obj.key)?;
+            }
             ensure_bucket(&ctx, &i.bucket).await?;
             let quiet = i.delete.quiet.unwrap_or(false);
             let mut deleted = Vec::new();
@@ -970,10 +990,7 @@ impl S3 for HoardS3 {
             let secure = secure_of(&req.extensions);
             let customer = sse::customer_key(sse_c_headers!(i), secure)?;
             let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
-            let (src_bucket, src_key) = match &i.copy_source {
-                CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
-                _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
-            };
+            let (src_bucket, src_key) = copy_source(&i.copy_source)?;
             let src = get_record(&ctx, &src_bucket, &src_key).await?;
             check_copy_conditions(
                 &src,
@@ -1288,10 +1305,7 @@ impl S3 for HoardS3 {
             let secure = secure_of(&req.extensions);
             let customer = sse::customer_key(sse_c_headers!(i), secure)?;
             let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
-            let (src_bucket, src_key) = match &i.copy_source {
-                CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
-                _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
-            };
+            let (src_bucket, src_key) = copy_source(&i.copy_source)?;
             let upload = get_upload(ctx, &i.bucket, &i.key, &i.upload_id).await?;
             let src = get_record(ctx, &src_bucket, &src_key).await?;
             check_copy_conditions(

@@ -93,6 +93,17 @@ pub enum MetaError {
     Io(#[from] io::Error),
     #[error("metadata background task failed: {0}")]
     Background(String),
+    /// A committed command that cannot be applied; it changes nothing and the log moves on.
+    #[error("command refused: {0}")]
+    Refused(String),
+}
+
+impl MetaError {
+    /// Whether this error comes from the command or the records it reads (the same on every node, so the
+    /// command is refused), rather than from the metadata disk (which stops applying until it is fixed).
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(self, MetaError::Decode(_) | MetaError::Corrupt(_) | MetaError::Refused(_))
+    }
 }
 
 /// Results of the metadata store.

@@ -172,6 +172,11 @@ impl MetaReader {
         MetaReader { store }
     }
 
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Resolves once every handle to the store is gone and its database is closed; holding the future
     /// does not keep the store open.
     pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {

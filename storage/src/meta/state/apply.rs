@@ -96,7 +96,7 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
                     count += 1;
                 }
             }
-            rotation.rewrapped += count;
+            rotation.rewrapped = rotation.rewrapped.saturating_add(count);
             rotation.cursor = cursor;
             if rotation.cursor == RotationCursor::End {
                 if rotation.again {

@@ -2,6 +2,12 @@
 //! garbage queue, applied from the Raft log into fjall keyspaces.
 //!
 //! Invariants:
+//! - Applying a committed entry is total: it never panics and never stops the node. A command that fails
+//!   [`MetaCommand::check`], refers to stored records that do not decode, would write a key the engine
+//!   cannot hold, or panics while its writes are still buffered is *refused*: none of its writes commit,
+//!   `last_applied` moves past it, and its proposer gets [`MetaResponse::Refused`]. Only a failure of the
+//!   metadata disk itself (an I/O error) stops applying, since retrying it at the next start is right.
+//!   The refusal depends only on the command and the state, so every node refuses the same entries.
 //! - One log entry is one atomic batch: its effects and `last_applied` commit together or not at all.
 //!   Apply does not fsync; the log is durable and openraft re-applies from `last_applied` after a crash,
 //!   so applying is deterministic (only the command and the state are read; times come in the command).
@@ -26,6 +32,7 @@ use std::sync::Arc;
 
 use hoard_protocol::decode;
 use hoard_protocol::encode;
+use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
 use openraft::storage::RaftStateMachine;
@@ -57,6 +64,8 @@ use txn::Txn;
 
 mod apply;
 mod install;
+#[cfg(test)]
+mod total;
 mod txn;
 
 pub(crate) const LAST_APPLIED: &[u8] = b"last_applied";
@@ -80,6 +89,29 @@ const INSTALL_BATCH_BYTES: usize = 512;
 struct StoredSnapshot {
     meta: SnapshotMeta<u64, NodeAddr>,
     file: String,
+}
+
+/// Applies one command into `tx`, or says why it is refused (see the invariants above). `Err` is a failure of
+/// the metadata disk; `Ok(Err(reason))` a refusal, after which `tx` must not be committed.
+fn apply_total(tx: &mut Txn<'_>, command: MetaCommand) -> Result<std::result::Result<MetaResponse, String>> {
+    if let Err(e) = command.check() {
+        return Ok(Err(e.to_string()));
+    }
+    // Until it commits, a `Txn` only buffers: a panic while it is built leaves the database as it was, and
+    // the buffered writes are dropped with it.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply_command(tx, command))) {
+        Ok(Ok(response)) => Ok(Ok(response)),
+        Ok(Err(e)) if e.is_refusal() => Ok(Err(e.to_string())),
+        Ok(Err(e)) => Err(e),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Ok(Err(format!("applying it panicked: {what}")))
+        }
+    }
 }
 
 /// What the state machine says it has applied: the last log id and the membership in force.
@@ -119,19 +151,34 @@ impl StateMachineStore {
     }
 
     fn apply_entry(&self, entry: Entry<TypeConfig>) -> Result<MetaResponse> {
+        let log_id = entry.log_id;
         let mut tx = Txn::new(&self.store);
-        let response = match entry.payload {
-            EntryPayload::Blank => MetaResponse::Ok,
-            EntryPayload::Normal(command) => apply_command(&mut tx, command)?,
+        let applied = match entry.payload {
+            EntryPayload::Blank => Ok(MetaResponse::Ok),
+            EntryPayload::Normal(command) => apply_total(&mut tx, command)?,
             EntryPayload::Membership(membership) => {
-                let stored = StoredMembership::new(Some(entry.log_id), membership);
+                let stored = StoredMembership::new(Some(log_id), membership);
                 tx.put(Ks::SmMeta, LAST_MEMBERSHIP.to_vec(), encode(&stored));
-                MetaResponse::Ok
+                Ok(MetaResponse::Ok)
             }
         };
-        tx.put(Ks::SmMeta, LAST_APPLIED.to_vec(), encode(&entry.log_id));
-        tx.commit()?;
-        Ok(response)
+        let refused = match applied {
+            Ok(response) => {
+                tx.put(Ks::SmMeta, LAST_APPLIED.to_vec(), encode(&log_id));
+                match tx.commit() {
+                    Ok(()) => return Ok(response),
+                    Err(MetaError::Refused(reason)) => reason,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(reason) => reason,
+        };
+        // None of the command's writes commit; only the log moves on.
+        tracing::warn!(log_index = log_id.index, %refused, "a committed metadata command was refused; nothing changed");
+        let mut skip = Txn::new(&self.store);
+        skip.put(Ks::SmMeta, LAST_APPLIED.to_vec(), encode(&log_id));
+        skip.commit()?;
+        Ok(MetaResponse::Refused { reason: refused })
     }
 
     fn pointer(&self, which: &[u8]) -> Result<Option<StoredSnapshot>> {

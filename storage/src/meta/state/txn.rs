@@ -20,6 +20,10 @@ use super::ENCRYPTION;
 
 /// The writes of one log entry, readable before they commit: a segment touched twice in one entry must
 /// see its own earlier count.
+/// The longest key a transaction writes. Names are checked long before (an object key is at most 1 KiB);
+/// this is the last guard, far below the storage engine's own limit of 64 KiB.
+const MAX_STORED_KEY_BYTES: usize = 16 << 10;
+
 pub(super) struct Txn<'a> {
     store: &'a Store,
     writes: BTreeMap<(Ks, Vec<u8>), Option<Vec<u8>>>,
@@ -147,7 +151,12 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Commits every write as one batch. A key the storage engine could not hold refuses the whole entry
+    /// before anything is written (the engine would panic on it).
     pub(super) fn commit(self) -> Result<()> {
+        if let Some(((ks, key), _)) = self.writes.iter().find(|((_, key), _)| key.len() > MAX_STORED_KEY_BYTES) {
+            return Err(MetaError::Refused(format!("a key of {} bytes in keyspace {}", key.len(), ks.name())));
+        }
         let mut batch = self.store.db.batch();
         for ((ks, key), value) in self.writes {
             let handle = self.store.ks(ks);

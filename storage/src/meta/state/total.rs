@@ -1,0 +1,304 @@
+//! Property tests: applying any committed command, however hostile its fields, never panics and never stops
+//! the state machine; a refused command changes nothing; and a node that replays the same log from the
+//! start reaches the same state.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+
+use hoard_protocol::encode;
+use hoard_protocol::BucketEncryption;
+use hoard_protocol::BucketRecord;
+use hoard_protocol::Credential;
+use hoard_protocol::Encryption;
+use hoard_protocol::MetaCommand;
+use hoard_protocol::MetaResponse;
+use hoard_protocol::NodeAddr;
+use hoard_protocol::ObjectRecord;
+use hoard_protocol::Rewrap;
+use hoard_protocol::RewrapTarget;
+use hoard_protocol::RotationCursor;
+use hoard_protocol::SegmentId;
+use hoard_protocol::UploadRecord;
+use hoard_protocol::WrappedKey;
+use hoard_protocol::WriteCondition;
+use openraft::storage::RaftLogStorage;
+use openraft::storage::RaftLogStorageExt;
+use openraft::storage::RaftStateMachine;
+use openraft::CommittedLeaderId;
+use openraft::Entry;
+use openraft::EntryPayload;
+use openraft::LogId;
+use openraft::Membership;
+use openraft::Vote;
+use proptest::prelude::*;
+
+use super::StateMachineStore;
+use super::LAST_APPLIED;
+use super::LAST_MEMBERSHIP;
+use crate::meta::open;
+use crate::meta::test_support::*;
+use crate::meta::Ks;
+use crate::meta::Store;
+use crate::meta::TypeConfig;
+
+/// Names that interact (a few short ones) mixed with hostile ones: huge, just over S3's limit, NUL,
+/// multi-byte characters over the byte limit, empty, and arbitrary text.
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop::sample::select(vec!["b", "k", "dir/k", "u1"]).prop_map(String::from),
+        1 => Just(String::new()),
+        1 => Just("x".repeat(70_000)),
+        1 => Just("k".repeat(1025)),
+        1 => Just("nul\0key".to_string()),
+        1 => Just("€".repeat(400)),
+        1 => "\\PC{0,40}",
+    ]
+}
+
+fn time() -> impl Strategy<Value = i64> {
+    prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(0), -5i64..100]
+}
+
+fn seg_id() -> impl Strategy<Value = u128> {
+    prop_oneof![1u128..6, Just(u128::MAX)]
+}
+
+fn part_number() -> impl Strategy<Value = u32> {
+    prop_oneof![0u32..4, Just(u32::MAX)]
+}
+
+fn encryption() -> impl Strategy<Value = Encryption> {
+    prop_oneof![
+        Just(Encryption::None),
+        (name(), any::<u8>()).prop_map(|(key_id, b)| Encryption::SseS3 {
+            key_id,
+            key: WrappedKey { format: 1, data_id: [b; 16], wrapped: vec![b; 40] },
+        }),
+    ]
+}
+
+fn object(bucket: String, key: String, segments: Vec<(u128, u32)>, etag: String, enc: Encryption) -> ObjectRecord {
+    let mut r = record(&bucket, &key, segments.into_iter().map(|(id, n)| segment(id, n)).collect());
+    r.etag = etag;
+    r.encryption = enc;
+    r
+}
+
+fn record_strategy() -> impl Strategy<Value = ObjectRecord> {
+    (name(), name(), prop::collection::vec((seg_id(), part_number()), 0..4), name(), encryption())
+        .prop_map(|(b, k, segs, etag, enc)| object(b, k, segs, etag, enc))
+}
+
+fn condition() -> impl Strategy<Value = WriteCondition> {
+    prop_oneof![Just(WriteCondition::Absent), name().prop_map(WriteCondition::ETag)]
+}
+
+fn cursor() -> impl Strategy<Value = RotationCursor> {
+    prop_oneof![
+        Just(RotationCursor::End),
+        Just(RotationCursor::Objects { after: None }),
+        Just(RotationCursor::Uploads { after: None }),
+    ]
+}
+
+fn rewrap() -> impl Strategy<Value = Rewrap> {
+    let target = prop_oneof![
+        (name(), name(), name()).prop_map(|(bucket, key, version_id)| RewrapTarget::Object { bucket, key, version_id }),
+        (name(), name(), name()).prop_map(|(bucket, key, upload_id)| RewrapTarget::Upload { bucket, key, upload_id }),
+    ];
+    (target, encryption(), encryption()).prop_map(|(target, before, after)| Rewrap { target, before, after })
+}
+
+/// Every command variant, with every field drawn from the hostile strategies above.
+fn command() -> impl Strategy<Value = MetaCommand> {
+    prop_oneof![
+        (name(), time()).prop_map(|(name, created_ms)| MetaCommand::CreateBucket(BucketRecord {
+            name,
+            created_ms,
+            encryption: None
+        })),
+        name().prop_map(|name| MetaCommand::DeleteBucket { name }),
+        (record_strategy(), time()).prop_map(|(record, now_ms)| MetaCommand::CommitObject { record, now_ms }),
+        (name(), name(), time()).prop_map(|(bucket, key, now_ms)| MetaCommand::DeleteObject { bucket, key, now_ms }),
+        (name(), name(), name(), encryption()).prop_map(|(bucket, key, upload_id, encryption)| {
+            MetaCommand::CreateUpload(UploadRecord {
+                bucket,
+                key,
+                upload_id,
+                initiated_ms: 1,
+                headers: Default::default(),
+                checksum_algorithm: None,
+                encryption,
+            })
+        }),
+        (name(), name(), name(), part_number(), seg_id(), time()).prop_map(
+            |(bucket, key, upload_id, n, id, now_ms)| {
+                MetaCommand::CommitPart { bucket, key, upload_id, part: part(n, id), now_ms }
+            }
+        ),
+        (name(), record_strategy(), time()).prop_map(|(upload_id, record, now_ms)| MetaCommand::CompleteUpload {
+            upload_id,
+            record,
+            now_ms
+        }),
+        (name(), name(), name(), time()).prop_map(|(bucket, key, upload_id, now_ms)| MetaCommand::AbortUpload {
+            bucket,
+            key,
+            upload_id,
+            now_ms
+        }),
+        (name(), name())
+            .prop_map(|(access_key, secret_key)| MetaCommand::SetRootCredential(Credential { access_key, secret_key })),
+        prop::collection::vec(seg_id(), 0..4)
+            .prop_map(|ids| MetaCommand::ForgetGarbage { segments: ids.into_iter().map(SegmentId).collect() }),
+        (record_strategy(), time(), condition())
+            .prop_map(|(record, now_ms, condition)| { MetaCommand::CommitObjectIf { record, now_ms, condition } }),
+        (record_strategy(), time(), name(), name(), name()).prop_map(|(record, now_ms, sb, sk, sv)| {
+            MetaCommand::CommitCopy { record, now_ms, source_bucket: sb, source_key: sk, source_version_id: sv }
+        }),
+        (name(), prop::option::of(Just(BucketEncryption::SseS3)))
+            .prop_map(|(bucket, encryption)| MetaCommand::SetBucketEncryption { bucket, encryption }),
+        name().prop_map(|key_id| MetaCommand::EncryptAll { key_id }),
+        (name(), name(), time()).prop_map(|(to_key_id, key_file, now_ms)| MetaCommand::StartRotation {
+            to_key_id,
+            key_file,
+            now_ms
+        }),
+        (name(), prop::collection::vec(rewrap(), 0..3), cursor(), time()).prop_map(
+            |(to_key_id, rewraps, cursor, now_ms)| MetaCommand::RewrapBatch { to_key_id, rewraps, cursor, now_ms }
+        ),
+        (name(), record_strategy(), time(), condition()).prop_map(|(upload_id, record, now_ms, condition)| {
+            MetaCommand::CompleteUploadIf { upload_id, record, now_ms, condition }
+        }),
+    ]
+}
+
+/// Every pair of every state-machine keyspace but the applied position, which a refusal moves on.
+fn state(store: &Store) -> BTreeMap<(&'static str, Vec<u8>), Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for ks in Ks::STATE_MACHINE {
+        for guard in store.ks(ks).iter() {
+            let (k, v) = guard.into_inner().expect("read the state");
+            if ks == Ks::SmMeta && (*k == *LAST_APPLIED || *k == *LAST_MEMBERSHIP) {
+                continue;
+            }
+            out.insert((ks.name(), k.to_vec()), v.to_vec());
+        }
+    }
+    out
+}
+
+fn entries(commands: Vec<MetaCommand>) -> Vec<Entry<TypeConfig>> {
+    let leader = CommittedLeaderId::new(1, 1);
+    let membership =
+        Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, NodeAddr { addr: "local".into() })]));
+    let mut out = vec![Entry {
+        log_id: LogId::new(CommittedLeaderId::new(0, 0), 0),
+        payload: EntryPayload::Membership(membership),
+    }];
+    // A bucket that the short names hit, so that commands reach past the bucket check.
+    out.push(Entry { log_id: LogId::new(leader, 1), payload: EntryPayload::Normal(bucket("b")) });
+    for (i, command) in commands.into_iter().enumerate() {
+        out.push(Entry { log_id: LogId::new(leader, i as u64 + 2), payload: EntryPayload::Normal(command) });
+    }
+    out
+}
+
+/// Applies every entry one by one, checking each refusal; returns the final state and how many were refused.
+async fn apply_checking(sm: &mut StateMachineStore, entries: Vec<Entry<TypeConfig>>) -> (usize, usize) {
+    let mut refused = 0;
+    let mut applied = 0;
+    for entry in entries {
+        let before = state(&sm.store);
+        let described = format!("{:?}", entry.payload).chars().take(300).collect::<String>();
+        let responses = sm.apply(vec![entry]).await.unwrap_or_else(|e| panic!("apply stopped on {described}: {e}"));
+        assert_eq!(responses.len(), 1);
+        if let MetaResponse::Refused { reason } = &responses[0] {
+            refused += 1;
+            assert!(before == state(&sm.store), "the refused command {described} ({reason}) changed the state");
+        } else {
+            applied += 1;
+        }
+    }
+    (applied, refused)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Hostile commands in any order: apply never fails or panics, a refusal changes nothing, and a node
+    /// replaying the same committed log at its start reaches the same state.
+    #[test]
+    fn applying_any_command_is_total_and_replays_to_the_same_state(commands in prop::collection::vec(command(), 1..30)) {
+        runtime().block_on(async move {
+            let direct = tempfile::tempdir().unwrap();
+            let (_log, mut sm, _reader) = open(direct.path()).unwrap();
+            let all = entries(commands);
+            let count = all.len() as u64;
+            apply_checking(&mut sm, all.clone()).await;
+            let expected = state(&sm.store);
+
+            // The same entries, committed but not yet applied, on a node that then starts.
+            let replayed = tempfile::tempdir().unwrap();
+            {
+                let (mut log, _sm, _reader) = open(replayed.path()).unwrap();
+                log.blocking_append(all).await.unwrap();
+                log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+            }
+            let node = TestNode::start(replayed.path(), config()).await;
+            node.raft.wait(Some(TIMEOUT)).applied_index_at_least(Some(count - 1), "log replayed").await.unwrap();
+            assert!(expected == state(node.reader.store()), "a replay reached another state");
+            node.stop().await;
+        });
+    }
+
+    /// Bytes that arrive as a command (a corrupted or hostile encoding) either fail to decode, and never
+    /// reach apply, or decode to a command that applies totally.
+    #[test]
+    fn mutated_encodings_never_break_apply(
+        command in command(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut bytes = encode(&command);
+        for (at, value) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        if let Ok(decoded) = hoard_protocol::decode::<MetaCommand>(&bytes) {
+            runtime().block_on(async move {
+                let dir = tempfile::tempdir().unwrap();
+                let (_log, mut sm, _reader) = open(dir.path()).unwrap();
+                apply_checking(&mut sm, entries(vec![decoded])).await;
+            });
+        }
+    }
+}
+
+#[test]
+fn a_string_that_is_not_utf8_never_decodes_into_a_command() {
+    let mut bytes = encode(&MetaCommand::DeleteBucket { name: "abc".into() });
+    let at = bytes.len() - 2;
+    bytes[at] = 0xFF;
+    assert!(hoard_protocol::decode::<MetaCommand>(&bytes).is_err(), "invalid UTF-8 must not decode to a String");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_70_000_byte_delete_is_refused_and_the_node_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path(), config()).await;
+    node.write(bucket("b")).await;
+    let huge = MetaCommand::DeleteObject { bucket: "b".into(), key: "k".repeat(70_000), now_ms: 1 };
+    let response = node.write(huge).await;
+    assert!(matches!(response, MetaResponse::Refused { .. }), "{response:?}");
+    // The node goes on: later commands apply, and a restart replays past the refused entry.
+    assert_eq!(node.write(put("b", "after", 1, 2)).await, MetaResponse::Replaced { previous: None });
+    node.stop().await;
+    let node = TestNode::start(dir.path(), config()).await;
+    assert!(node.reader.object("b", "after").unwrap().is_some());
+    assert_eq!(node.write(put("b", "again", 2, 3)).await, MetaResponse::Replaced { previous: None });
+    node.stop().await;
+}
