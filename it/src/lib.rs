@@ -164,6 +164,28 @@ impl HoardProcess {
         Ok(p)
     }
 
+    /// Like `start`, logging with `log_filter` (`RUST_LOG`).
+    pub fn start_logging(data_dir: &Path, log_filter: &str, extra_args: &[&str]) -> anyhow::Result<HoardProcess> {
+        let mut p = HoardProcess::new(data_dir, extra_args);
+        p.log_filter = log_filter.into();
+        p.spawn()?;
+        Ok(p)
+    }
+
+    /// The resident set size of the running process, in bytes (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: u64 =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    }
+
+    /// What the process has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// A process not started yet: plain HTTP on a free port, logging at `info`.
     fn new(data_dir: &Path, extra_args: &[&str]) -> HoardProcess {
         HoardProcess {

@@ -52,6 +52,8 @@ pub struct Frontend {
     pub s3: S3Service,
     /// Put into every request: whether SSE-C may be accepted on this connection.
     pub secure: Secure,
+    /// Requests refused before they were authenticated, logged in summary.
+    pub refusals: RefusalLog,
 }
 
 impl Frontend {
@@ -101,6 +103,9 @@ impl Frontend {
             },
         };
         let status = resp.status().as_u16();
+        if resp.status().is_client_error() && operation.name() == UNKNOWN_OPERATION {
+            self.refusals.note(status);
+        }
         // The span's OpenTelemetry side exists by now (it was entered), so it is renamed there.
         span.context().span().update_name(operation.name().to_string());
         span.record("s3.operation", operation.name());
@@ -109,6 +114,38 @@ impl Frontend {
         let metrics = self.ctx.metrics.clone();
         let meter = Meter { metrics, operation, status, start, received, sent: sent.clone(), _span: span };
         Ok(resp.map(|inner| Metered { inner, count: sent, _meter: Some(meter) }))
+    }
+}
+
+/// How often at most a line about refused, unauthenticated requests is logged.
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Counts the requests refused before authentication (bad signatures, unknown keys, what the gate refuses)
+/// and logs them at INFO, one line per [`REFUSAL_LOG_EVERY`] at most: a client sending a flood of bad
+/// requests cannot flood the log. Nothing of the request (its signature, its key) is logged.
+pub struct RefusalLog {
+    /// When the last line was logged (`None`: never), and how many refusals since.
+    window: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        RefusalLog { window: std::sync::Mutex::new((None, 0)) }
+    }
+}
+
+impl RefusalLog {
+    fn note(&self, status: u16) {
+        let Ok(mut window) = self.window.lock() else { return };
+        window.1 += 1;
+        if window.0.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+            tracing::info!(
+                refused = window.1,
+                last_status = status,
+                "requests refused before authentication (one line per 10 s at most)"
+            );
+            *window = (Some(Instant::now()), 0);
+        }
     }
 }
 

@@ -44,5 +44,5 @@ pub fn frontend(
     builder.set_auth(Credentials::new(credentials));
     builder.set_access(frontend::RecordOperation);
     builder.set_route(AdminRoute { ctx: ctx.clone(), faults });
-    Arc::new(Frontend { ctx, s3: builder.build(), secure: sse::Secure(secure) })
+    Arc::new(Frontend { ctx, s3: builder.build(), secure: sse::Secure(secure), refusals: Default::default() })
 }

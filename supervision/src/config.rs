@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use hoard_protocol::Credential;
+use hoard_s3::listener::ConnectionLimits;
 use hoard_s3::tls::TlsFiles;
 use serde::Deserialize;
 
@@ -67,6 +68,22 @@ pub struct ServeArgs {
     /// Export traces over OTLP/gRPC to this collector or Jaeger, e.g. http://127.0.0.1:4317.
     #[arg(long, env = "HOARD_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Open S3 connections per listener [default: 4096].
+    #[arg(long, env = "HOARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open S3 connections from one client IP address [default: 256].
+    #[arg(long, env = "HOARD_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds from accepting a connection to its first request's headers, TLS handshake included; also the
+    /// time any request's headers may take [default: 10; at most 30].
+    #[arg(long, env = "HOARD_FIRST_REQUEST_TIMEOUT")]
+    pub first_request_timeout: Option<u64>,
+    /// Seconds a connection with no request in flight stays open [default: 60].
+    #[arg(long, env = "HOARD_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds between HTTP/2 pings; a connection that does not answer one in as long is closed [default: 30].
+    #[arg(long, env = "HOARD_HTTP2_KEEPALIVE")]
+    pub http2_keepalive: Option<u64>,
 }
 
 /// The TOML file's shape: the same names as the flags, with underscores.
@@ -88,6 +105,11 @@ pub struct FileConfig {
     pub master_key_file: Option<PathBuf>,
     pub trust_proxy_tls: Option<bool>,
     pub otlp_endpoint: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub first_request_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub http2_keepalive: Option<u64>,
 }
 
 impl ServeArgs {
@@ -101,8 +123,10 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
+        let limits = self.limits(&file)?;
         let data_dir = self.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("hoard-data"));
         let mut o = NodeOptions::new(data_dir);
+        o.limits = limits;
         o.disks = if self.disks.is_empty() { file.disks } else { self.disks.clone() };
         o.data_shards = self.data_shards.or(file.data_shards).unwrap_or(4);
         o.parity_shards = self.parity_shards.or(file.parity_shards).unwrap_or(2);
@@ -139,6 +163,35 @@ impl ServeArgs {
         Ok(o)
     }
 }
+
+impl ServeArgs {
+    fn limits(&self, file: &FileConfig) -> anyhow::Result<ConnectionLimits> {
+        let mut l = ConnectionLimits::default();
+        l.max_connections = self.max_connections.or(file.max_connections).unwrap_or(l.max_connections);
+        l.max_connections_per_ip =
+            self.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(l.max_connections_per_ip);
+        let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+            flag.or(file).map(Duration::from_secs).unwrap_or(default)
+        };
+        l.first_request = secs(self.first_request_timeout, file.first_request_timeout, l.first_request);
+        l.idle = secs(self.idle_timeout, file.idle_timeout, l.idle);
+        l.http2_keepalive = secs(self.http2_keepalive, file.http2_keepalive, l.http2_keepalive);
+        if l.max_connections == 0 || l.max_connections_per_ip == 0 {
+            anyhow::bail!("--max-connections and --max-connections-per-ip must be at least 1");
+        }
+        if l.first_request.is_zero() || l.first_request > MAX_FIRST_REQUEST {
+            anyhow::bail!("--first-request-timeout must be from 1 to {} seconds", MAX_FIRST_REQUEST.as_secs());
+        }
+        if l.idle.is_zero() || l.http2_keepalive.is_zero() {
+            anyhow::bail!("--idle-timeout and --http2-keepalive must be at least 1 second");
+        }
+        Ok(l)
+    }
+}
+
+/// The longest an operator may let a connection wait for its first request: a silent connection holds a
+/// slot of the per-address cap for this long.
+pub const MAX_FIRST_REQUEST: Duration = Duration::from_secs(30);
 
 /// `HOARD_ROOT_ACCESS_KEY` and `HOARD_ROOT_SECRET_KEY`, both or neither.
 pub fn root_credential_from_env() -> anyhow::Result<Option<Credential>> {
@@ -206,6 +259,22 @@ mod tests {
         let o = args.resolve().unwrap();
         assert_eq!(o.tls, Some(TlsFiles { cert: "cert.pem".into(), key: "key.pem".into() }));
         assert_eq!(o.http_listen.map(|a| a.port()), Some(9080));
+    }
+
+    #[test]
+    fn connection_limits_come_from_flags_then_the_file_and_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("hoard.toml");
+        std::fs::write(&cfg, "max_connections_per_ip = 8\nidle_timeout = 5\n").unwrap();
+        let args = ServeArgs { config: Some(cfg), idle_timeout: Some(7), ..Default::default() };
+        let l = args.resolve().unwrap().limits;
+        assert_eq!((l.max_connections_per_ip, l.idle), (8, Duration::from_secs(7)));
+        assert_eq!(l.first_request, ConnectionLimits::default().first_request);
+        assert!(l.first_request <= MAX_FIRST_REQUEST);
+        let args = ServeArgs { first_request_timeout: Some(31), ..Default::default() };
+        assert!(args.resolve().is_err(), "a first-request timeout over 30 s is refused");
+        let args = ServeArgs { max_connections_per_ip: Some(0), ..Default::default() };
+        assert!(args.resolve().is_err(), "a cap of 0 is refused");
     }
 
     #[test]

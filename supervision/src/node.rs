@@ -36,6 +36,7 @@ use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
 use hoard_protocol::NodeId;
+use hoard_s3::listener::ConnectionLimits;
 use hoard_s3::tls::TlsFiles;
 use hoard_storage::disk::Disk;
 use hoard_storage::env::Env;
@@ -95,6 +96,8 @@ pub struct NodeOptions {
     pub trust_proxy_tls: bool,
     /// Where `hoard serve` exports traces (OTLP/gRPC); the process installs the exporter, the node ignores it.
     pub otlp_endpoint: Option<String>,
+    /// Connection caps and timeouts of the S3 listeners.
+    pub limits: ConnectionLimits,
     pub env: Arc<dyn Env>,
 }
 
@@ -118,6 +121,7 @@ impl NodeOptions {
             master_key_file: None,
             trust_proxy_tls: false,
             otlp_endpoint: None,
+            limits: ConnectionLimits::default(),
             env: Arc::new(SystemEnv),
         }
     }
@@ -317,7 +321,7 @@ impl Node {
             }));
         }
         {
-            let (c, st, trust) = (ctx.clone(), stats.s3.clone(), opts.trust_proxy_tls);
+            let (c, st, trust, limits) = (ctx.clone(), stats.s3.clone(), opts.trust_proxy_tls, opts.limits);
             let given = opts.root_credential.clone();
             let out = credential_out.clone();
             let admin: Option<Arc<dyn FaultAdmin>> =
@@ -329,7 +333,7 @@ impl Node {
                     let (cred, generated) = settle_credential(&c, given).await.map_err(startup)?;
                     *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((cred.clone(), generated));
                     let creds = vec![(cred.access_key.clone(), cred.secret_key.clone())];
-                    let spec = crate::s3_sup::spec(c, endpoints, creds, admin, trust, st);
+                    let spec = crate::s3_sup::spec(c, endpoints, creds, admin, trust, limits, st);
                     spawn_sup(parent, spec).await
                 }
                 .boxed()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use hoard_actors::faults::FaultAdmin;
 use hoard_actors::NodeContext;
+use hoard_s3::listener::ConnectionLimits;
 use hoard_s3::listener::Listener;
 use hoard_s3::listener::ListenerArgs;
 use ractor::Actor;
@@ -54,6 +55,7 @@ pub fn spec(
     credentials: Vec<(String, String)>,
     faults: Option<Arc<dyn FaultAdmin>>,
     trust_proxy_tls: bool,
+    limits: ConnectionLimits,
     stats: Arc<SupStats>,
 ) -> SupSpec {
     let children = endpoints
@@ -67,7 +69,8 @@ pub fn spec(
                 let endpoint = endpoint.clone();
                 async move {
                     let at = endpoint.bound.borrow().unwrap_or(endpoint.addr);
-                    let args = ListenerArgs { addr: at, frontend, bound: endpoint.bound.clone(), tls: endpoint.tls };
+                    let args =
+                        ListenerArgs { addr: at, frontend, bound: endpoint.bound.clone(), tls: endpoint.tls, limits };
                     let (r, _) =
                         Listener::spawn_linked(Some(format!("listener-{}", uniq())), Listener, args, parent).await?;
                     Ok(r.get_cell())

@@ -8,6 +8,10 @@
 //!
 //! Spans carry the operation, bucket and key, never a credential or a key (SSE-C key headers are marked
 //! sensitive before any span or log can see a request).
+//!
+//! The S3 library's own debug and trace events are never logged, whatever `RUST_LOG` says: they print whole
+//! requests and, on a signature mismatch, the signature the request should have carried, from which anyone
+//! reading the log could forge that request. Its errors and warnings still pass.
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -15,6 +19,8 @@ use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -23,6 +29,15 @@ use tracing_subscriber::Layer as _;
 
 /// The log filter when `RUST_LOG` is not set.
 pub const DEFAULT_FILTER: &str = "info,openraft=warn";
+
+/// The S3 library's targets: its debug events carry secret-derived values (see the module's docs).
+const S3_LIBRARY: &str = "s3s";
+
+/// False for what may never be logged: the S3 library's debug and trace events and spans.
+fn no_secret_derived(meta: &tracing::Metadata<'_>) -> bool {
+    let library = meta.target() == S3_LIBRARY || meta.target().starts_with("s3s::");
+    !(library && matches!(*meta.level(), tracing::Level::DEBUG | tracing::Level::TRACE))
+}
 
 /// What must be flushed before the process exits.
 pub struct Telemetry {
@@ -34,7 +49,9 @@ pub struct Telemetry {
 /// channel is driven by it).
 pub fn init(otlp_endpoint: Option<&str>, instance: &str) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let logs = tracing_subscriber::fmt::layer().with_filter(filter);
+    // Colours only on a terminal: a log file or the journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt::layer().with_ansi(ansi).with_filter(filter.and(filter_fn(no_secret_derived)));
     let Some(endpoint) = otlp_endpoint else {
         tracing_subscriber::registry().with(logs).try_init().context("installing the log subscriber")?;
         return Ok(Telemetry { provider: None });
