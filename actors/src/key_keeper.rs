@@ -39,6 +39,8 @@ use crate::meta::MetaHandle;
 use crate::slot::Slot;
 
 pub const KEY_KEEPER_DEADLINE: Duration = Duration::from_secs(5);
+/// How long reading a key file may take; shorter than a call's deadline, so a load answers in time.
+const KEY_FILE_DEADLINE: Duration = Duration::from_secs(3);
 
 pub struct KeyKeeper;
 
@@ -107,7 +109,7 @@ impl Actor for KeyKeeper {
         faults::hit(args.faults.as_ref(), "key_keeper.start").await?;
         let mut state = KeyKeeperState { keys: BTreeMap::new(), active: None, faults: args.faults.clone() };
         if let Some(path) = &args.master_key_file {
-            let id = state.load(path)?;
+            let id = state.adopt(read_key(path).await?);
             tracing::info!(key_id = %id, "master key loaded");
             state.active = Some(id);
         }
@@ -115,7 +117,7 @@ impl Actor for KeyKeeper {
         let settings = args.meta.read(|r| r.encryption_settings()).await?;
         if let Some(rotation) = settings.rotation {
             if let std::collections::btree_map::Entry::Vacant(slot) = state.keys.entry(rotation.to_key_id.clone()) {
-                match read_key(Path::new(&rotation.key_file)) {
+                match read_key(Path::new(&rotation.key_file)).await {
                     Ok(key) if key.id().as_str() == rotation.to_key_id => {
                         tracing::warn!(
                             key_id = %rotation.to_key_id,
@@ -161,7 +163,7 @@ impl Actor for KeyKeeper {
                 let _ = reply.send(state.rewrap(&from, to));
             }
             KeyKeeperMsg::Load { path, reply } => {
-                let _ = reply.send(state.load(&path));
+                let _ = reply.send(read_key(&path).await.map(|key| state.adopt(key)));
             }
             KeyKeeperMsg::Unwrap { key_id, key, reply } => {
                 let _ = reply.send(state.unwrap(&key_id, &key));
@@ -172,12 +174,11 @@ impl Actor for KeyKeeper {
 }
 
 impl KeyKeeperState {
-    /// Loads a key file into the keyring and answers its id; the error names the file, never the key.
-    fn load(&mut self, path: &Path) -> Result<String> {
-        let key = read_key(path)?;
+    /// Takes a key into the keyring and answers its id.
+    fn adopt(&mut self, key: MasterKey) -> String {
         let id = key.id().as_str().to_string();
         self.keys.insert(id.clone(), key);
-        Ok(id)
+        id
     }
 
     fn wrap(&self, key: &DataKey, data_id: [u8; DATA_ID_LEN], key_id: Option<String>) -> Result<Encryption> {
@@ -202,9 +203,17 @@ impl KeyKeeperState {
     }
 }
 
-/// Reads a master key file; the error names the file and what was wrong, never the key.
-fn read_key(path: &Path) -> Result<MasterKey> {
-    MasterKey::load(path).map_err(|e| ActorError::Invalid(format!("master key: {e}")))
+/// Reads a master key file on a blocking thread, within [`KEY_FILE_DEADLINE`]: a slow or stuck file system
+/// delays only this answer, never the actor's thread. The error names the file and what was wrong, never the
+/// key or the file's size.
+async fn read_key(path: &Path) -> Result<MasterKey> {
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || MasterKey::load(&owned));
+    match tokio::time::timeout(KEY_FILE_DEADLINE, read).await {
+        Err(_) => Err(ActorError::Timeout("reading the master key file")),
+        Ok(Err(_)) => Err(ActorError::Unavailable("the master key file reader")),
+        Ok(Ok(loaded)) => loaded.map_err(|e| ActorError::Invalid(format!("master key: {e}"))),
+    }
 }
 
 /// Refuses a wrapped key of a format this node cannot read.

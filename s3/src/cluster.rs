@@ -137,11 +137,16 @@ pub async fn rotate_key(ctx: &NodeContext, key_file: &str) -> S3Result<()> {
             "this node holds no master key, so there is nothing to rotate: start it with --master-key-file"
         ));
     }
-    let to_key_id = ctx
-        .key_keeper
-        .load(path)
-        .await
-        .map_err(|e| s3_error!(InvalidArgument, "cannot use the new master key file {key_file}: {e}"))?;
+    // The caller learns only that the file is not usable: whether it exists, what it is and how long it is are
+    // for the node's log, not for whoever can reach the admin API.
+    let to_key_id = ctx.key_keeper.load(path).await.map_err(|e| {
+        tracing::warn!(key_file, error = %e, "rotate-key: the new master key file is not usable");
+        s3_error!(
+            InvalidArgument,
+            "The node cannot use {key_file} as a master key: it must be a regular file readable by hoard, holding 32 raw \
+             bytes, 64 hex digits or base64 of 32 bytes (the node's log says what was wrong)"
+        )
+    })?;
     let cmd = MetaCommand::StartRotation { to_key_id, key_file: key_file.to_string(), now_ms: ctx.env.now_ms() };
     match ctx.meta.write(cmd).await.or_s3()? {
         MetaResponse::Ok => {}

@@ -6,8 +6,10 @@
 //! - The listener never does a request's work itself; each request runs in its own session actor.
 //! - At most [`ConnectionLimits::max_connections`] connections are open at once (at the cap the listener
 //!   stops accepting: clients wait in the kernel's backlog), and at most
-//!   [`ConnectionLimits::max_connections_per_ip`] from one client address (one more is closed at once), so
-//!   one address cannot lock the others out.
+//!   [`ConnectionLimits::max_connections_per_ip`] from one client address, so one address cannot lock the
+//!   others out. A new connection from an address at its cap closes that address's longest-idle connection
+//!   (one with no request in flight: a client's pooled keep-alive, or a silent one) and takes its place; when
+//!   all of them are busy, the new one is closed at once.
 //! - A connection's first request arrives within [`ConnectionLimits::first_request`] of its accept, TLS
 //!   handshake and protocol detection included, or the connection is closed: a silent client holds nothing
 //!   for long. After a request, a connection with none in flight is closed after
@@ -70,7 +72,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             max_connections: 4096,
-            max_connections_per_ip: 256,
+            max_connections_per_ip: 1024,
             first_request: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             http2_keepalive: Duration::from_secs(30),
@@ -127,18 +129,23 @@ impl Actor for Listener {
                     tracing::debug!(%peer, "closed: too many connections from this address");
                     continue;
                 };
-                let accepted = Instant::now();
+                let activity = slot.activity.clone();
                 let _ = socket.set_nodelay(true);
                 let service = frontend.clone();
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     let _held = (permit, slot);
                     match acceptor {
-                        None => serve(TokioIo::new(socket), service, peer, limits, accepted).await,
+                        None => serve(TokioIo::new(socket), service, peer, limits, activity).await,
                         Some(acceptor) => {
-                            let deadline = accepted + limits.first_request;
-                            match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
-                                Ok(Ok(tls)) => serve(TokioIo::new(tls), service, peer, limits, accepted).await,
+                            let deadline = activity.accepted + limits.first_request;
+                            let handshake = acceptor.accept(socket);
+                            let tls = tokio::select! {
+                                tls = tokio::time::timeout_at(deadline, handshake) => tls,
+                                _ = activity.evict.notified() => return,
+                            };
+                            match tls {
+                                Ok(Ok(tls)) => serve(TokioIo::new(tls), service, peer, limits, activity).await,
                                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }
@@ -163,7 +170,7 @@ impl Actor for Listener {
 #[derive(Clone)]
 struct PerIp {
     max: usize,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    open: Arc<Mutex<HashMap<IpAddr, Vec<Arc<Activity>>>>>,
 }
 
 impl PerIp {
@@ -171,29 +178,40 @@ impl PerIp {
         PerIp { max, open: Arc::new(Mutex::new(HashMap::new())) }
     }
 
-    /// A slot for one more connection from `ip`, or `None` at its cap. The slot frees itself on drop.
+    /// A slot for one more connection from `ip`, or `None` at its cap with every connection busy. At the cap
+    /// the longest-idle connection of `ip` is told to close and gives up its place. The slot frees itself on
+    /// drop.
     fn take(&self, ip: IpAddr) -> Option<IpSlot> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if *count >= self.max {
-            return None;
+        let conns = open.entry(ip).or_default();
+        if conns.len() >= self.max {
+            let idlest = conns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.in_flight.load(Ordering::SeqCst) == 0)
+                .min_by_key(|(_, c)| c.last_active())
+                .map(|(i, _)| i)?;
+            let evicted = conns.swap_remove(idlest);
+            evicted.evict.notify_one();
         }
-        *count += 1;
-        Some(IpSlot { ip, of: self.clone() })
+        let activity = Arc::new(Activity::new());
+        conns.push(activity.clone());
+        Some(IpSlot { ip, activity, of: self.clone() })
     }
 }
 
 struct IpSlot {
     ip: IpAddr,
+    activity: Arc<Activity>,
     of: PerIp,
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
         let mut open = self.of.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(conns) = open.get_mut(&self.ip) {
+            conns.retain(|c| !Arc::ptr_eq(c, &self.activity));
+            if conns.is_empty() {
                 open.remove(&self.ip);
             }
         }
@@ -202,14 +220,36 @@ impl Drop for IpSlot {
 
 /// What a connection's watchdog needs to know of its requests.
 struct Activity {
+    accepted: Instant,
     in_flight: AtomicUsize,
     /// When the connection last became idle (`None` until its first request arrived).
     idle_since: Mutex<Option<Instant>>,
     /// Told each time a request finishes.
     done: Notify,
+    /// Told when a newer connection from the same address takes this one's place.
+    evict: Notify,
 }
 
 impl Activity {
+    fn new() -> Activity {
+        Activity {
+            accepted: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(None),
+            done: Notify::new(),
+            evict: Notify::new(),
+        }
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the connection last did anything: its accept, or the start or end of its last request.
+    fn last_active(&self) -> Instant {
+        self.idle_since().unwrap_or(self.accepted)
+    }
+
     fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let mut idle = self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
@@ -258,13 +298,16 @@ impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Tracked<B> {
 }
 
 /// Serves one connection (HTTP/1.1 or HTTP/2, whichever the client speaks) until it closes, the client
-/// misses its first-request deadline, or it stays idle too long.
-async fn serve<I>(io: TokioIo<I>, service: Arc<Frontend>, peer: SocketAddr, limits: ConnectionLimits, accepted: Instant)
-where
+/// misses its first-request deadline, it stays idle too long, or a newer connection takes its place.
+async fn serve<I>(
+    io: TokioIo<I>,
+    service: Arc<Frontend>,
+    peer: SocketAddr,
+    limits: ConnectionLimits,
+    activity: Arc<Activity>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let activity =
-        Arc::new(Activity { in_flight: AtomicUsize::new(0), idle_since: Mutex::new(None), done: Notify::new() });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.first_request);
     builder
@@ -288,9 +331,9 @@ where
     tokio::pin!(conn);
     loop {
         let busy = activity.in_flight.load(Ordering::SeqCst) > 0;
-        let since = *activity.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        let since = activity.idle_since();
         let expires = match since {
-            None => accepted + limits.first_request,
+            None => activity.accepted + limits.first_request,
             Some(at) => at + limits.idle,
         };
         tokio::select! {
@@ -301,8 +344,14 @@ where
                 return;
             }
             _ = activity.done.notified(), if busy => {}
+            _ = activity.evict.notified() => {
+                tracing::debug!(%peer, "closing connection: a newer one from this address took its place");
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await;
+                return;
+            }
             _ = tokio::time::sleep_until(expires), if !busy => {
-                let unchanged = *activity.idle_since.lock().unwrap_or_else(|p| p.into_inner()) == since;
+                let unchanged = activity.idle_since() == since;
                 if unchanged && activity.in_flight.load(Ordering::SeqCst) == 0 {
                     let why = if since.is_none() { "no request in time" } else { "idle" };
                     tracing::debug!(%peer, why, "closing connection");
@@ -312,5 +361,32 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_address_at_its_cap_gives_its_idlest_connection_up_and_never_a_busy_one() {
+        let per_ip = PerIp::new(2);
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let first = per_ip.take(ip).expect("under the cap");
+        let second = per_ip.take(ip).expect("under the cap");
+        first.activity.started();
+        second.activity.started();
+        assert!(per_ip.take(ip).is_none(), "every connection is busy: the newcomer is refused");
+        let other = per_ip.take([10, 0, 0, 2].into());
+        assert!(other.is_some(), "another address has its own cap");
+
+        second.activity.finished();
+        let third = per_ip.take(ip).expect("an idle connection gives up its place");
+        // The idle one was told to close; the busy one was not.
+        tokio::time::timeout(Duration::from_secs(1), second.activity.evict.notified()).await.expect("evicted");
+        let busy = tokio::time::timeout(Duration::from_millis(50), first.activity.evict.notified()).await;
+        assert!(busy.is_err(), "a connection with a request in flight is never evicted");
+        drop((first, second, third));
+        assert!(per_ip.open.lock().unwrap().get(&ip).is_none(), "slots free themselves");
     }
 }

@@ -145,6 +145,12 @@ pub enum KeyFileError {
         #[source]
         source: std::io::Error,
     },
+    /// The path names something other than a regular file (a directory, a FIFO, a device).
+    #[error("the master key file {} is not a regular file", path.display())]
+    NotRegular {
+        /// The file asked for.
+        path: PathBuf,
+    },
     /// The bytes are not a key in any accepted form.
     #[error("{reason}")]
     Invalid {
@@ -528,10 +534,22 @@ fn unwrap_under(kek: &[u8; KEY_LEN], wrapped: &[u8]) -> Result<DataKey, SealErro
     Ok(DataKey(dek))
 }
 
-/// Reads at most [`MAX_KEY_FILE_LEN`] + 1 bytes of a key file into a buffer that is zeroized on drop.
+/// Reads at most [`MAX_KEY_FILE_LEN`] + 1 bytes of a key file into a buffer that is zeroized on drop. Only a
+/// regular file is read: the file is opened without blocking (a FIFO or a device there never blocks the
+/// reader) and refused unless it is one.
 fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let read_error = |source| KeyFileError::Read { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(read_error)?;
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(KeyFileError::NotRegular { path: path.to_path_buf() });
+    }
     let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN + 1));
     file.take(MAX_KEY_FILE_LEN as u64 + 1).read_to_end(&mut bytes).map_err(read_error)?;
     Ok(bytes)
@@ -550,7 +568,7 @@ fn decode_key(bytes: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
         0 => Err(format!("the key file holds only whitespace: {KEY_FILE_FORMS}")),
         n if n == 2 * KEY_LEN => decode_hex_key(text),
         BASE64_KEY_LEN => decode_base64_key(text),
-        _ => Err(describe_wrong_length(bytes.len(), text.len())),
+        _ => Err(describe_wrong_length(bytes.len())),
     }
 }
 
@@ -559,7 +577,7 @@ fn decode_hex_key(text: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     match hex::decode_to_slice(text, key.as_mut_slice()) {
         Ok(()) => Ok(key),
-        Err(_) => Err(format!("the key file holds 64 characters that are not all hex digits: {KEY_FILE_FORMS}")),
+        Err(_) => Err(format!("the key file has the length of a hex key but not all hex digits: {KEY_FILE_FORMS}")),
     }
 }
 
@@ -569,26 +587,27 @@ fn decode_base64_key(text: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
     let mut decoded = Zeroizing::new([0u8; KEY_LEN + 1]);
     let len = match base64::engine::general_purpose::STANDARD.decode_slice(text, decoded.as_mut_slice()) {
         Ok(len) => len,
-        Err(_) => return Err(format!("the key file holds 44 characters that are not valid base64: {KEY_FILE_FORMS}")),
+        Err(_) => {
+            return Err(format!(
+                "the key file has the length of a base64 key but is not valid base64: {KEY_FILE_FORMS}"
+            ))
+        }
     };
     if len != KEY_LEN {
-        return Err(format!("the key file holds base64 of {len} bytes: {KEY_FILE_FORMS}"));
+        return Err(format!("the key file holds base64 that does not decode to a key: {KEY_FILE_FORMS}"));
     }
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     key.copy_from_slice(&decoded[..KEY_LEN]);
     Ok(key)
 }
 
-/// The error for a key file whose length fits no accepted form.
-fn describe_wrong_length(len: usize, trimmed: usize) -> String {
+/// The error for a key file whose length fits no accepted form. It names no length: the file may be anything
+/// an operator (or a caller of the admin API) pointed at, and its size is none of their business.
+fn describe_wrong_length(len: usize) -> String {
     if len > MAX_KEY_FILE_LEN {
-        return format!("the key file holds more than {MAX_KEY_FILE_LEN} bytes: {KEY_FILE_FORMS}");
+        return format!("the key file is longer than any key: {KEY_FILE_FORMS}");
     }
-    if trimmed == len {
-        format!("the key file holds {len} bytes: {KEY_FILE_FORMS}")
-    } else {
-        format!("the key file holds {len} bytes ({trimmed} without trailing whitespace): {KEY_FILE_FORMS}")
-    }
+    format!("the key file's length fits no key form: {KEY_FILE_FORMS}")
 }
 
 /// `bytes` without trailing ASCII whitespace.
@@ -682,20 +701,22 @@ mod tests {
         let raw = bytes_from(0x80);
         let hex_text = hex::encode(raw);
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (raw[..31].to_vec(), "holds 31 bytes"),
-            ([&raw[..], &[0x41]].concat(), "holds 33 bytes"),
-            ([&raw[..], b"\n"].concat(), "holds 33 bytes (32 without trailing whitespace)"),
-            (hex_text.as_bytes()[..63].to_vec(), "holds 63 bytes"),
+            (raw[..31].to_vec(), "length fits no key form"),
+            ([&raw[..], &[0x41]].concat(), "length fits no key form"),
+            ([&raw[..], b"\n"].concat(), "length fits no key form"),
+            (hex_text.as_bytes()[..63].to_vec(), "length fits no key form"),
             (format!("{}g", &hex_text[..63]).into_bytes(), "not all hex digits"),
-            (base64(&raw[..31]).into_bytes(), "base64 of 31 bytes"),
+            (base64(&raw[..31]).into_bytes(), "base64 that does not decode to a key"),
             (format!("{}!", &base64(&raw)[..43]).into_bytes(), "not valid base64"),
             (Vec::new(), "is empty"),
             (b" \n".to_vec(), "only whitespace"),
-            (vec![b'a'; 5000], "more than 1024 bytes"),
+            (vec![b'a'; 5000], "longer than any key"),
         ];
         for (bytes, expected) in cases {
             let message = MasterKey::parse(&bytes).unwrap_err().to_string();
             assert!(message.contains(expected), "{message:?} should say {expected:?}");
+            let own_words = message.replace(KEY_FILE_FORMS, "").replace("base64", "");
+            assert!(!own_words.chars().any(|c| c.is_ascii_digit()), "{message:?} names a size");
             assert!(message.contains("expected 32 raw bytes, 64 hex characters or base64 of 32 bytes"), "{message}");
             for secret in [&hex_text, &hex_text.to_uppercase(), &base64(&raw), &base64(&raw[..31])] {
                 assert!(!message.contains(&secret[..16]), "{message:?} leaks the key text");
@@ -713,12 +734,25 @@ mod tests {
         let short = dir.path().join("short.key");
         std::fs::write(&short, [0x99u8; 31]).unwrap();
         let message = MasterKey::load(&short).unwrap_err().to_string();
-        assert!(message.contains("short.key") && message.contains("holds 31 bytes"), "{message}");
+        assert!(message.contains("short.key") && message.contains("length fits no key form"), "{message}");
 
         let missing = dir.path().join("missing.key");
         let err = MasterKey::load(&missing).unwrap_err();
         assert!(matches!(err, KeyFileError::Read { .. }));
         assert!(err.to_string().contains("missing.key"), "{err}");
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_a_fifo_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = MasterKey::load(dir.path()).unwrap_err();
+        assert!(matches!(err, KeyFileError::NotRegular { .. }), "a directory: {err}");
+        let fifo = dir.path().join("key.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+        assert!(made.success());
+        // With no writer, a blocking open of a FIFO would wait forever; this one answers at once.
+        let err = MasterKey::load(&fifo).unwrap_err();
+        assert!(matches!(err, KeyFileError::NotRegular { .. }), "a FIFO: {err}");
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub struct ServeArgs {
     /// Open S3 connections per listener [default: 4096].
     #[arg(long, env = "HOARD_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Open S3 connections from one client IP address [default: 256].
+    /// Open S3 connections from one client IP address [default: 1024].
     #[arg(long, env = "HOARD_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
     /// Seconds from accepting a connection to its first request's headers, TLS handshake included; also the
