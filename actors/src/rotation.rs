@@ -7,7 +7,8 @@
 //!   covers), so a node killed at any moment resumes where the last committed batch left off.
 //! - A rewrap is applied only if the record still carries the wrapping the walk read, so a record
 //!   replaced or deleted meanwhile is never brought back or changed.
-//! - Data keys are rewrapped inside the KeyKeeper; this actor only sees wrapped keys.
+//! - Data keys are rewrapped inside the KeyKeeper; this actor only sees wrapped keys. The sealed root
+//!   credential's data key is rewrapped at the start of every pass, like a record's.
 //! - The walk finishes only after a pass during which no record wrapped under another key was written
 //!   (metadata sets `again` when one is).
 
@@ -23,6 +24,7 @@ use hoard_protocol::Rewrap;
 use hoard_protocol::RewrapTarget;
 use hoard_protocol::Rotation;
 use hoard_protocol::RotationCursor;
+use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
@@ -141,6 +143,7 @@ async fn batch(ctx: &NodeContext, rotation: &Rotation) -> Result<(Vec<Rewrap>, R
     let to = rotation.to_key_id.as_str();
     match &rotation.cursor {
         RotationCursor::Objects { after } => {
+            let first_page = after.is_none();
             let after = after.clone();
             let page = ctx.meta.read(move |r| r.objects_after(after.as_deref(), ROTATION_BATCH)).await?;
             let target = |o: &ObjectRecord| RewrapTarget::Object {
@@ -148,7 +151,15 @@ async fn batch(ctx: &NodeContext, rotation: &Rotation) -> Result<(Vec<Rewrap>, R
                 key: o.key.clone(),
                 version_id: o.version_id.clone(),
             };
-            let rewraps = rewraps_of(ctx, &page, to, |o| &o.encryption, target).await?;
+            let mut rewraps = rewraps_of(ctx, &page, to, |o| &o.encryption, target).await?;
+            if first_page {
+                // Each pass begins with the sealed root credential, whose data key is wrapped like an object's.
+                if let Some(StoredCredential::Sealed { key, .. }) = ctx.meta.read(|r| r.root_credential()).await? {
+                    if let Some(after) = rewrapped(ctx, &key, to).await? {
+                        rewraps.push(Rewrap { target: RewrapTarget::RootCredential, before: key, after });
+                    }
+                }
+            }
             let next = |after| RotationCursor::Objects { after };
             Ok((rewraps, next_cursor(&page, next, RotationCursor::Uploads { after: None })))
         }

@@ -139,6 +139,8 @@ pub struct HoardProcess {
     /// `http_addr` for the readiness probe.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub http_addr: Option<SocketAddr>,
+    /// Whether the process gets its root credential from `HOARD_ROOT_*` (otherwise it makes and keeps one).
+    pub root_env: bool,
 }
 
 impl HoardProcess {
@@ -186,6 +188,39 @@ impl HoardProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Like `start_tls`, with no root credential in its environment: the node makes one, keeps it in its
+    /// metadata and prints it at its first start ([`HoardProcess::printed_credential`]).
+    pub fn start_tls_keeping_credential(
+        data_dir: &Path,
+        cert: &TestCert,
+        extra_args: &[&str],
+    ) -> anyhow::Result<HoardProcess> {
+        let mut p = HoardProcess::new(data_dir, extra_args);
+        p.root_env = false;
+        p.tls = Some((cert.cert.clone(), cert.key.clone()));
+        p.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
+        p.spawn()?;
+        Ok(p)
+    }
+
+    /// The last root credential the process printed (at a first start), as (access key, secret key).
+    pub fn printed_credential(&self) -> Option<(String, String)> {
+        let log = self.log_text();
+        let value = |name: &str| log.lines().rev().find_map(|l| l.trim().strip_prefix(name)).map(str::to_string);
+        Some((value("AWS_ACCESS_KEY_ID=")?, value("AWS_SECRET_ACCESS_KEY=")?))
+    }
+
+    /// A client of this process signing with the given credential.
+    pub fn client_as(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+        match &self.tls {
+            None => client_for(&self.endpoint(), access_key, secret_key),
+            Some((cert, _)) => {
+                let pem = std::fs::read_to_string(cert).expect("the certificate file");
+                tls_client_for(&self.endpoint(), access_key, secret_key, &pem)
+            }
+        }
+    }
+
     /// A process not started yet: plain HTTP on a free port, logging at `info`.
     fn new(data_dir: &Path, extra_args: &[&str]) -> HoardProcess {
         HoardProcess {
@@ -197,6 +232,7 @@ impl HoardProcess {
             log_filter: "info,openraft=warn".into(),
             tls: None,
             http_addr: None,
+            root_env: true,
         }
     }
 
@@ -207,10 +243,13 @@ impl HoardProcess {
         if let (Some((cert, key)), Some(http)) = (&self.tls, self.http_addr) {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key).arg("--http-listen").arg(http.to_string());
         }
+        if self.root_env {
+            cmd.env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY).env("HOARD_ROOT_SECRET_KEY", SECRET_KEY);
+        } else {
+            cmd.env_remove("HOARD_ROOT_ACCESS_KEY").env_remove("HOARD_ROOT_SECRET_KEY");
+        }
         let child = cmd
             .args(&self.extra_args)
-            .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
-            .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
             .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -276,8 +276,18 @@ pub struct Rewrap {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RewrapTarget {
-    Object { bucket: String, key: String, version_id: String },
-    Upload { bucket: String, key: String, upload_id: String },
+    Object {
+        bucket: String,
+        key: String,
+        version_id: String,
+    },
+    Upload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+    /// The sealed root credential's data key.
+    RootCredential,
 }
 
 /// A committed object: everything needed to read it back.
@@ -346,6 +356,27 @@ pub struct Credential {
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credential").field("access_key", &self.access_key).field("secret_key", &"<redacted>").finish()
+    }
+}
+
+/// The root credential as metadata keeps it. Where the node that made it holds a master key, the secret is
+/// sealed: a fresh data key, wrapped under the master key like an object's (and rewrapped by a rotation),
+/// seals the secret's bytes (one AES-256-GCM block, bound to the key's data id), so neither the Raft log nor
+/// a snapshot ever holds the secret in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredCredential {
+    /// In clear: made on a node without a master key.
+    Plain(Credential),
+    /// `secret` is the secret key sealed under the data key that `key` (always `Encryption::SseS3`) wraps.
+    Sealed { access_key: String, key: Encryption, secret: Vec<u8> },
+}
+
+impl StoredCredential {
+    pub fn access_key(&self) -> &str {
+        match self {
+            StoredCredential::Plain(c) => &c.access_key,
+            StoredCredential::Sealed { access_key, .. } => access_key,
+        }
     }
 }
 
@@ -444,6 +475,12 @@ pub enum MetaCommand {
         now_ms: i64,
         condition: WriteCondition,
     },
+    /// Stores the root credential: only if none is stored yet, or in place of the stored one with `replace`
+    /// (sealing a clear one, `hoard cluster rotate-root-key`).
+    PutRootCredential {
+        credential: StoredCredential,
+        replace: bool,
+    },
 }
 
 /// What a conditional write expects of the key's current version.
@@ -501,6 +538,8 @@ pub enum MetaResponse {
     Refused {
         reason: String,
     },
+    /// The root credential now in force (the stored one wins over a late first proposal).
+    RootCredential(StoredCredential),
 }
 
 /// A raft node's address, as the membership config stores it.
@@ -626,6 +665,21 @@ mod tests {
                 }),
             ),
             (
+                "put_root_credential",
+                encode(&MetaCommand::PutRootCredential {
+                    credential: StoredCredential::Sealed {
+                        access_key: "AKROOT".into(),
+                        key: Encryption::SseS3 { key_id: "k1".into(), key: wrapped.clone() },
+                        secret: vec![0x5a; 56],
+                    },
+                    replace: true,
+                }),
+            ),
+            (
+                "credential_plain",
+                encode(&StoredCredential::Plain(Credential { access_key: "AK".into(), secret_key: "SK".into() })),
+            ),
+            (
                 "rewrap_batch",
                 encode(&MetaCommand::RewrapBatch {
                     to_key_id: "k2".into(),
@@ -636,10 +690,18 @@ mod tests {
                             upload_id: "u1".into(),
                         },
                         before: Encryption::SseS3 { key_id: "k1".into(), key: wrapped.clone() },
-                        after: Encryption::SseS3 { key_id: "k2".into(), key: wrapped },
+                        after: Encryption::SseS3 { key_id: "k2".into(), key: wrapped.clone() },
                     }],
                     cursor: RotationCursor::End,
                     now_ms: 7,
+                }),
+            ),
+            (
+                "rewrap_root_credential",
+                encode(&Rewrap {
+                    target: RewrapTarget::RootCredential,
+                    before: Encryption::SseS3 { key_id: "k1".into(), key: wrapped.clone() },
+                    after: Encryption::SseS3 { key_id: "k2".into(), key: wrapped },
                 }),
             ),
         ]
@@ -665,7 +727,11 @@ mod tests {
     #[test]
     fn credential_debug_output_hides_the_secret() {
         let c = Credential { access_key: "AK".into(), secret_key: "s3cr3t-value".into() };
-        let printed = format!("{c:?} {:?}", MetaResponse::Credential(c.clone()));
+        let printed = format!(
+            "{c:?} {:?} {:?}",
+            MetaResponse::Credential(c.clone()),
+            MetaResponse::RootCredential(StoredCredential::Plain(c.clone()))
+        );
         assert!(printed.contains("AK") && !printed.contains("s3cr3t-value"), "{printed}");
     }
 

@@ -16,6 +16,7 @@ use crate::Encryption;
 use crate::MetaCommand;
 use crate::ObjectRecord;
 use crate::RewrapTarget;
+use crate::StoredCredential;
 use crate::UploadRecord;
 use crate::WriteCondition;
 
@@ -179,6 +180,19 @@ impl MetaCommand {
                 bounded(&credential.access_key, MAX_ID_BYTES, "access key")?;
                 bounded(&credential.secret_key, MAX_KEY_BYTES, "secret key")
             }
+            MetaCommand::PutRootCredential { credential, .. } => {
+                bounded(credential.access_key(), MAX_ID_BYTES, "access key")?;
+                match credential {
+                    StoredCredential::Plain(c) => bounded(&c.secret_key, MAX_KEY_BYTES, "secret key"),
+                    StoredCredential::Sealed { key, secret, .. } => {
+                        check_encryption(key)?;
+                        if secret.len() > MAX_KEY_BYTES {
+                            return Err(NameError::Field("sealed secret key"));
+                        }
+                        Ok(())
+                    }
+                }
+            }
             MetaCommand::ForgetGarbage { .. } => Ok(()),
             MetaCommand::EncryptAll { key_id } => bounded(key_id, MAX_ID_BYTES, "master key id"),
             MetaCommand::StartRotation { to_key_id, key_file, .. } => {
@@ -201,6 +215,7 @@ impl MetaCommand {
                             check_key(key)?;
                             check_upload_id(upload_id)?;
                         }
+                        RewrapTarget::RootCredential => {}
                     }
                 }
                 Ok(())

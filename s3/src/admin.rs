@@ -43,6 +43,8 @@ pub const FAULT_POINTS: &[&str] = &[
 pub struct AdminRoute {
     pub ctx: NodeContext,
     pub faults: Option<Arc<dyn FaultAdmin>>,
+    /// The root credential is the operator's (environment), not one hoard keeps and may rotate.
+    pub root_given: bool,
 }
 
 /// Parses the fault names the CLI and admin API use: `panic`, `error`, `stall:<ms>`.
@@ -93,6 +95,10 @@ impl S3Route for AdminRoute {
         let q = query_pairs(&req.uri);
         let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         if get(CLUSTER_PARAM).is_some() {
+            if get("action") == Some("rotate-root-key") && req.method == Method::POST {
+                let secure = req.extensions.get::<crate::sse::Secure>().is_some_and(|s| s.0);
+                return cluster::rotate_root_key(&self.ctx, secure, self.root_given).await;
+            }
             return self.cluster(&req.method, get).await;
         }
         let Some(faults) = &self.faults else {
@@ -149,7 +155,12 @@ impl AdminRoute {
                 let file = get("key-file").ok_or_else(|| s3_error!(InvalidArgument, "key-file is required"))?;
                 cluster::rotate_key(&self.ctx, file).await?;
             }
-            _ => return Err(s3_error!(InvalidRequest, "use GET action=status, or POST action=encrypt|rotate-key")),
+            _ => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "use GET action=status, or POST action=encrypt|rotate-key|rotate-root-key"
+                ))
+            }
         }
         let status = cluster::status(&self.ctx).await?;
         let json = serde_json::to_string_pretty(&status).map_err(|e| s3_error!(InternalError, "{e}"))?;

@@ -14,8 +14,11 @@ use hoard_actors::NodeContext;
 use hoard_protocol::EncryptionSettings;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
+use hoard_protocol::StoredCredential;
 use hoard_storage::meta::Census;
 use s3s::s3_error;
+use s3s::Body;
+use s3s::S3Response;
 use s3s::S3Result;
 use serde::Deserialize;
 use serde::Serialize;
@@ -122,6 +125,45 @@ pub async fn encrypt(ctx: &NodeContext) -> S3Result<()> {
         MetaResponse::Ok => Ok(()),
         other => Err(crate::error::to_s3(ActorError::Refused(other))),
     }
+}
+
+/// What `rotate-root-key` answers, once: the new root credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewRootCredential {
+    pub access_key: String,
+    pub secret_key: String,
+    /// Whether metadata keeps it sealed under the master key.
+    pub sealed: bool,
+}
+
+/// `hoard cluster rotate-root-key`: replaces the stored root credential with a fresh pair (sealed where the
+/// node holds a master key) and answers it, once. The old pair stops working on each node as soon as that
+/// node applies the change. Refused over plain HTTP (the answer carries a secret) and where the operator
+/// gives the credential in the environment (hoard does not keep it, so cannot change it).
+pub async fn rotate_root_key(ctx: &NodeContext, secure: bool, given: bool) -> S3Result<S3Response<Body>> {
+    if given {
+        return Err(s3_error!(
+            InvalidRequest,
+            "This node's root credential comes from HOARD_ROOT_ACCESS_KEY and HOARD_ROOT_SECRET_KEY; change it there"
+        ));
+    }
+    if !secure {
+        return Err(s3_error!(
+            InvalidRequest,
+            "rotate-root-key answers with a new secret: send it over HTTPS (or through a TLS proxy the node trusts)"
+        ));
+    }
+    let fresh = crate::auth::generate(ctx);
+    let stored = crate::auth::seal(ctx, &fresh).await.or_s3()?;
+    let sealed = matches!(stored, StoredCredential::Sealed { .. });
+    match ctx.meta.write(MetaCommand::PutRootCredential { credential: stored, replace: true }).await.or_s3()? {
+        MetaResponse::RootCredential(_) => {}
+        other => return Err(crate::error::to_s3(ActorError::Refused(other))),
+    }
+    tracing::info!(access_key = %fresh.access_key, sealed, "the root credential was rotated");
+    let answer = NewRootCredential { access_key: fresh.access_key, secret_key: fresh.secret_key, sealed };
+    let json = serde_json::to_string_pretty(&answer).map_err(|e| s3_error!(InternalError, "{e}"))?;
+    Ok(S3Response::new(Body::from(json + "\n")))
 }
 
 /// `hoard cluster rotate-key`: loads the new key from `key_file` (a path on the node), records the

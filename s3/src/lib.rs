@@ -33,7 +33,7 @@ use crate::ops::HoardS3;
 pub fn frontend(
     ctx: NodeContext,
     sessions: ActorCell,
-    credentials: Vec<(String, String)>,
+    credentials: Credentials,
     faults: Option<Arc<dyn FaultAdmin>>,
     secure: bool,
 ) -> Arc<Frontend> {
@@ -41,8 +41,9 @@ pub fn frontend(
     let mut config = S3Config::default();
     config.xml_max_body_size = gate::MAX_XML_BODY;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
-    builder.set_auth(Credentials::new(credentials));
+    let root_given = credentials.is_given();
+    builder.set_auth(credentials);
     builder.set_access(frontend::RecordOperation);
-    builder.set_route(AdminRoute { ctx: ctx.clone(), faults });
+    builder.set_route(AdminRoute { ctx: ctx.clone(), faults, root_given });
     Arc::new(Frontend { ctx, s3: builder.build(), secure: sse::Secure(secure), refusals: Default::default() })
 }

@@ -1,4 +1,4 @@
-//! `hoard cluster encrypt | status | rotate-key`: the operator's side of the cluster admin API.
+//! `hoard cluster encrypt | status | rotate-key | rotate-root-key`: the operator's side of the cluster admin API.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use clap::Args;
 use clap::Subcommand;
 use hoard_actors::metrics::NodeHealth;
 use hoard_s3::cluster::ClusterStatus;
+use hoard_s3::cluster::NewRootCredential;
 
 use crate::admin_client::encode;
 use crate::admin_client::ConnectArgs;
@@ -40,6 +41,9 @@ pub enum ClusterAction {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Replace the root access key and secret with a fresh pair, printed once (HTTPS only). The old pair
+    /// stops working at once.
+    RotateRootKey,
 }
 
 /// How often a waiting `rotate-key` asks for progress.
@@ -76,6 +80,18 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<String> {
                 return Ok(describe(&status));
             }
             follow(connect, status).await
+        }
+        ClusterAction::RotateRootKey => {
+            let text = connect.call("POST", "hoard-cluster=&action=rotate-root-key").await?;
+            let new: NewRootCredential =
+                serde_json::from_str(&text).with_context(|| format!("unexpected answer: {text}"))?;
+            let kept =
+                if new.sealed { "sealed under the master key" } else { "in clear: the node holds no master key" };
+            Ok(format!(
+                "new root credentials (shown only now; metadata keeps them {kept}):\n  AWS_ACCESS_KEY_ID={}\n  \
+                 AWS_SECRET_ACCESS_KEY={}\n",
+                new.access_key, new.secret_key
+            ))
         }
     }
 }

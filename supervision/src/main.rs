@@ -86,7 +86,8 @@ async fn serve(opts: hoard::NodeOptions) -> anyhow::Result<()> {
         "hoard is serving"
     );
     if node.generated_credential {
-        println!("hoard: generated root credentials (stored in the metadata; shown only now):");
+        let kept = if opts.master_key_file.is_some() { "sealed under the master key" } else { "in clear" };
+        println!("hoard: generated root credentials (kept in the metadata, {kept}; shown only now):");
         println!("  AWS_ACCESS_KEY_ID={}", node.credential.access_key);
         println!("  AWS_SECRET_ACCESS_KEY={}", node.credential.secret_key);
     }

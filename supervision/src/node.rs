@@ -36,6 +36,7 @@ use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
 use hoard_protocol::NodeId;
+use hoard_protocol::StoredCredential;
 use hoard_s3::listener::ConnectionLimits;
 use hoard_s3::tls::TlsFiles;
 use hoard_storage::disk::Disk;
@@ -330,10 +331,9 @@ impl Node {
                 let (c, st, given, out) = (c.clone(), st.clone(), given.clone(), out.clone());
                 let (admin, endpoints) = (admin.clone(), endpoints.clone());
                 async move {
-                    let (cred, generated) = settle_credential(&c, given).await.map_err(startup)?;
-                    *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((cred.clone(), generated));
-                    let creds = vec![(cred.access_key.clone(), cred.secret_key.clone())];
-                    let spec = crate::s3_sup::spec(c, endpoints, creds, admin, trust, limits, st);
+                    let (cred, generated) = settle_credential(&c, given.clone()).await.map_err(startup)?;
+                    *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((cred, generated));
+                    let spec = crate::s3_sup::spec(c, endpoints, given, admin, trust, limits, st);
                     spawn_sup(parent, spec).await
                 }
                 .boxed()
@@ -394,32 +394,32 @@ impl Node {
     }
 }
 
-/// The operator's credential wins; otherwise the stored one; otherwise a new random pair is stored.
+/// The operator's credential wins; otherwise the stored one; otherwise a new random pair is stored. Metadata
+/// keeps it sealed under the master key where the node holds one: a credential stored in clear before the
+/// node had a key is sealed now, unchanged.
 async fn settle_credential(ctx: &NodeContext, given: Option<Credential>) -> anyhow::Result<(Credential, bool)> {
     if let Some(c) = given {
         return Ok((c, false));
     }
-    if let Some(c) = ctx.meta.read(|r| r.root_credential()).await? {
-        return Ok((c, false));
+    if let Some(stored) = ctx.meta.read(|r| r.root_credential()).await? {
+        let open = hoard_s3::auth::open(ctx, &stored).await.map_err(|e| {
+            anyhow::anyhow!("cannot open the stored root credential ({e}); start the node with its master key")
+        })?;
+        if matches!(stored, StoredCredential::Plain(_)) && ctx.key_keeper.has_key().await? {
+            let sealed = hoard_s3::auth::seal(ctx, &open).await?;
+            ctx.meta.write(MetaCommand::PutRootCredential { credential: sealed, replace: true }).await?;
+            tracing::info!("the stored root credential is now sealed under the master key");
+        }
+        return Ok((open, false));
     }
-    let mut bytes = [0u8; 30];
-    ctx.env.fill_random(&mut bytes);
-    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let access_key: String = bytes[..20].iter().map(|b| ALPHA[(*b % 32) as usize] as char).collect();
-    let mut secret = [0u8; 30];
-    ctx.env.fill_random(&mut secret);
-    let secret_key = base64_url(&secret);
-    let proposed = Credential { access_key, secret_key };
-    match ctx.meta.write(MetaCommand::SetRootCredential(proposed.clone())).await? {
-        MetaResponse::Credential(c) => {
-            let generated = c == proposed;
-            Ok((c, generated))
+    let proposed = hoard_s3::auth::generate(ctx);
+    let stored = hoard_s3::auth::seal(ctx, &proposed).await?;
+    match ctx.meta.write(MetaCommand::PutRootCredential { credential: stored, replace: false }).await? {
+        MetaResponse::RootCredential(kept) => {
+            let open = hoard_s3::auth::open(ctx, &kept).await?;
+            let generated = open == proposed;
+            Ok((open, generated))
         }
         other => anyhow::bail!("unexpected answer storing credentials: {other:?}"),
     }
-}
-
-fn base64_url(b: &[u8]) -> String {
-    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    b.iter().map(|x| ALPHA[(*x as usize) % ALPHA.len()] as char).collect()
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use hoard_actors::faults::FaultAdmin;
 use hoard_actors::NodeContext;
+use hoard_protocol::Credential;
+use hoard_s3::auth::Credentials;
 use hoard_s3::listener::ConnectionLimits;
 use hoard_s3::listener::Listener;
 use hoard_s3::listener::ListenerArgs;
@@ -47,12 +49,13 @@ impl Endpoint {
     }
 }
 
-/// One listener child per endpoint. SSE-C is accepted on HTTPS endpoints, and on plain ones only when
+/// One listener child per endpoint. `given` is the operator's root credential; without one, requests are
+/// checked against the one metadata keeps. SSE-C is accepted on HTTPS endpoints, and on plain ones only when
 /// `trust_proxy_tls` says a TLS-terminating proxy the operator trusts is in front.
 pub fn spec(
     ctx: NodeContext,
     endpoints: Vec<Endpoint>,
-    credentials: Vec<(String, String)>,
+    given: Option<Credential>,
     faults: Option<Arc<dyn FaultAdmin>>,
     trust_proxy_tls: bool,
     limits: ConnectionLimits,
@@ -61,11 +64,14 @@ pub fn spec(
     let children = endpoints
         .into_iter()
         .map(|endpoint| {
-            let (ctx, credentials, faults) = (ctx.clone(), credentials.clone(), faults.clone());
+            let (ctx, given, faults) = (ctx.clone(), given.clone(), faults.clone());
             ChildSpec::new("listener", move |parent| {
                 let secure = endpoint.tls.is_some() || trust_proxy_tls;
-                let frontend =
-                    hoard_s3::frontend(ctx.clone(), parent.clone(), credentials.clone(), faults.clone(), secure);
+                let credentials = match &given {
+                    Some(c) => Credentials::new([(c.access_key.clone(), c.secret_key.clone())]),
+                    None => Credentials::stored(ctx.clone()),
+                };
+                let frontend = hoard_s3::frontend(ctx.clone(), parent.clone(), credentials, faults.clone(), secure);
                 let endpoint = endpoint.clone();
                 async move {
                     let at = endpoint.bound.borrow().unwrap_or(endpoint.addr);

@@ -316,13 +316,19 @@ mod tests {
         assert_eq!(node.reader.bucket("photos").unwrap().map(|b| b.name), Some("photos".to_string()));
         let object = node.reader.object("photos", "cat.jpg").unwrap().expect("object survives restart");
         assert_eq!(object.segments[0].id, SegmentId(7));
-        assert_eq!(node.reader.root_credential().unwrap(), Some(credential.clone()));
+        let first_form = hoard_protocol::StoredCredential::Plain(credential.clone());
+        assert_eq!(node.reader.root_credential().unwrap(), Some(first_form.clone()), "the first form still reads");
         let other = hoard_protocol::Credential { access_key: "late".into(), secret_key: "late".into() };
         assert_eq!(
-            node.write(MetaCommand::SetRootCredential(other)).await,
+            node.write(MetaCommand::SetRootCredential(other.clone())).await,
             MetaResponse::Credential(credential),
             "the stored credential wins over a later proposal"
         );
+        let late = hoard_protocol::StoredCredential::Plain(other);
+        let put = |replace| MetaCommand::PutRootCredential { credential: late.clone(), replace };
+        assert_eq!(node.write(put(false)).await, MetaResponse::RootCredential(first_form), "kept: no replace");
+        assert_eq!(node.write(put(true)).await, MetaResponse::RootCredential(late.clone()), "replaced");
+        assert_eq!(node.reader.root_credential().unwrap(), Some(late));
         node.stop().await;
     }
 

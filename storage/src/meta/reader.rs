@@ -26,6 +26,7 @@ use hoard_protocol::ObjectRecord;
 use hoard_protocol::PartRecord;
 use hoard_protocol::Segment;
 use hoard_protocol::SegmentId;
+use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
 use openraft::LogId;
 
@@ -44,6 +45,7 @@ use super::keys::utf8;
 use super::state::ENCRYPTION;
 use super::state::LAST_APPLIED;
 use super::state::ROOT_CREDENTIAL;
+use super::state::ROOT_CREDENTIAL_V2;
 use super::Ks;
 use super::Result;
 use super::Store;
@@ -378,8 +380,13 @@ impl MetaReader {
         self.store.ks(Ks::Parts).range((start, end))
     }
 
-    pub fn root_credential(&self) -> Result<Option<Credential>> {
-        Ok(self.store.ks(Ks::SmMeta).get(ROOT_CREDENTIAL)?.map(|v| decode(&v)).transpose()?)
+    /// The root credential in force: the current form, else the first one (in clear).
+    pub fn root_credential(&self) -> Result<Option<StoredCredential>> {
+        let sm = self.store.ks(Ks::SmMeta);
+        if let Some(current) = sm.get(ROOT_CREDENTIAL_V2)? {
+            return Ok(Some(decode(&current)?));
+        }
+        Ok(sm.get(ROOT_CREDENTIAL)?.map(|v| decode::<Credential>(&v)).transpose()?.map(StoredCredential::Plain))
     }
 
     /// The node's encryption settings (`hoard cluster encrypt`).
@@ -630,11 +637,12 @@ mod tests {
         let node = node_with(dir.path(), "a", &["k1"]).await;
         node.write(bucket("ab")).await;
         node.write(put("ab", "k2", 50, 1)).await;
-        node.write(put("ab", "", 51, 1)).await;
+        // The smallest key there is (keys are never empty): it sorts right after bucket "ab"'s prefix.
+        node.write(put("ab", "\u{1}", 51, 1)).await;
         let a = node.reader.list_objects("a", &query("", None, None, 100)).unwrap();
         assert_eq!(keys(&a), ["k1"]);
         let ab = node.reader.list_objects("ab", &query("", None, None, 100)).unwrap();
-        assert_eq!(keys(&ab), ["", "k2"]);
+        assert_eq!(keys(&ab), ["\u{1}", "k2"]);
         assert_eq!(node.reader.object("a", "bk2").unwrap(), None);
         node.write(create_upload("ab", "u", "id")).await;
         let uploads = node.reader.list_uploads("a", &UploadQuery { max_uploads: 10, ..Default::default() }).unwrap();

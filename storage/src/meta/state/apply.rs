@@ -15,6 +15,7 @@ use hoard_protocol::Rewrap;
 use hoard_protocol::RewrapTarget;
 use hoard_protocol::Rotation;
 use hoard_protocol::RotationCursor;
+use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
 use hoard_protocol::WriteCondition;
 
@@ -29,6 +30,7 @@ use crate::meta::Result;
 
 use super::txn::Txn;
 use super::ROOT_CREDENTIAL;
+use super::ROOT_CREDENTIAL_V2;
 
 pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse> {
     Ok(match command {
@@ -220,6 +222,17 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
                 }
             }
         }
+        MetaCommand::PutRootCredential { credential, replace } => match stored_credential(tx)? {
+            Some(stored) if !replace => MetaResponse::RootCredential(stored),
+            _ => {
+                if let StoredCredential::Sealed { key, .. } = &credential {
+                    note_wrapping_key(tx, key)?;
+                }
+                tx.put(Ks::SmMeta, ROOT_CREDENTIAL_V2.to_vec(), encode(&credential));
+                tx.delete(Ks::SmMeta, ROOT_CREDENTIAL.to_vec());
+                MetaResponse::RootCredential(credential)
+            }
+        },
         MetaCommand::ForgetGarbage { segments } => {
             for id in segments {
                 let idx = segment_key(id);
@@ -318,6 +331,14 @@ fn note_wrapping_key(tx: &mut Txn<'_>, encryption: &Encryption) -> Result<()> {
     Ok(())
 }
 
+/// The root credential in force: the current form, else the first one (in clear).
+fn stored_credential(tx: &Txn<'_>) -> Result<Option<StoredCredential>> {
+    if let Some(current) = tx.get_decoded::<StoredCredential>(Ks::SmMeta, ROOT_CREDENTIAL_V2)? {
+        return Ok(Some(current));
+    }
+    Ok(tx.get_decoded::<Credential>(Ks::SmMeta, ROOT_CREDENTIAL)?.map(StoredCredential::Plain))
+}
+
 /// Rewraps one record's data key if the record still carries the wrapping the rotation read.
 fn apply_rewrap(tx: &mut Txn<'_>, rewrap: Rewrap) -> Result<bool> {
     match rewrap.target {
@@ -343,6 +364,14 @@ fn apply_rewrap(tx: &mut Txn<'_>, rewrap: Rewrap) -> Result<bool> {
                 _ => Ok(false),
             }
         }
+        RewrapTarget::RootCredential => match tx.get_decoded::<StoredCredential>(Ks::SmMeta, ROOT_CREDENTIAL_V2)? {
+            Some(StoredCredential::Sealed { access_key, key, secret }) if key == rewrap.before => {
+                let rewrapped = StoredCredential::Sealed { access_key, key: rewrap.after, secret };
+                tx.put(Ks::SmMeta, ROOT_CREDENTIAL_V2.to_vec(), encode(&rewrapped));
+                Ok(true)
+            }
+            _ => Ok(false),
+        },
     }
 }
 

@@ -70,7 +70,10 @@ mod txn;
 
 pub(crate) const LAST_APPLIED: &[u8] = b"last_applied";
 pub(crate) const LAST_MEMBERSHIP: &[u8] = b"last_membership";
+/// The root credential as first stored (a `Credential`, in clear); replaced by [`ROOT_CREDENTIAL_V2`].
 pub(crate) const ROOT_CREDENTIAL: &[u8] = b"root_credential";
+/// The root credential as a `StoredCredential` (sealed where a master key is held).
+pub(crate) const ROOT_CREDENTIAL_V2: &[u8] = b"root_credential_v2";
 pub(crate) const ENCRYPTION: &[u8] = b"encryption";
 /// Keyspace `snapshot`: the snapshot in force.
 const CURRENT_SNAPSHOT: &[u8] = b"current";
