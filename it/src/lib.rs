@@ -103,6 +103,13 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// A master key file of 32 raw bytes of `byte`, named `name` in `dir`; its path.
+pub fn key_file(dir: &Path, name: &str, byte: u8) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, [byte; 32]).expect("writing a key file");
+    path.display().to_string()
+}
+
 pub fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(data))

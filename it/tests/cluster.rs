@@ -15,6 +15,7 @@ use hoard::cluster_cli::describe;
 use hoard_it::client;
 use hoard_it::get;
 use hoard_it::hoard_bin;
+use hoard_it::key_file;
 use hoard_it::pattern;
 use hoard_it::HoardProcess;
 use hoard_it::TestNode;
@@ -41,12 +42,6 @@ fn ok(out: Output) -> String {
 fn status(endpoint: &str, access: &str, secret: &str) -> ClusterStatus {
     let text = ok(hoard(endpoint, access, secret, &["cluster", "status", "--json"]));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn key_file(dir: &Path, name: &str, byte: u8) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, [byte; 32]).unwrap();
-    path.display().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use std::time::Instant;
 use hoard_it::failure;
 use hoard_it::get;
 use hoard_it::hoard_bin;
+use hoard_it::key_file;
 use hoard_it::no_retry;
 use hoard_it::put;
 use hoard_it::HoardProcess;
@@ -58,12 +59,6 @@ fn everything_under(dir: &Path) -> Vec<u8> {
 
 fn holds(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-fn key_file(dir: &Path, name: &str, byte: u8) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, [byte; 32]).unwrap();
-    path.display().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
