@@ -18,6 +18,7 @@ use hoard_protocol::Rewrap;
 use hoard_protocol::RewrapTarget;
 use hoard_protocol::RotationCursor;
 use hoard_protocol::SegmentId;
+use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
 use hoard_protocol::WrappedKey;
 use hoard_protocol::WriteCondition;
@@ -105,8 +106,23 @@ fn rewrap() -> impl Strategy<Value = Rewrap> {
     let target = prop_oneof![
         (name(), name(), name()).prop_map(|(bucket, key, version_id)| RewrapTarget::Object { bucket, key, version_id }),
         (name(), name(), name()).prop_map(|(bucket, key, upload_id)| RewrapTarget::Upload { bucket, key, upload_id }),
+        Just(RewrapTarget::RootCredential),
     ];
     (target, encryption(), encryption()).prop_map(|(target, before, after)| Rewrap { target, before, after })
+}
+
+fn stored_credential() -> impl Strategy<Value = StoredCredential> {
+    prop_oneof![
+        (name(), name())
+            .prop_map(|(access_key, secret_key)| StoredCredential::Plain(Credential { access_key, secret_key })),
+        (name(), encryption(), prop::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(access_key, key, secret)| StoredCredential::Sealed { access_key, key, secret }),
+        (name(), encryption()).prop_map(|(access_key, key)| StoredCredential::Sealed {
+            access_key,
+            key,
+            secret: vec![7; 5000]
+        }),
+    ]
 }
 
 /// Every command variant, with every field drawn from the hostile strategies above.
@@ -170,6 +186,8 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         (name(), record_strategy(), time(), condition()).prop_map(|(upload_id, record, now_ms, condition)| {
             MetaCommand::CompleteUploadIf { upload_id, record, now_ms, condition }
         }),
+        (stored_credential(), any::<bool>())
+            .prop_map(|(credential, replace)| MetaCommand::PutRootCredential { credential, replace }),
     ]
 }
 
