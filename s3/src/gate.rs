@@ -7,6 +7,8 @@
 //!   it has no date check a server can enforce, so a captured request could be replayed forever.
 //! - A presigned URL lives at most [`MAX_PRESIGNED_SECS`] (a week, as in AWS); a malformed `X-Amz-Expires`
 //!   is refused.
+//! - The dates a SigV4 signature names (`x-amz-date`, `X-Amz-Date`, and the date of the credential scope)
+//!   are digits where digits belong, checked here before any parser does arithmetic on them.
 //! - A request that carries no signature at all carries no body: anonymous access is never given more than
 //!   its headers' worth of memory. (Anonymous requests are all refused later today; where a future
 //!   grant lets one in, it still comes without a body.)
@@ -62,6 +64,33 @@ pub fn refuse<B>(req: &Request<B>) -> Option<S3Error> {
             }
         }
     }
+    if let Some(date) = headers.get("x-amz-date") {
+        if !is_amz_date(date.as_bytes()) {
+            return Some(s3_error!(AccessDenied, "AWS authentication requires a valid Date or x-amz-date header"));
+        }
+    }
+    if let Some(date) = param("X-Amz-Date") {
+        if !is_amz_date(date.as_bytes()) {
+            return Some(s3_error!(
+                AuthorizationQueryParametersError,
+                "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""
+            ));
+        }
+    }
+    let header_scope = authorization.map(|a| credential_of(a).unwrap_or(b""));
+    let v4 = authorization.is_some_and(|a| a.starts_with(b"AWS4-"));
+    if header_scope.is_some_and(|scope| (v4 || !scope.is_empty()) && !scope_date_ok(scope)) {
+        return Some(s3_error!(
+            AuthorizationHeaderMalformed,
+            "The authorization header is malformed; the Credential must be KEY/yyyyMMdd/REGION/SERVICE/aws4_request"
+        ));
+    }
+    if param("X-Amz-Credential").is_some_and(|scope| !scope_date_ok(scope.as_bytes())) {
+        return Some(s3_error!(
+            AuthorizationQueryParametersError,
+            "X-Amz-Credential must be KEY/yyyyMMdd/REGION/SERVICE/aws4_request"
+        ));
+    }
     if req.method() == Method::POST && is_form(headers) {
         return Some(s3_error!(
             NotImplemented,
@@ -87,6 +116,28 @@ pub fn refuse<B>(req: &Request<B>) -> Option<S3Error> {
         }
     }
     None
+}
+
+/// `yyyyMMdd'T'HHmmss'Z'`, digits where digits belong.
+fn is_amz_date(date: &[u8]) -> bool {
+    date.len() == 16
+        && date.iter().enumerate().all(|(i, b)| match i {
+            8 => *b == b'T',
+            15 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+/// The `Credential=` value of a SigV4 `Authorization` header (up to its comma), if it has one.
+fn credential_of(authorization: &[u8]) -> Option<&[u8]> {
+    let at = authorization.windows(11).position(|w| w == b"Credential=")? + 11;
+    let rest = &authorization[at..];
+    Some(rest.split(|b| *b == b',').next().unwrap_or(rest))
+}
+
+/// Whether a credential scope's second field (the date) is eight digits.
+fn scope_date_ok(scope: &[u8]) -> bool {
+    scope.split(|b| *b == b'/').nth(1).is_some_and(|date| date.len() == 8 && date.iter().all(u8::is_ascii_digit))
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -158,6 +209,30 @@ mod tests {
         let presigned_v2 = req("GET", "/b/k?AWSAccessKeyId=AKID&Expires=9999999999&Signature=abc", &[]);
         assert_eq!(code(refuse(&presigned_v2)).as_deref(), Some("InvalidRequest"));
         assert_eq!(refuse(&req("GET", "/b/k", &[SIGNED])).map(|e| e.code().clone()), None);
+    }
+
+    #[test]
+    fn signature_dates_must_be_digits_before_anything_parses_them() {
+        let auth = |cred: &str| format!("AWS4-HMAC-SHA256 Credential={cred}, SignedHeaders=host, Signature=00");
+        let good = auth("AK/20260101/us-east-1/s3/aws4_request");
+        let ok = req("GET", "/b/k", &[("authorization", &good), ("x-amz-date", "20260101T000000Z")]);
+        assert_eq!(code(refuse(&ok)), None);
+        let bad_date = req("GET", "/b/k", &[("authorization", &good), ("x-amz-date", "2025 101T000000Z")]);
+        assert_eq!(code(refuse(&bad_date)).as_deref(), Some("AccessDenied"));
+        for cred in ["AK/202501(1/us-east-1/s3/aws4_request", "AK", "AK/2026/x"] {
+            let bad = req("GET", "/b/k", &[("authorization", &auth(cred)), ("x-amz-date", "20260101T000000Z")]);
+            assert_eq!(code(refuse(&bad)).as_deref(), Some("AuthorizationHeaderMalformed"), "{cred}");
+        }
+        let odd_scheme = req("GET", "/b/k", &[("authorization", "6 Credential=/202501(1/")]);
+        assert_eq!(code(refuse(&odd_scheme)).as_deref(), Some("AuthorizationHeaderMalformed"));
+        let presigned = |date: &str, cred: &str| {
+            refuse(&req("GET", &format!("/b/k?X-Amz-Date={date}&X-Amz-Credential={cred}&X-Amz-Signature=00"), &[]))
+        };
+        assert_eq!(code(presigned("20260101T000000Z", "AK%2F20260101%2Fus-east-1%2Fs3%2Faws4_request")), None);
+        let bad = presigned("2026-101T000000Z", "AK%2F20260101%2Fus-east-1%2Fs3%2Faws4_request");
+        assert_eq!(code(bad).as_deref(), Some("AuthorizationQueryParametersError"));
+        let bad = presigned("20260101T000000Z", "AK%2F2026%2F01%2Fus-east-1%2Fs3%2Faws4_request");
+        assert_eq!(code(bad).as_deref(), Some("AuthorizationQueryParametersError"));
     }
 
     #[test]
