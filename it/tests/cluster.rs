@@ -2,7 +2,6 @@
 //! key and then encrypts every new write; a rotation rewraps every SSE-S3 data key (objects and uploads in
 //! progress), survives `kill -9` half-way, and afterwards the old key can go.
 
-use std::path::Path;
 use std::process::Command;
 use std::process::Output;
 

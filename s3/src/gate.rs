@@ -64,10 +64,8 @@ pub fn refuse<B>(req: &Request<B>) -> Option<S3Error> {
             }
         }
     }
-    if let Some(date) = headers.get("x-amz-date") {
-        if !is_amz_date(date.as_bytes()) {
-            return Some(s3_error!(AccessDenied, "AWS authentication requires a valid Date or x-amz-date header"));
-        }
+    if headers.get_all("x-amz-date").iter().any(|date| !is_amz_date(date.as_bytes())) {
+        return Some(s3_error!(AccessDenied, "AWS authentication requires a valid Date or x-amz-date header"));
     }
     if let Some(date) = param("X-Amz-Date") {
         if !is_amz_date(date.as_bytes()) {
@@ -77,9 +75,12 @@ pub fn refuse<B>(req: &Request<B>) -> Option<S3Error> {
             ));
         }
     }
-    let header_scope = authorization.map(|a| credential_of(a).unwrap_or(b""));
-    let v4 = authorization.is_some_and(|a| a.starts_with(b"AWS4-"));
-    if header_scope.is_some_and(|scope| (v4 || !scope.is_empty()) && !scope_date_ok(scope)) {
+    let malformed_scope = headers.get_all(header::AUTHORIZATION).iter().any(|a| {
+        let (a, v4) = (a.as_bytes(), a.as_bytes().starts_with(b"AWS4-"));
+        let scope = credential_of(a).unwrap_or(b"");
+        (v4 || !scope.is_empty()) && !scope_date_ok(scope)
+    });
+    if malformed_scope {
         return Some(s3_error!(
             AuthorizationHeaderMalformed,
             "The authorization header is malformed; the Credential must be KEY/yyyyMMdd/REGION/SERVICE/aws4_request"
