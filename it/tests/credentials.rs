@@ -97,6 +97,23 @@ async fn a_kept_root_secret_is_sealed_on_disk_and_rotates_over_https() {
     let fresh = no_retry(node.client_as(&new_access, &new_secret));
     assert_eq!(get(&fresh, "creds", "k").await, b"kept through rotations");
 
+    // A key file the node cannot use gets one answer, whatever the path is: missing, a FIFO (which must not
+    // block the node), a directory. Only the node's log says which.
+    let fifo = dir.path().join("key.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let unusable = [dir.path().join("missing.key"), fifo, dir.path().to_path_buf()];
+    let mut answers = Vec::new();
+    for path in &unusable {
+        let path = path.display().to_string();
+        let args = ["rotate-key", "--new-master-key-file", &path, "--no-wait"];
+        let out = cli(&node.endpoint(), (&new_access, &new_secret), Some(&cert.cert), &args);
+        assert!(!out.status.success(), "{path} is not a key file");
+        answers.push(String::from_utf8_lossy(&out.stderr).replace(&path, "PATH"));
+    }
+    assert!(answers[0].contains("cannot use PATH as a master key"), "{}", answers[0]);
+    assert!(answers.iter().all(|a| *a == answers[0]), "the answers tell the paths apart: {answers:?}");
+    assert!(!answers[0].contains("os error") && !answers[0].contains("No such file"), "{}", answers[0]);
+
     // A master-key rotation carries the sealed credential to the new key: the node starts with only the
     // new key and the credential still opens.
     let out = cli(
