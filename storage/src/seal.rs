@@ -459,7 +459,9 @@ pub fn opaque_etag(key: &DataKey, input: &[u8]) -> [u8; 16] {
 pub fn sealed_len(plain_len: u64, plain_block: u64) -> u64 {
     assert!(plain_block > 0, "the plaintext block size must not be zero");
     let blocks = plain_len.div_ceil(plain_block).max(1);
-    plain_len + blocks * TAG_LEN as u64
+    // Saturates instead of overflowing: no real object comes within a block of u64::MAX, and a length that
+    // did would then be refused by every reader rather than wrap to a small one.
+    plain_len.saturating_add(blocks.saturating_mul(TAG_LEN as u64))
 }
 
 /// The plaintext length whose sealed stream is `sealed_len` bytes, the inverse of [`sealed_len`]; any length
