@@ -165,10 +165,8 @@ impl HoardProcess {
         log_filter: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<HoardProcess> {
-        let mut p = HoardProcess::new(data_dir, extra_args);
+        let mut p = HoardProcess::new_tls(data_dir, cert, extra_args);
         p.log_filter = log_filter.into();
-        p.tls = Some((cert.cert.clone(), cert.key.clone()));
-        p.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
         p.spawn()?;
         Ok(p)
     }
@@ -202,10 +200,8 @@ impl HoardProcess {
         cert: &TestCert,
         extra_args: &[&str],
     ) -> anyhow::Result<HoardProcess> {
-        let mut p = HoardProcess::new(data_dir, extra_args);
+        let mut p = HoardProcess::new_tls(data_dir, cert, extra_args);
         p.root_env = false;
-        p.tls = Some((cert.cert.clone(), cert.key.clone()));
-        p.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
         p.spawn()?;
         Ok(p)
     }
@@ -226,6 +222,14 @@ impl HoardProcess {
                 tls_client_for(&self.endpoint(), access_key, secret_key, &pem)
             }
         }
+    }
+
+    /// A process not started yet serving HTTPS with `cert`, plus plain HTTP for the readiness probe.
+    fn new_tls(data_dir: &Path, cert: &TestCert, extra_args: &[&str]) -> HoardProcess {
+        let mut p = HoardProcess::new(data_dir, extra_args);
+        p.tls = Some((cert.cert.clone(), cert.key.clone()));
+        p.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
+        p
     }
 
     /// A process not started yet: plain HTTP on a free port, logging at `info`.
@@ -274,13 +278,7 @@ impl HoardProcess {
 
     /// A client of `endpoint()`; for an HTTPS process it trusts the process's certificate.
     pub fn client(&self) -> aws_sdk_s3::Client {
-        match &self.tls {
-            None => client_for(&self.endpoint(), ACCESS_KEY, SECRET_KEY),
-            Some((cert, _)) => {
-                let pem = std::fs::read_to_string(cert).expect("the certificate file");
-                tls_client_for(&self.endpoint(), ACCESS_KEY, SECRET_KEY, &pem)
-            }
-        }
+        self.client_as(ACCESS_KEY, SECRET_KEY)
     }
 
     /// Polls `/health/ready` until it answers 200 (the process exposes no other readiness event).

@@ -95,11 +95,8 @@ impl S3Route for AdminRoute {
         let q = query_pairs(&req.uri);
         let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         if get(CLUSTER_PARAM).is_some() {
-            if get("action") == Some("rotate-root-key") && req.method == Method::POST {
-                let secure = req.extensions.get::<crate::sse::Secure>().is_some_and(|s| s.0);
-                return cluster::rotate_root_key(&self.ctx, secure, self.root_given).await;
-            }
-            return self.cluster(&req.method, get).await;
+            let secure = req.extensions.get::<crate::sse::Secure>().is_some_and(|s| s.0);
+            return self.cluster(&req.method, secure, get).await;
         }
         let Some(faults) = &self.faults else {
             return Err(s3_error!(
@@ -146,10 +143,19 @@ impl S3Route for AdminRoute {
 }
 
 impl AdminRoute {
-    /// `get` answers the request's query parameters.
-    async fn cluster<'q>(&self, method: &Method, get: impl Fn(&str) -> Option<&'q str>) -> S3Result<S3Response<Body>> {
+    /// `get` answers the request's query parameters; `secure` says whether the request came over TLS.
+    async fn cluster<'q>(
+        &self,
+        method: &Method,
+        secure: bool,
+        get: impl Fn(&str) -> Option<&'q str>,
+    ) -> S3Result<S3Response<Body>> {
         match (method.clone(), get("action").unwrap_or("status")) {
             (Method::GET, "status") => {}
+            // Answers the new credential, not the status.
+            (Method::POST, "rotate-root-key") => {
+                return cluster::rotate_root_key(&self.ctx, secure, self.root_given).await
+            }
             (Method::POST, "encrypt") => cluster::encrypt(&self.ctx).await?,
             (Method::POST, "rotate-key") => {
                 let file = get("key-file").ok_or_else(|| s3_error!(InvalidArgument, "key-file is required"))?;

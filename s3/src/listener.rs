@@ -222,8 +222,9 @@ impl Drop for IpSlot {
 struct Activity {
     accepted: Instant,
     in_flight: AtomicUsize,
-    /// When the connection last became idle (`None` until its first request arrived).
-    idle_since: Mutex<Option<Instant>>,
+    /// When a request last started or finished (`None` until the first one arrived): the idle timeout runs
+    /// from here, and a watchdog that sees it move knows the connection was busy meanwhile.
+    last_request: Mutex<Option<Instant>>,
     /// Told each time a request finishes.
     done: Notify,
     /// Told when a newer connection from the same address takes this one's place.
@@ -235,32 +236,32 @@ impl Activity {
         Activity {
             accepted: Instant::now(),
             in_flight: AtomicUsize::new(0),
-            idle_since: Mutex::new(None),
+            last_request: Mutex::new(None),
             done: Notify::new(),
             evict: Notify::new(),
         }
     }
 
-    fn idle_since(&self) -> Option<Instant> {
-        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner())
+    fn last_request(&self) -> Option<Instant> {
+        *self.last_request.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// When the connection last did anything: its accept, or the start or end of its last request.
     fn last_active(&self) -> Instant {
-        self.idle_since().unwrap_or(self.accepted)
+        self.last_request().unwrap_or(self.accepted)
     }
 
     fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let mut idle = self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
-        *idle = Some(Instant::now());
+        let mut last = self.last_request.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some(Instant::now());
     }
 
     fn finished(&self) {
-        let mut idle = self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last_request.lock().unwrap_or_else(|p| p.into_inner());
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        *idle = Some(Instant::now());
-        drop(idle);
+        *last = Some(Instant::now());
+        drop(last);
         self.done.notify_one();
     }
 }
@@ -329,9 +330,9 @@ async fn serve<I>(
         }),
     );
     tokio::pin!(conn);
-    loop {
+    let why = loop {
         let busy = activity.in_flight.load(Ordering::SeqCst) > 0;
-        let since = activity.idle_since();
+        let since = activity.last_request();
         let expires = match since {
             None => activity.accepted + limits.first_request,
             Some(at) => at + limits.idle,
@@ -344,24 +345,17 @@ async fn serve<I>(
                 return;
             }
             _ = activity.done.notified(), if busy => {}
-            _ = activity.evict.notified() => {
-                tracing::debug!(%peer, "closing connection: a newer one from this address took its place");
-                conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await;
-                return;
-            }
+            _ = activity.evict.notified() => break "a newer connection from this address took its place",
             _ = tokio::time::sleep_until(expires), if !busy => {
-                let unchanged = activity.idle_since() == since;
-                if unchanged && activity.in_flight.load(Ordering::SeqCst) == 0 {
-                    let why = if since.is_none() { "no request in time" } else { "idle" };
-                    tracing::debug!(%peer, why, "closing connection");
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await;
-                    return;
+                if activity.last_request() == since && activity.in_flight.load(Ordering::SeqCst) == 0 {
+                    break if since.is_none() { "no request in time" } else { "idle" };
                 }
             }
         }
-    }
+    };
+    tracing::debug!(%peer, why, "closing connection");
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await;
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ use fjall::Iter;
 use fjall::Readable;
 use hoard_protocol::decode;
 use hoard_protocol::BucketRecord;
-use hoard_protocol::Credential;
 use hoard_protocol::Encryption;
 use hoard_protocol::EncryptionSettings;
 use hoard_protocol::ObjectRecord;
@@ -42,6 +41,7 @@ use super::keys::split_upload_key;
 use super::keys::time_key;
 use super::keys::upload_key;
 use super::keys::utf8;
+use super::state::root_credential_from;
 use super::state::ENCRYPTION;
 use super::state::LAST_APPLIED;
 use super::state::ROOT_CREDENTIAL;
@@ -383,10 +383,7 @@ impl MetaReader {
     /// The root credential in force: the current form, else the first one (in clear).
     pub fn root_credential(&self) -> Result<Option<StoredCredential>> {
         let sm = self.store.ks(Ks::SmMeta);
-        if let Some(current) = sm.get(ROOT_CREDENTIAL_V2)? {
-            return Ok(Some(decode(&current)?));
-        }
-        Ok(sm.get(ROOT_CREDENTIAL)?.map(|v| decode::<Credential>(&v)).transpose()?.map(StoredCredential::Plain))
+        root_credential_from(sm.get(ROOT_CREDENTIAL_V2)?, || Ok(sm.get(ROOT_CREDENTIAL)?))
     }
 
     /// The node's encryption settings (`hoard cluster encrypt`).

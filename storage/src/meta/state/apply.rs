@@ -28,6 +28,7 @@ use crate::meta::keys::upload_key;
 use crate::meta::Ks;
 use crate::meta::Result;
 
+use super::root_credential_from;
 use super::txn::Txn;
 use super::ROOT_CREDENTIAL;
 use super::ROOT_CREDENTIAL_V2;
@@ -333,10 +334,7 @@ fn note_wrapping_key(tx: &mut Txn<'_>, encryption: &Encryption) -> Result<()> {
 
 /// The root credential in force: the current form, else the first one (in clear).
 fn stored_credential(tx: &Txn<'_>) -> Result<Option<StoredCredential>> {
-    if let Some(current) = tx.get_decoded::<StoredCredential>(Ks::SmMeta, ROOT_CREDENTIAL_V2)? {
-        return Ok(Some(current));
-    }
-    Ok(tx.get_decoded::<Credential>(Ks::SmMeta, ROOT_CREDENTIAL)?.map(StoredCredential::Plain))
+    root_credential_from(tx.get(Ks::SmMeta, ROOT_CREDENTIAL_V2)?, || tx.get(Ks::SmMeta, ROOT_CREDENTIAL))
 }
 
 /// Rewraps one record's data key if the record still carries the wrapping the rotation read.

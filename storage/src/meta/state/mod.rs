@@ -32,9 +32,11 @@ use std::sync::Arc;
 
 use hoard_protocol::decode;
 use hoard_protocol::encode;
+use hoard_protocol::Credential;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
+use hoard_protocol::StoredCredential;
 use openraft::storage::RaftStateMachine;
 use openraft::Entry;
 use openraft::EntryPayload;
@@ -92,6 +94,18 @@ const INSTALL_BATCH_BYTES: usize = 512;
 struct StoredSnapshot {
     meta: SnapshotMeta<u64, NodeAddr>,
     file: String,
+}
+
+/// The root credential in force, from what the two keys that may hold it hold: the current form
+/// ([`ROOT_CREDENTIAL_V2`]), else the first one (in clear), read only when there is no current one.
+pub(crate) fn root_credential_from<V: AsRef<[u8]>>(
+    current: Option<V>,
+    first: impl FnOnce() -> Result<Option<V>>,
+) -> Result<Option<StoredCredential>> {
+    if let Some(current) = current {
+        return Ok(Some(decode(current.as_ref())?));
+    }
+    Ok(first()?.map(|v| decode::<Credential>(v.as_ref())).transpose()?.map(StoredCredential::Plain))
 }
 
 /// Applies one command into `tx`, or says why it is refused (see the invariants above). `Err` is a failure of
