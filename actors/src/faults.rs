@@ -5,7 +5,14 @@
 //! `hoard` crate (`supervision/`); this crate only knows the seam. With nothing armed a check is one
 //! atomic load.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::Condvar;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::error::ActorError;
 use crate::error::Result;
@@ -19,7 +26,94 @@ pub enum Fault {
     Error,
     /// The point waits this long before going on, as a slow disk or peer would.
     Stall(Duration),
+    /// The point waits until the gate is opened: a test holds one request at a chosen step while others
+    /// run, without guessing how long they take.
+    Gate(Gate),
 }
+
+/// A gate fault points wait at until [`Gate::open`]; [`Gate::reached`] tells when someone waits there.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    open: Mutex<bool>,
+    opened: Condvar,
+    opened_async: Notify,
+    arrivals: AtomicUsize,
+    arrived: Notify,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every waiter, and every later arrival, through.
+    pub fn open(&self) {
+        *self.0.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.0.opened.notify_all();
+        self.0.opened_async.notify_waiters();
+    }
+
+    fn is_open(&self) -> bool {
+        *self.0.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resolves once `n` arrivals have reached the gate (whether or not they have passed it).
+    pub async fn reached(&self, n: usize) {
+        loop {
+            let arrived = self.0.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.0.arrivals.load(Ordering::Acquire) >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    fn arrive(&self) {
+        self.0.arrivals.fetch_add(1, Ordering::AcqRel);
+        self.0.arrived.notify_waiters();
+    }
+
+    async fn pass(&self) {
+        self.arrive();
+        loop {
+            let opened = self.0.opened_async.notified();
+            tokio::pin!(opened);
+            opened.as_mut().enable();
+            if self.is_open() {
+                return;
+            }
+            opened.await;
+        }
+    }
+
+    fn pass_blocking(&self) {
+        self.arrive();
+        let mut open = self.0.open.lock().unwrap_or_else(|p| p.into_inner());
+        while !*open {
+            open = self.0.opened.wait(open).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").field("open", &self.is_open()).finish()
+    }
+}
+
+/// Two gates are equal when they are the same gate.
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// The seam through which fault points ask whether they are armed.
 pub trait FaultInjector: Send + Sync + 'static {
@@ -55,6 +149,10 @@ pub async fn hit(injector: &dyn FaultInjector, point: &str) -> Result<()> {
             tokio::time::sleep(d).await;
             Ok(())
         }
+        Some(Fault::Gate(g)) => {
+            g.pass().await;
+            Ok(())
+        }
     }
 }
 
@@ -66,6 +164,10 @@ pub fn hit_blocking(injector: &dyn FaultInjector, point: &str) -> Result<()> {
         Some(Fault::Error) => Err(ActorError::Injected(point.to_string())),
         Some(Fault::Stall(d)) => {
             std::thread::sleep(d);
+            Ok(())
+        }
+        Some(Fault::Gate(g)) => {
+            g.pass_blocking();
             Ok(())
         }
     }

@@ -461,3 +461,58 @@ async fn disks_are_known_by_their_markers_not_their_order() {
     assert_eq!(hoard_it::get(&node.client(), "vault", "k").await, data, "read around the new, empty disk");
     assert!(Path::new(&ours[2]).join("hoard-disk.json").is_file(), "the new disk is marked");
 }
+
+/// Empties a directory, keeping the directory itself: a drive swapped at the same mount point.
+fn empty_dir(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}
+
+/// Two disks emptied while the node runs are written again by repair, by new PUTs and by scrub: each gets its
+/// marker back before its first new file, so a node killed afterwards starts again and reads every object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disks_emptied_at_run_time_are_refilled_and_the_node_still_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let node = TestNode::builder().data_dir(&data_dir).scrub_grace(REPAIR_SAFE_GRACE).start().await.unwrap();
+    let c = client(&node);
+    c.create_bucket().bucket("swap").send().await.unwrap();
+    let mut objects: Vec<(String, Vec<u8>)> =
+        (0..3).map(|i| (format!("before-{i}"), pattern(300 + i, 2 * MIB + 77 * i as usize))).collect();
+    for (k, data) in &objects {
+        put(&c, "swap", k, data).await;
+    }
+    let disks = node.disk_paths();
+    for swapped in &disks[2..4] {
+        empty_dir(swapped);
+    }
+    // A PUT right after the swap lands shards on the new disks first.
+    let after = ("after".to_string(), pattern(310, 3 * MIB + 5));
+    put(&c, "swap", &after.0, &after.1).await;
+    objects.push(after);
+    node.scrub_now().await.unwrap();
+    node.repair_idle().await.unwrap();
+    let segments = hoard_it::shard_files(&disks).len();
+    assert_eq!(segments, objects.len());
+    for swapped in &disks[2..4] {
+        assert!(swapped.join("hoard-disk.json").is_file(), "{} is marked again", swapped.display());
+        assert_eq!(count_shard_files(swapped), segments, "{} holds a shard of every segment", swapped.display());
+    }
+    drop(c);
+    node.stop().await;
+
+    // The same directories under a real process, killed with SIGKILL and started again.
+    let mut process = HoardProcess::start(&data_dir, &[]).unwrap();
+    process.kill9();
+    process.restart().unwrap();
+    let c = process.client();
+    for (k, data) in &objects {
+        assert_eq!(hoard_it::get(&c, "swap", k).await, *data, "{k} reads after the restart");
+    }
+}

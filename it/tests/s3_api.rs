@@ -31,6 +31,8 @@ use aws_sdk_s3::types::MetadataDirective;
 use aws_sdk_s3::types::ObjectIdentifier;
 use aws_sdk_s3::Client;
 use base64::Engine as _;
+use hoard::Fault;
+use hoard::Gate;
 use hoard_it::client;
 use hoard_it::client_for;
 use hoard_it::failure;
@@ -1229,6 +1231,92 @@ async fn re_uploading_a_part_number_replaces_the_part() -> anyhow::Result<()> {
         .send()
         .await?;
     assert!(get(&c, "bkt", "k").await? == [first, second].concat());
+    node.stop().await;
+    Ok(())
+}
+
+/// Two uploads of one part number overlap, and the one that started first finishes last: it is the part (as
+/// in S3, the upload that completes last wins), and the other's shards become garbage that scrub deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_uploads_of_one_part_the_last_to_complete_wins() -> anyhow::Result<()> {
+    let node = TestNode::builder().fault_injection(true).start().await?;
+    let c = client(&node);
+    c.create_bucket().bucket("bkt").send().await?;
+    let upload = create_upload(&c, "bkt", "k").await?;
+    let (early, late) = (pattern(51, 5 * MIB + 3), pattern(52, 5 * MIB + 4));
+    let before = hoard_it::shard_files(&node.disk_paths());
+
+    // The first upload is held just before it commits, while the second runs from start to end.
+    let gate = Gate::new();
+    node.faults().arm_times("put.before_commit", Fault::Gate(gate.clone()), Some(1));
+    let first = tokio::spawn({
+        let (c, upload, early) = (c.clone(), upload.clone(), early.clone());
+        async move { upload_part(&c, "bkt", "k", &upload, 1, early).await }
+    });
+    gate.reached(1).await;
+    let late_etag = upload_part(&c, "bkt", "k", &upload, 1, late.clone()).await?;
+    gate.open();
+    let early_etag = first.await??;
+    assert_ne!(early_etag, late_etag);
+
+    let listed = c.list_parts().bucket("bkt").key("k").upload_id(&upload).send().await?;
+    let got: Vec<(i32, &str)> =
+        listed.parts().iter().map(|p| (p.part_number().unwrap_or(0), p.e_tag().unwrap_or(""))).collect();
+    assert_eq!(got, [(1, early_etag.as_str())], "the upload that completed last is the part");
+    let (status, code) = failure(
+        c.complete_multipart_upload()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&upload)
+            .multipart_upload(completed(&[(1, &late_etag)]))
+            .send()
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "InvalidPart"), "the replaced part cannot be completed");
+    c.complete_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&upload)
+        .multipart_upload(completed(&[(1, &early_etag)]))
+        .send()
+        .await?;
+    assert!(get(&c, "bkt", "k").await? == early, "the object is the part that completed last");
+
+    let report = node.scrub_now().await?;
+    assert_eq!(report.garbage_deleted, 6, "the replaced part's six shards are collected: {report:?}");
+    let after = hoard_it::shard_files(&node.disk_paths());
+    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    assert_eq!(added.len(), 1, "one segment, the winner's, remains: {added:?}");
+    assert!(get(&c, "bkt", "k").await? == early);
+    node.stop().await;
+    Ok(())
+}
+
+/// As in S3: DeleteBucket refuses a bucket that holds an object, and deletes one that holds only unfinished
+/// multipart uploads, aborting them (their parts' shards are collected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_bucket_with_only_unfinished_uploads_aborts_them() -> anyhow::Result<()> {
+    let (node, c) = start_with_bucket("bkt").await?;
+    let before = hoard_it::shard_files(&node.disk_paths());
+    let upload = create_upload(&c, "bkt", "k").await?;
+    upload_part(&c, "bkt", "k", &upload, 1, pattern(61, 300_000)).await?;
+    create_upload(&c, "bkt", "empty-upload").await?;
+    put(&c, "bkt", "obj", b"an object").await?;
+    let (status, code) = failure(c.delete_bucket().bucket("bkt").send().await);
+    assert_eq!((status, code.as_str()), (409, "BucketNotEmpty"));
+    assert_eq!(c.list_multipart_uploads().bucket("bkt").send().await?.uploads().len(), 2, "nothing was aborted");
+
+    c.delete_object().bucket("bkt").key("obj").send().await?;
+    c.delete_bucket().bucket("bkt").send().await?;
+    let buckets = c.list_buckets().send().await?;
+    assert!(buckets.buckets().is_empty(), "{buckets:?}");
+    let (status, code) = failure(c.list_parts().bucket("bkt").key("k").upload_id(&upload).send().await);
+    assert_eq!((status, code.as_str()), (404, "NoSuchBucket"));
+    let report = node.scrub_now().await?;
+    assert_eq!(report.garbage_deleted, 6, "the aborted part's six shards are collected: {report:?}");
+    assert_eq!(hoard_it::shard_files(&node.disk_paths()), before, "no shard file is left");
+    c.create_bucket().bucket("bkt").send().await?;
+    assert!(c.list_multipart_uploads().bucket("bkt").send().await?.uploads().is_empty(), "a new bucket starts empty");
     node.stop().await;
     Ok(())
 }

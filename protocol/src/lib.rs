@@ -481,6 +481,13 @@ pub enum MetaCommand {
         credential: StoredCredential,
         replace: bool,
     },
+    /// DeleteBucket as S3 does it: refused while the bucket holds an object; otherwise the bucket and its
+    /// unfinished multipart uploads go in one step (their parts become garbage). `DeleteBucket`, which is
+    /// refused while an upload is open, stays as it was for the entries that already carry it.
+    DeleteBucketAndUploads {
+        name: String,
+        now_ms: i64,
+    },
 }
 
 /// What a conditional write expects of the key's current version.
@@ -703,6 +710,10 @@ mod tests {
                     before: Encryption::SseS3 { key_id: "k1".into(), key: wrapped.clone() },
                     after: Encryption::SseS3 { key_id: "k2".into(), key: wrapped },
                 }),
+            ),
+            (
+                "delete_bucket_and_uploads",
+                encode(&MetaCommand::DeleteBucketAndUploads { name: "photos".into(), now_ms: 8 }),
             ),
         ]
     }

@@ -138,7 +138,7 @@ impl MetaCommand {
     pub fn check(&self) -> Result<(), NameError> {
         match self {
             MetaCommand::CreateBucket(bucket) => check_bucket(&bucket.name),
-            MetaCommand::DeleteBucket { name } => check_bucket(name),
+            MetaCommand::DeleteBucket { name } | MetaCommand::DeleteBucketAndUploads { name, .. } => check_bucket(name),
             MetaCommand::SetBucketEncryption { bucket, .. } => check_bucket(bucket),
             MetaCommand::CommitObject { record, .. } => check_record(record),
             MetaCommand::CommitObjectIf { record, condition, .. } => {

@@ -64,6 +64,7 @@ pub fn fault_name(f: &Fault) -> String {
         Fault::Panic => "panic".into(),
         Fault::Error => "error".into(),
         Fault::Stall(d) => format!("stall:{}", d.as_millis()),
+        Fault::Gate(_) => "gate".into(),
     }
 }
 

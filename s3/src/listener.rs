@@ -16,6 +16,9 @@
 //!   [`ConnectionLimits::idle`]. HTTP/2 connections are pinged; one that does not answer is closed.
 //! - Stopping the actor closes the listening socket and every connection it accepted: a stopped node
 //!   answers nothing, not even on a client's kept-alive connection.
+//! - A [`Drain`] begun (the node stopping on SIGTERM) closes the listening socket at once, closes idle
+//!   connections, and lets each connection with a request in flight finish that request, however long it
+//!   takes; the node decides how long it waits ([`Drain::closed`]) before stopping the actor.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -49,6 +52,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::frontend::Frontend;
 
+/// Why a connection closes when the node stops.
+const STOPPING: &str = "the node is stopping";
+
 /// How long an expired connection may take to finish what it is sending after a graceful shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
@@ -80,6 +86,74 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// A node's graceful stop, shared by its listeners: once begun, nothing new is accepted and each connection
+/// closes after the request it has in flight, if any.
+#[derive(Clone)]
+pub struct Drain(Arc<DrainState>);
+
+struct DrainState {
+    begun: watch::Sender<bool>,
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+impl Default for Drain {
+    fn default() -> Drain {
+        Drain(Arc::new(DrainState { begun: watch::channel(false).0, open: AtomicUsize::new(0), closed: Notify::new() }))
+    }
+}
+
+impl Drain {
+    /// Stops accepting and closes every connection once its request in flight is answered.
+    pub fn begin(&self) {
+        self.0.begun.send_replace(true);
+    }
+
+    pub fn has_begun(&self) -> bool {
+        *self.0.begun.borrow()
+    }
+
+    /// Resolves once the drain has begun.
+    async fn begun(&self) {
+        let mut rx = self.0.begun.subscribe();
+        let _ = rx.wait_for(|b| *b).await;
+    }
+
+    /// Connections open now, across the node's listeners.
+    pub fn open(&self) -> usize {
+        self.0.open.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when no connection is open.
+    pub async fn closed(&self) {
+        loop {
+            let closed = self.0.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+
+    /// Counts one connection until the guard drops.
+    fn hold(&self) -> DrainGuard {
+        self.0.open.fetch_add(1, Ordering::SeqCst);
+        DrainGuard(self.clone())
+    }
+}
+
+struct DrainGuard(Drain);
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        if self.0 .0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0 .0.closed.notify_waiters();
+        }
+    }
+}
+
 pub struct Listener;
 
 pub struct ListenerArgs {
@@ -90,6 +164,8 @@ pub struct ListenerArgs {
     /// Serve HTTPS with this configuration; `None` serves plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub limits: ConnectionLimits,
+    /// The node's graceful stop.
+    pub drain: Drain,
 }
 
 pub struct ListenerState {
@@ -102,6 +178,11 @@ impl Actor for Listener {
     type Arguments = ListenerArgs;
 
     async fn pre_start(&self, _me: ActorRef<()>, args: ListenerArgs) -> Result<ListenerState, ActorProcessingErr> {
+        let drain = args.drain;
+        if drain.has_begun() {
+            // Restarted while the node stops: the address stays closed.
+            return Ok(ListenerState { accept: tokio::spawn(async {}) });
+        }
         let listener = TcpListener::bind(args.addr).await?;
         let local = listener.local_addr()?;
         let scheme = if args.tls.is_some() { "https" } else { "http" };
@@ -117,8 +198,16 @@ impl Actor for Listener {
             let per_ip = PerIp::new(limits.max_connections_per_ip);
             loop {
                 while connections.try_join_next().is_some() {}
-                let Ok(permit) = permits.clone().acquire_owned().await else { return };
-                let (socket, peer) = match listener.accept().await {
+                let accepted = tokio::select! {
+                    biased;
+                    _ = drain.begun() => break,
+                    accepted = async {
+                        let permit = permits.clone().acquire_owned().await;
+                        (permit, listener.accept().await)
+                    } => accepted,
+                };
+                let (Ok(permit), accepted) = accepted else { return };
+                let (socket, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -133,19 +222,22 @@ impl Actor for Listener {
                 let _ = socket.set_nodelay(true);
                 let service = frontend.clone();
                 let acceptor = acceptor.clone();
+                let drain = drain.clone();
+                let counted = drain.hold();
                 connections.spawn(async move {
-                    let _held = (permit, slot);
+                    let _held = (permit, slot, counted);
                     match acceptor {
-                        None => serve(TokioIo::new(socket), service, peer, limits, activity).await,
+                        None => serve(TokioIo::new(socket), service, peer, limits, activity, drain).await,
                         Some(acceptor) => {
                             let deadline = activity.accepted + limits.first_request;
                             let handshake = acceptor.accept(socket);
                             let tls = tokio::select! {
                                 tls = tokio::time::timeout_at(deadline, handshake) => tls,
                                 _ = activity.evict.notified() => return,
+                                _ = drain.begun() => return,
                             };
                             match tls {
-                                Ok(Ok(tls)) => serve(TokioIo::new(tls), service, peer, limits, activity).await,
+                                Ok(Ok(tls)) => serve(TokioIo::new(tls), service, peer, limits, activity, drain).await,
                                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }
@@ -153,6 +245,9 @@ impl Actor for Listener {
                     }
                 });
             }
+            drop(listener);
+            tracing::info!(addr = %local, open = connections.len(), "stopped accepting; open connections close after their requests in flight");
+            while connections.join_next().await.is_some() {}
         });
         Ok(ListenerState { accept })
     }
@@ -306,6 +401,7 @@ async fn serve<I>(
     peer: SocketAddr,
     limits: ConnectionLimits,
     activity: Arc<Activity>,
+    drain: Drain,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -346,6 +442,7 @@ async fn serve<I>(
             }
             _ = activity.done.notified(), if busy => {}
             _ = activity.evict.notified() => break "a newer connection from this address took its place",
+            _ = drain.begun() => break STOPPING,
             _ = tokio::time::sleep_until(expires), if !busy => {
                 if activity.last_request() == since && activity.in_flight.load(Ordering::SeqCst) == 0 {
                     break if since.is_none() { "no request in time" } else { "idle" };
@@ -355,7 +452,12 @@ async fn serve<I>(
     };
     tracing::debug!(%peer, why, "closing connection");
     conn.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await;
+    if why == STOPPING {
+        // The request in flight finishes, however long it takes: the node bounds the whole stop.
+        let _ = conn.as_mut().await;
+    } else {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await;
+    }
 }
 
 #[cfg(test)]

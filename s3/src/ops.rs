@@ -642,7 +642,9 @@ impl S3 for HoardS3 {
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
         let ctx = self.ctx.clone();
         session::run(&self.sessions, async move {
-            write(&ctx, MetaCommand::DeleteBucket { name: req.input.bucket }).await?;
+            // As S3: a bucket holding only unfinished multipart uploads is deleted, and the uploads with it.
+            let cmd = MetaCommand::DeleteBucketAndUploads { name: req.input.bucket, now_ms: ctx.env.now_ms() };
+            write(&ctx, cmd).await?;
             Ok(S3Response::new(DeleteBucketOutput {}))
         })
         .await
@@ -1675,10 +1677,11 @@ fn read_window(rec: &ObjectRecord, range: Option<&Range>, part_number: Option<i3
         for (idx, seg) in rec.segments.iter().enumerate() {
             let number = if seg.part_number == 0 { idx as i32 + 1 } else { seg.part_number as i32 };
             if number == n {
-                // Any part of a multipart object is a partial response (206), as in S3.
-                return Ok((offset, offset + seg.size, seg.part_number > 0));
+                // Any part of a multipart object is a partial response (206), as in S3. The window is
+                // on the plaintext: a sealed segment's stored size includes its tags.
+                return Ok((offset, offset + seg.plain_size(), seg.part_number > 0));
             }
-            offset += seg.size;
+            offset += seg.plain_size();
         }
         if n == 1 && rec.segments.is_empty() {
             return Ok((0, rec.size, false));

@@ -380,6 +380,32 @@ mod tests {
         assert_eq!(roots(&f.assign(&["b", "a"]).unwrap()), f.disks(&["a", "b"]), "and is known by it");
     }
 
+    #[test]
+    fn a_disk_emptied_in_use_gets_its_marker_before_any_new_file() {
+        let f = Fixture::new();
+        let got = f.assign(&["a", "b"]).unwrap();
+        let b = &got.disks[1];
+        let mut file = b.create("shards/00/x.1").unwrap();
+        file.write_all(b"piece").unwrap();
+        file.commit().unwrap();
+        let marker = std::fs::read(b.root().join(DISK_MARKER)).unwrap();
+        // A drive swapped at the same mount point: the directory stays, what was in it is gone.
+        for entry in std::fs::read_dir(b.root()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(path).unwrap();
+            } else {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        let mut file = b.create("shards/01/y.1").unwrap();
+        assert_eq!(std::fs::read(b.root().join(DISK_MARKER)).unwrap(), marker, "marked before the file lands");
+        file.write_all(b"piece").unwrap();
+        file.commit().unwrap();
+        drop(got);
+        assert_eq!(roots(&f.assign(&["b", "a"]).unwrap()), f.disks(&["a", "b"]), "and is known by it");
+    }
+
     fn copy_dir(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// Seconds between HTTP/2 pings; a connection that does not answer one in as long is closed [default: 30].
     #[arg(long, env = "HOARD_HTTP2_KEEPALIVE")]
     pub http2_keepalive: Option<u64>,
+    /// Seconds a graceful stop (SIGTERM, Ctrl-C) lets requests in flight finish before it closes their
+    /// connections [default: 30]. A second signal stops at once.
+    #[arg(long, env = "HOARD_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
 }
 
 /// The TOML file's shape: the same names as the flags, with underscores.
@@ -110,6 +114,7 @@ pub struct FileConfig {
     pub first_request_timeout: Option<u64>,
     pub idle_timeout: Option<u64>,
     pub http2_keepalive: Option<u64>,
+    pub shutdown_timeout: Option<u64>,
 }
 
 impl ServeArgs {
@@ -158,6 +163,9 @@ impl ServeArgs {
         o.otlp_endpoint = self.otlp_endpoint.clone().or(file.otlp_endpoint);
         if let Some(endpoint) = &o.otlp_endpoint {
             crate::telemetry::check_endpoint(endpoint)?;
+        }
+        if let Some(s) = self.shutdown_timeout.or(file.shutdown_timeout) {
+            o.shutdown_timeout = Duration::from_secs(s);
         }
         o.root_credential = root_credential_from_env()?;
         Ok(o)
@@ -275,6 +283,23 @@ mod tests {
         assert!(args.resolve().is_err(), "a first-request timeout over 30 s is refused");
         let args = ServeArgs { max_connections_per_ip: Some(0), ..Default::default() };
         assert!(args.resolve().is_err(), "a cap of 0 is refused");
+    }
+
+    /// The sample configuration shipped beside the systemd unit is one this build reads, and says what it
+    /// seems to say.
+    #[test]
+    fn the_sample_config_resolves() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("hoard.toml");
+        std::fs::write(&cfg, include_str!("../dist/hoard.toml")).unwrap();
+        let o = ServeArgs { config: Some(cfg), ..Default::default() }.resolve().unwrap();
+        assert_eq!(o.data_dir, PathBuf::from("/var/lib/hoard"));
+        assert_eq!((o.disks.len(), o.data_shards, o.parity_shards), (6, 4, 2));
+        assert!(o.tls.is_some() && o.master_key_file.is_some());
+        assert_eq!(o.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(o.limits, ConnectionLimits::default());
+        let args = ServeArgs { shutdown_timeout: Some(5), ..Default::default() };
+        assert_eq!(args.resolve().unwrap().shutdown_timeout, Duration::from_secs(5));
     }
 
     #[test]

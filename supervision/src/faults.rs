@@ -13,6 +13,7 @@ use std::sync::Mutex;
 pub use hoard_actors::faults::Fault;
 use hoard_actors::faults::FaultAdmin;
 use hoard_actors::faults::FaultInjector;
+pub use hoard_actors::faults::Gate;
 pub use hoard_s3::admin::fault_name;
 pub use hoard_s3::admin::parse_fault;
 pub use hoard_s3::admin::FAULT_POINTS;

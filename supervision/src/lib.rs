@@ -18,5 +18,19 @@ pub mod telemetry;
 pub mod testing;
 
 pub use faults::Fault;
+pub use faults::Gate;
 pub use node::Node;
 pub use node::NodeOptions;
+
+/// What `hoard version` prints: the version, the commit and date of the build, its target and compiled-in features.
+pub fn version_text() -> String {
+    format!(
+        "hoard {}\ncommit: {}\nbuilt: {}\ntarget: {}\nfeatures: {}\nprofile: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("HOARD_COMMIT"),
+        env!("HOARD_BUILD_DATE"),
+        env!("HOARD_TARGET"),
+        env!("HOARD_FEATURES"),
+        env!("HOARD_PROFILE"),
+    )
+}

@@ -20,13 +20,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a one-node hoard: an S3 endpoint over local disks.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Encryption across the cluster: encrypt, status, rotate-key.
     Cluster(hoard::cluster_cli::ClusterArgs),
     /// Tools for testing a running node.
     #[command(subcommand)]
     Debug(DebugCommand),
-    /// Print the version.
+    /// Print the version, the commit and date it was built from, and how it was built.
     Version,
 }
 
@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
-            println!("hoard {}", env!("CARGO_PKG_VERSION"));
+            print!("{}", hoard::version_text());
             Ok(())
         }
         Command::Debug(DebugCommand::Fault(args)) => {
@@ -62,6 +62,9 @@ fn main() -> anyhow::Result<()> {
                 let telemetry = hoard::telemetry::init(opts.otlp_endpoint.as_deref(), &opts.listen.to_string())?;
                 let served = serve(opts).await;
                 telemetry.shutdown().await;
+                if served.is_ok() {
+                    tracing::info!("hoard stopped");
+                }
                 served
             })
         }
@@ -91,14 +94,42 @@ async fn serve(opts: hoard::NodeOptions) -> anyhow::Result<()> {
         println!("  AWS_ACCESS_KEY_ID={}", node.credential.access_key);
         println!("  AWS_SECRET_ACCESS_KEY={}", node.credential.secret_key);
     }
+    let mut stop = Signals::new()?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("stopping");
-            node.stop().await;
+        signal = stop.next() => {
+            tracing::info!(signal, "stop requested; a second signal stops at once");
+            tokio::spawn(async move {
+                let signal = stop.next().await;
+                tracing::warn!(signal, "second signal: exiting now, without waiting for requests in flight");
+                std::process::exit(1);
+            });
+            node.shutdown(opts.shutdown_timeout).await;
         }
         _ = node.stopped() => {
             anyhow::bail!("the node's supervisor gave up; see the errors above");
         }
     }
     Ok(())
+}
+
+/// SIGTERM (systemd, Docker, Kubernetes) and SIGINT (Ctrl-C).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::signal;
+        use tokio::signal::unix::SignalKind;
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// The name of the next signal received.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

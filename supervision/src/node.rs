@@ -38,6 +38,7 @@ use hoard_protocol::NodeAddr;
 use hoard_protocol::NodeId;
 use hoard_protocol::StoredCredential;
 use hoard_s3::listener::ConnectionLimits;
+use hoard_s3::listener::Drain;
 use hoard_s3::tls::TlsFiles;
 use hoard_storage::disk::Disk;
 use hoard_storage::env::Env;
@@ -99,8 +100,13 @@ pub struct NodeOptions {
     pub otlp_endpoint: Option<String>,
     /// Connection caps and timeouts of the S3 listeners.
     pub limits: ConnectionLimits,
+    /// How long a graceful stop (SIGTERM, Ctrl-C) waits for requests in flight.
+    pub shutdown_timeout: Duration,
     pub env: Arc<dyn Env>,
 }
+
+/// The default of `--shutdown-timeout`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl NodeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -123,6 +129,7 @@ impl NodeOptions {
             trust_proxy_tls: false,
             otlp_endpoint: None,
             limits: ConnectionLimits::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             env: Arc::new(SystemEnv),
         }
     }
@@ -185,6 +192,7 @@ pub struct Node {
     pub generated_credential: bool,
     pub faults: Arc<FaultRegistry>,
     pub stats: Arc<NodeStats>,
+    drain: Drain,
     root: ActorCell,
     join: tokio::task::JoinHandle<()>,
 }
@@ -279,8 +287,9 @@ impl Node {
         for (name, sup) in stats.named() {
             ctx.metrics.add_supervisor(name, move || sup.restarts.load(Ordering::Relaxed));
         }
-        let main = Endpoint::new(opts.listen, tls.clone());
-        let plain = opts.http_listen.map(|a| Endpoint::new(a, None));
+        let drain = Drain::default();
+        let main = Endpoint::new(opts.listen, tls.clone(), drain.clone());
+        let plain = opts.http_listen.map(|a| Endpoint::new(a, None, drain.clone()));
         let endpoints: Vec<Endpoint> = std::iter::once(main.clone()).chain(plain.clone()).collect();
         let credential_out: Arc<Mutex<Option<(Credential, bool)>>> = Arc::new(Mutex::new(None));
 
@@ -370,6 +379,7 @@ impl Node {
             generated_credential,
             faults: registry,
             stats,
+            drain,
             root: root.get_cell(),
             join,
         })
@@ -379,6 +389,26 @@ impl Node {
     pub fn endpoint(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// A graceful stop (SIGTERM): accepts nothing new, closes idle connections, lets the requests in flight
+    /// finish for up to `grace`, then stops every actor and closes the metadata store. Each step is logged.
+    pub async fn shutdown(self, grace: Duration) {
+        tracing::info!(
+            grace_s = grace.as_secs_f64(),
+            open_connections = self.drain.open(),
+            "stopping: no new connections; requests in flight may finish"
+        );
+        self.drain.begin();
+        match tokio::time::timeout(grace, self.drain.closed()).await {
+            Ok(()) => tracing::info!("every request in flight has finished"),
+            Err(_) => tracing::warn!(
+                open_connections = self.drain.open(),
+                "the stop deadline passed: closing the connections still open"
+            ),
+        }
+        self.stop().await;
+        tracing::info!("actors stopped and the metadata store closed");
     }
 
     /// Stops every actor of the node and releases its stores.

@@ -10,6 +10,7 @@ use hoard_actors::NodeContext;
 use hoard_protocol::Credential;
 use hoard_s3::auth::Credentials;
 use hoard_s3::listener::ConnectionLimits;
+use hoard_s3::listener::Drain;
 use hoard_s3::listener::Listener;
 use hoard_s3::listener::ListenerArgs;
 use ractor::Actor;
@@ -34,11 +35,13 @@ pub struct Endpoint {
     /// Told the bound address each time the listener starts. A restarted listener binds it again, so it
     /// comes back on the same port even when first asked for port 0.
     pub bound: watch::Sender<Option<SocketAddr>>,
+    /// The node's graceful stop, the same for each of its endpoints.
+    pub drain: Drain,
 }
 
 impl Endpoint {
-    pub fn new(addr: SocketAddr, tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>) -> Endpoint {
-        Endpoint { addr, tls, bound: watch::channel(None).0 }
+    pub fn new(addr: SocketAddr, tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>, drain: Drain) -> Endpoint {
+        Endpoint { addr, tls, bound: watch::channel(None).0, drain }
     }
 
     /// Waits until the listener has bound its address.
@@ -75,8 +78,14 @@ pub fn spec(
                 let endpoint = endpoint.clone();
                 async move {
                     let at = endpoint.bound.borrow().unwrap_or(endpoint.addr);
-                    let args =
-                        ListenerArgs { addr: at, frontend, bound: endpoint.bound.clone(), tls: endpoint.tls, limits };
+                    let args = ListenerArgs {
+                        addr: at,
+                        frontend,
+                        bound: endpoint.bound.clone(),
+                        tls: endpoint.tls,
+                        limits,
+                        drain: endpoint.drain,
+                    };
                     let (r, _) =
                         Listener::spawn_linked(Some(format!("listener-{}", uniq())), Listener, args, parent).await?;
                     Ok(r.get_cell())

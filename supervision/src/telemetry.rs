@@ -88,6 +88,7 @@ impl Telemetry {
     /// runs on the blocking pool.
     pub async fn shutdown(self) {
         if let Some(provider) = self.provider {
+            tracing::info!("flushing the trace export");
             let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
             if let Ok(Err(e)) = done {
                 eprintln!("hoard: traces not all exported at shutdown: {e}");

@@ -100,17 +100,19 @@ impl FileDisk {
             Some(dir) => dir.to_path_buf(),
             None => return Err(StorageError::InvalidName(format!("{name:?}: no parent directory"))),
         };
-        // Every time, not once at open: an operator may have deleted the directory since.
-        if !dir.is_dir() {
-            let root_lost = !self.root.is_dir();
-            create_dirs_durably(&self.root, &dir)?;
-            if let (true, Some((marker, bytes))) = (root_lost, &self.marker) {
-                if marker != name {
-                    let mut f = self.create(marker)?;
-                    f.write_all(bytes)?;
-                    f.commit()?;
-                }
+        // Every time, not once at open: an operator may have emptied or deleted the directory since (a
+        // drive swapped at the same mount point). The marker goes first, so that no file of this disk is ever
+        // on it without it: a restart would not take a directory that holds files but no marker.
+        if let Some((marker, bytes)) = &self.marker {
+            if marker != name && !self.path(marker).is_file() {
+                let mut f = self.create(marker)?;
+                f.write_all(bytes)?;
+                f.commit()?;
+                tracing::warn!(disk = %self.label(), "the disk's marker was gone (a replaced or emptied disk); wrote it again");
             }
+        }
+        if !dir.is_dir() {
+            create_dirs_durably(&self.root, &dir)?;
         }
         let file_name = match final_path.file_name().and_then(|f| f.to_str()) {
             Some(f) => f.to_string(),

@@ -124,6 +124,24 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
                 MetaResponse::Ok
             }
         }
+        MetaCommand::DeleteBucketAndUploads { name, now_ms } => {
+            if !tx.exists(Ks::Buckets, name.as_bytes())? {
+                MetaResponse::NoSuchBucket
+            } else if tx.any_with_prefix(Ks::Objects, &bucket_prefix(&name))? {
+                MetaResponse::BucketNotEmpty
+            } else {
+                for (upload, value) in tx.scan_prefix(Ks::Uploads, &bucket_prefix(&name))? {
+                    let record: UploadRecord = decode(&value)?;
+                    for (key, part) in upload_parts(tx, &record.upload_id)?.into_values() {
+                        tx.decref(&part.segment, now_ms)?;
+                        tx.delete(Ks::Parts, key);
+                    }
+                    tx.delete(Ks::Uploads, upload);
+                }
+                tx.delete(Ks::Buckets, name.into_bytes());
+                MetaResponse::Ok
+            }
+        }
         MetaCommand::CommitObject { record, now_ms } => {
             if !tx.exists(Ks::Buckets, record.bucket.as_bytes())? {
                 MetaResponse::NoSuchBucket
@@ -701,6 +719,37 @@ mod tests {
         assert_eq!(node.write(delete_bucket()).await, MetaResponse::Ok, "bucket bb's keys are not b's");
         assert_eq!(node.write(delete_bucket()).await, MetaResponse::NoSuchBucket);
         assert_eq!(node.reader.buckets().unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["bb"]);
+        node.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deleting_a_bucket_with_only_uploads_aborts_them_and_queues_their_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_with_bucket(dir.path()).await;
+        let delete = |now_ms| MetaCommand::DeleteBucketAndUploads { name: "b".into(), now_ms };
+        node.write(bucket("bb")).await;
+        node.write(create_upload("bb", "k", "other")).await;
+        node.write(commit_part("bb", "k", "other", 1, 90)).await;
+        node.write(create_upload("b", "k", "u1")).await;
+        node.write(create_upload("b", "k2", "u2")).await;
+        node.write(commit_part("b", "k", "u1", 1, 91)).await;
+        node.write(commit_part("b", "k", "u1", 2, 92)).await;
+        node.write(commit_part("b", "k2", "u2", 1, 93)).await;
+        node.write(put("b", "obj", 94, 1)).await;
+        assert_eq!(node.write(delete(5)).await, MetaResponse::BucketNotEmpty, "an object is stored");
+        assert!(garbage_ids(&node).is_empty(), "a refused delete aborts nothing");
+        assert_eq!(node.reader.all_parts("u1").unwrap().len(), 2);
+
+        node.write(MetaCommand::DeleteObject { bucket: "b".into(), key: "obj".into(), now_ms: 6 }).await;
+        assert_eq!(garbage_ids(&node), [SegmentId(94)]);
+        assert_eq!(node.write(delete(7)).await, MetaResponse::Ok);
+        let mut garbage = garbage_ids(&node);
+        garbage.sort_by_key(|s| s.0);
+        assert_eq!(garbage, [SegmentId(91), SegmentId(92), SegmentId(93), SegmentId(94)]);
+        assert!(node.reader.all_parts("u1").unwrap().is_empty() && node.reader.all_parts("u2").unwrap().is_empty());
+        assert_eq!(node.reader.all_parts("other").unwrap().len(), 1, "bucket bb's upload is not b's");
+        assert_eq!(node.reader.buckets().unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["bb"]);
+        assert_eq!(node.write(delete(8)).await, MetaResponse::NoSuchBucket);
         node.stop().await;
     }
 

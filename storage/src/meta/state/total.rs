@@ -188,6 +188,7 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         }),
         (stored_credential(), any::<bool>())
             .prop_map(|(credential, replace)| MetaCommand::PutRootCredential { credential, replace }),
+        (name(), time()).prop_map(|(name, now_ms)| MetaCommand::DeleteBucketAndUploads { name, now_ms }),
     ]
 }
 
