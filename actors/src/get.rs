@@ -1,6 +1,11 @@
 //! Reading byte ranges of segments back: the k data pieces of each wanted block, parity only when a
 //! data piece is missing, corrupt or slow, reconstruction in the EC pool.
 //!
+//! Slow disks: a block's first k reads go to its data pieces, except on disks that are degraded or have a
+//! job stuck right now (those pieces are read last, if at all). A read slower than a few times its disk's
+//! recent latency is hedged: parity pieces are read for the pieces still missing, and the first k to
+//! arrive make the block. Pieces that time out or were hedged away are not damage and are not reported.
+//!
 //! Invariants:
 //! - Only the blocks a range touches are read.
 //! - A piece whose CRC fails is never used; bytes are returned only from verified pieces.
@@ -27,6 +32,7 @@ use crate::encryptor::BlockPlace;
 use crate::error::ActorError;
 use crate::error::Result;
 use crate::put::SealKey;
+use crate::shard::ShardHandle;
 use crate::NodeContext;
 
 /// How long one piece read may take before parity is used instead.
@@ -155,12 +161,20 @@ fn header_of(segment: &Segment, index: u8) -> ShardHeader {
 }
 
 async fn read_piece(ctx: &NodeContext, segment: &Segment, index: u8, block: u64, block_len: usize) -> Result<Vec<u8>> {
+    let shard = shard_of(ctx, segment, index)?;
+    shard.read_piece(header_of(segment, index), block, block_len, PIECE_READ_DEADLINE).await
+}
+
+fn shard_of(ctx: &NodeContext, segment: &Segment, index: u8) -> Result<ShardHandle> {
     let disk =
         segment.layout.disks.get(index as usize).ok_or(ActorError::Invalid("shard index out of layout".into()))?;
-    let shard = ctx
-        .shard(*disk)
-        .ok_or(ActorError::Invalid(format!("disk {} of node {} is unreachable", disk.disk, disk.node)))?;
-    shard.read_piece(header_of(segment, index), block, block_len, PIECE_READ_DEADLINE).await
+    ctx.shard(*disk).ok_or(ActorError::Invalid(format!("disk {} of node {} is unreachable", disk.disk, disk.node)))
+}
+
+/// Whether a failed piece read says the piece is damaged (missing, corrupt), rather than that its disk was
+/// slow, busy or out of reach: only damage goes to repair.
+fn is_damage(e: &ActorError) -> bool {
+    !matches!(e, ActorError::Timeout(_) | ActorError::Unavailable(_))
 }
 
 /// Reads and returns one whole block of a segment.
@@ -169,54 +183,75 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
     let k = layout.data as usize;
     let width = layout.width();
     let block_len = shard_file::block_len(segment.size, layout.block_size, block);
-    let mut pieces: Vec<Option<Vec<u8>>> = vec![None; width];
+    let shards: Vec<Option<ShardHandle>> = (0..width as u8).map(|i| shard_of(ctx, segment, i).ok()).collect();
+    // Data pieces first, then parity; pieces on disks that are degraded or stuck right now go last.
+    let avoid = |i: usize| shards[i].as_ref().is_none_or(|s| s.io.is_degraded() || s.io.lagging());
+    let mut order: Vec<usize> = (0..width).collect();
+    order.sort_by_key(|&i| (avoid(i), i >= k));
+    let hedge_after = order
+        .iter()
+        .take(k)
+        .filter_map(|&i| shards[i].as_ref().map(|s| s.io.hedge_after()))
+        .max()
+        .unwrap_or(PIECE_READ_DEADLINE);
 
-    let mut present = read_pieces(ctx, segment, 0..k as u8, block, block_len, &mut pieces, damaged).await;
-    if present == k {
-        let mut out = Vec::with_capacity(block_len);
-        for p in pieces.into_iter().flatten() {
-            out.extend_from_slice(&p);
-        }
-        out.truncate(block_len);
-        return Ok(Bytes::from(out));
+    let mut pieces: Vec<Option<Vec<u8>>> = vec![None; width];
+    let mut reads = futures::stream::FuturesUnordered::new();
+    let mut next = order.iter().copied();
+    let read = |i: usize| async move { (i, read_piece(ctx, segment, i as u8, block, block_len).await) };
+    for i in next.by_ref().take(k) {
+        reads.push(read(i));
     }
-    present += read_pieces(ctx, segment, k as u8..width as u8, block, block_len, &mut pieces, damaged).await;
+    let hedge = tokio::time::sleep(hedge_after);
+    tokio::pin!(hedge);
+    let mut hedged = false;
+    let mut present = 0;
+    while present < k {
+        tokio::select! {
+            done = reads.next() => {
+                let Some((i, r)) = done else { break };
+                match r {
+                    Ok(p) => {
+                        pieces[i] = Some(p);
+                        present += 1;
+                    }
+                    Err(e) => {
+                        if is_damage(&e) {
+                            tracing::warn!(segment = %segment.id, shard = i, block, error = %e, "piece unreadable");
+                            if !damaged.contains(&(i as u8)) {
+                                damaged.push(i as u8);
+                            }
+                        } else {
+                            tracing::debug!(segment = %segment.id, shard = i, block, error = %e, "piece not read in time");
+                        }
+                        if let Some(j) = next.next() {
+                            reads.push(read(j));
+                        }
+                    }
+                }
+            }
+            _ = &mut hedge, if !hedged => {
+                hedged = true;
+                for j in next.by_ref().take(k - present) {
+                    reads.push(read(j));
+                }
+            }
+        }
+    }
     if present < k {
         return Err(ActorError::Quorum(format!(
             "block {block} of segment {}: {present} of {width} pieces readable, {k} needed",
             segment.id
         )));
     }
+    if pieces[..k].iter().all(Option::is_some) {
+        let mut out = Vec::with_capacity(block_len);
+        for p in pieces.into_iter().take(k).flatten() {
+            out.extend_from_slice(&p);
+        }
+        out.truncate(block_len);
+        return Ok(Bytes::from(out));
+    }
     let data = ctx.ec.decode(layout.data, layout.parity, pieces, block_len).await?;
     Ok(Bytes::from(data))
-}
-
-/// Reads the pieces `indexes` of one block at once into `pieces`; returns how many were read intact and
-/// notes the others in `damaged`.
-async fn read_pieces(
-    ctx: &NodeContext,
-    segment: &Segment,
-    indexes: std::ops::Range<u8>,
-    block: u64,
-    block_len: usize,
-    pieces: &mut [Option<Vec<u8>>],
-    damaged: &mut Vec<u8>,
-) -> usize {
-    let reads = indexes.clone().map(|i| read_piece(ctx, segment, i, block, block_len));
-    let mut present = 0;
-    for (i, r) in indexes.zip(futures::future::join_all(reads).await) {
-        match r {
-            Ok(p) => {
-                pieces[i as usize] = Some(p);
-                present += 1;
-            }
-            Err(e) => {
-                tracing::warn!(segment = %segment.id, shard = i, block, error = %e, "piece unreadable");
-                if !damaged.contains(&i) {
-                    damaged.push(i);
-                }
-            }
-        }
-    }
-    present
 }

@@ -6,6 +6,7 @@
 //! when they start or restart an actor.
 
 pub mod blocking;
+pub mod disk_io;
 pub mod ec_pool;
 pub mod encryptor;
 pub mod error;
@@ -99,13 +100,24 @@ impl NodeContext {
     }
 
     /// The layout of a new segment: `data + parity` distinct disks, starting at a random disk so that
-    /// nodes with more disks than the stripe is wide spread their load. With other nodes' disks (an
+    /// nodes with more disks than the stripe is wide spread their load, and leaving out degraded disks
+    /// where there are enough others. With other nodes' disks (an
     /// in-process cluster), disks are taken from the nodes in turn, so a stripe spans as many nodes as it
     /// can.
     pub fn choose_layout(&self) -> ShardLayout {
         let me = self.config.node_id;
+        let width = self.config.data_shards as usize + self.config.parity_shards as usize;
+        // Degraded disks get no new data while the node has enough others; without them the stripe could
+        // not be as wide, so they stay in it and their shards are skipped (repair writes them later).
+        let healthy: Vec<u32> = self.shards.iter().filter(|s| !s.io.is_degraded()).map(|s| s.index).collect();
+        let local: Vec<u32> =
+            if healthy.len() >= width || self.transport.remote_disks(me).len() + healthy.len() >= width {
+                healthy
+            } else {
+                (0..self.shards.len() as u32).collect()
+            };
         let mut by_node: BTreeMap<NodeId, Vec<DiskRef>> = BTreeMap::new();
-        by_node.insert(me, (0..self.shards.len() as u32).map(|disk| DiskRef { node: me, disk }).collect());
+        by_node.insert(me, local.into_iter().map(|disk| DiskRef { node: me, disk }).collect());
         for d in self.transport.remote_disks(me) {
             by_node.entry(d.node).or_default().push(d);
         }
@@ -113,7 +125,6 @@ impl NodeContext {
         let all: Vec<DiskRef> =
             (0..deepest).flat_map(|i| by_node.values().filter_map(move |disks| disks.get(i).copied())).collect();
         let n = all.len().max(1);
-        let width = self.config.data_shards as usize + self.config.parity_shards as usize;
         let start = (self.env.random_u64() % n as u64) as usize;
         let disks = (0..width).filter_map(|i| all.get((start + i) % n).copied()).collect();
         ShardLayout {

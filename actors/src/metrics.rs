@@ -208,6 +208,8 @@ impl NodeHealth {
                 path: s.label.clone(),
                 read_errors: s.stats.read_errors.load(Ordering::Relaxed),
                 write_errors: s.stats.write_errors.load(Ordering::Relaxed),
+                degraded: s.io.is_degraded(),
+                slow_ios: s.io.slow_jobs(),
             })
             .collect();
         let repair = RepairState {
@@ -239,6 +241,12 @@ pub struct DiskState {
     pub path: String,
     pub read_errors: u64,
     pub write_errors: u64,
+    /// Keeps taking too long: skipped by reads and, where the node has disks to spare, by new data.
+    #[serde(default)]
+    pub degraded: bool,
+    /// I/O that took longer than two seconds, or was refused because the disk's queue was full.
+    #[serde(default)]
+    pub slow_ios: u64,
 }
 
 /// Repair's work since the node started, and its backlog.
@@ -289,6 +297,15 @@ impl Collector for StateCollector {
         family(e, "disk_read_errors", "Shard reads that failed or found a bad checksum, by disk slot", &reads)?;
         let writes: Vec<_> = state.disks.iter().map(|d| (disk(d), ConstCounter::new(d.write_errors))).collect();
         family(e, "disk_write_errors", "Shard writes or syncs that failed, by disk slot", &writes)?;
+        let degraded: Vec<_> = state.disks.iter().map(|d| (disk(d), ConstGauge::new(d.degraded as i64))).collect();
+        family(
+            e,
+            "disk_degraded",
+            "1 while the disk keeps taking too long and reads and new data avoid it",
+            &degraded,
+        )?;
+        let slow: Vec<_> = state.disks.iter().map(|d| (disk(d), ConstCounter::new(d.slow_ios))).collect();
+        family(e, "disk_slow_ios", "Disk I/O that took over two seconds or found the disk's queue full", &slow)?;
         let r = &state.repair;
         one(
             e,

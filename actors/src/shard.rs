@@ -4,8 +4,12 @@
 //! - A shard file becomes visible under its final name only when it is complete and synced
 //!   (`ShardWriter::commit`); a crash before leaves a temp file that scrub removes.
 //! - Reads verify the CRC32C of every piece they return; a corrupt piece is an error, never bytes.
-//! - I/O runs on the blocking pool, many files at once: the actor's mailbox is never blocked by a disk.
-//!   Its own job is to own the `Disk`, count errors, and hand out writers.
+//! - I/O runs on the disk's own threads ([`DiskIo`]), many files at once: the actor's mailbox is never
+//!   blocked by a disk, and a hung disk holds only its own threads. The actor's job is to count errors and
+//!   hand out writers.
+//! - A degraded disk gets no new shard file: `Create` fails at once, and the segment goes on without it
+//!   (repair writes the shard once the disk answers again). A writer waiting on a disk that becomes
+//!   degraded gives up on it at once.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
@@ -23,7 +27,9 @@ use ractor::ActorProcessingErr;
 use ractor::ActorRef;
 use ractor::RpcReplyPort;
 
-use crate::blocking;
+use crate::disk_io::DiskIo;
+use crate::disk_io::IoKind;
+use crate::error::ActorError;
 use crate::error::Result;
 use crate::faults;
 use crate::faults::FaultInjector;
@@ -38,13 +44,13 @@ pub const SHARD_WRITE_DEADLINE: Duration = Duration::from_secs(30);
 pub struct ShardActor;
 
 pub struct ShardArgs {
-    pub disk: Arc<dyn Disk>,
+    pub io: DiskIo,
     pub faults: Arc<dyn FaultInjector>,
     pub stats: Arc<ShardStats>,
 }
 
 pub struct ShardState {
-    disk: Arc<dyn Disk>,
+    io: DiskIo,
     faults: Arc<dyn FaultInjector>,
     stats: Arc<ShardStats>,
 }
@@ -84,7 +90,7 @@ impl Actor for ShardActor {
         _me: ActorRef<ShardMsg>,
         args: ShardArgs,
     ) -> std::result::Result<ShardState, ActorProcessingErr> {
-        Ok(ShardState { disk: args.disk, faults: args.faults, stats: args.stats })
+        Ok(ShardState { io: args.io, faults: args.faults, stats: args.stats })
     }
 
     async fn handle(
@@ -93,34 +99,42 @@ impl Actor for ShardActor {
         msg: ShardMsg,
         state: &mut ShardState,
     ) -> std::result::Result<(), ActorProcessingErr> {
-        let disk = state.disk.clone();
+        let io = state.io.clone();
         let stats = state.stats.clone();
         match msg {
             ShardMsg::Create(header, reply) => {
                 let faults = state.faults.clone();
                 tokio::spawn(async move {
-                    let d = disk.clone();
-                    let r = blocking::run(move || Ok(shard_file::ShardWriter::new(d.as_ref(), &header)?)).await;
+                    if io.is_degraded() {
+                        let _ = reply.send(Err(ActorError::Unavailable("disk (degraded)")));
+                        return;
+                    }
+                    let creating = io.run(IoKind::Write, move |d| Ok(shard_file::ShardWriter::new(d, &header)?));
+                    let r = tokio::select! {
+                        r = creating => r,
+                        _ = io.degraded() => Err(ActorError::Unavailable("disk (degraded)")),
+                    };
                     if r.is_err() {
                         stats.write_errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    let _ = reply.send(r.map(|w| ShardWriter { inner: Some(w), faults, stats }));
+                    let _ = reply.send(r.map(|w| ShardWriter { inner: Some(w), io, faults, stats }));
                 });
             }
             ShardMsg::ReadPiece { header, block, block_len, reply } => {
                 tokio::spawn(async move {
-                    let r = blocking::run(move || {
-                        Ok(shard_file::read_piece(
-                            disk.as_ref(),
-                            header.segment,
-                            header.shard_index,
-                            &header,
-                            block,
-                            block_len,
-                        )?)
-                    })
-                    .await;
-                    if r.is_err() {
+                    let r = io
+                        .run(IoKind::Read, move |d| {
+                            Ok(shard_file::read_piece(
+                                d,
+                                header.segment,
+                                header.shard_index,
+                                &header,
+                                block,
+                                block_len,
+                            )?)
+                        })
+                        .await;
+                    if matches!(r, Err(ActorError::Storage(_))) {
                         stats.read_errors.fetch_add(1, Ordering::Relaxed);
                     }
                     let _ = reply.send(r);
@@ -128,22 +142,23 @@ impl Actor for ShardActor {
             }
             ShardMsg::Verify { header, size, reply } => {
                 tokio::spawn(async move {
-                    let r = blocking::run(move || {
-                        Ok(shard_file::verify(disk.as_ref(), header.segment, header.shard_index, &header, size)?)
-                    })
-                    .await;
+                    let r = io
+                        .run(IoKind::Read, move |d| {
+                            Ok(shard_file::verify(d, header.segment, header.shard_index, &header, size)?)
+                        })
+                        .await;
                     let _ = reply.send(r);
                 });
             }
             ShardMsg::Remove(name, reply) => {
                 tokio::spawn(async move {
-                    let r = blocking::run(move || Ok(disk.remove(&name)?)).await;
+                    let r = io.run(IoKind::Write, move |d| Ok(d.remove(&name)?)).await;
                     let _ = reply.send(r);
                 });
             }
             ShardMsg::List(reply) => {
                 tokio::spawn(async move {
-                    let r = blocking::run(move || Ok(disk.list()?)).await;
+                    let r = io.run(IoKind::Read, |d| Ok(d.list()?)).await;
                     let _ = reply.send(r);
                 });
             }
@@ -155,23 +170,24 @@ impl Actor for ShardActor {
 /// Appends one shard file's pieces. Dropped without `commit`, the file never becomes visible.
 pub struct ShardWriter {
     inner: Option<shard_file::ShardWriter>,
+    io: DiskIo,
     faults: Arc<dyn FaultInjector>,
     stats: Arc<ShardStats>,
 }
 
 impl ShardWriter {
     pub async fn append(&mut self, piece: Bytes) -> Result<()> {
-        let mut w = self.inner.take().ok_or(crate::error::ActorError::Invalid("shard writer already failed".into()))?;
+        let mut w = self.inner.take().ok_or(ActorError::Invalid("shard writer already failed".into()))?;
         let faults = self.faults.clone();
-        let work = blocking::run(move || {
+        let work = self.io.run(IoKind::Write, move |_| {
             let r = faults::hit_blocking(faults.as_ref(), "shard.write").and_then(|()| Ok(w.append_piece(&piece)?));
             Ok((w, r))
         });
-        let (w, r) = match tokio::time::timeout(SHARD_WRITE_DEADLINE, work).await {
-            Ok(done) => done?,
-            Err(_) => {
+        let (w, r) = match bounded(&self.io, work, "shard write").await {
+            Ok(done) => done,
+            Err(e) => {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                return Err(crate::error::ActorError::Timeout("shard write"));
+                return Err(e);
             }
         };
         if r.is_ok() {
@@ -184,15 +200,20 @@ impl ShardWriter {
 
     /// Syncs the file and makes it visible under its final name.
     pub async fn commit(mut self) -> Result<()> {
-        let w = self.inner.take().ok_or(crate::error::ActorError::Invalid("shard writer already failed".into()))?;
-        let r = match tokio::time::timeout(SHARD_WRITE_DEADLINE, blocking::run(move || Ok(w.commit()?))).await {
-            Ok(r) => r,
-            Err(_) => Err(crate::error::ActorError::Timeout("shard sync")),
-        };
+        let w = self.inner.take().ok_or(ActorError::Invalid("shard writer already failed".into()))?;
+        let r = bounded(&self.io, self.io.run(IoKind::Write, move |_| Ok(w.commit()?)), "shard sync").await;
         if r.is_err() {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
         }
         r
+    }
+}
+
+/// `work`, given up after [`SHARD_WRITE_DEADLINE`] or as soon as the disk is degraded.
+async fn bounded<T>(io: &DiskIo, work: impl std::future::Future<Output = Result<T>>, what: &'static str) -> Result<T> {
+    tokio::select! {
+        r = tokio::time::timeout(SHARD_WRITE_DEADLINE, work) => r.unwrap_or(Err(ActorError::Timeout(what))),
+        _ = io.degraded() => Err(ActorError::Unavailable("disk (degraded)")),
     }
 }
 
@@ -203,11 +224,16 @@ pub struct ShardHandle {
     pub slot: Slot<ShardMsg>,
     pub stats: Arc<ShardStats>,
     pub label: String,
+    /// The disk's threads and health; they outlive restarts of its actor.
+    pub io: DiskIo,
 }
 
 impl ShardHandle {
-    pub fn new(index: u32, label: String) -> Self {
-        ShardHandle { index, slot: Slot::new("shard"), stats: Arc::new(ShardStats::default()), label }
+    /// The handle of disk `index`, starting its I/O threads.
+    pub fn new(index: u32, disk: Arc<dyn Disk>, faults: Arc<dyn FaultInjector>) -> Self {
+        let label = disk.label();
+        let io = DiskIo::new(index, disk, faults);
+        ShardHandle { index, slot: Slot::new("shard"), stats: Arc::new(ShardStats::default()), label, io }
     }
 
     pub async fn create(&self, header: ShardHeader) -> Result<ShardWriter> {

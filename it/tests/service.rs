@@ -123,19 +123,3 @@ async fn a_stalled_request_holds_the_stop_no_longer_than_its_deadline_and_a_seco
     let head = process.client().head_object().bucket("svc").key("stalled").send().await;
     assert_eq!(hoard_it::failure(head).0, 404, "a PUT that never finished stores nothing");
 }
-
-/// `hoard version` names the build: version, commit, date, target and features.
-#[test]
-fn version_names_the_build() {
-    let out = std::process::Command::new(hoard_it::hoard_bin()).arg("version").output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_default();
-    assert!(text.starts_with(&format!("hoard {}\n", env!("CARGO_PKG_VERSION"))), "{text}");
-    let commit = field("commit:");
-    assert!(commit.len() >= 7 && commit != "unknown", "{text}");
-    let built = field("built:");
-    assert!(built.len() == 10 && built.as_bytes()[4] == b'-' && built.as_bytes()[7] == b'-', "{text}");
-    assert!(field("target:").contains("linux"), "{text}");
-    assert!(field("features:").contains("simd-erasure-coding"), "{text}");
-}

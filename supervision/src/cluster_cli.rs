@@ -181,9 +181,10 @@ fn describe_node(out: &mut String, n: &NodeHealth) {
         None => out.push_str("node:               metadata not answering\n"),
     }
     for d in &n.disks {
+        let state = if d.degraded { "DEGRADED (too slow; reads and new data avoid it), " } else { "" };
         out.push_str(&format!(
-            "  disk {}:           {}: {} read errors, {} write errors\n",
-            d.index, d.path, d.read_errors, d.write_errors
+            "  disk {}:           {}: {state}{} read errors, {} write errors, {} slow I/Os\n",
+            d.index, d.path, d.read_errors, d.write_errors, d.slow_ios
         ));
     }
     let r = &n.repair;

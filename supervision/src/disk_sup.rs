@@ -8,7 +8,6 @@ use hoard_actors::faults::FaultInjector;
 use hoard_actors::shard::ShardActor;
 use hoard_actors::shard::ShardArgs;
 use hoard_actors::shard::ShardHandle;
-use hoard_storage::disk::Disk;
 use ractor::Actor;
 
 use crate::sup::uniq;
@@ -21,14 +20,14 @@ use crate::sup::SupStats;
 /// minute means a bad disk, and the node should say so rather than spin.
 pub const DISK_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 10, window: Duration::from_secs(60) };
 
-pub fn spec(disks: Vec<(ShardHandle, Arc<dyn Disk>)>, faults: Arc<dyn FaultInjector>, stats: Arc<SupStats>) -> SupSpec {
+pub fn spec(disks: Vec<ShardHandle>, faults: Arc<dyn FaultInjector>, stats: Arc<SupStats>) -> SupSpec {
     let children = disks
         .into_iter()
-        .map(|(handle, disk)| {
+        .map(|handle| {
             let faults = faults.clone();
             ChildSpec::new(format!("shard-{}", handle.index), move |parent| {
                 let handle = handle.clone();
-                let args = ShardArgs { disk: disk.clone(), faults: faults.clone(), stats: handle.stats.clone() };
+                let args = ShardArgs { io: handle.io.clone(), faults: faults.clone(), stats: handle.stats.clone() };
                 async move {
                     let (r, _) = ShardActor::spawn_linked(
                         Some(format!("shard-{}-{}", handle.index, uniq())),

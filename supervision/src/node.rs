@@ -40,7 +40,6 @@ use hoard_protocol::StoredCredential;
 use hoard_s3::listener::ConnectionLimits;
 use hoard_s3::listener::Drain;
 use hoard_s3::tls::TlsFiles;
-use hoard_storage::disk::Disk;
 use hoard_storage::env::Env;
 use hoard_storage::env::SystemEnv;
 use hoard_storage::identity;
@@ -234,7 +233,14 @@ impl Node {
         }
         std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
         let assigned = identity::assign(&opts.data_dir, &paths, opts.env.as_ref()).context("disks")?;
-        let mut disks: Vec<(ShardHandle, Arc<dyn Disk>)> = Vec::new();
+        let workers = if opts.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            opts.workers
+        };
+        let registry = Arc::new(FaultRegistry::new());
+        let faults: Arc<dyn FaultInjector> = if opts.fault_injection { registry.clone() } else { Arc::new(NoFaults) };
+        let mut disks: Vec<ShardHandle> = Vec::new();
         for (i, disk) in assigned.disks.into_iter().enumerate() {
             let label = disk.root().display().to_string();
             if assigned.replaced.contains(&(i as u32)) {
@@ -244,15 +250,8 @@ impl Node {
                     "a new, empty directory takes the place of a lost disk; reads use parity until repair refills it"
                 );
             }
-            disks.push((ShardHandle::new(i as u32, label), Arc::new(disk)));
+            disks.push(ShardHandle::new(i as u32, Arc::new(disk), faults.clone()));
         }
-        let workers = if opts.workers == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-        } else {
-            opts.workers
-        };
-        let registry = Arc::new(FaultRegistry::new());
-        let faults: Arc<dyn FaultInjector> = if opts.fault_injection { registry.clone() } else { Arc::new(NoFaults) };
         let meta = MetaHandle::default();
         let ctx = NodeContext {
             config: Arc::new(NodeConfig {
@@ -268,7 +267,7 @@ impl Node {
             faults: faults.clone(),
             key_keeper: KeyKeeperHandle::default(),
             meta: meta.clone(),
-            shards: Arc::new(disks.iter().map(|(h, _)| h.clone()).collect()),
+            shards: Arc::new(disks.clone()),
             ec: EcPool::new(workers),
             encryptor: EncryptorPool::new(workers),
             repair: RepairHandle::new(meta),
@@ -276,7 +275,7 @@ impl Node {
             rotation: hoard_actors::rotation::RotationHandle::default(),
             transport: match &opts.cluster {
                 Some(cluster) => {
-                    cluster.transport.register(opts.node_id, disks.iter().map(|(h, _)| h.clone()).collect());
+                    cluster.transport.register(opts.node_id, disks.clone());
                     Arc::new(cluster.transport.clone())
                 }
                 None => Arc::new(LocalOnly),

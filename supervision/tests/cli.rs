@@ -2,11 +2,20 @@
 
 use std::process::Command;
 
+/// `hoard version` names the build: version, commit, date, target and compiled-in features.
 #[test]
-fn version_prints_the_crate_version() {
+fn version_names_the_build() {
     let out = Command::new(env!("CARGO_BIN_EXE_hoard")).arg("version").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hoard {}", env!("CARGO_PKG_VERSION")));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_default();
+    assert!(text.starts_with(&format!("hoard {}\n", env!("CARGO_PKG_VERSION"))), "{text}");
+    let commit = field("commit:");
+    assert!(commit.len() >= 7 && commit != "unknown", "{text}");
+    let built = field("built:").as_bytes();
+    assert!(built.len() == 10 && built[4] == b'-' && built[7] == b'-', "{text}");
+    assert!(field("target:").contains("linux"), "{text}");
+    assert!(field("features:").contains("simd-erasure-coding"), "{text}");
 }
 
 #[test]

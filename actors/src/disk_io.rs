@@ -1,0 +1,368 @@
+//! Each disk's own I/O threads, and what they tell of the disk's health.
+//!
+//! Invariants:
+//! - A disk's file I/O runs on that disk's threads only ([`DISK_THREADS`] of them), never on the shared
+//!   blocking pool: a hung disk stalls its own threads and nothing else of the node.
+//! - At most [`DISK_QUEUE`] jobs wait for a disk's threads; past that, new work is refused at once
+//!   (`Unavailable`), so callers read parity or write elsewhere instead of queueing behind a hung disk.
+//! - Every job is timed from its submission to its answer by a task of its own, so a caller that stops
+//!   waiting (a read hedged by parity) does not stop the disk from being judged by it.
+//! - A job that has not answered after [`SLOW_IO`] is a strike against the disk; a job that answers sooner
+//!   clears the strikes. [`STRIKES_TO_DEGRADE`] strikes in a row mark the disk degraded: reads go to parity
+//!   instead, new segments are placed on other disks where there are enough, writers waiting on it give up
+//!   on it. A degraded disk is probed (one stat of its marker) at most every [`PROBE_EVERY`]; the first
+//!   probe or job that answers in time marks it healthy again.
+//! - Slowness is never damage: a timed-out or refused job is not reported to repair.
+//! - Fault point `disk.<slot>` runs on the disk's thread before each job (stall it and the disk hangs).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+
+use hoard_storage::disk::Disk;
+use tokio::sync::oneshot;
+use tokio::sync::watch;
+
+use crate::error::ActorError;
+use crate::error::Result;
+use crate::faults;
+use crate::faults::FaultInjector;
+
+/// Threads per disk: enough for a few reads and writes to overlap on one device.
+pub const DISK_THREADS: usize = 4;
+/// Jobs that may wait for a disk's threads.
+pub const DISK_QUEUE: usize = 256;
+/// A job not answered after this long is a strike against its disk.
+pub const SLOW_IO: Duration = Duration::from_secs(2);
+/// Strikes in a row that mark a disk degraded.
+pub const STRIKES_TO_DEGRADE: u32 = 3;
+/// How often a degraded disk is probed.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The least a read waits before it is hedged, whatever the disk's recent latency.
+pub const HEDGE_MIN: Duration = Duration::from_millis(20);
+/// How many times its recent latency a read may take before it is hedged.
+const HEDGE_FACTOR: u32 = 4;
+
+/// What a job is, for the latency a read is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    Read,
+    Write,
+}
+
+/// A job, given the disk, or the error a fault injected in its place.
+type Job = Box<dyn FnOnce(std::result::Result<&dyn Disk, ActorError>) + Send>;
+
+/// One disk's threads and health. Cheap to clone; the threads end when the last clone is dropped (once
+/// their current job returns).
+#[derive(Clone)]
+pub struct DiskIo {
+    inner: Arc<IoInner>,
+}
+
+struct IoInner {
+    slot: u32,
+    label: String,
+    jobs: mpsc::SyncSender<Job>,
+    next_id: AtomicU64,
+    /// Job id → when it was submitted, for jobs not answered yet.
+    outstanding: Mutex<HashMap<u64, Instant>>,
+    /// Smoothed latency of reads that answered, in microseconds (0: none yet).
+    read_latency_us: AtomicU64,
+    strikes: AtomicU32,
+    degraded: watch::Sender<bool>,
+    /// Jobs that answered after [`SLOW_IO`], or never, or were refused: a counter for `/metrics`.
+    slow_jobs: AtomicU64,
+    probing: AtomicBool,
+    last_probe: Mutex<Option<Instant>>,
+}
+
+impl DiskIo {
+    /// Starts `disk`'s threads. `slot` names the disk in logs and its fault point.
+    pub fn new(slot: u32, disk: Arc<dyn Disk>, faults: Arc<dyn FaultInjector>) -> DiskIo {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(DISK_QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        let point = format!("disk.{slot}");
+        for n in 0..DISK_THREADS {
+            let (queue, disk, faults, point) = (queue.clone(), disk.clone(), faults.clone(), point.clone());
+            let spawned = std::thread::Builder::new().name(format!("hoard-disk{slot}-{n}")).spawn(move || loop {
+                // One thread waits on the queue at a time; the others wait on the lock.
+                let job = match queue.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                };
+                // A stall holds this thread as a hung disk would; an injected error (or panic) fails the
+                // job as a failing disk would, and the thread goes on.
+                let fault =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| faults::hit_blocking(faults.as_ref(), &point)));
+                match fault {
+                    Ok(Ok(())) => job(Ok(disk.as_ref())),
+                    Ok(Err(e)) => job(Err(e)),
+                    Err(_) => job(Err(ActorError::Injected(point.clone()))),
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(disk = slot, error = %e, "could not start a disk I/O thread");
+            }
+        }
+        DiskIo {
+            inner: Arc::new(IoInner {
+                slot,
+                label: disk.label(),
+                jobs,
+                next_id: AtomicU64::new(0),
+                outstanding: Mutex::new(HashMap::new()),
+                read_latency_us: AtomicU64::new(0),
+                strikes: AtomicU32::new(0),
+                degraded: watch::channel(false).0,
+                slow_jobs: AtomicU64::new(0),
+                probing: AtomicBool::new(false),
+                last_probe: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Runs `f` on one of the disk's threads. A panic in `f` is resumed in the caller, as if it had
+    /// panicked itself. Refused at once (`Unavailable`) when the disk's queue is full.
+    pub async fn run<T, F>(&self, kind: IoKind, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Disk) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |disk| {
+            let r = match disk {
+                Ok(disk) => std::panic::catch_unwind(AssertUnwindSafe(|| f(disk))),
+                Err(e) => Ok(Err(e)),
+            };
+            let _ = tx.send(r);
+        });
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let submitted = Instant::now();
+        self.inner.outstanding().insert(id, submitted);
+        if let Err(e) = self.inner.jobs.try_send(job) {
+            self.inner.outstanding().remove(&id);
+            self.inner.strike();
+            return Err(match e {
+                mpsc::TrySendError::Full(_) => ActorError::Unavailable("disk (its queue is full)"),
+                mpsc::TrySendError::Disconnected(_) => ActorError::Unavailable("disk threads"),
+            });
+        }
+        let inner = self.inner.clone();
+        let watcher = tokio::spawn(async move {
+            let mut rx = rx;
+            let answer = tokio::select! {
+                answer = &mut rx => answer,
+                _ = tokio::time::sleep(SLOW_IO) => {
+                    inner.strike();
+                    rx.await
+                }
+            };
+            inner.answered(id, kind, submitted.elapsed());
+            answer
+        });
+        match watcher.await {
+            Ok(Ok(Ok(r))) => r,
+            Ok(Ok(Err(panic))) => std::panic::resume_unwind(panic),
+            Ok(Err(_)) | Err(_) => Err(ActorError::Unavailable("disk threads")),
+        }
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.inner.slot
+    }
+
+    /// Whether the disk is degraded now. Asking may start a probe of a degraded disk.
+    pub fn is_degraded(&self) -> bool {
+        let degraded = *self.inner.degraded.borrow();
+        if degraded {
+            self.probe();
+        }
+        degraded
+    }
+
+    /// Resolves once the disk is degraded (at once if it is).
+    pub async fn degraded(&self) {
+        let mut rx = self.inner.degraded.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Resolves when the disk is not degraded, or after [`PROBE_EVERY`] (time for another probe).
+    #[cfg(test)]
+    async fn degraded_cleared(&self) {
+        let mut rx = self.inner.degraded.subscribe();
+        let _ = tokio::time::timeout(PROBE_EVERY, rx.wait_for(|d| !*d)).await;
+    }
+
+    /// How long a read of this disk may take before it is hedged: a few times its recent read latency.
+    pub fn hedge_after(&self) -> Duration {
+        let us = self.inner.read_latency_us.load(Ordering::Relaxed);
+        Duration::from_micros(us.saturating_mul(u64::from(HEDGE_FACTOR))).clamp(HEDGE_MIN, SLOW_IO)
+    }
+
+    /// Whether a job of this disk has been waiting longer than a read should: the disk is stuck now, and a
+    /// reader that has a choice reads elsewhere.
+    pub fn lagging(&self) -> bool {
+        let limit = self.hedge_after();
+        self.inner.outstanding().values().any(|at| at.elapsed() > limit)
+    }
+
+    /// Jobs that took longer than [`SLOW_IO`] or were refused, since the node started.
+    pub fn slow_jobs(&self) -> u64 {
+        self.inner.slow_jobs.load(Ordering::Relaxed)
+    }
+
+    /// One stat of the disk's marker, at most every [`PROBE_EVERY`] and one at a time: its timely answer
+    /// marks the disk healthy again.
+    fn probe(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self.inner.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| now.duration_since(at) < PROBE_EVERY) {
+                return;
+            }
+            if self.inner.probing.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.probing.store(false, Ordering::Release);
+            return;
+        };
+        let io = self.clone();
+        runtime.spawn(async move {
+            // Whatever the stat says (a missing marker included), the disk answered.
+            let _ = io.run(IoKind::Read, |disk| Ok(disk.len(hoard_storage::identity::DISK_MARKER).is_ok())).await;
+            io.inner.probing.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl IoInner {
+    fn outstanding(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
+        self.outstanding.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn strike(&self) {
+        self.slow_jobs.fetch_add(1, Ordering::Relaxed);
+        let strikes = self.strikes.fetch_add(1, Ordering::AcqRel) + 1;
+        if strikes >= STRIKES_TO_DEGRADE && !self.degraded.send_replace(true) {
+            tracing::warn!(
+                disk = self.slot,
+                path = %self.label,
+                strikes,
+                "disk degraded: it keeps taking longer than {SLOW_IO:?}; reads use parity and new data goes elsewhere until it answers again"
+            );
+        }
+    }
+
+    fn answered(&self, id: u64, kind: IoKind, took: Duration) {
+        self.outstanding().remove(&id);
+        if took >= SLOW_IO {
+            return;
+        }
+        if kind == IoKind::Read {
+            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+            let old = self.read_latency_us.load(Ordering::Relaxed);
+            let new = if old == 0 { us } else { old - old / 8 + us / 8 };
+            self.read_latency_us.store(new, Ordering::Relaxed);
+        }
+        self.strikes.store(0, Ordering::Release);
+        if self.degraded.send_replace(false) {
+            tracing::info!(disk = self.slot, path = %self.label, "disk answers in time again; no longer degraded");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hoard_storage::disk::MemDisk;
+    use hoard_storage::env::SimEnv;
+
+    use futures::FutureExt as _;
+
+    use super::*;
+    use crate::faults::Fault;
+    use crate::faults::Gate;
+
+    /// Arms faults by point name, as the node's registry does.
+    #[derive(Default)]
+    struct Armed(Mutex<HashMap<String, Fault>>);
+
+    impl FaultInjector for Armed {
+        fn check(&self, point: &str) -> Option<Fault> {
+            self.0.lock().unwrap().get(point).cloned()
+        }
+    }
+
+    fn disk_io(faults: Arc<Armed>) -> DiskIo {
+        DiskIo::new(3, Arc::new(MemDisk::new(Arc::new(SimEnv::new(1, 1)))), faults)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_run_on_the_disk_threads_and_panics_reach_the_caller() {
+        let io = disk_io(Arc::default());
+        let name = io.run(IoKind::Read, |_| Ok(std::thread::current().name().map(str::to_string))).await.unwrap();
+        assert!(name.is_some_and(|n| n.starts_with("hoard-disk3-")));
+        let panicked = tokio::spawn({
+            let io = io.clone();
+            async move { io.run(IoKind::Write, |_| -> Result<()> { panic!("boom") }).await }
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        assert!(io.run(IoKind::Read, |_| Ok(7)).await.unwrap() == 7, "a panicking job does not take a thread");
+    }
+
+    /// A hung disk: its threads stall, its queue fills and refuses, it is marked degraded after three slow
+    /// jobs, and once it answers again a probe marks it healthy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_disk_is_degraded_refuses_work_past_its_queue_and_recovers() {
+        let faults = Arc::new(Armed::default());
+        let io = disk_io(faults.clone());
+        let gate = Gate::new();
+        faults.0.lock().unwrap().insert("disk.3".into(), Fault::Gate(gate.clone()));
+        let stuck: Vec<_> = (0..DISK_THREADS + DISK_QUEUE)
+            .map(|_| {
+                let io = io.clone();
+                tokio::spawn(async move { io.run(IoKind::Read, |_| Ok(())).await })
+            })
+            .collect();
+        gate.reached(DISK_THREADS).await;
+        let submitted = tokio::time::timeout(Duration::from_secs(10), async {
+            while io.inner.outstanding().len() < DISK_THREADS + DISK_QUEUE {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert!(submitted.await.is_ok(), "every job was submitted");
+        // Every thread is held and the queue is full: one more job is refused at once.
+        let refused = io.run(IoKind::Read, |_| Ok(())).now_or_never();
+        assert!(matches!(refused, Some(Err(ActorError::Unavailable(_)))), "a full queue refuses at once");
+        io.degraded().await;
+        assert!(io.is_degraded());
+        assert!(io.slow_jobs() >= u64::from(STRIKES_TO_DEGRADE));
+        assert!(io.lagging());
+
+        faults.0.lock().unwrap().clear();
+        gate.open();
+        for job in stuck {
+            job.await.unwrap().unwrap();
+        }
+        // The stuck jobs answered late, which clears nothing; asking starts a probe, whose timely answer does.
+        let recovered = tokio::time::timeout(Duration::from_secs(10), async {
+            while io.is_degraded() {
+                io.degraded_cleared().await;
+            }
+        });
+        assert!(recovered.await.is_ok(), "a probe marks the disk healthy");
+        assert!(!io.lagging());
+    }
+}
