@@ -330,13 +330,14 @@ mod tests {
         let io = disk_io(faults.clone());
         let gate = Gate::new();
         faults.0.lock().unwrap().insert("disk.3".into(), Fault::Gate(gate.clone()));
-        let stuck: Vec<_> = (0..DISK_THREADS + DISK_QUEUE)
-            .map(|_| {
-                let io = io.clone();
-                tokio::spawn(async move { io.run(IoKind::Read, |_| Ok(())).await })
-            })
-            .collect();
+        let job = || {
+            let io = io.clone();
+            tokio::spawn(async move { io.run(IoKind::Read, |_| Ok(())).await })
+        };
+        // First every thread is held, then the queue fills behind them.
+        let mut stuck: Vec<_> = (0..DISK_THREADS).map(|_| job()).collect();
         gate.reached(DISK_THREADS).await;
+        stuck.extend((0..DISK_QUEUE).map(|_| job()));
         let submitted = tokio::time::timeout(Duration::from_secs(10), async {
             while io.inner.outstanding().len() < DISK_THREADS + DISK_QUEUE {
                 tokio::task::yield_now().await;

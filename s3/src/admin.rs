@@ -47,6 +47,12 @@ pub struct AdminRoute {
     pub root_given: bool,
 }
 
+/// A point in [`FAULT_POINTS`], or `disk.<slot>` of one of the node's `disks`.
+pub fn known_point(point: &str, disks: usize) -> bool {
+    FAULT_POINTS.contains(&point)
+        || point.strip_prefix("disk.").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n < disks)
+}
+
 /// Parses the fault names the CLI and admin API use: `panic`, `error`, `stall:<ms>`.
 pub fn parse_fault(s: &str) -> Option<Fault> {
     match s {
@@ -109,10 +115,10 @@ impl S3Route for AdminRoute {
         match (req.method.clone(), action) {
             (Method::POST, "arm") => {
                 let point = get("point").ok_or_else(|| s3_error!(InvalidArgument, "point is required"))?;
-                if !FAULT_POINTS.contains(&point) {
+                if !known_point(point, self.ctx.shards.len()) {
                     return Err(s3_error!(
                         InvalidArgument,
-                        "unknown fault point {point}; known: {}",
+                        "unknown fault point {point}; known: disk.<slot>, {}",
                         FAULT_POINTS.join(", ")
                     ));
                 }
@@ -172,5 +178,20 @@ impl AdminRoute {
         let status = cluster::status(&self.ctx).await?;
         let json = serde_json::to_string_pretty(&status).map_err(|e| s3_error!(InternalError, "{e}"))?;
         Ok(S3Response::new(Body::from(json + "\n")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_points_name_a_disk_of_the_node() {
+        assert!(known_point("put.before_commit", 0));
+        assert!(known_point("disk.0", 6) && known_point("disk.5", 6));
+        assert!(!known_point("disk.6", 6) && !known_point("disk.", 6) && !known_point("disk.x", 6));
+        assert!(!known_point("nowhere", 6));
+        assert_eq!(parse_fault("stall:25"), Some(Fault::Stall(std::time::Duration::from_millis(25))));
+        assert_eq!(fault_name(&Fault::Gate(hoard_actors::faults::Gate::new())), "gate");
     }
 }
