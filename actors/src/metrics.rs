@@ -78,8 +78,13 @@ pub struct FinishedRequest<'a> {
     pub sent: u64,
 }
 
-/// A source of a supervisor's restart count (the supervisors live above this crate).
-type RestartSource = Box<dyn Fn() -> u64 + Send + Sync>;
+/// What a supervisor tells (the supervisors live above this crate): its restart count, and its children
+/// down now.
+struct SupervisorSource {
+    name: String,
+    restarts: Box<dyn Fn() -> u64 + Send + Sync>,
+    down: Box<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+}
 
 pub struct NodeMetrics {
     registry: Registry,
@@ -88,7 +93,7 @@ pub struct NodeMetrics {
     received: Family<OperationLabels, Counter>,
     sent: Family<OperationLabels, Counter>,
     state: Arc<Mutex<NodeState>>,
-    supervisors: Mutex<Vec<(String, RestartSource)>>,
+    supervisors: Mutex<Vec<SupervisorSource>>,
 }
 
 impl Default for NodeMetrics {
@@ -140,15 +145,33 @@ impl NodeMetrics {
         }
     }
 
-    /// Adds a supervisor whose children's restarts are reported as `hoard_actor_restarts_total`.
-    pub fn add_supervisor(&self, name: &str, restarts: impl Fn() -> u64 + Send + Sync + 'static) {
-        self.lock_supervisors().push((name.to_string(), Box::new(restarts)));
+    /// Adds a supervisor whose children's restarts are reported as `hoard_actor_restarts_total`, and whose
+    /// children that are down now (name, why) make the node not ready.
+    pub fn add_supervisor(
+        &self,
+        name: &str,
+        restarts: impl Fn() -> u64 + Send + Sync + 'static,
+        down: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static,
+    ) {
+        self.lock_supervisors().push(SupervisorSource {
+            name: name.to_string(),
+            restarts: Box::new(restarts),
+            down: Box::new(down),
+        });
+    }
+
+    /// Every child that is down now, as `supervisor/child: why`.
+    pub fn down(&self) -> Vec<String> {
+        self.lock_supervisors()
+            .iter()
+            .flat_map(|s| (s.down)().into_iter().map(move |(child, why)| format!("{}/{child}: {why}", s.name)))
+            .collect()
     }
 
     /// Everything, as Prometheus (OpenMetrics) text: request metrics as counted, node state as it is now.
     pub async fn render(&self, ctx: &NodeContext) -> String {
-        let NodeHealth { raft, disks, repair } = NodeHealth::read(ctx).await;
-        let restarts = self.lock_supervisors().iter().map(|(name, f)| (name.clone(), f())).collect();
+        let NodeHealth { raft, disks, repair, .. } = NodeHealth::read(ctx).await;
+        let restarts = self.lock_supervisors().iter().map(|s| (s.name.clone(), (s.restarts)())).collect();
         // The collector encodes under the same lock, so each scrape's text is one whole snapshot (with two
         // scrapes at once, possibly the other's, which is as current).
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = NodeState { raft, disks, repair, restarts };
@@ -161,7 +184,7 @@ impl NodeMetrics {
         out
     }
 
-    fn lock_supervisors(&self) -> std::sync::MutexGuard<'_, Vec<(String, RestartSource)>> {
+    fn lock_supervisors(&self) -> std::sync::MutexGuard<'_, Vec<SupervisorSource>> {
         self.supervisors.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -182,6 +205,9 @@ pub struct NodeHealth {
     pub raft: Option<RaftState>,
     pub disks: Vec<DiskState>,
     pub repair: RepairState,
+    /// Actors down now and waiting for a restart, as `supervisor/child: why`.
+    #[serde(default)]
+    pub down: Vec<String>,
 }
 
 impl NodeHealth {
@@ -219,7 +245,7 @@ impl NodeHealth {
             reports: ctx.repair.stats.reports.load(Ordering::Relaxed),
             pending: ctx.repair.pending_segments() as u64,
         };
-        NodeHealth { raft, disks, repair }
+        NodeHealth { raft, disks, repair, down: ctx.metrics.down() }
     }
 }
 

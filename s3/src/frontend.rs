@@ -1,7 +1,7 @@
 //! What the listener serves: the health and metrics endpoints, then S3 through s3s.
 //!
 //! Unsigned `GET /health/live` answers 200 while the process runs. `/health/ready` answers 200 only when metadata
-//! answers a linearizable read, 503 otherwise. `/metrics` answers Prometheus text (see `hoard_actors::metrics`).
+//! answers a linearizable read and no actor is down waiting for its restart; 503 with the reason otherwise. `/metrics` answers Prometheus text (see `hoard_actors::metrics`).
 //! All three are unauthenticated and reveal nothing about what is stored.
 //!
 //! Every S3 request is metered: its body bytes in and out are counted as they pass, and when the response body
@@ -66,8 +66,11 @@ impl Frontend {
             let own = match req.uri().path() {
                 "/health/live" => Some(plain(StatusCode::OK, "live\n")),
                 "/health/ready" => Some(match self.ctx.meta.read(|r| r.last_applied()).await {
-                    Ok(_) => plain(StatusCode::OK, "ready\n"),
                     Err(e) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {e}\n")),
+                    Ok(_) => match self.ctx.metrics.down() {
+                        down if down.is_empty() => plain(StatusCode::OK, "ready\n"),
+                        down => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {}\n", down.join("; "))),
+                    },
                 }),
                 "/metrics" => Some(text(
                     StatusCode::OK,

@@ -180,6 +180,9 @@ fn describe_node(out: &mut String, n: &NodeHealth) {
         }
         None => out.push_str("node:               metadata not answering\n"),
     }
+    for down in &n.down {
+        out.push_str(&format!("  down:             {down} (restarting with back-off)\n"));
+    }
     for d in &n.disks {
         let state = if d.degraded { "DEGRADED (too slow; reads and new data avoid it), " } else { "" };
         out.push_str(&format!(

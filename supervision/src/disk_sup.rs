@@ -17,8 +17,9 @@ use crate::sup::SupSpec;
 use crate::sup::SupStats;
 
 /// A shard actor holds no state worth keeping: restart freely, but a disk actor that dies 10 times a
-/// minute means a bad disk, and the node should say so rather than spin.
-pub const DISK_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 10, window: Duration::from_secs(60) };
+/// minute means a bad disk: escalate, and the root reports disk_sup down while it backs off.
+pub const DISK_SUP_POLICY: RestartPolicy =
+    RestartPolicy { max_restarts: 10, window: Duration::from_secs(60), escalate: true };
 
 pub fn spec(disks: Vec<ShardHandle>, faults: Arc<dyn FaultInjector>, stats: Arc<SupStats>) -> SupSpec {
     let children = disks

@@ -17,7 +17,8 @@ use crate::sup::SupSpec;
 use crate::sup::SupStats;
 
 /// Background work can always be resumed later: restart freely.
-pub const MAINTENANCE_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 20, window: Duration::from_secs(60) };
+pub const MAINTENANCE_SUP_POLICY: RestartPolicy =
+    RestartPolicy { max_restarts: 20, window: Duration::from_secs(60), escalate: true };
 
 pub fn spec(ctx: NodeContext, stats: Arc<SupStats>) -> SupSpec {
     let c1 = ctx.clone();

@@ -17,7 +17,8 @@ use crate::sup::SupSpec;
 use crate::sup::SupStats;
 
 /// Metadata restarts reopen the store and replay the log: allow a few, then escalate.
-pub const META_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 3, window: Duration::from_secs(60) };
+pub const META_SUP_POLICY: RestartPolicy =
+    RestartPolicy { max_restarts: 3, window: Duration::from_secs(60), escalate: true };
 
 pub fn spec(handle: MetaHandle, setup: MetaSetup, stats: Arc<SupStats>) -> SupSpec {
     let child = ChildSpec::new("meta", move |parent| {

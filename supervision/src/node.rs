@@ -284,7 +284,8 @@ impl Node {
         };
         let stats = Arc::new(NodeStats::default());
         for (name, sup) in stats.named() {
-            ctx.metrics.add_supervisor(name, move || sup.restarts.load(Ordering::Relaxed));
+            let down = sup.clone();
+            ctx.metrics.add_supervisor(name, move || sup.restarts.load(Ordering::Relaxed), move || down.down());
         }
         let drain = Drain::default();
         let main = Endpoint::new(opts.listen, tls.clone(), drain.clone());
@@ -415,6 +416,19 @@ impl Node {
         self.root.stop(None);
         let _ = self.join.await;
         self.ctx.meta.shutdown().await;
+    }
+
+    /// The first actor of the node's tree whose name starts with `prefix` (`listener-`, `disk_sup-`), for
+    /// tests that stop one to see it restarted.
+    pub fn find_actor(&self, prefix: &str) -> Option<ActorCell> {
+        let mut stack = vec![self.root.clone()];
+        while let Some(cell) = stack.pop() {
+            if cell.get_name().is_some_and(|n| n.starts_with(prefix)) {
+                return Some(cell);
+            }
+            stack.extend(cell.get_children());
+        }
+        None
     }
 
     /// Resolves when the node's root supervisor has stopped (gave up, or was stopped).

@@ -22,9 +22,11 @@ use crate::sup::RestartPolicy;
 use crate::sup::SupSpec;
 use crate::sup::SupStats;
 
-/// A child of node_sup that fails more than 3 times in 60 s takes the node down: restarting
-/// subsystems in a loop helps nobody and hides the cause.
-pub const NODE_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 3, window: Duration::from_secs(60) };
+/// The root never takes the node down: a child that fails more than 3 times in 60 s is restarted every
+/// 30 s from then on, reported down (`/health/ready`, `cluster status`) meanwhile, while the node serves
+/// what does not need it.
+pub const NODE_SUP_POLICY: RestartPolicy =
+    RestartPolicy { max_restarts: 3, window: Duration::from_secs(60), escalate: false };
 
 /// The KeyKeeper; every (re)start loads the master key file again.
 pub fn key_keeper_child(handle: KeyKeeperHandle, args: KeyKeeperArgs) -> ChildSpec {

@@ -18,7 +18,8 @@ use crate::sup::SupSpec;
 use crate::sup::SupStats;
 
 /// Workers are stateless; a crashed one costs one request. Restart generously.
-pub const POOL_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 50, window: Duration::from_secs(60) };
+pub const POOL_SUP_POLICY: RestartPolicy =
+    RestartPolicy { max_restarts: 50, window: Duration::from_secs(60), escalate: true };
 
 pub fn spec(ec: EcPool, encryptor: EncryptorPool, faults: Arc<dyn FaultInjector>, stats: Arc<SupStats>) -> SupSpec {
     let mut children = Vec::new();

@@ -23,7 +23,8 @@ use crate::sup::SupSpec;
 use crate::sup::SupStats;
 
 /// The listener restarts (rebinding its address) up to 5 times a minute.
-pub const S3_SUP_POLICY: RestartPolicy = RestartPolicy { max_restarts: 5, window: Duration::from_secs(60) };
+pub const S3_SUP_POLICY: RestartPolicy =
+    RestartPolicy { max_restarts: 5, window: Duration::from_secs(60), escalate: true };
 
 /// One address the node serves S3 on.
 #[derive(Clone)]

@@ -1,14 +1,26 @@
 //! The one supervisor behaviour every `*_sup.rs` uses: spawn children in order, watch them, restart a
-//! child that fails (one-for-one), and give up — stopping itself so that its own supervisor sees the
-//! failure — when children fail more often than the policy allows.
+//! child that fails (one-for-one) after a back-off ([`BACKOFF`], the one place restart delays are decided),
+//! and escalate — stopping itself so that its own supervisor restarts the whole subtree — when children
+//! fail more often than the policy allows.
+//!
+//! Invariants:
+//! - A restart that fails is tried again, later, like any other failure; it is never a reason to give up.
+//! - A supervisor whose policy does not escalate (the node's root) never stops for a failing child: it
+//!   keeps restarting it with the longest back-off, and meanwhile reports it down ([`SupStats::down`]), which
+//!   `/health/ready` and `hoard cluster status` show. Requests that need the missing actor are answered
+//!   503 (`ServiceUnavailable`, or `SlowDown` when it does not answer in time); the rest are served.
+//! - The first start is strict: a child that cannot start at all fails its supervisor's start (and
+//!   `hoard serve` exits with the reason, for its service manager to restart it).
 //!
 //! Actors that are not in the child list (per-request sessions under `s3_sup`) are temporary: their
 //! failures are logged and counted, never restarted.
 
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -36,11 +48,33 @@ async fn start_child(child: &ChildSpec, parent: ActorCell) -> Result<ActorCell, 
     }
 }
 
-/// How many restarts a supervisor allows within a window before it gives up.
+/// How many restarts a supervisor allows within a window before it escalates.
 #[derive(Debug, Clone, Copy)]
 pub struct RestartPolicy {
     pub max_restarts: usize,
     pub window: Duration,
+    /// Past `max_restarts`, stop so that the parent restarts this subtree; `false` for the root, which
+    /// keeps restarting with the longest back-off instead.
+    pub escalate: bool,
+}
+
+/// How long a failed child waits before it is started again: `first`, doubled for each further failure in
+/// the policy's window, at most `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+/// Every supervisor's restart back-off.
+pub const BACKOFF: Backoff = Backoff { first: Duration::from_millis(100), max: Duration::from_secs(30) };
+
+impl Backoff {
+    /// The delay before the restart that follows the `failures`-th failure in a row (1 for the first).
+    pub fn delay(&self, failures: usize) -> Duration {
+        let doublings = u32::try_from(failures.saturating_sub(1)).unwrap_or(u32::MAX).min(20);
+        self.first.saturating_mul(1 << doublings).min(self.max)
+    }
 }
 
 pub type StartFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
@@ -74,37 +108,88 @@ pub struct SupStats {
     pub restarts: AtomicU64,
     /// Failures of temporary children (sessions).
     pub temporary_failures: AtomicU64,
+    /// Children down now, waiting for their next restart: name → why.
+    down: Mutex<BTreeMap<String, String>>,
 }
+
+impl SupStats {
+    /// The children down now, with why.
+    pub fn down(&self) -> Vec<(String, String)> {
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    fn set_down(&self, child: &str, why: Option<String>) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match why {
+            Some(why) => down.insert(child.to_string(), why),
+            None => down.remove(child),
+        };
+    }
+}
+
+/// A supervisor's message to itself: start child `0` again (its back-off is over).
+pub struct Restart(usize);
 
 pub struct Supervisor;
 
 pub struct SupState {
     name: &'static str,
     policy: RestartPolicy,
-    children: Vec<(ChildSpec, ActorCell)>,
+    /// Each permanent child and its running actor (`None` while it waits for a restart).
+    children: Vec<(ChildSpec, Option<ActorCell>)>,
     recent: VecDeque<Instant>,
     stats: Arc<SupStats>,
 }
 
+impl SupState {
+    /// Notes that child `pos` is down for `why` and schedules its restart, or escalates.
+    fn failed(&mut self, me: &ActorRef<Restart>, pos: usize, why: String) {
+        let name = self.children[pos].0.name.clone();
+        self.children[pos].1 = None;
+        self.stats.set_down(&name, Some(why.clone()));
+        let now = Instant::now();
+        self.recent.push_back(now);
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) > self.policy.window) {
+            self.recent.pop_front();
+        }
+        let failures = self.recent.len();
+        if failures > self.policy.max_restarts && self.policy.escalate {
+            tracing::error!(supervisor = self.name, child = %name, "child {why}; too many restarts, escalating");
+            me.stop(Some(format!("{}: {name} failed {failures} times", self.name)));
+            return;
+        }
+        let delay = if failures > self.policy.max_restarts { BACKOFF.max } else { BACKOFF.delay(failures) };
+        tracing::error!(supervisor = self.name, child = %name, retry_in_ms = delay.as_millis() as u64, "child {why}");
+        let me = me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // A stopped supervisor has no children to restart.
+            let _ = me.cast(Restart(pos));
+        });
+    }
+}
+
 impl Actor for Supervisor {
-    type Msg = ();
+    type Msg = Restart;
     type State = SupState;
     type Arguments = SupSpec;
 
-    async fn pre_start(&self, me: ActorRef<()>, spec: SupSpec) -> Result<SupState, ActorProcessingErr> {
+    async fn pre_start(&self, me: ActorRef<Restart>, spec: SupSpec) -> Result<SupState, ActorProcessingErr> {
+        // A supervisor started again (after it escalated) starts every child afresh: none is down.
+        spec.stats.down.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let mut children = Vec::with_capacity(spec.children.len());
         for child in spec.children {
             let cell = start_child(&child, me.get_cell())
                 .await
                 .map_err(|e| format!("{}: starting {} failed: {e}", spec.name, child.name))?;
-            children.push((child, cell));
+            children.push((child, Some(cell)));
         }
         Ok(SupState { name: spec.name, policy: spec.policy, children, recent: VecDeque::new(), stats: spec.stats })
     }
 
     async fn handle_supervisor_evt(
         &self,
-        me: ActorRef<()>,
+        me: ActorRef<Restart>,
         event: SupervisionEvent,
         state: &mut SupState,
     ) -> Result<(), ActorProcessingErr> {
@@ -113,48 +198,44 @@ impl Actor for Supervisor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, format!("stopped: {reason:?}")),
             _ => return Ok(()),
         };
-        let Some(pos) = state.children.iter().position(|(_, c)| c.get_id() == cell.get_id()) else {
+        let running = |c: &Option<ActorCell>| c.as_ref().is_some_and(|c| c.get_id() == cell.get_id());
+        let Some(pos) = state.children.iter().position(|(_, c)| running(c)) else {
             if why.starts_with("failed") {
                 state.stats.temporary_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(supervisor = state.name, actor = %cell.get_id(), "temporary actor {why}");
             }
             return Ok(());
         };
-        let name = state.children[pos].0.name.clone();
-        tracing::error!(supervisor = state.name, child = %name, "child {why}; restarting");
-        let now = Instant::now();
-        state.recent.push_back(now);
-        while state.recent.front().is_some_and(|t| now.duration_since(*t) > state.policy.window) {
-            state.recent.pop_front();
-        }
-        if state.recent.len() > state.policy.max_restarts {
-            tracing::error!(supervisor = state.name, "too many restarts; giving up");
-            me.stop(Some(format!("{}: too many restarts", state.name)));
-            return Ok(());
-        }
-        let child = state.children[pos].0.clone();
-        match start_child(&child, me.get_cell()).await {
-            Ok(new_cell) => {
-                state.children[pos].1 = new_cell;
-                state.stats.restarts.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::error!(supervisor = state.name, child = %name, error = %e, "restart failed; giving up");
-                me.stop(Some(format!("{}: restarting {name} failed", state.name)));
-            }
-        }
+        state.failed(&me, pos, why);
         Ok(())
     }
 
-    async fn handle(&self, _me: ActorRef<()>, _msg: (), _state: &mut SupState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        me: ActorRef<Restart>,
+        msg: Restart,
+        state: &mut SupState,
+    ) -> Result<(), ActorProcessingErr> {
+        let Restart(pos) = msg;
+        let Some((child, None)) = state.children.get(pos).cloned() else { return Ok(()) };
+        match start_child(&child, me.get_cell()).await {
+            Ok(cell) => {
+                state.children[pos].1 = Some(cell);
+                state.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                state.stats.set_down(&child.name, None);
+                tracing::info!(supervisor = state.name, child = %child.name, "child restarted");
+            }
+            Err(e) => state.failed(&me, pos, format!("did not restart: {e}")),
+        }
         Ok(())
     }
 
     /// A stopping supervisor takes its subtree with it (OTP shutdown): ractor does not stop the children of an
     /// actor that stops normally, so without this a stopped node kept serving on its port and holding its stores.
     /// Permanent children stop in reverse start order, each waited for; then any temporary ones (sessions).
-    async fn post_stop(&self, me: ActorRef<()>, state: &mut SupState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, me: ActorRef<Restart>, state: &mut SupState) -> Result<(), ActorProcessingErr> {
         for (spec, cell) in state.children.iter().rev() {
+            let Some(cell) = cell else { continue };
             if let Err(e) = cell.stop_and_wait(None, Some(CHILD_SHUTDOWN_DEADLINE)).await {
                 tracing::warn!(supervisor = state.name, child = %spec.name, error = %e, "child did not stop in time");
             }
@@ -183,12 +264,20 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn back_off_doubles_from_the_first_delay_up_to_the_longest() {
+        let delays: Vec<u128> = (1..=12).map(|n| BACKOFF.delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000]);
+        assert_eq!(BACKOFF.delay(0), BACKOFF.first);
+        assert_eq!(BACKOFF.delay(usize::MAX), BACKOFF.max);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_child_that_never_starts_fails_its_supervisor_start_after_the_deadline() {
         let hung = ChildSpec::new("hung", |_parent| futures::future::pending().boxed());
         let spec = SupSpec {
             name: "test_sup",
-            policy: RestartPolicy { max_restarts: 1, window: Duration::from_secs(60) },
+            policy: RestartPolicy { max_restarts: 1, window: Duration::from_secs(60), escalate: true },
             children: vec![hung],
             stats: Arc::default(),
         };

@@ -182,6 +182,18 @@ impl TestNode {
         Ok(self.node().ctx.repair.flush().await?)
     }
 
+    /// Stops the first actor of the node whose name starts with `prefix`, as a crash would take it; its
+    /// supervisor sees it go. Returns whether there was one.
+    pub fn stop_actor(&self, prefix: &str) -> bool {
+        match self.node().find_actor(prefix) {
+            Some(cell) => {
+                cell.stop(Some("stopped by a test".into()));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops the node and starts it again on the same directories and port.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if let Some(node) = self.node.take() {
