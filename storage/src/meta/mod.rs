@@ -14,6 +14,8 @@
 //! - Keys that nest a name inside another name put a 0x00 byte after the outer name ([`keys`]); bucket
 //!   names never contain 0x00, so bucket "a" and bucket "ab" never share a key range.
 
+#[cfg(test)]
+mod golden;
 mod in_process;
 mod keys;
 mod log;

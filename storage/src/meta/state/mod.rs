@@ -91,9 +91,9 @@ const INSTALL_BATCH_BYTES: usize = 512;
 
 /// A snapshot on disk: its meta and the name of its file in the snapshot directory.
 #[derive(Clone, Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<u64, NodeAddr>,
-    file: String,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta<u64, NodeAddr>,
+    pub(crate) file: String,
 }
 
 /// The root credential in force, from what the two keys that may hold it hold: the current form
