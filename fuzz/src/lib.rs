@@ -42,8 +42,6 @@ use s3s::dto::ServerSideEncryptionConfiguration;
 use s3s::dto::Timestamp;
 use s3s::dto::TimestampFormat;
 use s3s::service::S3Service;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 mod request;
 mod sigv4;
@@ -120,7 +118,7 @@ pub fn record_decoder(data: &[u8]) {
 
 fn record_round_trip<T>(bytes: &[u8])
 where
-    T: Serialize + DeserializeOwned + PartialEq + Debug,
+    T: hoard_protocol::Persisted + PartialEq + Debug,
 {
     let Ok(value) = hoard_protocol::decode::<T>(bytes) else {
         return;

@@ -188,7 +188,7 @@ fn crc32(data: &[u8]) -> u32 {
 
 // ---- seed inputs -------------------------------------------------------------------------------------------
 
-fn record<T: serde::Serialize>(kind: &str, value: &T) -> Vec<u8> {
+fn record<T: hoard_protocol::Persisted>(kind: &str, value: &T) -> Vec<u8> {
     let index = RECORD_TYPES.iter().position(|t| *t == kind).unwrap();
     let mut out = vec![index as u8];
     out.extend_from_slice(&hoard_protocol::encode(value));

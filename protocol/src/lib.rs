@@ -2,7 +2,8 @@
 //!
 //! Invariants kept here:
 //! - Every type that is persisted or sent is reached through a versioned encoding ([`encode`]/[`decode`]
-//!   prefix one format byte), so a running cluster can read what an older node wrote.
+//!   prefix the type's own version, and read every earlier one: see [`format`]), so a node reads what an
+//!   older one wrote.
 //! - Enums only ever grow at the end: bincode numbers variants by position, so a new variant appended
 //!   keeps every old encoding valid. Never reorder or remove a variant; add a new one instead.
 //! - Ids are random and never reused: a segment id names one upload of one stream of bytes.
@@ -10,7 +11,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod format;
 pub mod names;
+
+pub use format::decode;
+pub use format::encode;
+pub use format::Persisted;
+pub use format::ProtocolError;
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -18,36 +25,27 @@ use serde::Serialize;
 /// A node of the cluster. A one-node cluster has node 1.
 pub type NodeId = u64;
 
-/// The format byte that leads every persisted or sent value of this crate.
+/// The version byte that led every persisted value before types had versions of their own; every type
+/// written then is at version 1.
 pub const FORMAT_V1: u8 = 1;
 
-/// Errors decoding persisted or received bytes.
-#[derive(Debug, thiserror::Error)]
-pub enum ProtocolError {
-    #[error("empty encoding")]
-    Empty,
-    #[error("unknown format version {0}")]
-    UnknownVersion(u8),
-    #[error("malformed encoding: {0}")]
-    Malformed(String),
-}
-
-/// Encodes a value with the current format byte in front.
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
-    // Serializing plain data structs into a Vec cannot fail: no maps with non-string keys, no I/O.
-    bincode::serialize_into(&mut out, value).expect("bincode serialization of protocol types is infallible");
-    out
-}
-
-/// Decodes a value written by [`encode`], refusing unknown formats.
-pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ProtocolError> {
-    match bytes.split_first() {
-        None => Err(ProtocolError::Empty),
-        Some((&FORMAT_V1, rest)) => bincode::deserialize(rest).map_err(|e| ProtocolError::Malformed(e.to_string())),
-        Some((&v, _)) => Err(ProtocolError::UnknownVersion(v)),
-    }
-}
+// The stored and sent types, each at version 1 (see `format` for how a type moves to version 2).
+persisted_v1!(
+    ObjectRecord,
+    BucketRecord,
+    UploadRecord,
+    PartRecord,
+    RepairRecord,
+    Segment,
+    EncryptionSettings,
+    Rotation,
+    Rewrap,
+    Credential,
+    StoredCredential,
+    MetaCommand,
+    MetaResponse,
+    NodeAddr,
+);
 
 /// One disk of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

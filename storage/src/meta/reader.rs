@@ -402,7 +402,7 @@ impl MetaReader {
         self.page_after(Ks::Uploads, after, limit)
     }
 
-    fn page_after<T: for<'de> serde::Deserialize<'de>>(
+    fn page_after<T: hoard_protocol::Persisted>(
         &self,
         ks: Ks,
         after: Option<&[u8]>,

@@ -96,6 +96,8 @@ pub(crate) struct StoredSnapshot {
     pub(crate) file: String,
 }
 
+impl hoard_protocol::Persisted for StoredSnapshot {}
+
 /// The root credential in force, from what the two keys that may hold it hold: the current form
 /// ([`ROOT_CREDENTIAL_V2`]), else the first one (in clear), read only when there is no current one.
 pub(crate) fn root_credential_from<V: AsRef<[u8]>>(

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use hoard_protocol::decode;
 use hoard_protocol::encode;
 use hoard_protocol::EncryptionSettings;
+use hoard_protocol::Persisted;
 use hoard_protocol::Segment;
 use hoard_protocol::SegmentId;
-use serde::Deserialize;
 
 use crate::meta::keys::garbage_key;
 use crate::meta::keys::segment_key;
@@ -41,7 +41,7 @@ impl<'a> Txn<'a> {
         Ok(self.store.ks(ks).get(key)?.map(|v| v.to_vec()))
     }
 
-    pub(super) fn get_decoded<T: for<'de> Deserialize<'de>>(&self, ks: Ks, key: &[u8]) -> Result<Option<T>> {
+    pub(super) fn get_decoded<T: Persisted>(&self, ks: Ks, key: &[u8]) -> Result<Option<T>> {
         Ok(self.get(ks, key)?.map(|v| decode(&v)).transpose()?)
     }
 
