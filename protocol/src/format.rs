@@ -72,6 +72,25 @@ macro_rules! persisted_v1 {
     )*};
 }
 
+/// Checks stored forms against their golden vector: `golden` is the text of `file` (`name hex` lines), and
+/// every value must be there as it encodes now, and nothing else. A mismatch names the value and prints every
+/// value as encoded now. For the golden-vector tests of every crate.
+pub fn assert_golden(file: &str, golden: &str, values: &[(&str, Vec<u8>)]) {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let lines: std::collections::BTreeMap<&str, &str> = golden.lines().filter_map(|l| l.split_once(' ')).collect();
+    let printed: Vec<String> = values.iter().map(|(name, bytes)| format!("{name} {}", hex(bytes))).collect();
+    for (name, bytes) in values {
+        assert_eq!(
+            lines.get(name).copied(),
+            Some(hex(bytes).as_str()),
+            "the stored form of `{name}` differs from {file}; what is stored would no longer decode. Every value as \
+             encoded now:\n{}\n",
+            printed.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), values.len(), "every line of {file} has its value");
+}
+
 impl<T: Persisted> Persisted for Option<T> {
     const VERSION: u8 = T::VERSION;
 

@@ -380,6 +380,21 @@ mod tests {
         assert_eq!(roots(&f.assign(&["b", "a"]).unwrap()), f.disks(&["a", "b"]), "and is known by it");
     }
 
+    /// The markers' stored form, pinned: a change is a new `format`, and this build must still read 1.
+    #[test]
+    fn the_v1_marker_layout_is_pinned() {
+        let disk = DiskMarker { format: 1, disk_set: "00112233445566778899aabbccddeeff".into(), index: 2, disks: 6 };
+        let node = NodeMarker { format: 1, disk_set: "00112233445566778899aabbccddeeff".into(), disks: 6 };
+        assert_eq!(
+            marker_bytes(&disk).unwrap(),
+            b"{\"format\":1,\"disk_set\":\"00112233445566778899aabbccddeeff\",\"index\":2,\"disks\":6}\n"
+        );
+        assert_eq!(
+            marker_bytes(&node).unwrap(),
+            b"{\"format\":1,\"disk_set\":\"00112233445566778899aabbccddeeff\",\"disks\":6}\n"
+        );
+    }
+
     #[test]
     fn a_disk_emptied_in_use_gets_its_marker_before_any_new_file() {
         let f = Fixture::new();

@@ -58,23 +58,7 @@ fn golden_values() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[test]
 fn raft_records_match_the_v1_golden_vector() {
-    let golden: BTreeMap<&str, &str> = GOLDEN.lines().filter_map(|l| l.split_once(' ')).collect();
-    let values = golden_values();
-    let printed: Vec<String> = values.iter().map(|(name, bytes)| format!("{name} {}", hex_of(bytes))).collect();
-    for (name, bytes) in &values {
-        assert_eq!(
-            golden.get(name).copied(),
-            Some(hex_of(bytes).as_str()),
-            "the stored form of `{name}` differs from storage/tests/golden/raft_v1.hex; metadata on disk would no \
-             longer decode. Every value as encoded now:\n{}\n",
-            printed.join("\n")
-        );
-    }
-    assert_eq!(golden.len(), values.len(), "every golden line has its value");
+    hoard_protocol::format::assert_golden("storage/tests/golden/raft_v1.hex", GOLDEN, &golden_values());
 }
