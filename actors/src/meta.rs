@@ -157,6 +157,11 @@ impl Actor for MetaActor {
             while metrics.changed().await.is_ok() {
                 let fatal = metrics.borrow().running_state.clone().err();
                 if let Some(fatal) = fatal {
+                    if matches!(fatal, openraft::error::Fatal::Stopped) {
+                        // Shut down on purpose (the node is stopping, or this actor is being replaced).
+                        tracing::debug!("metadata Raft shut down");
+                        break;
+                    }
                     tracing::error!(error = %fatal, "metadata Raft stopped");
                     me.stop(Some(format!("raft: {fatal}")));
                     break;

@@ -88,6 +88,8 @@ async fn sigterm_lets_a_put_in_flight_finish_and_exits_cleanly() {
     for step in ["stop requested", "stopped accepting", "every request in flight has finished", "hoard stopped"] {
         assert!(log.contains(step), "the log tells {step:?}:\n{log}");
     }
+    let stopping = &log[log.find("stop requested").unwrap_or(0)..];
+    assert!(!stopping.contains("ERROR") && !stopping.contains("WARN"), "a clean stop logs no error or warning:\n{log}");
 
     process.restart().unwrap();
     assert!(hoard_it::get(&process.client(), "svc", "big").await == body, "the object reads back after the restart");

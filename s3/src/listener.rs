@@ -119,7 +119,7 @@ impl Drain {
         let _ = rx.wait_for(|b| *b).await;
     }
 
-    /// Connections open now, across the node's listeners.
+    /// Connections open now across the node's listeners, and listeners still accepting.
     pub fn open(&self) -> usize {
         self.0.open.load(Ordering::SeqCst)
     }
@@ -137,7 +137,7 @@ impl Drain {
         }
     }
 
-    /// Counts one connection until the guard drops.
+    /// Counts one connection (or accepting listener) until the guard drops.
     fn hold(&self) -> DrainGuard {
         self.0.open.fetch_add(1, Ordering::SeqCst);
         DrainGuard(self.clone())
@@ -191,7 +191,11 @@ impl Actor for Listener {
         let frontend = args.frontend;
         let acceptor = args.tls.map(TlsAcceptor::from);
         let limits = args.limits;
+        // Counted as open until it has stopped accepting, so that a drain waits for every listener to close
+        // its socket (and for any connection accepted just before) before it reports everything closed.
+        let accepting = drain.hold();
         let accept = tokio::spawn(async move {
+            let accepting = accepting;
             // Owned by this task: aborting the task drops the set, which aborts every connection.
             let mut connections = tokio::task::JoinSet::new();
             let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -246,6 +250,7 @@ impl Actor for Listener {
                 });
             }
             drop(listener);
+            drop(accepting);
             tracing::info!(addr = %local, open = connections.len(), "stopped accepting; open connections close after their requests in flight");
             while connections.join_next().await.is_some() {}
         });
