@@ -9,8 +9,9 @@
 //!   keeps restarting it with the longest back-off, and meanwhile reports it down ([`SupStats::down`]), which
 //!   `/health/ready` and `hoard cluster status` show. Requests that need the missing actor are answered
 //!   503 (`ServiceUnavailable`, or `SlowDown` when it does not answer in time); the rest are served.
-//! - The first start is strict: a child that cannot start at all fails its supervisor's start (and
-//!   `hoard serve` exits with the reason, for its service manager to restart it).
+//! - At its first start, a supervisor that escalates fails its own start when a child cannot start (its
+//!   parent then retries it); the root retries each child's first start with the back-off until it starts,
+//!   so a node whose metadata has no leader yet (its peers not up) waits for it instead of exiting.
 //!
 //! Actors that are not in the child list (per-request sessions under `s3_sup`) are temporary: their
 //! failures are logged and counted, never restarted.
@@ -179,9 +180,28 @@ impl Actor for Supervisor {
         spec.stats.down.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let mut children = Vec::with_capacity(spec.children.len());
         for child in spec.children {
-            let cell = start_child(&child, me.get_cell())
-                .await
-                .map_err(|e| format!("{}: starting {} failed: {e}", spec.name, child.name))?;
+            let mut failures = 0;
+            let cell = loop {
+                match start_child(&child, me.get_cell()).await {
+                    Ok(cell) => break cell,
+                    // The root waits for a child that cannot start yet (metadata without a leader while its
+                    // peers are down, a port still held): the node does not exit for it.
+                    Err(e) if !spec.policy.escalate => {
+                        failures += 1;
+                        let delay = BACKOFF.delay(failures);
+                        spec.stats.set_down(&child.name, Some(format!("did not start: {e}")));
+                        tracing::error!(
+                            supervisor = spec.name,
+                            child = %child.name,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "child did not start: {e}"
+                        );
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(e) => return Err(format!("{}: starting {} failed: {e}", spec.name, child.name).into()),
+                }
+            };
+            spec.stats.set_down(&child.name, None);
             children.push((child, Some(cell)));
         }
         Ok(SupState { name: spec.name, policy: spec.policy, children, recent: VecDeque::new(), stats: spec.stats })
@@ -270,6 +290,49 @@ mod tests {
         assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000]);
         assert_eq!(BACKOFF.delay(0), BACKOFF.first);
         assert_eq!(BACKOFF.delay(usize::MAX), BACKOFF.max);
+    }
+
+    /// The root at its first start: a child that fails to start is tried again after the back-off until
+    /// it starts, and the supervisor starts then.
+    #[tokio::test(start_paused = true)]
+    async fn the_root_waits_for_a_child_that_cannot_start_yet() {
+        let attempts = Arc::new(AtomicU64::new(0));
+        let tries = attempts.clone();
+        let late = ChildSpec::new("late", move |parent| {
+            let n = tries.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 3 {
+                    return Err(SpawnErr::StartupFailed("not yet".into()));
+                }
+                let (r, _) = Supervisor::spawn_linked(
+                    Some(format!("inner-{}", uniq())),
+                    Supervisor,
+                    SupSpec {
+                        name: "inner",
+                        policy: RestartPolicy { max_restarts: 1, window: Duration::from_secs(60), escalate: true },
+                        children: vec![],
+                        stats: Arc::default(),
+                    },
+                    parent,
+                )
+                .await?;
+                Ok(r.get_cell())
+            }
+            .boxed()
+        });
+        let stats = Arc::new(SupStats::default());
+        let spec = SupSpec {
+            name: "root",
+            policy: RestartPolicy { max_restarts: 1, window: Duration::from_secs(60), escalate: false },
+            children: vec![late],
+            stats: stats.clone(),
+        };
+        let started = tokio::time::Instant::now();
+        let (root, _) = Supervisor::spawn(Some(format!("root-{}", uniq())), Supervisor, spec).await.unwrap();
+        assert_eq!(attempts.load(Ordering::SeqCst), 4, "three failed starts, then one that took");
+        assert!(started.elapsed() >= BACKOFF.delay(1) + BACKOFF.delay(2) + BACKOFF.delay(3), "it backed off");
+        assert!(stats.down().is_empty(), "started, so not down");
+        root.stop(None);
     }
 
     #[tokio::test(start_paused = true)]
