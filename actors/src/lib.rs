@@ -15,6 +15,7 @@ pub mod get;
 pub mod key_keeper;
 pub mod meta;
 pub mod metrics;
+pub mod peer_tls;
 pub mod pool;
 pub mod put;
 pub mod repair;
