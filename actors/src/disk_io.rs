@@ -5,10 +5,12 @@
 //!   blocking pool: a hung disk stalls its own threads and nothing else of the node.
 //! - At most [`DISK_QUEUE`] jobs wait for a disk's threads; past that, new work is refused at once
 //!   (`Unavailable`), so callers read parity or write elsewhere instead of queueing behind a hung disk.
-//! - Every job is timed from its submission to its answer by a task of its own, so a caller that stops
-//!   waiting (a read hedged by parity) does not stop the disk from being judged by it.
-//! - A job that has not answered after [`SLOW_IO`] is a strike against the disk; a job that answers sooner
-//!   clears the strikes. [`STRIKES_TO_DEGRADE`] strikes in a row mark the disk degraded: reads go to parity
+//! - Every job is timed by a task of its own, so a caller that stops waiting (a read hedged by parity) does
+//!   not stop the disk from being judged by it; the job's result goes straight from the disk's thread to
+//!   its caller, and is dropped on that thread when the caller has gone.
+//! - A job that has not answered [`SLOW_IO`] after a thread took it is a strike against the disk; a job
+//!   that answers sooner clears the strikes. Time in the queue, and a full queue, are not strikes: a busy
+//!   disk is not a slow one. [`STRIKES_TO_DEGRADE`] strikes in a row mark the disk degraded: reads go to parity
 //!   instead, new segments are placed on other disks where there are enough, writers waiting on it give up
 //!   on it. A degraded disk is probed (one stat of its marker) at most every [`PROBE_EVERY`]; the first
 //!   probe or job that answers in time marks it healthy again.
@@ -51,15 +53,25 @@ pub const HEDGE_MIN: Duration = Duration::from_millis(20);
 /// How many times its recent latency a read may take before it is hedged.
 const HEDGE_FACTOR: u32 = 4;
 
+/// A job outstanding this long is taken as stuck for good (its thread is lost) rather than as a sign that
+/// the disk is slow now.
+const STUCK_FOR_GOOD: Duration = Duration::from_secs(20);
+
 /// What a job is, for the latency a read is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoKind {
+    /// One piece: its latency is what a piece read is judged by.
     Read,
     Write,
+    /// A whole file or directory (scrub's verify, a listing): long by nature, not counted in read latency.
+    Scan,
 }
 
-/// A job, given the disk, or the error a fault injected in its place.
-type Job = Box<dyn FnOnce(std::result::Result<&dyn Disk, ActorError>) + Send>;
+/// A job: told when a thread takes it, then run with the disk (or the error a fault injected in its place).
+struct Job {
+    started: Option<oneshot::Sender<Instant>>,
+    run: Box<dyn FnOnce(std::result::Result<&dyn Disk, ActorError>) + Send>,
+}
 
 /// One disk's threads and health. Cheap to clone; the threads end when the last clone is dropped (once
 /// their current job returns).
@@ -99,14 +111,17 @@ impl DiskIo {
                     Ok(job) => job,
                     Err(_) => return,
                 };
+                if let Some(started) = job.started {
+                    let _ = started.send(Instant::now());
+                }
                 // A stall holds this thread as a hung disk would; an injected error (or panic) fails the
                 // job as a failing disk would, and the thread goes on.
                 let fault =
                     std::panic::catch_unwind(AssertUnwindSafe(|| faults::hit_blocking(faults.as_ref(), &point)));
                 match fault {
-                    Ok(Ok(())) => job(Ok(disk.as_ref())),
-                    Ok(Err(e)) => job(Err(e)),
-                    Err(_) => job(Err(ActorError::Injected(point.clone()))),
+                    Ok(Ok(())) => (job.run)(Ok(disk.as_ref())),
+                    Ok(Err(e)) => (job.run)(Err(e)),
+                    Err(_) => (job.run)(Err(ActorError::Injected(point.clone()))),
                 }
             });
             if let Err(e) = spawned {
@@ -137,42 +152,70 @@ impl DiskIo {
         T: Send + 'static,
         F: FnOnce(&dyn Disk) -> Result<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |disk| {
+        let (answer_tx, answer) = oneshot::channel();
+        let (started_tx, started) = oneshot::channel::<Instant>();
+        let (done_tx, done) = oneshot::channel::<()>();
+        let run = Box::new(move |disk: std::result::Result<&dyn Disk, ActorError>| {
             let r = match disk {
                 Ok(disk) => std::panic::catch_unwind(AssertUnwindSafe(|| f(disk))),
                 Err(e) => Ok(Err(e)),
             };
-            let _ = tx.send(r);
+            // Sent from this thread: when the caller has gone (a hedged read, a writer that gave up), what it
+            // would have got (an open file, say) is dropped here, on the disk's own thread.
+            let _ = answer_tx.send(r);
+            let _ = done_tx.send(());
         });
+        let job = Job { started: Some(started_tx), run };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let submitted = Instant::now();
-        self.inner.outstanding().insert(id, submitted);
+        self.inner.outstanding().insert(id, Instant::now());
         if let Err(e) = self.inner.jobs.try_send(job) {
             self.inner.outstanding().remove(&id);
-            self.inner.strike();
+            // A full queue says the disk is busy, not that it is slow: counted, but no strike.
+            self.inner.slow_jobs.fetch_add(1, Ordering::Relaxed);
             return Err(match e {
                 mpsc::TrySendError::Full(_) => ActorError::Unavailable("disk (its queue is full)"),
                 mpsc::TrySendError::Disconnected(_) => ActorError::Unavailable("disk threads"),
             });
         }
+        // The job's clock, in a task of its own so that a caller that stops waiting does not stop it. Time in
+        // the queue is not the disk's doing: the clock starts when a thread takes the job.
         let inner = self.inner.clone();
-        let watcher = tokio::spawn(async move {
-            let mut rx = rx;
-            let answer = tokio::select! {
-                answer = &mut rx => answer,
-                _ = tokio::time::sleep(SLOW_IO) => {
-                    inner.strike();
-                    rx.await
-                }
+        tokio::spawn(async move {
+            let Ok(started) = started.await else {
+                inner.outstanding().remove(&id);
+                return;
             };
-            inner.answered(id, kind, submitted.elapsed());
-            answer
+            let mut done = done;
+            let slow = tokio::time::sleep_until(tokio::time::Instant::from_std(started + SLOW_IO));
+            let on_time = tokio::select! {
+                _ = &mut done => true,
+                _ = slow => false,
+            };
+            if !on_time {
+                inner.strike();
+                let _ = done.await;
+            }
+            inner.answered(id, kind, started.elapsed());
         });
-        match watcher.await {
-            Ok(Ok(Ok(r))) => r,
-            Ok(Ok(Err(panic))) => std::panic::resume_unwind(panic),
-            Ok(Err(_)) | Err(_) => Err(ActorError::Unavailable("disk threads")),
+        match answer.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(ActorError::Unavailable("disk threads")),
+        }
+    }
+
+    /// Drops `value` (an open file of this disk, say) on one of the disk's threads, without waiting: closing
+    /// or removing a file of a slow disk must not hold an async worker.
+    pub fn release<T: Send + 'static>(&self, value: T) {
+        let job = Job { started: None, run: Box::new(move |_| drop(value)) };
+        if let Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) =
+            self.inner.jobs.try_send(job)
+        {
+            let run = move || (job.run)(Err(ActorError::Unavailable("released")));
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(run)),
+                Err(_) => run(),
+            }
         }
     }
 
@@ -212,10 +255,14 @@ impl DiskIo {
     /// reader that has a choice reads elsewhere.
     pub fn lagging(&self) -> bool {
         let limit = self.hedge_after();
-        self.inner.outstanding().values().any(|at| at.elapsed() > limit)
+        self.inner.outstanding().values().any(|at| {
+            let age = at.elapsed();
+            // A job stuck for good holds one thread, not the disk: past a while it no longer counts.
+            age > limit && age < STUCK_FOR_GOOD
+        })
     }
 
-    /// Jobs that took longer than [`SLOW_IO`] or were refused, since the node started.
+    /// Jobs that ran longer than [`SLOW_IO`] or were refused (a full queue), since the node started.
     pub fn slow_jobs(&self) -> u64 {
         self.inner.slow_jobs.load(Ordering::Relaxed)
     }

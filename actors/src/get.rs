@@ -185,9 +185,11 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
     let block_len = shard_file::block_len(segment.size, layout.block_size, block);
     let shards: Vec<Option<ShardHandle>> = (0..width as u8).map(|i| shard_of(ctx, segment, i).ok()).collect();
     // Data pieces first, then parity; pieces on disks that are degraded or stuck right now go last.
-    let avoid = |i: usize| shards[i].as_ref().is_none_or(|s| s.io.is_degraded() || s.io.lagging());
+    // Judged once per block, so that the order is consistent while it is sorted.
+    let avoid: Vec<bool> =
+        shards.iter().map(|s| s.as_ref().is_none_or(|s| s.io.is_degraded() || s.io.lagging())).collect();
     let mut order: Vec<usize> = (0..width).collect();
-    order.sort_by_key(|&i| (avoid(i), i >= k));
+    order.sort_by_key(|&i| (avoid[i], i >= k));
     let hedge_after = order
         .iter()
         .take(k)

@@ -143,7 +143,7 @@ impl Actor for ShardActor {
             ShardMsg::Verify { header, size, reply } => {
                 tokio::spawn(async move {
                     let r = io
-                        .run(IoKind::Read, move |d| {
+                        .run(IoKind::Scan, move |d| {
                             Ok(shard_file::verify(d, header.segment, header.shard_index, &header, size)?)
                         })
                         .await;
@@ -158,7 +158,7 @@ impl Actor for ShardActor {
             }
             ShardMsg::List(reply) => {
                 tokio::spawn(async move {
-                    let r = io.run(IoKind::Read, |d| Ok(d.list()?)).await;
+                    let r = io.run(IoKind::Scan, |d| Ok(d.list()?)).await;
                     let _ = reply.send(r);
                 });
             }
@@ -206,6 +206,15 @@ impl ShardWriter {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
         }
         r
+    }
+}
+
+/// An abandoned writer removes its temp file: on the disk's own thread, not on an async worker.
+impl Drop for ShardWriter {
+    fn drop(&mut self) {
+        if let Some(w) = self.inner.take() {
+            self.io.release(w);
+        }
     }
 }
 

@@ -8,8 +8,14 @@
 //!    its own version, and never change it again.
 //! 2. Change the type, raise its `VERSION`, and write `migrate`: for an old version, decode the frozen
 //!    predecessor (which migrates from still older ones) and convert it forward.
-//! 3. Add a golden vector of the new version, keep the old one, and add an upgrade fixture
+//! 3. Raise the version of every persisted type that contains it too (a `MetaCommand` holds an
+//!    `ObjectRecord`, a Raft entry holds a `MetaCommand`): only the outermost value carries a version byte,
+//!    and bincode does not describe its own layout.
+//! 4. Add a golden vector of the new version, keep the old one, and add an upgrade fixture
 //!    (`it/fixtures/`) written by the last build before the change.
+//!
+//! A new `MetaCommand` variant is readable only by builds that know it: once clusters exist, proposing one
+//! must wait until every member runs a build that does (a cluster version, not yet needed by one node).
 //!
 //! A version newer than this build's is refused (`UnknownVersion`): a node never guesses at data written by a
 //! newer node.

@@ -49,6 +49,25 @@ pub struct FileDisk {
     /// Write around the page cache: true until the file system refuses it (or in tests of the other way).
     /// Shared with the disk's writers, which turn it off when a direct write is refused.
     pub(super) direct: Arc<AtomicBool>,
+    /// The root was a mount point when the disk was opened (its own file system): if it stops being one, the
+    /// drive is not mounted, and nothing may be written into the empty directory it leaves.
+    was_mounted: bool,
+}
+
+/// Whether `path` is the root of a file system of its own (its device differs from its parent's). `None`
+/// where that cannot be told.
+pub(super) fn is_mount_point(path: &Path) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(std::fs::metadata(path).ok()?.dev() != std::fs::metadata(parent).ok()?.dev())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// Makes temp names unique within the process; `create_new` plus a retry makes them unique against other
@@ -61,7 +80,8 @@ impl FileDisk {
     pub fn open(root: impl Into<PathBuf>) -> Result<FileDisk> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FileDisk { root, marker: None, direct: Arc::new(AtomicBool::new(true)) })
+        let was_mounted = is_mount_point(&root).unwrap_or(false);
+        Ok(FileDisk { root, marker: None, direct: Arc::new(AtomicBool::new(true)), was_mounted })
     }
 
     /// This disk, writing `bytes` as `name` whenever its root has to be created again.
@@ -105,6 +125,14 @@ impl FileDisk {
         // on it without it: a restart would not take a directory that holds files but no marker.
         if let Some((marker, bytes)) = &self.marker {
             if marker != name && !self.path(marker).is_file() {
+                // A drive that was mounted here and is not any more leaves an empty directory on the parent's
+                // file system: marking it would put this disk's data where no drive is.
+                if self.was_mounted && is_mount_point(&self.root) == Some(false) {
+                    return Err(StorageError::Io(std::io::Error::other(format!(
+                        "{}: the drive mounted here when hoard started is not mounted now",
+                        self.root.display()
+                    ))));
+                }
                 let mut f = self.create(marker)?;
                 f.write_all(bytes)?;
                 f.commit()?;

@@ -247,3 +247,12 @@ fn mem_disk_corrupt_flips_one_byte_and_wipe_loses_everything() {
     assert!(pending.write_all(b"x").is_err());
     assert!(pending.commit().is_err());
 }
+
+#[test]
+fn a_directory_is_told_from_a_mount_point() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(super::file::is_mount_point(dir.path()), Some(false));
+    if std::path::Path::new("/proc/self").exists() {
+        assert_eq!(super::file::is_mount_point(std::path::Path::new("/proc")), Some(true));
+    }
+}
