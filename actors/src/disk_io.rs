@@ -70,8 +70,11 @@ pub enum IoKind {
 /// A job: told when a thread takes it, then run with the disk (or the error a fault injected in its place).
 struct Job {
     started: Option<oneshot::Sender<Instant>>,
-    run: Box<dyn FnOnce(std::result::Result<&dyn Disk, ActorError>) + Send>,
+    run: RunJob,
 }
+
+/// What a job does with the disk it is given (or the error a fault injected in its place).
+type RunJob = Box<dyn FnOnce(std::result::Result<&dyn Disk, ActorError>) + Send>;
 
 /// One disk's threads and health. Cheap to clone; the threads end when the last clone is dropped (once
 /// their current job returns).
