@@ -222,10 +222,6 @@ impl DiskIo {
         }
     }
 
-    pub fn slot(&self) -> u32 {
-        self.inner.slot
-    }
-
     /// Whether the disk is degraded now. Asking may start a probe of a degraded disk.
     pub fn is_degraded(&self) -> bool {
         let degraded = *self.inner.degraded.borrow();

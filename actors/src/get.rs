@@ -160,11 +160,6 @@ fn header_of(segment: &Segment, index: u8) -> ShardHeader {
     ShardHeader::for_layout(segment.id, index, &segment.layout)
 }
 
-async fn read_piece(ctx: &NodeContext, segment: &Segment, index: u8, block: u64, block_len: usize) -> Result<Vec<u8>> {
-    let shard = shard_of(ctx, segment, index)?;
-    shard.read_piece(header_of(segment, index), block, block_len, PIECE_READ_DEADLINE).await
-}
-
 fn shard_of(ctx: &NodeContext, segment: &Segment, index: u8) -> Result<ShardHandle> {
     let disk =
         segment.layout.disks.get(index as usize).ok_or(ActorError::Invalid("shard index out of layout".into()))?;
@@ -183,24 +178,35 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
     let k = layout.data as usize;
     let width = layout.width();
     let block_len = shard_file::block_len(segment.size, layout.block_size, block);
-    let shards: Vec<Option<ShardHandle>> = (0..width as u8).map(|i| shard_of(ctx, segment, i).ok()).collect();
+    // Each piece's disk, or why it is out of reach: looked up once per block.
+    let shards: Vec<std::result::Result<ShardHandle, String>> =
+        (0..width as u8).map(|i| shard_of(ctx, segment, i).map_err(|e| e.to_string())).collect();
     // Data pieces first, then parity; pieces on disks that are degraded or stuck right now go last.
     // Judged once per block, so that the order is consistent while it is sorted.
     let avoid: Vec<bool> =
-        shards.iter().map(|s| s.as_ref().is_none_or(|s| s.io.is_degraded() || s.io.lagging())).collect();
+        shards.iter().map(|s| s.as_ref().map_or(true, |s| s.io.is_degraded() || s.io.lagging())).collect();
     let mut order: Vec<usize> = (0..width).collect();
     order.sort_by_key(|&i| (avoid[i], i >= k));
     let hedge_after = order
         .iter()
         .take(k)
-        .filter_map(|&i| shards[i].as_ref().map(|s| s.io.hedge_after()))
+        .filter_map(|&i| shards[i].as_ref().ok().map(|s| s.io.hedge_after()))
         .max()
         .unwrap_or(PIECE_READ_DEADLINE);
 
     let mut pieces: Vec<Option<Vec<u8>>> = vec![None; width];
     let mut reads = futures::stream::FuturesUnordered::new();
     let mut next = order.iter().copied();
-    let read = |i: usize| async move { (i, read_piece(ctx, segment, i as u8, block, block_len).await) };
+    let read = |i: usize| {
+        let shard = shards[i].clone();
+        async move {
+            let piece = match shard {
+                Ok(s) => s.read_piece(header_of(segment, i as u8), block, block_len, PIECE_READ_DEADLINE).await,
+                Err(why) => Err(ActorError::Invalid(why)),
+            };
+            (i, piece)
+        }
+    };
     for i in next.by_ref().take(k) {
         reads.push(read(i));
     }

@@ -36,10 +36,8 @@ pub enum TlsError {
     Mismatch(String),
 }
 
-/// The crypto provider of every TLS configuration hoard builds.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+/// The crypto provider of every TLS configuration hoard builds: the one node-to-node TLS uses.
+pub use hoard_actors::peer_tls::provider;
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
