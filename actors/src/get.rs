@@ -32,7 +32,7 @@ use crate::encryptor::BlockPlace;
 use crate::error::ActorError;
 use crate::error::Result;
 use crate::put::SealKey;
-use crate::shard::ShardHandle;
+use crate::shard::Shard;
 use crate::NodeContext;
 
 /// How long one piece read may take before parity is used instead.
@@ -160,7 +160,7 @@ fn header_of(segment: &Segment, index: u8) -> ShardHeader {
     ShardHeader::for_layout(segment.id, index, &segment.layout)
 }
 
-fn shard_of(ctx: &NodeContext, segment: &Segment, index: u8) -> Result<ShardHandle> {
+fn shard_of(ctx: &NodeContext, segment: &Segment, index: u8) -> Result<Shard> {
     let disk =
         segment.layout.disks.get(index as usize).ok_or(ActorError::Invalid("shard index out of layout".into()))?;
     ctx.shard(*disk).ok_or(ActorError::Invalid(format!("disk {} of node {} is unreachable", disk.disk, disk.node)))
@@ -179,18 +179,17 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
     let width = layout.width();
     let block_len = shard_file::block_len(segment.size, layout.block_size, block);
     // Each piece's disk, or why it is out of reach: looked up once per block.
-    let shards: Vec<std::result::Result<ShardHandle, String>> =
+    let shards: Vec<std::result::Result<Shard, String>> =
         (0..width as u8).map(|i| shard_of(ctx, segment, i).map_err(|e| e.to_string())).collect();
     // Data pieces first, then parity; pieces on disks that are degraded or stuck right now go last.
     // Judged once per block, so that the order is consistent while it is sorted.
-    let avoid: Vec<bool> =
-        shards.iter().map(|s| s.as_ref().map_or(true, |s| s.io.is_degraded() || s.io.lagging())).collect();
+    let avoid: Vec<bool> = shards.iter().map(|s| s.as_ref().map_or(true, |s| s.is_degraded() || s.lagging())).collect();
     let mut order: Vec<usize> = (0..width).collect();
     order.sort_by_key(|&i| (avoid[i], i >= k));
     let hedge_after = order
         .iter()
         .take(k)
-        .filter_map(|&i| shards[i].as_ref().ok().map(|s| s.io.hedge_after()))
+        .filter_map(|&i| shards[i].as_ref().ok().map(|s| s.hedge_after()))
         .max()
         .unwrap_or(PIECE_READ_DEADLINE);
 

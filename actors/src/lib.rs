@@ -43,6 +43,7 @@ use crate::metrics::NodeMetrics;
 use crate::repair::RepairHandle;
 use crate::rotation::RotationHandle;
 use crate::scrub::ScrubHandle;
+use crate::shard::Shard;
 use crate::shard::ShardHandle;
 use crate::transport::Transport;
 
@@ -92,9 +93,9 @@ pub struct NodeContext {
 
 impl NodeContext {
     /// The handle of a disk, local or (through the transport) on another node.
-    pub fn shard(&self, disk: DiskRef) -> Option<ShardHandle> {
+    pub fn shard(&self, disk: DiskRef) -> Option<Shard> {
         if disk.node == self.config.node_id {
-            self.shards.get(disk.disk as usize).cloned()
+            self.shards.get(disk.disk as usize).cloned().map(Shard::Local)
         } else {
             self.transport.remote_shard(disk)
         }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -24,6 +25,12 @@ use hoard_storage::meta::MetaNetwork;
 use hoard_storage::meta::MetaReader;
 use hoard_storage::meta::Raft;
 use hoard_storage::meta::StateMachineStore;
+use hoard_storage::meta::TypeConfig;
+use openraft::error::CheckIsLeaderError;
+use openraft::error::ClientWriteError;
+use openraft::error::RaftError;
+use openraft::raft::ClientWriteResponse;
+use openraft::LogId;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
 use ractor::ActorRef;
@@ -52,12 +59,16 @@ pub struct MetaSetup {
     /// forms it.
     pub members: BTreeMap<NodeId, NodeAddr>,
     pub network: MetaNetwork,
+    /// How this node reaches the leader when it does not lead.
+    pub forward: Arc<dyn Forward>,
 }
 
 impl MetaSetup {
     /// A one-node group in `dir`.
     pub fn alone(dir: PathBuf, node_id: NodeId, addr: String) -> MetaSetup {
-        MetaSetup { dir, node_id, addr, members: BTreeMap::new(), network: MetaNetwork::LocalOnly }
+        let network = MetaNetwork::LocalOnly;
+        let forward = Arc::new(InProcessForward(network.clone()));
+        MetaSetup { dir, node_id, addr, members: BTreeMap::new(), network, forward }
     }
 }
 
@@ -76,7 +87,7 @@ pub type Stores = Arc<tokio::sync::Mutex<Option<(LogStore, StateMachineStore, Me
 
 pub struct MetaState {
     node_id: NodeId,
-    network: MetaNetwork,
+    forward: Arc<dyn Forward>,
     raft: Raft,
     reader: MetaReader,
 }
@@ -133,6 +144,8 @@ impl Actor for MetaActor {
         // Kept at once, so that if this start fails below, the next one shuts this instance down first:
         // two Raft cores on one log must never run together.
         *previous = Some(raft.clone());
+        // Released before waiting for a leader: peers' votes reach this Raft through the same handle.
+        drop(previous);
         if let MetaNetwork::InProcess(endpoint) = &setup.network {
             endpoint.join(raft.clone());
         }
@@ -168,7 +181,7 @@ impl Actor for MetaActor {
                 }
             }
         });
-        Ok(MetaState { node_id: args.setup.node_id, network: args.setup.network.clone(), raft, reader })
+        Ok(MetaState { node_id: args.setup.node_id, forward: args.setup.forward.clone(), raft, reader })
     }
 
     async fn handle(
@@ -179,16 +192,16 @@ impl Actor for MetaActor {
     ) -> std::result::Result<(), ActorProcessingErr> {
         match msg {
             MetaMsg::Write(cmd, reply) => {
-                let (raft, network, me) = (state.raft.clone(), state.network.clone(), state.node_id);
+                let (raft, forward, me) = (state.raft.clone(), state.forward.clone(), state.node_id);
                 tokio::spawn(async move {
-                    let _ = reply.send(write(&raft, &network, me, *cmd).await);
+                    let _ = reply.send(write(&raft, &forward, me, *cmd).await);
                 });
             }
             MetaMsg::ReadBarrier(reply) => {
-                let (raft, network, me) = (state.raft.clone(), state.network.clone(), state.node_id);
+                let (raft, forward, me) = (state.raft.clone(), state.forward.clone(), state.node_id);
                 let reader = state.reader.clone();
                 tokio::spawn(async move {
-                    let _ = reply.send(read_barrier(&raft, &network, me).await.map(|()| reader));
+                    let _ = reply.send(read_barrier(&raft, &forward, me).await.map(|()| reader));
                 });
             }
             MetaMsg::Metrics(reply) => {
@@ -203,18 +216,85 @@ fn meta_err(e: impl std::fmt::Display) -> ActorError {
     ActorError::Meta(e.to_string())
 }
 
-/// The leader's Raft, when another node leads and this node can reach it directly.
-async fn remote_leader(raft: &Raft, network: &MetaNetwork, me: NodeId) -> Option<Raft> {
-    let leader = raft.current_leader().await.filter(|l| *l != me)?;
-    network.peer(leader)
+/// Why a call forwarded to the leader gave no answer.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// The node asked does not lead (it may know who does). Nothing was appended to its log: openraft
+    /// answers so only before appending, or after dropping an entry that was never committed.
+    NotLeader,
+    /// The leader could not be asked, or did not answer: for a write, it may or may not have been appended.
+    Unreachable(ActorError),
+    /// The leader answered with an error.
+    Failed(ActorError),
 }
 
-/// A call on the leader's Raft, within the metadata deadline.
-async fn at_leader<T, E: std::fmt::Display>(call: impl Future<Output = std::result::Result<T, E>>) -> Result<T> {
-    tokio::time::timeout(META_DEADLINE, call)
+/// The future of a forwarded call.
+pub type ForwardFuture<T> = Pin<Box<dyn Future<Output = std::result::Result<T, ForwardError>> + Send>>;
+
+/// How a follower reaches the leader's Raft: directly in one process, over gRPC between processes.
+pub trait Forward: Send + Sync + 'static {
+    /// Proposes `cmd` at `leader`: the index it was committed at and the state machine's answer.
+    fn write(&self, leader: NodeId, addr: &NodeAddr, cmd: MetaCommand) -> ForwardFuture<(u64, MetaResponse)>;
+    /// A read index confirmed by `leader`.
+    fn read_index(&self, leader: NodeId, addr: &NodeAddr) -> ForwardFuture<Option<u64>>;
+}
+
+/// The outcome of a client write at a Raft node, as a forwarded call reports it.
+pub fn write_outcome(
+    r: std::result::Result<ClientWriteResponse<TypeConfig>, RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>>,
+) -> std::result::Result<(u64, MetaResponse), ForwardError> {
+    match r {
+        Ok(w) => Ok((w.log_id.index, w.data)),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ForwardError::NotLeader),
+        Err(e) => Err(ForwardError::Failed(meta_err(e))),
+    }
+}
+
+/// What `Raft::ensure_linearizable` answers.
+pub type ReadIndexResult =
+    std::result::Result<Option<LogId<NodeId>>, RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>>;
+
+/// The outcome of a read-index confirmation at a Raft node.
+pub fn read_outcome(r: ReadIndexResult) -> std::result::Result<Option<u64>, ForwardError> {
+    match r {
+        Ok(id) => Ok(id.map(|id| id.index)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(ForwardError::NotLeader),
+        Err(e) => Err(ForwardError::Failed(meta_err(e))),
+    }
+}
+
+/// Forwarding inside one process: a direct call on the leader's Raft, where the network reaches it.
+pub struct InProcessForward(pub MetaNetwork);
+
+impl InProcessForward {
+    fn leader(&self, leader: NodeId) -> std::result::Result<Raft, ForwardError> {
+        self.0.peer(leader).ok_or(ForwardError::Unreachable(ActorError::Unavailable("metadata leader")))
+    }
+}
+
+impl Forward for InProcessForward {
+    fn write(&self, leader: NodeId, _addr: &NodeAddr, cmd: MetaCommand) -> ForwardFuture<(u64, MetaResponse)> {
+        let raft = self.leader(leader);
+        Box::pin(async move { write_outcome(raft?.client_write(cmd).await) })
+    }
+
+    fn read_index(&self, leader: NodeId, _addr: &NodeAddr) -> ForwardFuture<Option<u64>> {
+        let raft = self.leader(leader);
+        Box::pin(async move { read_outcome(raft?.ensure_linearizable().await) })
+    }
+}
+
+/// The leader this node knows and its address, waiting (until `deadline`) while there is none.
+async fn known_leader(raft: &Raft, deadline: tokio::time::Instant) -> Result<(NodeId, NodeAddr)> {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let metrics = raft
+        .wait(Some(left))
+        .metrics(|m| m.current_leader.is_some(), "a leader of the metadata group")
         .await
-        .map_err(|_| ActorError::Timeout("metadata leader"))?
-        .map_err(meta_err)
+        .map_err(|_| ActorError::Timeout("metadata leader election"))?;
+    let leader = metrics.current_leader.ok_or(ActorError::Timeout("metadata leader election"))?;
+    let addr = metrics.membership_config.membership().get_node(&leader).cloned().unwrap_or_default();
+    Ok((leader, addr))
 }
 
 /// Waits until this node has applied the log up to `index`.
@@ -222,25 +302,68 @@ async fn applied_here(raft: &Raft, index: Option<u64>, what: &str) -> Result<()>
     raft.wait(Some(META_DEADLINE)).applied_index_at_least(index, what).await.map(|_| ()).map_err(meta_err)
 }
 
-/// Proposes `cmd`: here when this node leads, otherwise at the leader, and then waits until this node has
-/// applied it, so that what the caller reads here next includes it.
-async fn write(raft: &Raft, network: &MetaNetwork, me: NodeId, cmd: MetaCommand) -> Result<MetaResponse> {
-    if let Some(leader) = remote_leader(raft, network, me).await {
-        let written = at_leader(leader.client_write(cmd)).await?;
-        applied_here(raft, Some(written.log_id.index), "apply a write made at the leader").await?;
-        return Ok(written.data);
+/// Runs `call` at the leader (this node or another), again at the new leader each time the one asked
+/// answers that it does not lead (nothing was appended then), until [`META_DEADLINE`]. `retry_unreachable`:
+/// also try again when the leader could not be asked (only for calls that are safe to repeat).
+async fn at_leader<T>(
+    raft: &Raft,
+    me: NodeId,
+    retry_unreachable: bool,
+    mut call: impl FnMut(NodeId, &NodeAddr) -> ForwardFuture<T>,
+) -> Result<(NodeId, T)> {
+    let deadline = tokio::time::Instant::now() + META_DEADLINE;
+    loop {
+        let (leader, addr) = known_leader(raft, deadline).await?;
+        let outcome = tokio::time::timeout_at(deadline, call(leader, &addr))
+            .await
+            .map_err(|_| ActorError::Timeout(if leader == me { "metadata" } else { "metadata leader" }))?;
+        let retry = match outcome {
+            Ok(v) => return Ok((leader, v)),
+            Err(ForwardError::NotLeader) => ActorError::Meta(format!("node {leader} no longer leads")),
+            Err(ForwardError::Unreachable(e)) if retry_unreachable => e,
+            Err(ForwardError::Unreachable(e) | ForwardError::Failed(e)) => return Err(e),
+        };
+        if tokio::time::Instant::now() + crate::transport::policy::RETRY_PAUSE >= deadline {
+            return Err(retry);
+        }
+        tracing::debug!(leader, error = %retry, "metadata leader changed; asking again");
+        tokio::time::sleep(crate::transport::policy::RETRY_PAUSE).await;
     }
-    raft.client_write(cmd).await.map(|r| r.data).map_err(meta_err)
 }
 
-/// Confirms a read index with the leader (this node, or the leader it can reach) and waits until this node
-/// has applied up to it.
-async fn read_barrier(raft: &Raft, network: &MetaNetwork, me: NodeId) -> Result<()> {
-    if let Some(leader) = remote_leader(raft, network, me).await {
-        let read = at_leader(leader.ensure_linearizable()).await?;
-        return applied_here(raft, read.map(|id| id.index), "apply up to the leader's read index").await;
+/// Proposes `cmd` at the leader (here or forwarded), and then waits until this node has applied it, so that
+/// what the caller reads here next includes it. A leader change on the way is retried, never surfaced.
+async fn write(raft: &Raft, forward: &Arc<dyn Forward>, me: NodeId, cmd: MetaCommand) -> Result<MetaResponse> {
+    let (leader, (index, response)) = at_leader(raft, me, false, |leader, addr| {
+        if leader == me {
+            let (raft, cmd) = (raft.clone(), cmd.clone());
+            Box::pin(async move { write_outcome(raft.client_write(cmd).await) })
+        } else {
+            forward.write(leader, addr, cmd.clone())
+        }
+    })
+    .await?;
+    if leader != me {
+        applied_here(raft, Some(index), "apply a write made at the leader").await?;
     }
-    raft.ensure_linearizable().await.map(|_| ()).map_err(meta_err)
+    Ok(response)
+}
+
+/// Confirms a read index with the leader (here or forwarded) and waits until this node has applied up to it.
+async fn read_barrier(raft: &Raft, forward: &Arc<dyn Forward>, me: NodeId) -> Result<()> {
+    let (leader, index) = at_leader(raft, me, true, |leader, addr| {
+        if leader == me {
+            let raft = raft.clone();
+            Box::pin(async move { read_outcome(raft.ensure_linearizable().await) })
+        } else {
+            forward.read_index(leader, addr)
+        }
+    })
+    .await?;
+    if leader != me {
+        applied_here(raft, index, "apply up to the leader's read index").await?;
+    }
+    Ok(())
 }
 
 /// The typed handle of the metadata actor.

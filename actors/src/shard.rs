@@ -34,6 +34,8 @@ use crate::error::Result;
 use crate::faults;
 use crate::faults::FaultInjector;
 use crate::slot::Slot;
+use crate::transport::peer::RemoteShard;
+use crate::transport::peer::RemoteWriter;
 
 /// Deadline for handing out a writer, removing or listing (reads take theirs from the caller).
 pub const SHARD_CALL_DEADLINE: Duration = Duration::from_secs(30);
@@ -63,7 +65,7 @@ pub struct ShardStats {
 }
 
 pub enum ShardMsg {
-    Create(ShardHeader, RpcReplyPort<Result<ShardWriter>>),
+    Create(ShardHeader, RpcReplyPort<Result<LocalWriter>>),
     ReadPiece {
         header: ShardHeader,
         block: u64,
@@ -117,7 +119,7 @@ impl Actor for ShardActor {
                     if r.is_err() {
                         stats.write_errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    let _ = reply.send(r.map(|w| ShardWriter { inner: Some(w), io, faults, stats }));
+                    let _ = reply.send(r.map(|w| LocalWriter { inner: Some(w), io, faults, stats }));
                 });
             }
             ShardMsg::ReadPiece { header, block, block_len, reply } => {
@@ -167,15 +169,16 @@ impl Actor for ShardActor {
     }
 }
 
-/// Appends one shard file's pieces. Dropped without `commit`, the file never becomes visible.
-pub struct ShardWriter {
+/// Appends one shard file's pieces on a local disk. Dropped without `commit`, the file never becomes
+/// visible.
+pub struct LocalWriter {
     inner: Option<shard_file::ShardWriter>,
     io: DiskIo,
     faults: Arc<dyn FaultInjector>,
     stats: Arc<ShardStats>,
 }
 
-impl ShardWriter {
+impl LocalWriter {
     pub async fn append(&mut self, piece: Bytes) -> Result<()> {
         let mut w = self.inner.take().ok_or(ActorError::Invalid("shard writer already failed".into()))?;
         let faults = self.faults.clone();
@@ -210,7 +213,7 @@ impl ShardWriter {
 }
 
 /// An abandoned writer removes its temp file: on the disk's own thread, not on an async worker.
-impl Drop for ShardWriter {
+impl Drop for LocalWriter {
     fn drop(&mut self) {
         if let Some(w) = self.inner.take() {
             self.io.release(w);
@@ -245,7 +248,7 @@ impl ShardHandle {
         ShardHandle { index, slot: Slot::new("shard"), stats: Arc::new(ShardStats::default()), label, io }
     }
 
-    pub async fn create(&self, header: ShardHeader) -> Result<ShardWriter> {
+    pub async fn create(&self, header: ShardHeader) -> Result<LocalWriter> {
         self.slot.call(|r| ShardMsg::Create(header, r), SHARD_CALL_DEADLINE).await?
     }
 
@@ -274,5 +277,103 @@ impl ShardHandle {
 
     pub async fn list(&self) -> Result<Vec<DiskEntry>> {
         self.slot.call(ShardMsg::List, SHARD_CALL_DEADLINE).await?
+    }
+}
+
+/// A disk as the coordinator of a PUT, GET or repair sees it: one of this node's (or, in an in-process
+/// cluster, another node's) shard actors, or a disk of another process reached over the transport. Both
+/// speak the same protocol: create, pieces, commit (or drop: abort); read, verify, remove, list.
+#[derive(Clone)]
+pub enum Shard {
+    Local(ShardHandle),
+    Remote(RemoteShard),
+}
+
+impl Shard {
+    pub async fn create(&self, header: ShardHeader) -> Result<ShardWriter> {
+        match self {
+            Shard::Local(h) => h.create(header).await.map(ShardWriter::Local),
+            Shard::Remote(r) => r.create(header).await.map(ShardWriter::Remote),
+        }
+    }
+
+    pub async fn read_piece(
+        &self,
+        header: ShardHeader,
+        block: u64,
+        block_len: usize,
+        deadline: Duration,
+    ) -> Result<Vec<u8>> {
+        match self {
+            Shard::Local(h) => h.read_piece(header, block, block_len, deadline).await,
+            Shard::Remote(r) => r.read_piece(header, block, block_len, deadline).await,
+        }
+    }
+
+    pub async fn verify(&self, header: ShardHeader, size: u64, deadline: Duration) -> Result<()> {
+        match self {
+            Shard::Local(h) => h.verify(header, size, deadline).await,
+            Shard::Remote(r) => r.verify(header, size, deadline).await,
+        }
+    }
+
+    pub async fn remove(&self, segment: SegmentId, index: u8) -> Result<()> {
+        self.remove_name(&shard_file::shard_name(segment, index)).await
+    }
+
+    pub async fn remove_name(&self, name: &str) -> Result<()> {
+        match self {
+            Shard::Local(h) => h.remove_name(name).await,
+            Shard::Remote(r) => r.remove_name(name).await,
+        }
+    }
+
+    /// Whether the disk takes no new shard files now (degraded, or its node out of reach).
+    pub fn is_degraded(&self) -> bool {
+        match self {
+            Shard::Local(h) => h.io.is_degraded(),
+            Shard::Remote(r) => r.is_degraded(),
+        }
+    }
+
+    /// Whether reads should go elsewhere first: the disk is stuck on a job, or its node answers slowly.
+    pub fn lagging(&self) -> bool {
+        match self {
+            Shard::Local(h) => h.io.lagging(),
+            Shard::Remote(r) => r.lagging(),
+        }
+    }
+
+    /// How long a piece read may take before a read of another piece is started beside it.
+    pub fn hedge_after(&self) -> Duration {
+        match self {
+            Shard::Local(h) => h.io.hedge_after(),
+            Shard::Remote(r) => r.hedge_after(),
+        }
+    }
+}
+
+/// One shard file being written, on a local disk or over the transport. `append` may return before a
+/// remote piece is on disk (a bounded window of pieces is in flight); an earlier piece's failure is
+/// reported by a later `append` or by `commit`. Dropped without `commit`: aborted, nothing visible.
+pub enum ShardWriter {
+    Local(LocalWriter),
+    Remote(RemoteWriter),
+}
+
+impl ShardWriter {
+    pub async fn append(&mut self, piece: Bytes) -> Result<()> {
+        match self {
+            ShardWriter::Local(w) => w.append(piece).await,
+            ShardWriter::Remote(w) => w.append(piece).await,
+        }
+    }
+
+    /// Syncs the file and makes it visible under its final name.
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            ShardWriter::Local(w) => w.commit().await,
+            ShardWriter::Remote(w) => w.commit().await,
+        }
     }
 }

@@ -13,6 +13,7 @@ use std::fmt;
 
 pub mod format;
 pub mod names;
+pub mod rpc;
 
 pub use format::decode;
 pub use format::encode;

@@ -16,6 +16,7 @@ pub mod s3_sup;
 pub mod sup;
 pub mod telemetry;
 pub mod testing;
+pub mod transport_sup;
 
 pub use faults::Fault;
 pub use faults::Gate;

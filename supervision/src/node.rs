@@ -19,12 +19,18 @@ use hoard_actors::faults::FaultInjector;
 use hoard_actors::faults::NoFaults;
 use hoard_actors::key_keeper::KeyKeeperArgs;
 use hoard_actors::key_keeper::KeyKeeperHandle;
+use hoard_actors::meta::InProcessForward;
 use hoard_actors::meta::MetaHandle;
 use hoard_actors::meta::MetaSetup;
 use hoard_actors::metrics::NodeMetrics;
+use hoard_actors::peer_tls;
+use hoard_actors::peer_tls::NodeIdentity;
 use hoard_actors::repair::RepairHandle;
 use hoard_actors::scrub::ScrubHandle;
 use hoard_actors::shard::ShardHandle;
+use hoard_actors::transport::actor::PeerListen;
+use hoard_actors::transport::peer::GrpcTransport;
+use hoard_actors::transport::peer::Peers;
 use hoard_actors::transport::InProcessTransport;
 use hoard_actors::transport::LocalOnly;
 use hoard_actors::NodeConfig;
@@ -65,6 +71,20 @@ pub struct InProcessCluster {
     pub members: BTreeMap<NodeId, NodeAddr>,
 }
 
+/// How a node of a cluster of processes reaches the others: gRPC over mutual TLS under the cluster CA.
+#[derive(Clone)]
+pub struct PeerOptions {
+    pub cluster_id: String,
+    /// The cluster CA's certificate (PEM): the only issuer a peer's certificate is accepted from.
+    pub ca_pem: String,
+    /// This node's certificate and key.
+    pub identity: Arc<NodeIdentity>,
+    /// Where the peer server listens (the node address its peers call).
+    pub listen: PeerListen,
+    /// The metadata group's members when it is first formed; the member with the lowest id forms it.
+    pub members: BTreeMap<NodeId, NodeAddr>,
+}
+
 /// Everything a node is started with.
 #[derive(Clone)]
 pub struct NodeOptions {
@@ -72,6 +92,8 @@ pub struct NodeOptions {
     pub node_id: NodeId,
     /// Set for a node of an in-process cluster; `None`: a node of its own.
     pub cluster: Option<InProcessCluster>,
+    /// Set for a node of a cluster of processes (also when they share one process, as in tests).
+    pub peer: Option<PeerOptions>,
     pub data_dir: PathBuf,
     /// Disk directories; empty = `data_shards + parity_shards` directories under `data_dir`.
     pub disks: Vec<PathBuf>,
@@ -112,6 +134,7 @@ impl NodeOptions {
         NodeOptions {
             node_id: 1,
             cluster: None,
+            peer: None,
             data_dir: data_dir.into(),
             disks: Vec::new(),
             data_shards: 4,
@@ -157,6 +180,7 @@ impl NodeOptions {
 #[derive(Default)]
 pub struct NodeStats {
     pub node: Arc<SupStats>,
+    pub transport: Arc<SupStats>,
     pub meta: Arc<SupStats>,
     pub disks: Arc<SupStats>,
     pub pools: Arc<SupStats>,
@@ -166,9 +190,10 @@ pub struct NodeStats {
 
 impl NodeStats {
     /// Each supervisor's counters under the supervisor's actor name.
-    pub fn named(&self) -> [(&'static str, Arc<SupStats>); 6] {
+    pub fn named(&self) -> [(&'static str, Arc<SupStats>); 7] {
         [
             ("node_sup", self.node.clone()),
+            ("transport_sup", self.transport.clone()),
             ("meta_sup", self.meta.clone()),
             ("disk_sup", self.disks.clone()),
             ("pool_sup", self.pools.clone()),
@@ -191,6 +216,8 @@ pub struct Node {
     pub generated_credential: bool,
     pub faults: Arc<FaultRegistry>,
     pub stats: Arc<NodeStats>,
+    /// The links to the other members, in a cluster of processes.
+    pub peers: Option<Arc<Peers>>,
     drain: Drain,
     root: ActorCell,
     join: tokio::task::JoinHandle<()>,
@@ -211,7 +238,7 @@ impl Node {
         }
         let paths = opts.disk_paths();
         // A node of a cluster codes across every node's disks; the cluster checks that there are enough.
-        if opts.cluster.is_none() && paths.len() < width {
+        if opts.cluster.is_none() && opts.peer.is_none() && paths.len() < width {
             anyhow::bail!(
                 "{} disks configured but {}+{} coding needs at least {width} distinct disks",
                 paths.len(),
@@ -253,6 +280,14 @@ impl Node {
             disks.push(ShardHandle::new(i as u32, Arc::new(disk), faults.clone()));
         }
         let meta = MetaHandle::default();
+        let peering = match &opts.peer {
+            Some(p) => {
+                let client = peer_tls::client_config(&p.ca_pem, &p.identity).context("peer TLS")?;
+                let server = peer_tls::server_config(&p.ca_pem, &p.identity).context("peer TLS")?;
+                Some((Peers::new(opts.node_id, &p.cluster_id, client), server))
+            }
+            None => None,
+        };
         let ctx = NodeContext {
             config: Arc::new(NodeConfig {
                 node_id: opts.node_id,
@@ -273,12 +308,13 @@ impl Node {
             repair: RepairHandle::new(meta),
             scrub: ScrubHandle::default(),
             rotation: hoard_actors::rotation::RotationHandle::default(),
-            transport: match &opts.cluster {
-                Some(cluster) => {
+            transport: match (&opts.cluster, &peering) {
+                (Some(cluster), _) => {
                     cluster.transport.register(opts.node_id, disks.clone());
                     Arc::new(cluster.transport.clone())
                 }
-                None => Arc::new(LocalOnly),
+                (None, Some((peers, _))) => Arc::new(GrpcTransport(peers.clone())),
+                (None, None) => Arc::new(LocalOnly),
             },
             metrics: Arc::new(NodeMetrics::new()),
         };
@@ -294,12 +330,26 @@ impl Node {
         let credential_out: Arc<Mutex<Option<(Credential, bool)>>> = Arc::new(Mutex::new(None));
 
         let mut children: Vec<ChildSpec> = Vec::new();
+        // Before metadata: a starting Raft needs its peers' votes, and they need this node's server.
+        if let (Some(p), Some((peers, server_tls))) = (&opts.peer, &peering) {
+            let (c, listen, tls, peers, st) =
+                (ctx.clone(), p.listen.clone(), server_tls.clone(), peers.clone(), stats.transport.clone());
+            children.push(crate::node_sup::sup_child("transport_sup", move || {
+                crate::transport_sup::spec(c.clone(), listen.clone(), tls.clone(), peers.clone(), st.clone())
+            }));
+        }
         {
             let (h, st) = (ctx.meta.clone(), stats.meta.clone());
             let mut setup = MetaSetup::alone(opts.data_dir.join("meta"), opts.node_id, opts.listen.to_string());
             if let Some(cluster) = &opts.cluster {
                 setup.members = cluster.members.clone();
                 setup.network = MetaNetwork::InProcess(cluster.network.endpoint(opts.node_id));
+                setup.forward = Arc::new(InProcessForward(setup.network.clone()));
+            } else if let (Some(p), Some((peers, _))) = (&opts.peer, &peering) {
+                setup.addr = p.listen.addr.to_string();
+                setup.members = p.members.clone();
+                setup.network = MetaNetwork::Remote(peers.clone());
+                setup.forward = peers.clone();
             }
             children.push(crate::node_sup::sup_child("meta_sup", move || {
                 crate::meta_sup::spec(h.clone(), setup.clone(), st.clone())
@@ -379,6 +429,7 @@ impl Node {
             generated_credential,
             faults: registry,
             stats,
+            peers: peering.map(|(peers, _)| peers),
             drain,
             root: root.get_cell(),
             join,

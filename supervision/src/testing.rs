@@ -47,6 +47,12 @@ use crate::node::InProcessCluster;
 use crate::node::Node;
 use crate::node::NodeOptions;
 use crate::node::NodeStats;
+use crate::node::PeerOptions;
+use hoard_actors::peer_tls::ClusterCa;
+use hoard_actors::transport::actor::PeerListen;
+use hoard_storage::env::Env as _;
+use hoard_storage::env::SystemEnv;
+use std::sync::Arc;
 
 pub struct TestNodeBuilder {
     opts: NodeOptions,
@@ -210,6 +216,35 @@ impl TestNode {
             node.stop().await;
         }
     }
+
+    /// Stops the node but keeps its directories and ports, to `restart` it later.
+    pub async fn halt(&mut self) {
+        if let Some(node) = self.node.take() {
+            self.opts.listen = node.addr;
+            self.opts.http_listen = node.http_addr;
+            node.stop().await;
+        }
+    }
+
+    /// Where the node serves its peers, in a cluster over gRPC.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.opts.peer.as_ref().map(|p| p.listen.addr)
+    }
+
+    /// The cluster CA's certificate (PEM), in a cluster over gRPC.
+    pub fn cluster_ca_pem(&self) -> Option<&str> {
+        self.opts.peer.as_ref().map(|p| p.ca_pem.as_str())
+    }
+
+    /// The cluster's id, in a cluster over gRPC.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.opts.peer.as_ref().map(|p| p.cluster_id.as_str())
+    }
+
+    /// The links to the other members, in a cluster over gRPC.
+    pub fn peers(&self) -> Option<&Arc<hoard_actors::transport::peer::Peers>> {
+        self.node().peers.as_ref()
+    }
 }
 
 pub struct TestClusterBuilder {
@@ -218,9 +253,16 @@ pub struct TestClusterBuilder {
     data_shards: u8,
     parity_shards: u8,
     fault_injection: bool,
+    grpc: bool,
 }
 
 impl TestClusterBuilder {
+    /// Nodes talk gRPC over mutual TLS on loopback, as separate processes do (each with a certificate from
+    /// one test CA), instead of calling each other directly.
+    pub fn grpc(mut self, on: bool) -> Self {
+        self.grpc = on;
+        self
+    }
     /// Nodes in the cluster (default 3).
     pub fn nodes(mut self, n: usize) -> Self {
         self.nodes = n;
@@ -257,18 +299,29 @@ impl TestClusterBuilder {
                 self.parity_shards
             );
         }
-        let members: BTreeMap<u64, NodeAddr> =
-            (1..=self.nodes as u64).map(|id| (id, NodeAddr { addr: format!("in-process-{id}") })).collect();
+        let ids = 1..=self.nodes as u64;
+        let peering = if self.grpc { Some(grpc_peers(ids.clone())?) } else { None };
+        let members: BTreeMap<u64, NodeAddr> = match &peering {
+            Some(peers) => peers.iter().map(|(id, p)| (*id, NodeAddr { addr: p.listen.addr.to_string() })).collect(),
+            None => ids.clone().map(|id| (id, NodeAddr { addr: format!("in-process-{id}") })).collect(),
+        };
         let wiring =
             InProcessCluster { network: InProcessNetwork::new(), transport: InProcessTransport::new(), members };
-        let builders: Vec<TestNodeBuilder> = (1..=self.nodes as u64)
+        let builders: Vec<TestNodeBuilder> = ids
             .map(|id| {
                 let mut b = TestNode::builder()
                     .data_shards(self.data_shards)
                     .parity_shards(self.parity_shards)
                     .fault_injection(self.fault_injection);
                 b.opts.node_id = id;
-                b.opts.cluster = Some(wiring.clone());
+                match &peering {
+                    Some(peers) => {
+                        let mut p = peers[&id].clone();
+                        p.members = wiring.members.clone();
+                        b.opts.peer = Some(p);
+                    }
+                    None => b.opts.cluster = Some(wiring.clone()),
+                }
                 b.opts.disks = (1..=self.disks_per_node).map(|d| b.opts.data_dir.join(format!("disk{d}"))).collect();
                 b
             })
@@ -288,8 +341,34 @@ impl TestClusterBuilder {
             }
             return Err(e.context("a node of the cluster did not start"));
         }
+        // Stripes span every node only once each node has heard every other's disks.
+        for n in &nodes {
+            if let Some(peers) = &n.node().peers {
+                peers.wait_for(nodes.len() - 1, Duration::from_secs(30)).await?;
+            }
+        }
         Ok(TestCluster { nodes, network: wiring.network })
     }
+}
+
+/// Each node's peer options for a cluster over gRPC: a test CA, a certificate per node, a bound port each.
+fn grpc_peers(ids: impl Iterator<Item = u64>) -> anyhow::Result<BTreeMap<u64, PeerOptions>> {
+    let cluster_id = format!("test{:08x}", SystemEnv.random_u64() as u32);
+    let ca = ClusterCa::generate(&cluster_id)?;
+    let mut peers = BTreeMap::new();
+    for id in ids {
+        let listen = PeerListen::bind_now(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let identity = Arc::new(ca.issue(id, "127.0.0.1")?);
+        let options = PeerOptions {
+            cluster_id: cluster_id.clone(),
+            ca_pem: ca.cert_pem().to_string(),
+            identity,
+            listen,
+            members: BTreeMap::new(),
+        };
+        peers.insert(id, options);
+    }
+    Ok(peers)
 }
 
 /// Several nodes in one process, forming one cluster. Nodes are numbered from 1, as their Raft ids.
@@ -301,7 +380,14 @@ pub struct TestCluster {
 impl TestCluster {
     /// Three nodes of two disk directories each, 4+2 coding across all six, scrub only when asked.
     pub fn builder() -> TestClusterBuilder {
-        TestClusterBuilder { nodes: 3, disks_per_node: 2, data_shards: 4, parity_shards: 2, fault_injection: false }
+        TestClusterBuilder {
+            nodes: 3,
+            disks_per_node: 2,
+            data_shards: 4,
+            parity_shards: 2,
+            fault_injection: false,
+            grpc: false,
+        }
     }
 
     /// Node `id` (1-based).
@@ -318,6 +404,19 @@ impl TestCluster {
 
     pub fn nodes(&self) -> &[TestNode] {
         &self.nodes
+    }
+
+    /// Node `id`, to halt and restart it.
+    ///
+    /// # Panics
+    /// If there is no node `id`.
+    pub fn node_mut(&mut self, id: u64) -> &mut TestNode {
+        let n = self.nodes.len();
+        let i = usize::try_from(id).ok().and_then(|id| id.checked_sub(1));
+        match i.and_then(|i| self.nodes.get_mut(i)) {
+            Some(node) => node,
+            None => panic!("the cluster has nodes 1..={n}, not {id}"),
+        }
     }
 
     /// Waits (up to 30 s) until node `seen_by` knows a leader of the metadata group other than `not`, and

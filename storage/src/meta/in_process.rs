@@ -10,7 +10,9 @@
 //!   target whose Raft has stopped is unreachable.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::RwLock;
 
@@ -161,18 +163,50 @@ impl InProcessEndpoint {
     }
 }
 
-/// The metadata network a node runs with: none (one node), or an in-process cluster's.
+/// The future of one Raft RPC to another node.
+pub type RpcFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, RPCError<u64, NodeAddr, E>>> + Send>>;
+
+/// Raft's RPCs to nodes in other processes (implemented by the gRPC transport in `hoard-actors`).
+pub trait RaftRpc: Send + Sync + 'static {
+    fn append_entries(
+        &self,
+        target: u64,
+        node: &NodeAddr,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcFuture<AppendEntriesResponse<u64>, RaftError<u64>>;
+
+    fn install_snapshot(
+        &self,
+        target: u64,
+        node: &NodeAddr,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcFuture<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>;
+
+    fn vote(
+        &self,
+        target: u64,
+        node: &NodeAddr,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> RpcFuture<VoteResponse<u64>, RaftError<u64>>;
+}
+
+/// The metadata network a node runs with: none (one node), an in-process cluster's, or RPCs to other
+/// processes.
 #[derive(Clone)]
 pub enum MetaNetwork {
     LocalOnly,
     InProcess(InProcessEndpoint),
+    Remote(Arc<dyn RaftRpc>),
 }
 
 impl MetaNetwork {
-    /// The Raft of another member, where this network can reach it directly.
+    /// The Raft of another member, where this network can reach it directly (in one process).
     pub fn peer(&self, id: u64) -> Option<Raft> {
         match self {
-            MetaNetwork::LocalOnly => None,
+            MetaNetwork::LocalOnly | MetaNetwork::Remote(_) => None,
             MetaNetwork::InProcess(endpoint) => endpoint.peer(id),
         }
     }
@@ -182,6 +216,7 @@ impl MetaNetwork {
 pub enum MetaClient {
     LocalOnly(super::LocalOnlyClient),
     InProcess(InProcessClient),
+    Remote { rpc: Arc<dyn RaftRpc>, target: u64, node: NodeAddr },
 }
 
 impl RaftNetworkFactory<TypeConfig> for MetaNetwork {
@@ -191,6 +226,7 @@ impl RaftNetworkFactory<TypeConfig> for MetaNetwork {
         match self {
             MetaNetwork::LocalOnly => MetaClient::LocalOnly(super::LocalOnlyNetwork.new_client(target, node).await),
             MetaNetwork::InProcess(endpoint) => MetaClient::InProcess(endpoint.new_client(target, node).await),
+            MetaNetwork::Remote(rpc) => MetaClient::Remote { rpc: rpc.clone(), target, node: node.clone() },
         }
     }
 }
@@ -204,6 +240,7 @@ impl RaftNetwork<TypeConfig> for MetaClient {
         match self {
             MetaClient::LocalOnly(c) => c.append_entries(rpc, option).await,
             MetaClient::InProcess(c) => c.append_entries(rpc, option).await,
+            MetaClient::Remote { rpc: r, target, node } => r.append_entries(*target, node, rpc, option).await,
         }
     }
 
@@ -215,6 +252,7 @@ impl RaftNetwork<TypeConfig> for MetaClient {
         match self {
             MetaClient::LocalOnly(c) => c.install_snapshot(rpc, option).await,
             MetaClient::InProcess(c) => c.install_snapshot(rpc, option).await,
+            MetaClient::Remote { rpc: r, target, node } => r.install_snapshot(*target, node, rpc, option).await,
         }
     }
 
@@ -226,6 +264,7 @@ impl RaftNetwork<TypeConfig> for MetaClient {
         match self {
             MetaClient::LocalOnly(c) => c.vote(rpc, option).await,
             MetaClient::InProcess(c) => c.vote(rpc, option).await,
+            MetaClient::Remote { rpc: r, target, node } => r.vote(*target, node, rpc, option).await,
         }
     }
 }

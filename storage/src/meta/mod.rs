@@ -42,6 +42,8 @@ pub use in_process::InProcessEndpoint;
 pub use in_process::InProcessNetwork;
 pub use in_process::MetaClient;
 pub use in_process::MetaNetwork;
+pub use in_process::RaftRpc;
+pub use in_process::RpcFuture;
 pub use log::LogStore;
 use openraft::error::InstallSnapshotError;
 use openraft::error::RPCError;

@@ -13,11 +13,18 @@ use std::sync::RwLock;
 use hoard_protocol::DiskRef;
 use hoard_protocol::NodeId;
 
+use crate::shard::Shard;
 use crate::shard::ShardHandle;
 
+pub mod actor;
+pub mod peer;
+pub mod policy;
+pub mod server;
+mod wire;
+
 pub trait Transport: Send + Sync + 'static {
-    /// The handle of a disk of another node, if that node is known and reachable.
-    fn remote_shard(&self, disk: DiskRef) -> Option<ShardHandle>;
+    /// The handle of a disk of another node, if that node is known.
+    fn remote_shard(&self, disk: DiskRef) -> Option<Shard>;
 
     /// Every disk of the nodes other than `me` that new segments may be placed on.
     fn remote_disks(&self, me: NodeId) -> Vec<DiskRef>;
@@ -27,7 +34,7 @@ pub trait Transport: Send + Sync + 'static {
 pub struct LocalOnly;
 
 impl Transport for LocalOnly {
-    fn remote_shard(&self, _disk: DiskRef) -> Option<ShardHandle> {
+    fn remote_shard(&self, _disk: DiskRef) -> Option<Shard> {
         None
     }
 
@@ -55,9 +62,9 @@ impl InProcessTransport {
 }
 
 impl Transport for InProcessTransport {
-    fn remote_shard(&self, disk: DiskRef) -> Option<ShardHandle> {
+    fn remote_shard(&self, disk: DiskRef) -> Option<Shard> {
         let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        nodes.get(&disk.node)?.get(disk.disk as usize).cloned()
+        nodes.get(&disk.node)?.get(disk.disk as usize).cloned().map(Shard::Local)
     }
 
     fn remote_disks(&self, me: NodeId) -> Vec<DiskRef> {

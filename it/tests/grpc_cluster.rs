@@ -1,0 +1,101 @@
+//! Three nodes that talk gRPC over mutual TLS on loopback, as separate processes do: a bucket made on one
+//! node is listed on another, an object written through one is read through every one with its shard
+//! files on every node's disks; with the metadata leader stopped the other two elect a new leader and
+//! take writes, and the old leader, started again, catches up; a caller whose certificate the cluster CA
+//! did not sign is refused.
+
+use std::time::Duration;
+
+use hoard_actors::peer_tls;
+use hoard_actors::peer_tls::ClusterCa;
+use hoard_actors::transport::peer::Peers;
+use hoard_it::client;
+use hoard_it::get;
+use hoard_it::pattern;
+use hoard_it::put;
+use hoard_it::shard_files;
+use hoard_it::TestCluster;
+
+const MIB: usize = 1 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_over_grpc_serve_one_store_and_survive_the_loss_of_their_leader() {
+    let mut cluster = TestCluster::builder().nodes(3).disks_per_node(2).grpc(true).start().await.unwrap();
+    let clients: Vec<_> = cluster.nodes().iter().map(client).collect();
+
+    clients[0].create_bucket().bucket("spread").send().await.unwrap();
+    let listed = clients[2].list_buckets().send().await.unwrap();
+    let names: Vec<&str> = listed.buckets().iter().filter_map(|b| b.name()).collect();
+    assert_eq!(names, ["spread"], "a bucket made on node 1 is listed on node 3");
+
+    let data = pattern(11, 3 * MIB + 17);
+    put(&clients[1], "spread", "obj", &data).await;
+    for (i, c) in clients.iter().enumerate() {
+        assert!(get(c, "spread", "obj").await == data, "GET on node {}", i + 1);
+    }
+    let small = pattern(12, 1000);
+    put(&clients[2], "spread", "small", &small).await;
+    assert_eq!(get(&clients[0], "spread", "small").await, small);
+
+    // 4+2 over three nodes of two disks: two shard files of the object on each node.
+    let mut indexes = Vec::new();
+    for node in cluster.nodes() {
+        let files = shard_files(&node.disk_paths());
+        assert_eq!(files.len(), 1, "one segment on node {:?}", node.data_dir());
+        let shards = files.into_values().next().unwrap();
+        assert_eq!(shards.len(), 2, "two shards on node {:?}", node.data_dir());
+        indexes.extend(shards.into_keys());
+    }
+    indexes.sort_unstable();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+
+    // The leader stops: the other two elect one of themselves and take writes (placed on the live nodes'
+    // disks), and every earlier object stays readable.
+    let leader = cluster.leader(1, None).await.unwrap();
+    cluster.node_mut(leader).halt().await;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &others {
+        let new = cluster.leader(*id, Some(leader)).await.unwrap();
+        assert!(others.contains(&new), "node {id} follows node {new}");
+    }
+    let (a, b) = (&clients[others[0] as usize - 1], &clients[others[1] as usize - 1]);
+    let later = pattern(13, 2 * MIB + 5);
+    put(a, "spread", "later", &later).await;
+    assert!(get(b, "spread", "later").await == later);
+    assert!(get(b, "spread", "obj").await == data, "an object with two shards on the stopped node is read");
+
+    // Back again, the old leader catches up and serves what was written without it; the read found its
+    // two shards of the later object missing, and its repair writes them (from the other nodes' shards).
+    cluster.node_mut(leader).restart().await.unwrap();
+    let back = client(cluster.node(leader));
+    assert!(get(&back, "spread", "later").await == later);
+    assert!(get(&back, "spread", "obj").await == data);
+    cluster.node(leader).repair_idle().await.unwrap();
+    let files = shard_files(&cluster.node(leader).disk_paths());
+    assert_eq!(files.len(), 2, "both segments on the returned node: {files:?}");
+    assert!(files.values().all(|shards| shards.len() == 2), "{files:?}");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_a_certificate_from_the_cluster_ca_is_refused() {
+    let cluster = TestCluster::builder().nodes(3).disks_per_node(2).grpc(true).start().await.unwrap();
+    let node = cluster.node(1);
+    let (cluster_id, addr) = (node.cluster_id().unwrap().to_string(), node.peer_addr().unwrap());
+
+    // A member's own links answer.
+    let member = cluster.node(2).peers().unwrap().link(1, &addr.to_string()).unwrap();
+    member.check().await.unwrap();
+
+    // A caller that trusts the cluster CA but presents a certificate of another CA (even one naming this
+    // cluster and a member's id) is refused by the server at the handshake.
+    let rogue = ClusterCa::generate(&cluster_id).unwrap();
+    let identity = rogue.issue(2, "127.0.0.1").unwrap();
+    let tls = peer_tls::client_config(node.cluster_ca_pem().unwrap(), &identity).unwrap();
+    let outsider = Peers::new(2, &cluster_id, tls);
+    let refused = tokio::time::timeout(Duration::from_secs(10), outsider.link(1, &addr.to_string()).unwrap().check())
+        .await
+        .expect("the refusal is prompt");
+    assert!(refused.is_err(), "a rogue CA's node was answered");
+    cluster.stop().await;
+}
