@@ -2,19 +2,30 @@
 //! node is listed on another, an object written through one is read through every one with its shard
 //! files on every node's disks; with the metadata leader stopped the other two elect a new leader and
 //! take writes, and the old leader, started again, catches up; a caller whose certificate the cluster CA
-//! did not sign is refused.
+//! did not sign is refused; a remote shard write is visible only once committed, and a remote disk's damage
+//! comes back as damage.
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use hoard_actors::error::ActorError;
 use hoard_actors::peer_tls;
 use hoard_actors::peer_tls::ClusterCa;
+use hoard_actors::transport::peer::GrpcTransport;
 use hoard_actors::transport::peer::Peers;
+use hoard_actors::transport::Transport as _;
 use hoard_it::client;
+use hoard_it::eventually;
+use hoard_it::files_under;
 use hoard_it::get;
 use hoard_it::pattern;
 use hoard_it::put;
 use hoard_it::shard_files;
 use hoard_it::TestCluster;
+use hoard_protocol::DiskRef;
+use hoard_protocol::SegmentId;
+use hoard_storage::error::StorageError;
+use hoard_storage::shard_file::ShardHeader;
 
 const MIB: usize = 1 << 20;
 
@@ -97,5 +108,52 @@ async fn a_caller_without_a_certificate_from_the_cluster_ca_is_refused() {
         .await
         .expect("the refusal is prompt");
     assert!(refused.is_err(), "a rogue CA's node was answered");
+    cluster.stop().await;
+}
+
+/// A shard write to another node's disk is visible there only once committed: one dropped before its commit
+/// leaves nothing (not even its temp file), one committed reads back piece by piece, and a piece that is
+/// missing or corrupt on the remote disk comes back as damage (repair's business), not as a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_shard_write_is_visible_only_once_committed() {
+    let cluster = TestCluster::builder().nodes(3).disks_per_node(2).grpc(true).start().await.unwrap();
+    let transport = GrpcTransport(cluster.node(2).peers().unwrap().clone());
+    let disk = cluster.node(1).disk_paths()[0].clone();
+    let shard = transport.remote_shard(DiskRef { node: 1, disk: 0 }).expect("node 1 is a peer of node 2");
+    let header =
+        |segment| ShardHeader { segment: SegmentId(segment), shard_index: 0, data: 4, parity: 2, block_size: 4096 };
+    let piece = |i: u8| Bytes::from(vec![i; 1024]);
+
+    let mut aborted = shard.create(header(7)).await.unwrap();
+    for i in 0..3 {
+        aborted.append(piece(i)).await.unwrap();
+    }
+    eventually("the write's temp file exists", || !files_under(std::slice::from_ref(&disk)).is_empty()).await;
+    drop(aborted);
+    eventually("the aborted write leaves nothing", || files_under(std::slice::from_ref(&disk)).is_empty()).await;
+    assert!(shard_files(std::slice::from_ref(&disk)).is_empty());
+
+    let mut written = shard.create(header(8)).await.unwrap();
+    for i in 0..20 {
+        written.append(piece(i)).await.unwrap();
+    }
+    written.commit().await.unwrap();
+    let files = shard_files(std::slice::from_ref(&disk));
+    assert_eq!(files.len(), 1, "{files:?}");
+    for block in [0u64, 7, 19] {
+        let read = shard.read_piece(header(8), block, 4096, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(read, piece(block as u8), "block {block}");
+    }
+
+    // Flip a byte of block 3's piece on node 1's disk: the read is refused as corrupt.
+    let path = files.values().next().unwrap()[&0].clone();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    bytes[len - 17 * (1024 + 4) + 10] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let corrupt = shard.read_piece(header(8), 3, 4096, Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(corrupt, ActorError::Storage(StorageError::Corrupt(_))), "{corrupt:?}");
+    let missing = shard.read_piece(header(9), 0, 4096, Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(missing, ActorError::Storage(StorageError::NotFound(_))), "{missing:?}");
     cluster.stop().await;
 }
