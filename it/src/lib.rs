@@ -465,3 +465,18 @@ where
     let code = err.code().unwrap_or_default().to_string();
     (status, code)
 }
+
+/// For a cluster holding one coded object, 4+2 over three nodes of two disks: the object's six shard files
+/// lie two on each node, each index once.
+pub fn assert_one_segment_two_shards_per_node(cluster: &TestCluster) {
+    let mut indexes = Vec::new();
+    for node in cluster.nodes() {
+        let files = shard_files(&node.disk_paths());
+        assert_eq!(files.len(), 1, "one segment on node {:?}", node.data_dir());
+        let shards = files.into_values().next().expect("one segment");
+        assert_eq!(shards.len(), 2, "two shards on node {:?}", node.data_dir());
+        indexes.extend(shards.into_keys());
+    }
+    indexes.sort_unstable();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+}

@@ -14,6 +14,7 @@ use hoard_actors::peer_tls::ClusterCa;
 use hoard_actors::transport::peer::GrpcTransport;
 use hoard_actors::transport::peer::Peers;
 use hoard_actors::transport::Transport as _;
+use hoard_it::assert_one_segment_two_shards_per_node;
 use hoard_it::client;
 use hoard_it::eventually;
 use hoard_it::files_under;
@@ -49,16 +50,7 @@ async fn nodes_over_grpc_serve_one_store_and_survive_the_loss_of_their_leader() 
     assert_eq!(get(&clients[0], "spread", "small").await, small);
 
     // 4+2 over three nodes of two disks: two shard files of the object on each node.
-    let mut indexes = Vec::new();
-    for node in cluster.nodes() {
-        let files = shard_files(&node.disk_paths());
-        assert_eq!(files.len(), 1, "one segment on node {:?}", node.data_dir());
-        let shards = files.into_values().next().unwrap();
-        assert_eq!(shards.len(), 2, "two shards on node {:?}", node.data_dir());
-        indexes.extend(shards.into_keys());
-    }
-    indexes.sort_unstable();
-    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+    assert_one_segment_two_shards_per_node(&cluster);
 
     // The leader stops: the other two elect one of themselves and take writes (placed on the live nodes'
     // disks), and every earlier object stays readable.

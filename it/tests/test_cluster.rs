@@ -5,6 +5,7 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use hoard::Fault;
+use hoard_it::assert_one_segment_two_shards_per_node;
 use hoard_it::client;
 use hoard_it::failure;
 use hoard_it::get;
@@ -30,16 +31,7 @@ async fn a_cluster_in_one_process_writes_and_reads_on_any_node() {
     }
 
     // 4+2 over three nodes of two disks: the object's six shard files, two on each node.
-    let mut indexes = Vec::new();
-    for node in cluster.nodes() {
-        let files = shard_files(&node.disk_paths());
-        assert_eq!(files.len(), 1, "one segment on node {:?}", node.data_dir());
-        let shards = files.into_values().next().unwrap();
-        assert_eq!(shards.len(), 2, "two shards on node {:?}", node.data_dir());
-        indexes.extend(shards.into_keys());
-    }
-    indexes.sort_unstable();
-    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+    assert_one_segment_two_shards_per_node(&cluster);
 
     // A fault on node 1 fails a PUT made there, and no node shows the object.
     cluster.node(1).faults().arm("put.before_commit", Fault::Error);

@@ -20,6 +20,7 @@ pub mod actor;
 pub mod peer;
 pub mod policy;
 pub mod server;
+pub mod trace;
 mod wire;
 
 pub trait Transport: Send + Sync + 'static {

@@ -328,7 +328,15 @@ pub struct RemoteShard {
     disk: u32,
 }
 
+/// A call with its deadline, carrying the current trace context.
 fn call<T>(message: T, deadline: Duration) -> Request<T> {
+    let mut request = untraced(message, deadline);
+    super::trace::inject(request.metadata_mut());
+    request
+}
+
+/// A call with its deadline and no trace context: Raft's own traffic, which belongs to no request.
+fn untraced<T>(message: T, deadline: Duration) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(deadline);
     request
@@ -364,7 +372,9 @@ impl RemoteShard {
             .await
             .map_err(|_| ActorError::Unavailable(PEER))?;
         let frames = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-        let acks = within(policy::SHARD_CALL_DEADLINE, client.write(Request::new(frames))).await?;
+        let mut request = Request::new(frames);
+        super::trace::inject(request.metadata_mut());
+        let acks = within(policy::SHARD_CALL_DEADLINE, client.write(request)).await?;
         let mut writer = RemoteWriter { tx, acks, sent: 0, acked: 0 };
         match writer.next_ack(policy::SHARD_CALL_DEADLINE).await? {
             Ack::Created(_) => Ok(writer),
@@ -513,7 +523,7 @@ where
     let client = MetaClient::new(channel)
         .max_decoding_message_size(policy::MAX_MESSAGE)
         .max_encoding_message_size(policy::MAX_MESSAGE);
-    let answer = within(deadline, method(client, call(message, deadline))).await.map_err(rpc_error)?;
+    let answer = within(deadline, method(client, untraced(message, deadline))).await.map_err(rpc_error)?;
     let answer: std::result::Result<Resp, RaftError<NodeId, E>> =
         wire::decode_raft(&answer).map_err(|s| rpc_error(wire::error_of(s, PEER)))?;
     answer.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))

@@ -38,6 +38,7 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 use tonic::Streaming;
+use tracing::Instrument as _;
 
 use super::policy;
 use super::wire;
@@ -78,72 +79,97 @@ impl ShardService for Services {
     type WriteStream = AckStream;
 
     async fn write(&self, request: Request<Streaming<rpc::WriteFrame>>) -> Result<Response<AckStream>, Status> {
-        let mut frames = request.into_inner();
-        let create = match frames.message().await? {
-            Some(rpc::WriteFrame { frame: Some(Frame::Create(c)) }) => c,
-            _ => return Err(Status::invalid_argument("a shard write starts with its create frame")),
-        };
-        let header = wire::header_from_wire(create.header)?;
-        let mut writer = self.disk(create.disk)?.create(header).await.map_err(wire::status_of)?;
-        // Room for every answer the sender's window allows, so the writer never waits on a slow reader.
-        let (tx, rx) = mpsc::channel::<Result<rpc::WriteAck, Status>>(policy::PIECE_WINDOW as usize + 2);
-        let _ = tx.send(Ok(ack(Ack::Created(rpc::Empty {})))).await;
-        tokio::spawn(async move {
-            let mut pieces: u64 = 0;
-            loop {
-                let answer = match frames.message().await {
-                    Ok(Some(rpc::WriteFrame { frame: Some(Frame::Piece(piece)) })) => {
-                        match writer.append(piece).await {
-                            Ok(()) => {
-                                pieces += 1;
-                                Ok(ack(Ack::Pieces(pieces)))
+        let span = super::trace::server_span(request.metadata(), "shard.write");
+        async move {
+            let mut frames = request.into_inner();
+            let create = match frames.message().await? {
+                Some(rpc::WriteFrame { frame: Some(Frame::Create(c)) }) => c,
+                _ => return Err(Status::invalid_argument("a shard write starts with its create frame")),
+            };
+            let header = wire::header_from_wire(create.header)?;
+            let mut writer = self.disk(create.disk)?.create(header).await.map_err(wire::status_of)?;
+            // Room for every answer the sender's window allows, so the writer never waits on a slow reader.
+            let (tx, rx) = mpsc::channel::<Result<rpc::WriteAck, Status>>(policy::PIECE_WINDOW as usize + 2);
+            let _ = tx.send(Ok(ack(Ack::Created(rpc::Empty {})))).await;
+            tokio::spawn(
+                async move {
+                    let mut pieces: u64 = 0;
+                    loop {
+                        let answer = match frames.message().await {
+                            Ok(Some(rpc::WriteFrame { frame: Some(Frame::Piece(piece)) })) => {
+                                match writer.append(piece).await {
+                                    Ok(()) => {
+                                        pieces += 1;
+                                        Ok(ack(Ack::Pieces(pieces)))
+                                    }
+                                    Err(e) => Err(wire::status_of(e)),
+                                }
                             }
-                            Err(e) => Err(wire::status_of(e)),
+                            Ok(Some(rpc::WriteFrame { frame: Some(Frame::Commit(_)) })) => {
+                                let done = writer.commit().await;
+                                let _ = tx
+                                    .send(done.map(|()| ack(Ack::Committed(rpc::Empty {}))).map_err(wire::status_of))
+                                    .await;
+                                return;
+                            }
+                            Ok(Some(_)) => Err(Status::invalid_argument("a shard write takes pieces, then its commit")),
+                            // Ended or broken before the commit: an abort. Dropping the writer removes its file.
+                            Ok(None) | Err(_) => return,
+                        };
+                        let failed = answer.is_err();
+                        if tx.send(answer).await.is_err() || failed {
+                            return;
                         }
                     }
-                    Ok(Some(rpc::WriteFrame { frame: Some(Frame::Commit(_)) })) => {
-                        let done = writer.commit().await;
-                        let _ =
-                            tx.send(done.map(|()| ack(Ack::Committed(rpc::Empty {}))).map_err(wire::status_of)).await;
-                        return;
-                    }
-                    Ok(Some(_)) => Err(Status::invalid_argument("a shard write takes pieces, then its commit")),
-                    // Ended or broken before the commit: an abort. Dropping the writer removes its file.
-                    Ok(None) | Err(_) => return,
-                };
-                let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
-                    return;
                 }
-            }
-        });
-        let acks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
-        Ok(Response::new(Box::pin(acks)))
+                .in_current_span(),
+            );
+            let acks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
+            let acks: AckStream = Box::pin(acks);
+            Ok(Response::new(acks))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn read_piece(&self, request: Request<rpc::ReadPieceRequest>) -> Result<Response<rpc::Piece>, Status> {
-        let r = request.into_inner();
-        let header = wire::header_from_wire(r.header)?;
-        let block_len = usize::try_from(r.block_len).map_err(|_| Status::invalid_argument("block length"))?;
-        let data = self
-            .disk(r.disk)?
-            .read_piece(header, r.block, block_len, policy::SHARD_CALL_DEADLINE)
-            .await
-            .map_err(wire::status_of)?;
-        Ok(Response::new(rpc::Piece { data: data.into() }))
+        let span = super::trace::server_span(request.metadata(), "shard.read_piece");
+        async move {
+            let r = request.into_inner();
+            let header = wire::header_from_wire(r.header)?;
+            let block_len = usize::try_from(r.block_len).map_err(|_| Status::invalid_argument("block length"))?;
+            let data = self
+                .disk(r.disk)?
+                .read_piece(header, r.block, block_len, policy::SHARD_CALL_DEADLINE)
+                .await
+                .map_err(wire::status_of)?;
+            Ok(Response::new(rpc::Piece { data: data.into() }))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn verify(&self, request: Request<rpc::VerifyRequest>) -> Result<Response<rpc::Empty>, Status> {
-        let r = request.into_inner();
-        let header = wire::header_from_wire(r.header)?;
-        self.disk(r.disk)?.verify(header, r.size, policy::SHARD_CALL_DEADLINE).await.map_err(wire::status_of)?;
-        Ok(Response::new(rpc::Empty {}))
+        let span = super::trace::server_span(request.metadata(), "shard.verify");
+        async move {
+            let r = request.into_inner();
+            let header = wire::header_from_wire(r.header)?;
+            self.disk(r.disk)?.verify(header, r.size, policy::SHARD_CALL_DEADLINE).await.map_err(wire::status_of)?;
+            Ok(Response::new(rpc::Empty {}))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn remove(&self, request: Request<rpc::RemoveRequest>) -> Result<Response<rpc::Empty>, Status> {
-        let r = request.into_inner();
-        self.disk(r.disk)?.remove_name(&r.name).await.map_err(wire::status_of)?;
-        Ok(Response::new(rpc::Empty {}))
+        let span = super::trace::server_span(request.metadata(), "shard.remove");
+        async move {
+            let r = request.into_inner();
+            self.disk(r.disk)?.remove_name(&r.name).await.map_err(wire::status_of)?;
+            Ok(Response::new(rpc::Empty {}))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn list(&self, request: Request<rpc::ListRequest>) -> Result<Response<rpc::ListReply>, Status> {
@@ -178,14 +204,24 @@ impl Meta for Services {
     }
 
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let cmd: hoard_protocol::MetaCommand = wire::decode_raft(request.get_ref())?;
-        let outcome = write_outcome(self.raft().await?.client_write(cmd).await);
-        Ok(Response::new(wire::encode_raft(&ForwardAnswer::from(outcome))?))
+        let span = super::trace::server_span(request.metadata(), "meta.propose");
+        async move {
+            let cmd: hoard_protocol::MetaCommand = wire::decode_raft(request.get_ref())?;
+            let outcome = write_outcome(self.raft().await?.client_write(cmd).await);
+            Ok(Response::new(wire::encode_raft(&ForwardAnswer::from(outcome))?))
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn read_index(&self, _request: Request<rpc::Empty>) -> Result<Response<RaftMessage>, Status> {
-        let outcome = read_outcome(self.raft().await?.ensure_linearizable().await);
-        Ok(Response::new(wire::encode_raft(&ForwardAnswer::from(outcome))?))
+    async fn read_index(&self, request: Request<rpc::Empty>) -> Result<Response<RaftMessage>, Status> {
+        let span = super::trace::server_span(request.metadata(), "meta.read_index");
+        async move {
+            let outcome = read_outcome(self.raft().await?.ensure_linearizable().await);
+            Ok(Response::new(wire::encode_raft(&ForwardAnswer::from(outcome))?))
+        }
+        .instrument(span)
+        .await
     }
 }
 
