@@ -67,12 +67,14 @@ async fn nodes_over_grpc_serve_one_store_and_survive_the_loss_of_their_leader() 
     assert!(get(b, "spread", "later").await == later);
     assert!(get(b, "spread", "obj").await == data, "an object with two shards on the stopped node is read");
 
-    // Back again, the old leader catches up and serves what was written without it; the read found its
-    // two shards of the later object missing, and its repair writes them (from the other nodes' shards).
+    // Back again, the old leader catches up and serves what was written without it; its scrub finds its two
+    // shards of the later object missing (a read need not: it reads data shards first, and those may all be
+    // on the other nodes), and its repair writes them from the other nodes' shards.
     cluster.node_mut(leader).restart().await.unwrap();
     let back = client(cluster.node(leader));
     assert!(get(&back, "spread", "later").await == later);
     assert!(get(&back, "spread", "obj").await == data);
+    cluster.node(leader).scrub_now().await.unwrap();
     cluster.node(leader).repair_idle().await.unwrap();
     let files = shard_files(&cluster.node(leader).disk_paths());
     assert_eq!(files.len(), 2, "both segments on the returned node: {files:?}");
