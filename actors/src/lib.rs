@@ -112,15 +112,15 @@ impl NodeContext {
         // Degraded disks get no new data while the node has enough others; without them the stripe could
         // not be as wide, so they stay in it and their shards are skipped (repair writes them later).
         let healthy: Vec<u32> = self.shards.iter().filter(|s| !s.io.is_degraded()).map(|s| s.index).collect();
-        let local: Vec<u32> =
-            if healthy.len() >= width || self.transport.remote_disks(me).len() + healthy.len() >= width {
-                healthy
-            } else {
-                (0..self.shards.len() as u32).collect()
-            };
+        let remote = self.transport.remote_disks(me);
+        let local: Vec<u32> = if healthy.len() >= width || remote.len() + healthy.len() >= width {
+            healthy
+        } else {
+            (0..self.shards.len() as u32).collect()
+        };
         let mut by_node: BTreeMap<NodeId, Vec<DiskRef>> = BTreeMap::new();
         by_node.insert(me, local.into_iter().map(|disk| DiskRef { node: me, disk }).collect());
-        for d in self.transport.remote_disks(me) {
+        for d in remote {
             by_node.entry(d.node).or_default().push(d);
         }
         let deepest = by_node.values().map(Vec::len).max().unwrap_or(0);

@@ -202,11 +202,7 @@ impl TestNode {
 
     /// Stops the node and starts it again on the same directories and port.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        if let Some(node) = self.node.take() {
-            self.opts.listen = node.addr;
-            self.opts.http_listen = node.http_addr;
-            node.stop().await;
-        }
+        self.halt().await;
         self.node = Some(Node::start(self.opts.clone()).await?);
         Ok(())
     }
@@ -395,9 +391,13 @@ impl TestCluster {
     /// # Panics
     /// If there is no node `id`.
     pub fn node(&self, id: u64) -> &TestNode {
-        let i = usize::try_from(id).ok().and_then(|id| id.checked_sub(1));
-        match i.and_then(|i| self.nodes.get(i)) {
-            Some(node) => node,
+        &self.nodes[self.index(id)]
+    }
+
+    /// The position of node `id` in `nodes`.
+    fn index(&self, id: u64) -> usize {
+        match usize::try_from(id).ok().and_then(|id| id.checked_sub(1)).filter(|i| *i < self.nodes.len()) {
+            Some(i) => i,
             None => panic!("the cluster has nodes 1..={}, not {id}", self.nodes.len()),
         }
     }
@@ -411,12 +411,8 @@ impl TestCluster {
     /// # Panics
     /// If there is no node `id`.
     pub fn node_mut(&mut self, id: u64) -> &mut TestNode {
-        let n = self.nodes.len();
-        let i = usize::try_from(id).ok().and_then(|id| id.checked_sub(1));
-        match i.and_then(|i| self.nodes.get_mut(i)) {
-            Some(node) => node,
-            None => panic!("the cluster has nodes 1..={n}, not {id}"),
-        }
+        let i = self.index(id);
+        &mut self.nodes[i]
     }
 
     /// Waits (up to 30 s) until node `seen_by` knows a leader of the metadata group other than `not`, and

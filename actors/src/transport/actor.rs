@@ -25,10 +25,6 @@ pub struct PeerListen {
 }
 
 impl PeerListen {
-    pub fn new(addr: SocketAddr) -> PeerListen {
-        PeerListen { addr, bound: Arc::new(Mutex::new(None)) }
-    }
-
     /// Binds now, so that the port (when `addr` asks for any, port 0) is known before the node starts.
     pub fn bind_now(addr: SocketAddr) -> std::io::Result<PeerListen> {
         let listener = std::net::TcpListener::bind(addr)?;

@@ -201,10 +201,6 @@ impl Peers {
         .map_err(|_| ActorError::Timeout("peers"))
     }
 
-    pub fn me(&self) -> NodeId {
-        self.me
-    }
-
     /// The link to `node`, if one was made.
     pub fn get(&self, node: NodeId) -> Option<Arc<PeerLink>> {
         self.links.read().unwrap_or_else(|p| p.into_inner()).get(&node).cloned()
@@ -253,10 +249,6 @@ impl Peers {
             health: Mutex::new(Health::default()),
             heard,
         })
-    }
-
-    fn link_for(&self, node: NodeId, addr: &NodeAddr) -> Result<Arc<PeerLink>> {
-        self.link(node, &addr.addr)
     }
 }
 
@@ -496,6 +488,14 @@ fn rpc_error<E: std::error::Error>(e: ActorError) -> RPCError<NodeId, NodeAddr, 
     }
 }
 
+/// A client of a peer's metadata service that takes Raft appends and snapshot chunks up to
+/// [`policy::MAX_MESSAGE`].
+fn meta_client(channel: Channel) -> MetaClient<Channel> {
+    MetaClient::new(channel)
+        .max_decoding_message_size(policy::MAX_MESSAGE)
+        .max_encoding_message_size(policy::MAX_MESSAGE)
+}
+
 /// One method of the metadata service, called with one Raft message.
 type RaftMethod =
     fn(
@@ -520,10 +520,8 @@ where
     let deadline = option.hard_ttl();
     let channel = link.and_then(|l| l.channel()).map_err(rpc_error)?;
     let message = wire::encode_raft(&request).map_err(|s| rpc_error(wire::error_of(s, PEER)))?;
-    let client = MetaClient::new(channel)
-        .max_decoding_message_size(policy::MAX_MESSAGE)
-        .max_encoding_message_size(policy::MAX_MESSAGE);
-    let answer = within(deadline, method(client, untraced(message, deadline))).await.map_err(rpc_error)?;
+    let answer =
+        within(deadline, method(meta_client(channel), untraced(message, deadline))).await.map_err(rpc_error)?;
     let answer: std::result::Result<Resp, RaftError<NodeId, E>> =
         wire::decode_raft(&answer).map_err(|s| rpc_error(wire::error_of(s, PEER)))?;
     answer.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
@@ -537,7 +535,7 @@ impl RaftRpc for Peers {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcFuture<AppendEntriesResponse<u64>, RaftError<u64>> {
-        Box::pin(raft_call(self.link_for(target, node), target, rpc, option, |mut c, r| {
+        Box::pin(raft_call(self.link(target, &node.addr), target, rpc, option, |mut c, r| {
             Box::pin(async move { c.append_entries(r).await })
         }))
     }
@@ -549,7 +547,7 @@ impl RaftRpc for Peers {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcFuture<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
-        Box::pin(raft_call(self.link_for(target, node), target, rpc, option, |mut c, r| {
+        Box::pin(raft_call(self.link(target, &node.addr), target, rpc, option, |mut c, r| {
             Box::pin(async move { c.install_snapshot(r).await })
         }))
     }
@@ -561,7 +559,7 @@ impl RaftRpc for Peers {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> RpcFuture<VoteResponse<u64>, RaftError<u64>> {
-        Box::pin(raft_call(self.link_for(target, node), target, rpc, option, |mut c, r| {
+        Box::pin(raft_call(self.link(target, &node.addr), target, rpc, option, |mut c, r| {
             Box::pin(async move { c.vote(r).await })
         }))
     }
@@ -580,20 +578,17 @@ fn forwarded<T: DeserializeOwned>(answer: Result<rpc::RaftMessage>) -> std::resu
 
 impl Forward for Peers {
     fn write(&self, leader: NodeId, addr: &NodeAddr, cmd: MetaCommand) -> ForwardFuture<(u64, MetaResponse)> {
-        let link = self.link_for(leader, addr);
+        let link = self.link(leader, &addr.addr);
         Box::pin(async move {
             let channel = link.and_then(|l| l.channel()).map_err(ForwardError::Unreachable)?;
             let message = wire::encode_raft(&cmd).map_err(|s| ForwardError::Failed(wire::error_of(s, PEER)))?;
-            let mut client = MetaClient::new(channel)
-                .max_decoding_message_size(policy::MAX_MESSAGE)
-                .max_encoding_message_size(policy::MAX_MESSAGE);
             let deadline = policy::FORWARD_DEADLINE;
-            forwarded(within(deadline, client.propose(call(message, deadline))).await)
+            forwarded(within(deadline, meta_client(channel).propose(call(message, deadline))).await)
         })
     }
 
     fn read_index(&self, leader: NodeId, addr: &NodeAddr) -> ForwardFuture<Option<u64>> {
-        let link = self.link_for(leader, addr);
+        let link = self.link(leader, &addr.addr);
         Box::pin(async move {
             let channel = link.and_then(|l| l.channel()).map_err(ForwardError::Unreachable)?;
             let mut client = MetaClient::new(channel);

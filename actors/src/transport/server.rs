@@ -9,7 +9,6 @@
 //! - Every request is answered from the node's own handles, under the same deadlines as local callers.
 
 use std::future::Future as _;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -322,11 +321,6 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, services: Se
         }
     });
     PeerServerTask { accepting, serving, connections }
-}
-
-/// Binds the peer listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// A peer connection that the server can cut: once `cut` fires, every read and write fails, so the HTTP/2
