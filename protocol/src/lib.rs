@@ -9,6 +9,7 @@
 //! - Ids are random and never reused: a segment id names one upload of one stream of bytes.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
 
 pub mod format;
@@ -46,6 +47,7 @@ persisted_v1!(
     MetaCommand,
     MetaResponse,
     NodeAddr,
+    ClusterRecord,
 );
 
 /// One disk of one node.
@@ -487,7 +489,81 @@ pub enum MetaCommand {
         name: String,
         now_ms: i64,
     },
+    /// Records a join token (`hoard cluster token`) by the SHA-256 of its secret, valid until `expires_ms`.
+    /// Tokens expired by `now_ms` are dropped; refused when [`MAX_JOIN_TOKENS`] are live.
+    AddJoinToken {
+        hash: [u8; 32],
+        expires_ms: i64,
+        now_ms: i64,
+    },
+    /// Spends a join token: when a live token has this hash, it is removed and the joining node, reached at
+    /// `addr`, gets the next node id ([`MetaResponse::Admitted`]); otherwise [`MetaResponse::JoinRefused`].
+    /// One entry, so a token admits one node however many joins present it at once.
+    AdmitNode {
+        hash: [u8; 32],
+        addr: String,
+        now_ms: i64,
+    },
+    /// Marks a node removed: its certificate is refused from now on, by every node, and its id is never
+    /// given again.
+    RemoveNode {
+        node_id: NodeId,
+        now_ms: i64,
+    },
 }
+
+/// The most join tokens that may be live at once: a bound on what a leaked admin credential can grow.
+pub const MAX_JOIN_TOKENS: usize = 1024;
+
+/// The cluster's membership record in the state machine: live join tokens and every node admitted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// SHA-256 of each live token's secret → when it expires.
+    pub join_tokens: BTreeMap<[u8; 32], i64>,
+    /// The id the next admitted node gets (never reused).
+    pub next_node_id: NodeId,
+    /// Every node admitted by a join (the first node is not listed).
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+}
+
+impl ClusterRecord {
+    /// Whether `node` was removed (its certificate is refused).
+    pub fn is_removed(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(|n| n.removed_ms.is_some())
+    }
+
+    /// Every removed node.
+    pub fn removed(&self) -> BTreeSet<NodeId> {
+        self.nodes.iter().filter(|(_, n)| n.removed_ms.is_some()).map(|(id, _)| *id).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The address it joined with.
+    pub addr: String,
+    pub joined_ms: i64,
+    pub removed_ms: Option<i64>,
+}
+
+/// A change of the metadata group's membership, made at the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Adds a node as a learner (it receives the log and holds shards, but does not vote).
+    AddLearner { node: NodeId, addr: String },
+    /// Makes these learners voters.
+    Promote(BTreeSet<NodeId>),
+    /// Makes exactly these nodes the voters (the others stay learners).
+    SetVoters(BTreeSet<NodeId>),
+    /// Takes a node out of the group (voter or learner).
+    Remove(NodeId),
+    /// Changes the address a member is reached at.
+    SetAddr { node: NodeId, addr: String },
+}
+
+/// The version of the cluster protocol this build speaks. A node joining a cluster tells its version and is
+/// refused when it is older than the cluster's: it would not understand every Raft entry.
+pub const CLUSTER_VERSION: u32 = 1;
 
 /// What a conditional write expects of the key's current version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -546,6 +622,14 @@ pub enum MetaResponse {
     },
     /// The root credential now in force (the stored one wins over a late first proposal).
     RootCredential(StoredCredential),
+    /// A join token was spent: the joining node's id.
+    Admitted {
+        node_id: NodeId,
+    },
+    /// A join token was unknown, already used or expired.
+    JoinRefused {
+        reason: String,
+    },
 }
 
 /// A raft node's address, as the membership config stores it.
@@ -714,6 +798,21 @@ mod tests {
             (
                 "delete_bucket_and_uploads",
                 encode(&MetaCommand::DeleteBucketAndUploads { name: "photos".into(), now_ms: 8 }),
+            ),
+            ("add_join_token", encode(&MetaCommand::AddJoinToken { hash: [0x3c; 32], expires_ms: 9, now_ms: 8 })),
+            (
+                "admit_node",
+                encode(&MetaCommand::AdmitNode { hash: [0x3c; 32], addr: "10.0.0.2:7000".into(), now_ms: 9 }),
+            ),
+            ("remove_node", encode(&MetaCommand::RemoveNode { node_id: 4, now_ms: 10 })),
+            (
+                "cluster_record",
+                encode(&ClusterRecord {
+                    join_tokens: [([0x3c; 32], 9)].into(),
+                    next_node_id: 5,
+                    nodes: [(4, NodeRecord { addr: "10.0.0.4:7000".into(), joined_ms: 7, removed_ms: Some(10) })]
+                        .into(),
+                }),
             ),
         ]
     }

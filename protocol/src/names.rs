@@ -31,6 +31,8 @@ pub const MAX_ID_BYTES: usize = 128;
 pub const MAX_TAG_BYTES: usize = 1024;
 /// A master-key file path named by a rotation.
 pub const MAX_PATH_BYTES: usize = 4096;
+/// A node's address (`host:port`; a DNS name is at most 253 bytes).
+pub const MAX_ADDR_BYTES: usize = 300;
 
 /// Why a name cannot reach metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +141,7 @@ impl MetaCommand {
         match self {
             MetaCommand::CreateBucket(bucket) => check_bucket(&bucket.name),
             MetaCommand::DeleteBucket { name } | MetaCommand::DeleteBucketAndUploads { name, .. } => check_bucket(name),
+            MetaCommand::AdmitNode { addr, .. } => bounded(addr, MAX_ADDR_BYTES, "node address"),
             MetaCommand::SetBucketEncryption { bucket, .. } => check_bucket(bucket),
             MetaCommand::CommitObject { record, .. } => check_record(record),
             MetaCommand::CommitObjectIf { record, condition, .. } => {
@@ -193,7 +196,9 @@ impl MetaCommand {
                     }
                 }
             }
-            MetaCommand::ForgetGarbage { .. } => Ok(()),
+            MetaCommand::ForgetGarbage { .. } | MetaCommand::AddJoinToken { .. } | MetaCommand::RemoveNode { .. } => {
+                Ok(())
+            }
             MetaCommand::EncryptAll { key_id } => bounded(key_id, MAX_ID_BYTES, "master key id"),
             MetaCommand::StartRotation { to_key_id, key_file, .. } => {
                 bounded(to_key_id, MAX_ID_BYTES, "master key id")?;

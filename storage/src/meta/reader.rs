@@ -42,6 +42,7 @@ use super::keys::time_key;
 use super::keys::upload_key;
 use super::keys::utf8;
 use super::state::root_credential_from;
+use super::state::CLUSTER;
 use super::state::ENCRYPTION;
 use super::state::LAST_APPLIED;
 use super::state::ROOT_CREDENTIAL;
@@ -387,6 +388,11 @@ impl MetaReader {
     }
 
     /// The node's encryption settings (`hoard cluster encrypt`).
+    /// The cluster's membership record: live join tokens and the nodes admitted or removed.
+    pub fn cluster_record(&self) -> Result<hoard_protocol::ClusterRecord> {
+        Ok(self.store.ks(Ks::SmMeta).get(CLUSTER)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+    }
+
     pub fn encryption_settings(&self) -> Result<EncryptionSettings> {
         Ok(self.store.ks(Ks::SmMeta).get(ENCRYPTION)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
     }

@@ -9,6 +9,7 @@ use hoard_protocol::Credential;
 use hoard_protocol::Encryption;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
+use hoard_protocol::NodeRecord;
 use hoard_protocol::ObjectRecord;
 use hoard_protocol::PartRecord;
 use hoard_protocol::Rewrap;
@@ -18,6 +19,7 @@ use hoard_protocol::RotationCursor;
 use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
 use hoard_protocol::WriteCondition;
+use hoard_protocol::MAX_JOIN_TOKENS;
 
 use crate::meta::keys::bucket_prefix;
 use crate::meta::keys::object_key;
@@ -252,6 +254,55 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
                 MetaResponse::RootCredential(credential)
             }
         },
+        MetaCommand::AddJoinToken { hash, expires_ms, now_ms } => {
+            let mut cluster = tx.cluster_record()?;
+            cluster.join_tokens.retain(|_, expires| *expires > now_ms);
+            if cluster.join_tokens.len() >= MAX_JOIN_TOKENS {
+                return Ok(MetaResponse::JoinRefused {
+                    reason: format!("{MAX_JOIN_TOKENS} join tokens are live; wait for some to expire"),
+                });
+            }
+            cluster.join_tokens.insert(hash, expires_ms);
+            tx.set_cluster_record(&cluster);
+            MetaResponse::Ok
+        }
+        MetaCommand::AdmitNode { hash, addr, now_ms } => {
+            let mut cluster = tx.cluster_record()?;
+            let spent = cluster.join_tokens.remove(&hash);
+            cluster.join_tokens.retain(|_, expires| *expires > now_ms);
+            let reason = match spent {
+                None => Some("the join token is unknown or was used already"),
+                Some(expires) if expires <= now_ms => Some("the join token has expired"),
+                Some(_) => None,
+            };
+            if let Some(reason) = reason {
+                // An expired token is dropped all the same: the refusal is recorded.
+                tx.set_cluster_record(&cluster);
+                return Ok(MetaResponse::JoinRefused { reason: reason.to_string() });
+            }
+            // Never an id the group or any earlier join used.
+            let members = tx.membership_ids()?;
+            let used = members.into_iter().chain(cluster.nodes.keys().copied()).max().unwrap_or(1);
+            let Some(node_id) = used.checked_add(1).map(|next| next.max(cluster.next_node_id).max(2)) else {
+                return Ok(MetaResponse::JoinRefused { reason: "no node id is left".to_string() });
+            };
+            cluster.next_node_id = node_id.saturating_add(1);
+            cluster.nodes.insert(node_id, NodeRecord { addr, joined_ms: now_ms, removed_ms: None });
+            tx.set_cluster_record(&cluster);
+            MetaResponse::Admitted { node_id }
+        }
+        MetaCommand::RemoveNode { node_id, now_ms } => {
+            let mut cluster = tx.cluster_record()?;
+            let record = cluster.nodes.entry(node_id).or_insert(NodeRecord {
+                addr: String::new(),
+                joined_ms: now_ms,
+                removed_ms: None,
+            });
+            record.removed_ms.get_or_insert(now_ms);
+            cluster.next_node_id = cluster.next_node_id.max(node_id.saturating_add(1));
+            tx.set_cluster_record(&cluster);
+            MetaResponse::Ok
+        }
         MetaCommand::ForgetGarbage { segments } => {
             for id in segments {
                 let idx = segment_key(id);
@@ -410,6 +461,36 @@ mod tests {
 
     fn garbage_ids(node: &TestNode) -> Vec<SegmentId> {
         node.reader.garbage(i64::MAX).unwrap().iter().map(|s| s.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_join_token_admits_one_node_before_it_expires_and_ids_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = TestNode::start(dir.path(), config()).await;
+        let add = |h: u8, expires_ms| MetaCommand::AddJoinToken { hash: [h; 32], expires_ms, now_ms: 100 };
+        let admit = |h: u8, now_ms| MetaCommand::AdmitNode { hash: [h; 32], addr: "10.0.0.9:7000".into(), now_ms };
+        assert_eq!(node.write(add(1, 1000)).await, MetaResponse::Ok);
+        assert_eq!(node.write(add(2, 200)).await, MetaResponse::Ok);
+        assert_eq!(node.write(admit(1, 150)).await, MetaResponse::Admitted { node_id: 2 });
+        let refused = |r: MetaResponse, why: &str| match r {
+            MetaResponse::JoinRefused { reason } => assert!(reason.contains(why), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        refused(node.write(admit(1, 160)).await, "used already");
+        refused(node.write(admit(2, 250)).await, "expired");
+        refused(node.write(admit(2, 150)).await, "used already");
+        assert!(node.reader.cluster_record().unwrap().join_tokens.is_empty(), "spent and expired tokens are gone");
+
+        assert_eq!(node.write(MetaCommand::RemoveNode { node_id: 2, now_ms: 300 }).await, MetaResponse::Ok);
+        assert_eq!(node.write(add(3, 1000)).await, MetaResponse::Ok);
+        assert_eq!(
+            node.write(admit(3, 400)).await,
+            MetaResponse::Admitted { node_id: 3 },
+            "a removed id is not reused"
+        );
+        let cluster = node.reader.cluster_record().unwrap();
+        assert_eq!(cluster.removed(), [2].into());
+        assert_eq!(cluster.nodes[&3].addr, "10.0.0.9:7000");
     }
 
     async fn node_with_bucket(dir: &std::path::Path) -> TestNode {

@@ -77,6 +77,8 @@ pub(crate) const ROOT_CREDENTIAL: &[u8] = b"root_credential";
 /// The root credential as a `StoredCredential` (sealed where a master key is held).
 pub(crate) const ROOT_CREDENTIAL_V2: &[u8] = b"root_credential_v2";
 pub(crate) const ENCRYPTION: &[u8] = b"encryption";
+/// The cluster's membership record: join tokens and the nodes admitted ([`hoard_protocol::ClusterRecord`]).
+pub(crate) const CLUSTER: &[u8] = b"cluster";
 /// Keyspace `snapshot`: the snapshot in force.
 const CURRENT_SNAPSHOT: &[u8] = b"current";
 /// Keyspace `snapshot`: a snapshot whose install has begun and not finished.

@@ -189,6 +189,13 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         (stored_credential(), any::<bool>())
             .prop_map(|(credential, replace)| MetaCommand::PutRootCredential { credential, replace }),
         (name(), time()).prop_map(|(name, now_ms)| MetaCommand::DeleteBucketAndUploads { name, now_ms }),
+        (0u8..3, time(), time()).prop_map(|(h, expires_ms, now_ms)| MetaCommand::AddJoinToken {
+            hash: [h; 32],
+            expires_ms,
+            now_ms
+        }),
+        (0u8..3, name(), time()).prop_map(|(h, addr, now_ms)| MetaCommand::AdmitNode { hash: [h; 32], addr, now_ms }),
+        (any::<u64>(), time()).prop_map(|(node_id, now_ms)| MetaCommand::RemoveNode { node_id, now_ms }),
     ]
 }
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use hoard_protocol::decode;
 use hoard_protocol::encode;
+use hoard_protocol::ClusterRecord;
 use hoard_protocol::EncryptionSettings;
+use hoard_protocol::NodeAddr;
 use hoard_protocol::Persisted;
 use hoard_protocol::Segment;
 use hoard_protocol::SegmentId;
@@ -16,7 +18,11 @@ use crate::meta::MetaError;
 use crate::meta::Result;
 use crate::meta::Store;
 
+use openraft::StoredMembership;
+
+use super::CLUSTER;
 use super::ENCRYPTION;
+use super::LAST_MEMBERSHIP;
 
 /// The writes of one log entry, readable before they commit: a segment touched twice in one entry must
 /// see its own earlier count.
@@ -52,6 +58,21 @@ impl<'a> Txn<'a> {
 
     pub(super) fn set_encryption_settings(&mut self, settings: &EncryptionSettings) {
         self.put(Ks::SmMeta, ENCRYPTION.to_vec(), encode(settings));
+    }
+
+    /// The cluster's membership record (empty when no node ever joined).
+    pub(super) fn cluster_record(&self) -> Result<ClusterRecord> {
+        Ok(self.get_decoded(Ks::SmMeta, CLUSTER)?.unwrap_or_default())
+    }
+
+    pub(super) fn set_cluster_record(&mut self, record: &ClusterRecord) {
+        self.put(Ks::SmMeta, CLUSTER.to_vec(), encode(record));
+    }
+
+    /// Every node of the last applied membership, voter or learner.
+    pub(super) fn membership_ids(&self) -> Result<Vec<u64>> {
+        let membership: Option<StoredMembership<u64, NodeAddr>> = self.get_decoded(Ks::SmMeta, LAST_MEMBERSHIP)?;
+        Ok(membership.map(|m| m.membership().nodes().map(|(id, _)| *id).collect()).unwrap_or_default())
     }
 
     pub(super) fn exists(&self, ks: Ks, key: &[u8]) -> Result<bool> {
