@@ -68,6 +68,20 @@ pub struct NodeConfig {
     pub scrub_grace: Duration,
     /// Bodies up to this many bytes are kept inline in their metadata record.
     pub inline_max: usize,
+    /// Set on a node of a cluster of processes (made by `hoard cluster init` or `join`).
+    pub cluster: Option<ClusterIdentity>,
+}
+
+/// Which cluster a node belongs to, as a join token names it.
+#[derive(Debug, Clone)]
+pub struct ClusterIdentity {
+    pub cluster_id: String,
+    /// SHA-256 of the cluster CA's certificate: a joiner trusts only a member presenting this CA.
+    pub ca_fingerprint: [u8; 32],
+    /// The address this node's peers (and joiners) reach it at.
+    pub node_addr: String,
+    /// Whether this node holds the CA key (and so signs joins).
+    pub signs_joins: bool,
 }
 
 /// Every handle of one node.

@@ -8,6 +8,7 @@
 //!   openraft batches concurrent proposals into one log append and one fsync.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use hoard_protocol::MembershipChange;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
@@ -30,6 +32,7 @@ use openraft::error::CheckIsLeaderError;
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;
 use openraft::raft::ClientWriteResponse;
+use openraft::ChangeMembers;
 use openraft::LogId;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
@@ -97,6 +100,8 @@ pub enum MetaMsg {
     /// Confirms leadership (read-index) and waits for the local apply; answers with the reader to use.
     ReadBarrier(RpcReplyPort<Result<MetaReader>>),
     Metrics(RpcReplyPort<openraft::RaftMetrics<NodeId, NodeAddr>>),
+    /// Changes the group's membership at the leader and waits until this node has applied the change.
+    ChangeMembership(MembershipChange, RpcReplyPort<Result<()>>),
 }
 
 fn raft_config() -> Result<Arc<openraft::Config>> {
@@ -207,6 +212,12 @@ impl Actor for MetaActor {
             MetaMsg::Metrics(reply) => {
                 let _ = reply.send(state.raft.metrics().borrow().clone());
             }
+            MetaMsg::ChangeMembership(change, reply) => {
+                let (raft, forward, me) = (state.raft.clone(), state.forward.clone(), state.node_id);
+                tokio::spawn(async move {
+                    let _ = reply.send(change_membership(&raft, &forward, me, change).await);
+                });
+            }
         }
         Ok(())
     }
@@ -237,6 +248,33 @@ pub trait Forward: Send + Sync + 'static {
     fn write(&self, leader: NodeId, addr: &NodeAddr, cmd: MetaCommand) -> ForwardFuture<(u64, MetaResponse)>;
     /// A read index confirmed by `leader`.
     fn read_index(&self, leader: NodeId, addr: &NodeAddr) -> ForwardFuture<Option<u64>>;
+    /// Changes the membership at `leader`: the index the change was committed at.
+    fn membership(&self, leader: NodeId, addr: &NodeAddr, change: MembershipChange) -> ForwardFuture<u64>;
+}
+
+/// Makes `change` at this node, which must lead: the index it was committed at.
+pub async fn apply_change(raft: &Raft, change: MembershipChange) -> std::result::Result<u64, ForwardError> {
+    let nodes = |node: NodeId, addr: String| BTreeMap::from([(node, NodeAddr { addr })]);
+    let r = match change {
+        MembershipChange::AddLearner { node, addr } => raft.add_learner(node, NodeAddr { addr }, false).await,
+        MembershipChange::Promote(voters) => raft.change_membership(ChangeMembers::AddVoterIds(voters), true).await,
+        MembershipChange::SetVoters(voters) => {
+            raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), true).await
+        }
+        MembershipChange::SetAddr { node, addr } => {
+            raft.change_membership(ChangeMembers::SetNodes(nodes(node, addr)), true).await
+        }
+        MembershipChange::Remove(node) => {
+            let voter = raft.metrics().borrow().membership_config.membership().voter_ids().any(|v| v == node);
+            let gone = BTreeSet::from([node]);
+            if voter {
+                raft.change_membership(ChangeMembers::RemoveVoters(gone), false).await
+            } else {
+                raft.change_membership(ChangeMembers::RemoveNodes(gone), false).await
+            }
+        }
+    };
+    write_outcome(r).map(|(index, _)| index)
 }
 
 /// The outcome of a client write at a Raft node, as a forwarded call reports it.
@@ -281,6 +319,11 @@ impl Forward for InProcessForward {
     fn read_index(&self, leader: NodeId, _addr: &NodeAddr) -> ForwardFuture<Option<u64>> {
         let raft = self.leader(leader);
         Box::pin(async move { read_outcome(raft?.ensure_linearizable().await) })
+    }
+
+    fn membership(&self, leader: NodeId, _addr: &NodeAddr, change: MembershipChange) -> ForwardFuture<u64> {
+        let raft = self.leader(leader);
+        Box::pin(async move { apply_change(&raft?, change).await })
     }
 }
 
@@ -347,6 +390,26 @@ async fn write(raft: &Raft, forward: &Arc<dyn Forward>, me: NodeId, cmd: MetaCom
         applied_here(raft, Some(index), "apply a write made at the leader").await?;
     }
     Ok(response)
+}
+
+/// Changes the membership at the leader (here or forwarded) and waits until this node has applied it. Only a
+/// "not leader" answer is retried: a change that may have been made is not made twice.
+async fn change_membership(
+    raft: &Raft,
+    forward: &Arc<dyn Forward>,
+    me: NodeId,
+    change: MembershipChange,
+) -> Result<()> {
+    let (_, index) = at_leader(raft, me, false, |leader, addr| {
+        if leader == me {
+            let (raft, change) = (raft.clone(), change.clone());
+            Box::pin(async move { apply_change(&raft, change).await })
+        } else {
+            forward.membership(leader, addr, change.clone())
+        }
+    })
+    .await?;
+    applied_here(raft, Some(index), "apply a membership change").await
 }
 
 /// Confirms a read index with the leader (here or forwarded) and waits until this node has applied up to it.
@@ -425,5 +488,10 @@ impl MetaHandle {
 
     pub async fn metrics(&self) -> Result<openraft::RaftMetrics<NodeId, NodeAddr>> {
         self.slot.call(MetaMsg::Metrics, META_DEADLINE).await
+    }
+
+    /// Changes the metadata group's membership (at the leader, wherever it is).
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<()> {
+        self.slot.call(|r| MetaMsg::ChangeMembership(change, r), META_DEADLINE).await?
     }
 }

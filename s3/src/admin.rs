@@ -163,6 +163,23 @@ impl AdminRoute {
             (Method::POST, "rotate-root-key") => {
                 return cluster::rotate_root_key(&self.ctx, secure, self.root_given).await
             }
+            (Method::POST, "token") => {
+                let ttl = match get("ttl-secs") {
+                    None => 3600,
+                    Some(t) => t
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|t| (1..=30 * 86_400).contains(t))
+                        .ok_or_else(|| s3_error!(InvalidArgument, "ttl-secs must be from 1 to 2592000"))?,
+                };
+                return cluster::join_token(&self.ctx, std::time::Duration::from_secs(ttl), secure).await;
+            }
+            (Method::POST, "remove-node") => {
+                let node = get("node")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| s3_error!(InvalidArgument, "node must be a node id"))?;
+                cluster::remove_node(&self.ctx, node).await?;
+            }
             (Method::POST, "encrypt") => cluster::encrypt(&self.ctx).await?,
             (Method::POST, "rotate-key") => {
                 let file = get("key-file").ok_or_else(|| s3_error!(InvalidArgument, "key-file is required"))?;
@@ -171,7 +188,7 @@ impl AdminRoute {
             _ => {
                 return Err(s3_error!(
                     InvalidRequest,
-                    "use GET action=status, or POST action=encrypt|rotate-key|rotate-root-key"
+                    "use GET action=status, or POST action=encrypt|rotate-key|rotate-root-key|token|remove-node"
                 ))
             }
         }

@@ -45,6 +45,27 @@ pub struct ClusterStatus {
     /// Every node: its Raft role, its disks and their errors, repair's work and backlog.
     #[serde(default)]
     pub nodes: Vec<NodeHealth>,
+    /// The metadata group's members (empty for a one-node hoard).
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// A member of the metadata group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub node_id: u64,
+    pub addr: String,
+    /// A voter (else a learner: it holds shards and follows the log, but does not vote).
+    pub voter: bool,
+}
+
+/// What `cluster token` answers, once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewJoinToken {
+    pub token: String,
+    pub expires_ms: i64,
+    /// The peer address of the node that signs joins (when the answering node is it).
+    pub join_through: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +122,20 @@ pub async fn status(ctx: &NodeContext) -> S3Result<ClusterStatus> {
             finished_ms: r.finished_ms,
         }
     });
+    let members = match &ctx.config.cluster {
+        None => Vec::new(),
+        Some(_) => {
+            let metrics = ctx.meta.metrics().await.or_s3()?;
+            let membership = metrics.membership_config.membership();
+            let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+            membership
+                .nodes()
+                .map(|(id, addr)| Member { node_id: *id, addr: addr.addr.clone(), voter: voters.contains(id) })
+                .collect()
+        }
+    };
     Ok(ClusterStatus {
+        members,
         encrypt_all: settings.encrypt_all,
         active_key_id: settings.active_key_id.or_else(|| keys.active.clone()),
         configured_key_id: keys.active,
@@ -203,4 +237,79 @@ pub async fn rotate_key(ctx: &NodeContext, key_file: &str) -> S3Result<()> {
     // The actor also polls; a kick only saves the wait.
     let _ = ctx.rotation.kick();
     Ok(())
+}
+
+/// `hoard cluster token` through the admin API: a one-time join token, recorded by the hash of its secret and
+/// answered once. Refused over plain HTTP (the answer admits a node), and by a node of no cluster.
+pub async fn join_token(ctx: &NodeContext, ttl: std::time::Duration, secure: bool) -> S3Result<S3Response<Body>> {
+    let Some(cluster) = &ctx.config.cluster else {
+        return Err(s3_error!(InvalidRequest, "this node is not in a cluster: run hoard cluster init first"));
+    };
+    if !secure {
+        return Err(s3_error!(
+            InvalidRequest,
+            "a join token admits a node: ask for it over HTTPS, or with hoard cluster token --data-dir on the node"
+        ));
+    }
+    let token = hoard_actors::transport::join::JoinToken::generate(cluster, ctx.env.as_ref());
+    let now_ms = ctx.env.now_ms();
+    let expires_ms = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    let hash = hoard_actors::transport::join::token_hash(&token.secret);
+    match ctx.meta.write(MetaCommand::AddJoinToken { hash, expires_ms, now_ms }).await.or_s3()? {
+        MetaResponse::Ok => {}
+        MetaResponse::JoinRefused { reason } => return Err(s3_error!(SlowDown, "{reason}")),
+        other => return Err(crate::error::to_s3(ActorError::Refused(other))),
+    }
+    tracing::info!(expires_ms, "a join token was made");
+    let answer = NewJoinToken {
+        token: token.text().to_string(),
+        expires_ms,
+        join_through: if cluster.signs_joins { cluster.node_addr.clone() } else { String::new() },
+    };
+    let json = serde_json::to_string_pretty(&answer).map_err(|e| s3_error!(InternalError, "{e}"))?;
+    Ok(S3Response::new(Body::from(json + "\n")))
+}
+
+/// `hoard cluster remove-node`: records the node as removed (every node refuses its certificate from then
+/// on) and waits until the leader has taken it out of the metadata group. Refused while an object has a shard
+/// on one of its disks: nothing may lose redundancy by a removal.
+pub async fn remove_node(ctx: &NodeContext, node: u64) -> S3Result<()> {
+    if ctx.config.cluster.is_none() {
+        return Err(s3_error!(InvalidRequest, "this node is not in a cluster"));
+    }
+    let metrics = ctx.meta.metrics().await.or_s3()?;
+    let member = metrics.membership_config.membership().get_node(&node).is_some();
+    if !member {
+        return Err(s3_error!(InvalidArgument, "node {node} is not a member of this cluster"));
+    }
+    if metrics.membership_config.membership().nodes().count() == 1 {
+        return Err(s3_error!(InvalidRequest, "node {node} is the only member: there is no cluster to leave"));
+    }
+    let held = ctx.meta.read(move |r| r.segments_on_node(node)).await.or_s3()?;
+    if held > 0 {
+        return Err(s3_error!(
+            InvalidRequest,
+            "node {node} holds shards of {held} segments: removing it would cost them redundancy; delete or move \
+             those objects first"
+        ));
+    }
+    match ctx.meta.write(MetaCommand::RemoveNode { node_id: node, now_ms: ctx.env.now_ms() }).await.or_s3()? {
+        MetaResponse::Ok => {}
+        other => return Err(crate::error::to_s3(ActorError::Refused(other))),
+    }
+    tracing::warn!(node, "node removed from the cluster: its certificate is refused from now on");
+    // The leader's peer watch takes it out of the group (within a second or two); wait for that here.
+    let deadline = tokio::time::Instant::now() + hoard_actors::meta::META_DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        let metrics = ctx.meta.metrics().await.or_s3()?;
+        if metrics.membership_config.membership().get_node(&node).is_none() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Err(s3_error!(
+        ServiceUnavailable,
+        "node {node} is removed (its certificate is refused) but the leader has not taken it out of the group yet; \
+         hoard cluster status shows when it has"
+    ))
 }

@@ -1,5 +1,8 @@
-//! `hoard cluster encrypt | status | rotate-key | rotate-root-key`: the operator's side of the cluster admin API.
+//! `hoard cluster init | join | token | remove-node | encrypt | status | rotate-key | rotate-root-key`: forming
+//! a cluster (init and join work on the data dir and the peer port, not the S3 endpoint) and the operator's side
+//! of the cluster admin API.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,6 +47,86 @@ pub enum ClusterAction {
     /// Replace the root access key and secret with a fresh pair, printed once (HTTPS only). The old pair
     /// stops working at once.
     RotateRootKey,
+    /// Make this node the first of a cluster: the cluster CA, this node's certificate, and a join token.
+    /// The node must not be running; an existing one-node data dir keeps its objects.
+    Init {
+        #[arg(long, env = "HOARD_DATA_DIR", default_value = "hoard-data")]
+        data_dir: PathBuf,
+        /// host:port at which the other nodes reach this one (the peer port, not the S3 port).
+        #[arg(long)]
+        node_addr: String,
+        /// Where the peer server binds, when not the node address (behind NAT, in a container).
+        #[arg(long)]
+        peer_listen: Option<SocketAddr>,
+        /// How long the printed join token stays valid (e.g. 1h, 30m, 90s).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        token_ttl: Duration,
+    },
+    /// Join a cluster: this node's key is made here, a member signs its certificate, and it becomes a
+    /// learner, then a voter once caught up. Run it before the node's first start, with an empty data dir.
+    Join {
+        #[arg(long, env = "HOARD_DATA_DIR", default_value = "hoard-data")]
+        data_dir: PathBuf,
+        /// host:port at which the other nodes reach this one (the peer port).
+        #[arg(long)]
+        node_addr: String,
+        /// Where the peer server binds, when not the node address.
+        #[arg(long)]
+        peer_listen: Option<SocketAddr>,
+        /// The peer address of the member that ran `cluster init` (it holds the CA key).
+        #[arg(long)]
+        peer: String,
+        /// The join token (`hoard cluster token`); one use, it expires.
+        #[arg(long, env = "HOARD_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Make a new one-time join token. With --data-dir (on the node that ran `init`) it is made there and the
+    /// running node records it within a second; without, the node at --endpoint makes it (HTTPS only).
+    Token {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// How long the token stays valid (e.g. 1h, 30m, 90s).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+    /// Take a node out of the cluster: its certificate is refused from then on. Refused while objects have
+    /// shards on it.
+    RemoveNode {
+        /// The node's id (`hoard cluster status` lists them).
+        node: u64,
+    },
+}
+
+/// `90s`, `30m`, `1h`, `2d` or a number of seconds.
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => s.split_at(at),
+        None => (s, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 1h or 2d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{s:?} is not a duration like 90s, 30m, 1h or 2d")),
+    };
+    if secs == 0 || secs > 30 * 86_400 {
+        return Err("a join token lives from 1 second to 30 days".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// How long a token that expires at `expires_ms` still lives, as the operator reads it.
+fn expiry(expires_ms: i64) -> String {
+    use hoard_storage::env::Env as _;
+    let left = (expires_ms - hoard_storage::env::SystemEnv.now_ms()).max(0) / 1000;
+    match left {
+        s if s >= 7200 => format!("{} hours", s / 3600),
+        s if s >= 120 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
 }
 
 /// How often a waiting `rotate-key` asks for progress.
@@ -51,7 +134,66 @@ const POLL: Duration = Duration::from_millis(500);
 
 pub async fn run(args: ClusterArgs) -> anyhow::Result<String> {
     let connect = &args.connect;
+    let env = hoard_storage::env::SystemEnv;
     match args.action {
+        ClusterAction::Init { data_dir, node_addr, peer_listen, token_ttl } => {
+            let made = crate::cluster_files::init(&data_dir, &node_addr, peer_listen, token_ttl, &env)?;
+            Ok(format!(
+                "cluster {id} created; this node is node 1 at {node_addr} (files in {dir}/cluster; keep ca.key safe:                  it admits nodes).
+                 Start it:   hoard serve --data-dir {dir} ...
+                 Join token (one use, valid for {until}):
+  {token}
+                 On each new node:
+  hoard cluster join --data-dir <dir> --node-addr <host:port> --peer {node_addr} --token <token>
+                 More tokens: hoard cluster token --data-dir {dir}
+",
+                id = made.cluster_id,
+                dir = data_dir.display(),
+                until = expiry(made.expires_ms),
+                token = made.token.text().as_str(),
+            ))
+        }
+        ClusterAction::Join { data_dir, node_addr, peer_listen, peer, token } => {
+            let joined = crate::cluster_files::join(&data_dir, &node_addr, peer_listen, &peer, &token).await?;
+            Ok(format!(
+                "joined cluster {} as node {} (a learner until it has caught up).
+Start it:   hoard serve --data-dir {} ...
+",
+                joined.cluster_id,
+                joined.node_id,
+                data_dir.display()
+            ))
+        }
+        ClusterAction::Token { data_dir: Some(dir), ttl } => {
+            let (token, expires_ms) = crate::cluster_files::local_token(&dir, ttl, &env)?;
+            Ok(format!(
+                "{}
+(one use, valid for {})
+",
+                token.text().as_str(),
+                expiry(expires_ms)
+            ))
+        }
+        ClusterAction::Token { data_dir: None, ttl } => {
+            let text = connect.call("POST", &format!("hoard-cluster=&action=token&ttl-secs={}", ttl.as_secs())).await?;
+            let made: hoard_s3::cluster::NewJoinToken =
+                serde_json::from_str(&text).with_context(|| format!("unexpected answer: {text}"))?;
+            Ok(format!(
+                "{}
+(one use, valid for {}; join through {})
+",
+                made.token,
+                expiry(made.expires_ms),
+                made.join_through
+            ))
+        }
+        ClusterAction::RemoveNode { node } => {
+            connect.call("POST", &format!("hoard-cluster=&action=remove-node&node={node}")).await?;
+            Ok(format!(
+                "node {node} is removed: its certificate is refused and it is out of the metadata group
+"
+            ))
+        }
         ClusterAction::Encrypt => {
             let status = parse(&connect.call("POST", "hoard-cluster=&action=encrypt").await?)?;
             Ok(format!(
@@ -163,6 +305,10 @@ pub fn describe(s: &ClusterStatus) -> String {
                 out.push_str(&format!("rotation error:     {e}\n"));
             }
         }
+    }
+    for m in &s.members {
+        let role = if m.voter { "voter" } else { "learner" };
+        out.push_str(&format!("member {}:           {} ({role})\n", m.node_id, m.addr));
     }
     for n in &s.nodes {
         describe_node(&mut out, n);

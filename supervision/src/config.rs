@@ -12,6 +12,7 @@ use hoard_s3::listener::ConnectionLimits;
 use hoard_s3::tls::TlsFiles;
 use serde::Deserialize;
 
+use crate::cluster_files::ClusterFiles;
 use crate::node::NodeOptions;
 
 /// The shortest scrub grace an operator may set: longer than any PUT takes between syncing its shard
@@ -88,6 +89,10 @@ pub struct ServeArgs {
     /// connections [default: 30]. A second signal stops at once.
     #[arg(long, env = "HOARD_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
+    /// In a cluster: where the peer server binds, when not the node address given to `cluster init`/`join`
+    /// (behind NAT, in a container).
+    #[arg(long, env = "HOARD_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
 }
 
 /// The TOML file's shape: the same names as the flags, with underscores.
@@ -115,6 +120,7 @@ pub struct FileConfig {
     pub idle_timeout: Option<u64>,
     pub http2_keepalive: Option<u64>,
     pub shutdown_timeout: Option<u64>,
+    pub peer_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -133,8 +139,16 @@ impl ServeArgs {
         let mut o = NodeOptions::new(data_dir);
         o.limits = limits;
         o.disks = if self.disks.is_empty() { file.disks } else { self.disks.clone() };
-        o.data_shards = self.data_shards.or(file.data_shards).unwrap_or(4);
-        o.parity_shards = self.parity_shards.or(file.parity_shards).unwrap_or(2);
+        // A cluster member (cluster files in the data dir) takes its id and, unless told otherwise, its coding
+        // from them.
+        let cluster = ClusterFiles::load(&o.data_dir)?;
+        let coding = cluster.as_ref().map(|c| (c.settings.data_shards, c.settings.parity_shards)).unwrap_or_default();
+        o.data_shards = self.data_shards.or(file.data_shards).or(coding.0).unwrap_or(4);
+        o.parity_shards = self.parity_shards.or(file.parity_shards).or(coding.1).unwrap_or(2);
+        if let Some(cluster) = cluster {
+            o.node_id = cluster.settings.node_id;
+            o.peer = Some(cluster.peer_options(self.peer_listen.or(file.peer_listen))?);
+        }
         if let Some(l) = self.listen.or(file.listen) {
             o.listen = l;
         }

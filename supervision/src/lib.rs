@@ -3,6 +3,7 @@
 
 pub mod admin_client;
 pub mod cluster_cli;
+pub mod cluster_files;
 pub mod config;
 pub mod debug;
 pub mod disk_sup;

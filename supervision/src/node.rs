@@ -24,15 +24,19 @@ use hoard_actors::meta::MetaHandle;
 use hoard_actors::meta::MetaSetup;
 use hoard_actors::metrics::NodeMetrics;
 use hoard_actors::peer_tls;
+use hoard_actors::peer_tls::ClusterCa;
 use hoard_actors::peer_tls::NodeIdentity;
+use hoard_actors::peer_tls::RevokedNodes;
 use hoard_actors::repair::RepairHandle;
 use hoard_actors::scrub::ScrubHandle;
 use hoard_actors::shard::ShardHandle;
 use hoard_actors::transport::actor::PeerListen;
+use hoard_actors::transport::join::JoinAuthority;
 use hoard_actors::transport::peer::GrpcTransport;
 use hoard_actors::transport::peer::Peers;
 use hoard_actors::transport::InProcessTransport;
 use hoard_actors::transport::LocalOnly;
+use hoard_actors::ClusterIdentity;
 use hoard_actors::NodeConfig;
 use hoard_actors::NodeContext;
 use hoard_actors::BLOCK_SIZE;
@@ -79,10 +83,15 @@ pub struct PeerOptions {
     pub ca_pem: String,
     /// This node's certificate and key.
     pub identity: Arc<NodeIdentity>,
-    /// Where the peer server listens (the node address its peers call).
+    /// Where the peer server listens.
     pub listen: PeerListen,
-    /// The metadata group's members when it is first formed; the member with the lowest id forms it.
+    /// The address the other nodes reach this one at (`host:port`), as the group's membership records it.
+    pub advertise: String,
+    /// The metadata group's members when it is first formed; the member with the lowest id forms it. A node
+    /// that joined lists the members it was told of, all with lower ids: it never forms a group.
     pub members: BTreeMap<NodeId, NodeAddr>,
+    /// The cluster CA with its key, on a node that signs joins.
+    pub ca: Option<Arc<ClusterCa>>,
 }
 
 /// Everything a node is started with.
@@ -280,12 +289,32 @@ impl Node {
             disks.push(ShardHandle::new(i as u32, Arc::new(disk), faults.clone()));
         }
         let meta = MetaHandle::default();
+        let revoked = Arc::new(RevokedNodes::default());
         let peering = match &opts.peer {
             Some(p) => {
                 let client = peer_tls::client_config(&p.ca_pem, &p.identity).context("peer TLS")?;
-                let server = peer_tls::server_config(&p.ca_pem, &p.identity).context("peer TLS")?;
+                let server = peer_tls::server_config(&p.cluster_id, &p.ca_pem, &p.identity, revoked.clone())
+                    .context("peer TLS")?;
                 Some((Peers::new(opts.node_id, &p.cluster_id, client), server))
             }
+            None => None,
+        };
+        let join = match &opts.peer {
+            Some(p) if p.ca.is_some() => {
+                let tls = peer_tls::join_server_config(&p.ca_pem, &p.identity).context("join TLS")?;
+                let authority =
+                    JoinAuthority { cluster_id: p.cluster_id.clone(), ca_pem: p.ca_pem.clone(), ca: p.ca.clone() };
+                Some((tls, Arc::new(authority)))
+            }
+            _ => None,
+        };
+        let cluster = match &opts.peer {
+            Some(p) => Some(ClusterIdentity {
+                cluster_id: p.cluster_id.clone(),
+                ca_fingerprint: peer_tls::fingerprint(&p.ca_pem).context("cluster CA")?,
+                node_addr: p.advertise.clone(),
+                signs_joins: p.ca.is_some(),
+            }),
             None => None,
         };
         let ctx = NodeContext {
@@ -297,6 +326,7 @@ impl Node {
                 scrub_interval: opts.scrub_interval,
                 scrub_grace: opts.scrub_grace,
                 inline_max: INLINE_MAX,
+                cluster,
             }),
             env: opts.env.clone(),
             faults: faults.clone(),
@@ -332,10 +362,17 @@ impl Node {
         let mut children: Vec<ChildSpec> = Vec::new();
         // Before metadata: a starting Raft needs its peers' votes, and they need this node's server.
         if let (Some(p), Some((peers, server_tls))) = (&opts.peer, &peering) {
-            let (c, listen, tls, peers, st) =
-                (ctx.clone(), p.listen.clone(), server_tls.clone(), peers.clone(), stats.transport.clone());
+            let transport = crate::transport_sup::TransportSetup {
+                listen: p.listen.clone(),
+                tls: server_tls.clone(),
+                join: join.clone(),
+                peers: peers.clone(),
+                revoked: revoked.clone(),
+                cluster_dir: Some(opts.data_dir.join("cluster")),
+            };
+            let (c, st) = (ctx.clone(), stats.transport.clone());
             children.push(crate::node_sup::sup_child("transport_sup", move || {
-                crate::transport_sup::spec(c.clone(), listen.clone(), tls.clone(), peers.clone(), st.clone())
+                crate::transport_sup::spec(c.clone(), transport.clone(), st.clone())
             }));
         }
         {
@@ -346,7 +383,7 @@ impl Node {
                 setup.network = MetaNetwork::InProcess(cluster.network.endpoint(opts.node_id));
                 setup.forward = Arc::new(InProcessForward(setup.network.clone()));
             } else if let (Some(p), Some((peers, _))) = (&opts.peer, &peering) {
-                setup.addr = p.listen.addr.to_string();
+                setup.addr = p.advertise.clone();
                 setup.members = p.members.clone();
                 setup.network = MetaNetwork::Remote(peers.clone());
                 setup.forward = peers.clone();
@@ -420,6 +457,9 @@ impl Node {
         };
         let (credential, generated_credential) =
             credential_out.lock().unwrap_or_else(|p| p.into_inner()).clone().context("credentials were not settled")?;
+        if let Some(p) = &opts.peer {
+            settle_address(&ctx, &p.advertise).await;
+        }
         Ok(Node {
             ctx,
             addr,
@@ -485,6 +525,23 @@ impl Node {
     /// Resolves when the node's root supervisor has stopped (gave up, or was stopped).
     pub async fn stopped(&mut self) {
         let _ = (&mut self.join).await;
+    }
+}
+
+/// Records `advertise` as this node's address in the group's membership when it says otherwise: the first
+/// member of a cluster made from a one-node hoard, or a node given a new address.
+async fn settle_address(ctx: &NodeContext, advertise: &str) {
+    let me = ctx.config.node_id;
+    let recorded = match ctx.meta.metrics().await {
+        Ok(m) => m.membership_config.membership().get_node(&me).map(|n| n.addr.clone()),
+        Err(_) => return,
+    };
+    if recorded.as_deref().is_some_and(|r| r != advertise) {
+        let change = hoard_protocol::MembershipChange::SetAddr { node: me, addr: advertise.to_string() };
+        match ctx.meta.change_membership(change).await {
+            Ok(()) => tracing::info!(was = ?recorded, now = advertise, "this node's address in the cluster is updated"),
+            Err(e) => tracing::warn!(error = %e, "this node's new address is not recorded yet; peers may not reach it"),
+        }
     }
 }
 

@@ -359,8 +359,10 @@ fn grpc_peers(ids: impl Iterator<Item = u64>) -> anyhow::Result<BTreeMap<u64, Pe
             cluster_id: cluster_id.clone(),
             ca_pem: ca.cert_pem().to_string(),
             identity,
+            advertise: listen.addr.to_string(),
             listen,
             members: BTreeMap::new(),
+            ca: None,
         };
         peers.insert(id, options);
     }

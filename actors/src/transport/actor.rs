@@ -1,19 +1,26 @@
 //! The transport's actors (under `transport_sup`): the peer server, and the peer watch that keeps one
 //! link per member of the metadata group and asks each peer's health.
 
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use hoard_protocol::MembershipChange;
+use hoard_protocol::NodeId;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
 use ractor::ActorRef;
 use tokio_rustls::rustls;
 
+use super::join::JoinAuthority;
+use super::join::JoinService;
 use super::peer::Peers;
 use super::policy;
 use super::server;
 use super::server::PeerServerTask;
+use crate::peer_tls::RevokedNodes;
 use crate::NodeContext;
 
 /// Where the peer server listens: an address, and a socket already bound to it for the first start (a
@@ -40,6 +47,9 @@ pub struct PeerServerArgs {
     pub ctx: NodeContext,
     pub listen: PeerListen,
     pub tls: Arc<rustls::ServerConfig>,
+    /// Where this node signs joins: the join connections' TLS and the CA.
+    pub join: Option<(Arc<rustls::ServerConfig>, Arc<JoinAuthority>)>,
+    pub revoked: Arc<RevokedNodes>,
 }
 
 impl Actor for PeerServerActor {
@@ -54,7 +64,9 @@ impl Actor for PeerServerActor {
             None => tokio::net::TcpListener::bind(args.listen.addr).await?,
         };
         tracing::info!(addr = %args.listen.addr, "serving peers (mutual TLS)");
-        Ok(server::serve(listener, args.tls, server::Services::new(args.ctx)))
+        let join = args.join.map(|(tls, authority)| (tls, JoinService::new(args.ctx.clone(), authority)));
+        let tls = server::ServerTls { members: args.tls, join, revoked: args.revoked };
+        Ok(server::serve(listener, tls, server::Services::new(args.ctx)))
     }
 }
 
@@ -63,6 +75,9 @@ pub struct PeerWatchActor;
 pub struct PeerWatchArgs {
     pub ctx: NodeContext,
     pub peers: Arc<Peers>,
+    pub revoked: Arc<RevokedNodes>,
+    /// The node's cluster directory, where join tokens made on this host wait to be recorded.
+    pub cluster_dir: Option<std::path::PathBuf>,
 }
 
 pub struct PeerWatchState {
@@ -80,17 +95,35 @@ impl Actor for PeerWatchActor {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                if let Some(dir) = &args.cluster_dir {
+                    match super::join::import_pending(dir, &args.ctx).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(tokens = n, "join tokens made on this host are recorded"),
+                        Err(e) => tracing::warn!(error = %e, "pending join tokens not recorded yet"),
+                    }
+                }
+                if let Ok(record) = args
+                    .ctx
+                    .meta
+                    .local()
+                    .and_then(|r| r.cluster_record().map_err(|e| crate::error::ActorError::Meta(e.to_string())))
+                {
+                    args.revoked.extend(record.removed());
+                }
                 let raft = args.ctx.meta.raft.lock().await.clone();
                 if let Some(raft) = raft {
-                    let members: std::collections::BTreeMap<_, _> = raft
-                        .metrics()
-                        .borrow()
-                        .membership_config
-                        .membership()
-                        .nodes()
-                        .map(|(id, addr)| (*id, addr.clone()))
-                        .collect();
+                    let metrics = raft.metrics().borrow().clone();
+                    let members: BTreeMap<_, _> =
+                        metrics.membership_config.membership().nodes().map(|(id, addr)| (*id, addr.clone())).collect();
                     args.peers.set_members(&members);
+                    if metrics.current_leader == Some(args.ctx.config.node_id) {
+                        if let Some(change) = next_change(&metrics, &args.peers, &args.revoked) {
+                            tracing::info!(?change, "changing the metadata group's membership");
+                            if let Err(e) = args.ctx.meta.change_membership(change).await {
+                                tracing::warn!(error = %e, "membership change failed; tried again next round");
+                            }
+                        }
+                    }
                 }
                 let checks = args.peers.all().into_iter().map(|link| async move {
                     let was_down = link.is_down();
@@ -115,5 +148,79 @@ impl Actor for PeerWatchActor {
     async fn post_stop(&self, _me: ActorRef<()>, state: &mut PeerWatchState) -> Result<(), ActorProcessingErr> {
         state.task.abort();
         Ok(())
+    }
+}
+
+/// The membership change the leader makes next, if any: a removed node leaves the group first; then
+/// learners that are up and caught up become voters (see [`plan_voters`]).
+fn next_change(
+    metrics: &openraft::RaftMetrics<NodeId, hoard_protocol::NodeAddr>,
+    peers: &Peers,
+    revoked: &RevokedNodes,
+) -> Option<MembershipChange> {
+    let membership = metrics.membership_config.membership();
+    if let Some((gone, _)) = membership.nodes().find(|(id, _)| revoked.contains(**id)) {
+        return Some(MembershipChange::Remove(*gone));
+    }
+    // One change at a time: openraft refuses a change while the last one is not committed.
+    if metrics.membership_config.log_id().map(|l| l.index) > metrics.last_applied.map(|l| l.index) {
+        return None;
+    }
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let replication = metrics.replication.as_ref()?;
+    let candidates: BTreeSet<NodeId> = membership
+        .learner_ids()
+        .filter(|id| {
+            let matched = replication.get(id).cloned().flatten().map(|l| l.index).unwrap_or(0);
+            let up = peers.get(*id).is_some_and(|l| !l.is_down());
+            up && matched + policy::CAUGHT_UP_LAG >= last
+        })
+        .collect();
+    plan_voters(&voters, &candidates, metrics.id)
+}
+
+/// How many voters the group should have, and which: 1, 3 or 5 (an odd number tolerates as many failures
+/// as the even number above it, with a smaller quorum). Learners in `candidates` (caught up, up) are
+/// promoted, lowest id first, to reach the largest such size there are nodes for; an even number of voters
+/// with no learner to make it odd gives up one voter (never the leader) to a learner's role.
+pub fn plan_voters(
+    voters: &BTreeSet<NodeId>,
+    candidates: &BTreeSet<NodeId>,
+    leader: NodeId,
+) -> Option<MembershipChange> {
+    let (v, c) = (voters.len(), candidates.len());
+    let target = [5, 3, 1].into_iter().find(|t| *t <= v + c).unwrap_or(1);
+    if target > v {
+        return Some(MembershipChange::Promote(candidates.iter().take(target - v).copied().collect()));
+    }
+    if v % 2 == 0 && target < v {
+        let step_down = voters.iter().rev().find(|id| **id != leader)?;
+        return Some(MembershipChange::SetVoters(voters.iter().filter(|id| *id != step_down).copied().collect()));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn voters_grow_to_three_then_five_and_an_even_count_is_made_odd() {
+        assert_eq!(plan_voters(&set(&[1]), &set(&[]), 1), None);
+        assert_eq!(plan_voters(&set(&[1]), &set(&[2]), 1), None, "two voters tolerate no more than one");
+        assert_eq!(plan_voters(&set(&[1]), &set(&[2, 3]), 1), Some(MembershipChange::Promote(set(&[2, 3]))));
+        assert_eq!(plan_voters(&set(&[1]), &set(&[4, 2, 3]), 1), Some(MembershipChange::Promote(set(&[2, 3]))));
+        assert_eq!(plan_voters(&set(&[1, 2, 3]), &set(&[4]), 1), None);
+        assert_eq!(plan_voters(&set(&[1, 2, 3]), &set(&[4, 5]), 2), Some(MembershipChange::Promote(set(&[4, 5]))));
+        assert_eq!(plan_voters(&set(&[1, 2, 3, 4, 5]), &set(&[6, 7]), 1), None, "never more than five");
+        // A removal left four voters: a caught-up learner makes five, or else one voter steps down.
+        assert_eq!(plan_voters(&set(&[1, 2, 3, 5]), &set(&[6]), 1), Some(MembershipChange::Promote(set(&[6]))));
+        assert_eq!(plan_voters(&set(&[1, 2, 3, 5]), &set(&[]), 5), Some(MembershipChange::SetVoters(set(&[1, 2, 5]))));
+        assert_eq!(plan_voters(&set(&[1, 2]), &set(&[]), 2), Some(MembershipChange::SetVoters(set(&[2]))));
     }
 }

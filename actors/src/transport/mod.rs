@@ -17,6 +17,7 @@ use crate::shard::Shard;
 use crate::shard::ShardHandle;
 
 pub mod actor;
+pub mod join;
 pub mod peer;
 pub mod policy;
 pub mod server;

@@ -25,6 +25,7 @@ use hoard_protocol::rpc::shard_client::ShardClient;
 use hoard_protocol::rpc::write_ack::Ack;
 use hoard_protocol::rpc::write_frame::Frame;
 use hoard_protocol::DiskRef;
+use hoard_protocol::MembershipChange;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
@@ -238,7 +239,8 @@ impl Peers {
     fn connect(&self, node: NodeId, addr: &str) -> Result<PeerLink> {
         let name = peer_tls::server_name(&self.cluster_id, node).map_err(|e| ActorError::Invalid(e.to_string()))?;
         let (tls, target) = (self.tls.clone(), addr.to_string());
-        let connect: Connector = Arc::new(move || channel(node, &target, tls.clone(), name.clone()));
+        let label = format!("node-{node}");
+        let connect: Connector = Arc::new(move || channel(&label, &target, tls.clone(), name.clone()));
         let first = connect()?;
         let heard = self.heard.clone();
         Ok(PeerLink {
@@ -255,9 +257,10 @@ impl Peers {
 /// Makes a new channel to one peer.
 type Connector = Arc<dyn Fn() -> Result<Channel> + Send + Sync>;
 
-/// A channel to `node` at `addr` that connects on first use: TCP, then TLS verified as `name`, then HTTP/2.
-fn channel(
-    node: NodeId,
+/// A channel to `addr` (`label` names it) that connects on first use: TCP, then TLS verified as `name`,
+/// then HTTP/2.
+pub(crate) fn channel(
+    label: &str,
     addr: &str,
     tls: Arc<rustls::ClientConfig>,
     name: tokio_rustls::rustls::pki_types::ServerName<'static>,
@@ -277,7 +280,7 @@ fn channel(
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
         }
     });
-    Ok(Endpoint::from_shared(format!("http://node-{node}"))
+    Ok(Endpoint::from_shared(format!("http://{label}"))
         .map_err(|e| ActorError::Invalid(e.to_string()))?
         .connect_timeout(policy::CONNECT)
         .http2_keep_alive_interval(policy::KEEPALIVE_INTERVAL)
@@ -594,6 +597,16 @@ impl Forward for Peers {
             let mut client = MetaClient::new(channel);
             let deadline = policy::FORWARD_DEADLINE;
             forwarded(within(deadline, client.read_index(call(rpc::Empty {}, deadline))).await)
+        })
+    }
+
+    fn membership(&self, leader: NodeId, addr: &NodeAddr, change: MembershipChange) -> ForwardFuture<u64> {
+        let link = self.link(leader, &addr.addr);
+        Box::pin(async move {
+            let channel = link.and_then(|l| l.channel()).map_err(ForwardError::Unreachable)?;
+            let message = wire::encode_raft(&change).map_err(|s| ForwardError::Failed(wire::error_of(s, PEER)))?;
+            let deadline = policy::FORWARD_DEADLINE;
+            forwarded(within(deadline, meta_client(channel).change_membership(call(message, deadline))).await)
         })
     }
 }

@@ -12,6 +12,8 @@
 //! | forwarded write              | [`FORWARD_DEADLINE`] in all    | only when the leader answered "not leader" |
 //! | read index                   | [`FORWARD_DEADLINE`] in all    | on "not leader" and on an unreachable leader |
 //! | health                       | [`HEALTH_DEADLINE`]            | polled every [`HEALTH_INTERVAL`]            |
+//! | membership change            | [`FORWARD_DEADLINE`] in all    | only when the leader answered "not leader" |
+//! | join (a new node's one call) | [`JOIN_DEADLINE`]              | no: the operator runs `cluster join` again  |
 //!
 //! A forwarded write is never sent again after it may have reached the leader's log (a timeout, a broken
 //! connection): only an answer that proves it was not appended is retried, so a command is never applied
@@ -48,3 +50,13 @@ pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// default 64 KiB window on a fast link.
 pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// A join, from the joiner's connect to its signed certificate (spending the token and adding the learner
+/// are two Raft commits).
+pub const JOIN_DEADLINE: Duration = Duration::from_secs(60);
+/// Join connections served at once (they carry no client certificate: the bound on what strangers hold).
+pub const JOIN_CONNECTIONS: usize = 8;
+/// Largest join request: a CSR is about 1 KiB.
+pub const MAX_JOIN_MESSAGE: usize = 64 * 1024;
+/// A learner whose replicated log is within this many entries of the leader's counts as caught up (and
+/// may be promoted to voter).
+pub const CAUGHT_UP_LAG: u64 = 64;

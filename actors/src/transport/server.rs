@@ -15,6 +15,7 @@ use std::sync::Arc;
 use futures::Stream;
 use futures::StreamExt as _;
 use hoard_protocol::rpc;
+use hoard_protocol::rpc::join_server::JoinServer;
 use hoard_protocol::rpc::meta_server::Meta;
 use hoard_protocol::rpc::meta_server::MetaServer;
 use hoard_protocol::rpc::peer_server::Peer;
@@ -32,18 +33,20 @@ use openraft::raft::VoteRequest;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
-use tokio_rustls::TlsAcceptor;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 use tonic::Streaming;
 use tracing::Instrument as _;
 
+use super::join::JoinService;
 use super::policy;
 use super::wire;
 use crate::meta::read_outcome;
 use crate::meta::write_outcome;
 use crate::meta::ForwardError;
+use crate::peer_tls;
+use crate::peer_tls::RevokedNodes;
 use crate::shard::ShardHandle;
 use crate::NodeContext;
 
@@ -213,6 +216,12 @@ impl Meta for Services {
         .await
     }
 
+    async fn change_membership(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let change: hoard_protocol::MembershipChange = wire::decode_raft(request.get_ref())?;
+        let outcome = crate::meta::apply_change(&self.raft().await?, change).await;
+        Ok(Response::new(wire::encode_raft(&ForwardAnswer::from(outcome))?))
+    }
+
     async fn read_index(&self, request: Request<rpc::Empty>) -> Result<Response<RaftMessage>, Status> {
         let span = super::trace::server_span(request.metadata(), "meta.read_index");
         async move {
@@ -259,6 +268,8 @@ impl Peer for Services {
 pub struct PeerServerTask {
     accepting: tokio::task::JoinHandle<()>,
     serving: tokio::task::JoinHandle<()>,
+    joining: Option<tokio::task::JoinHandle<()>>,
+    revoking: tokio::task::JoinHandle<()>,
     connections: tokio_util::sync::CancellationToken,
 }
 
@@ -266,16 +277,45 @@ impl Drop for PeerServerTask {
     fn drop(&mut self) {
         self.accepting.abort();
         self.serving.abort();
+        if let Some(joining) = &self.joining {
+            joining.abort();
+        }
+        self.revoking.abort();
         self.connections.cancel();
     }
 }
 
-/// Serves `services` on `listener` with mutual TLS `tls` until the returned task is dropped.
-pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, services: Services) -> PeerServerTask {
+/// The TLS of a peer server: members' connections, and (on a node that signs joins) joiners' ones.
+pub struct ServerTls {
+    pub members: Arc<rustls::ServerConfig>,
+    /// The configuration and service of join connections (ALPN [`peer_tls::JOIN_ALPN`]).
+    pub join: Option<(Arc<rustls::ServerConfig>, JoinService)>,
+    /// Told when a node is removed: every member connection is then cut, and the next handshake of the
+    /// removed node fails.
+    pub revoked: Arc<RevokedNodes>,
+}
+
+/// Serves `services` on `listener` with mutual TLS until the returned task is dropped; a connection asking
+/// for the join protocol gets only the join service.
+pub fn serve(listener: TcpListener, tls: ServerTls, services: Services) -> PeerServerTask {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(tls);
+    let (join_tx, join_rx) = mpsc::channel(policy::JOIN_CONNECTIONS);
+    let join_slots = Arc::new(tokio::sync::Semaphore::new(policy::JOIN_CONNECTIONS));
     let connections = tokio_util::sync::CancellationToken::new();
-    let token = connections.clone();
+    // Member connections are cut together when a node is removed: they are made under `current`, replaced then.
+    let current = Arc::new(std::sync::Mutex::new(connections.child_token()));
+    let mut removals = tls.revoked.subscribe();
+    let (parent, latest) = (connections.clone(), current.clone());
+    let revoking = tokio::spawn(async move {
+        while removals.changed().await.is_ok() {
+            let fresh = parent.child_token();
+            let old = std::mem::replace(&mut *latest.lock().unwrap_or_else(|p| p.into_inner()), fresh);
+            old.cancel();
+            tracing::info!("a node was removed: peer connections are made again, without it");
+        }
+    });
+    let members = tls.members.clone();
+    let join_tls = tls.join.as_ref().map(|(config, _)| config.clone());
     let accepting = tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -287,12 +327,41 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, services: Se
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, tx, token) = (acceptor.clone(), tx.clone(), token.clone());
+            let (members, join_tls, tx, join_tx) = (members.clone(), join_tls.clone(), tx.clone(), join_tx.clone());
+            let token = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let join_slots = join_slots.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(policy::HANDSHAKE, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok::<_, std::io::Error>(Severable::new(stream, &token))).await;
+                let handshake = async {
+                    let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+                    let wants_join = start
+                        .client_hello()
+                        .alpn()
+                        .is_some_and(|mut offered| offered.any(|p| p == peer_tls::JOIN_ALPN));
+                    match (wants_join, join_tls) {
+                        (false, _) => Ok(Some((false, start.into_stream(members).await?))),
+                        (true, Some(config)) => Ok(Some((true, start.into_stream(config).await?))),
+                        (true, None) => Ok::<_, std::io::Error>(None),
                     }
+                };
+                match tokio::time::timeout(policy::HANDSHAKE, handshake).await {
+                    Ok(Ok(Some((false, stream)))) => {
+                        let _ = tx.send(Ok::<_, std::io::Error>(Severable::new(stream, &token, None))).await;
+                    }
+                    Ok(Ok(Some((true, stream)))) => {
+                        // A stranger's connection: a bounded number at once, each for a bounded time.
+                        let Ok(slot) = join_slots.try_acquire_owned() else {
+                            tracing::info!(%peer, "join connection dropped: too many at once");
+                            return;
+                        };
+                        let limit = token.child_token();
+                        let expire = limit.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(policy::JOIN_DEADLINE).await;
+                            expire.cancel();
+                        });
+                        let _ = join_tx.send(Ok::<_, std::io::Error>(Severable::new(stream, &limit, Some(slot)))).await;
+                    }
+                    Ok(Ok(None)) => tracing::info!(%peer, "join refused: this node does not sign joins"),
                     Ok(Err(e)) => tracing::info!(%peer, error = %e, "peer connection refused at the TLS handshake"),
                     Err(_) => tracing::info!(%peer, "peer connection dropped: no TLS handshake in time"),
                 }
@@ -320,7 +389,21 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, services: Se
             tracing::error!(error = %e, "peer server stopped");
         }
     });
-    PeerServerTask { accepting, serving, connections }
+    let joining = tls.join.map(|(_, service)| {
+        let incoming = futures::stream::unfold(join_rx, |mut rx| async move { rx.recv().await.map(|s| (s, rx)) });
+        tokio::spawn(async move {
+            let max = policy::MAX_JOIN_MESSAGE;
+            let served = tonic::transport::Server::builder()
+                .timeout(policy::JOIN_DEADLINE)
+                .add_service(JoinServer::new(service).max_decoding_message_size(max).max_encoding_message_size(max))
+                .serve_with_incoming(incoming.boxed())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "join server stopped");
+            }
+        })
+    });
+    PeerServerTask { accepting, serving, joining, revoking, connections }
 }
 
 /// A peer connection that the server can cut: once `cut` fires, every read and write fails, so the HTTP/2
@@ -329,11 +412,17 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, services: Se
 pub(crate) struct Severable<S> {
     inner: S,
     cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    /// The connection's place among a bounded number (join connections), given back when it closes.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<S> Severable<S> {
-    fn new(inner: S, token: &tokio_util::sync::CancellationToken) -> Self {
-        Severable { inner, cut: Box::pin(token.clone().cancelled_owned()) }
+    fn new(
+        inner: S,
+        token: &tokio_util::sync::CancellationToken,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Self {
+        Severable { inner, cut: Box::pin(token.clone().cancelled_owned()), _slot: slot }
     }
 
     fn severed(&mut self, cx: &mut std::task::Context<'_>) -> bool {

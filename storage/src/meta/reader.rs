@@ -442,6 +442,22 @@ impl MetaReader {
         Ok(census)
     }
 
+    /// How many segments of committed objects and uploaded parts have a shard on a disk of `node`.
+    pub fn segments_on_node(&self, node: u64) -> Result<u64> {
+        let view = self.store.db.snapshot();
+        let on_node = |segment: &hoard_protocol::Segment| segment.layout.disks.iter().any(|d| d.node == node);
+        let mut held = 0u64;
+        for guard in view.iter(self.store.ks(Ks::Objects)) {
+            let record: ObjectRecord = decode(&guard.into_inner()?.1)?;
+            held += record.segments.iter().filter(|s| on_node(s)).count() as u64;
+        }
+        for guard in view.iter(self.store.ks(Ks::Parts)) {
+            let part: hoard_protocol::PartRecord = decode(&guard.into_inner()?.1)?;
+            held += u64::from(on_node(&part.segment));
+        }
+        Ok(held)
+    }
+
     /// Whether a committed object, version or part still holds the segment.
     pub fn is_referenced(&self, id: SegmentId) -> Result<bool> {
         Ok(self.store.ks(Ks::SegRefs).contains_key(segment_key(id))?)
