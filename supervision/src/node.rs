@@ -459,6 +459,13 @@ impl Node {
             credential_out.lock().unwrap_or_else(|p| p.into_inner()).clone().context("credentials were not settled")?;
         if let Some(p) = &opts.peer {
             settle_address(&ctx, &p.advertise).await;
+            // Tokens made while the node was down (`cluster init`, `cluster token --data-dir`) work as soon as
+            // it serves; later ones are picked up by the peer watch.
+            match hoard_actors::transport::join::import_pending(&opts.data_dir.join("cluster"), &ctx).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tokens = n, "join tokens made on this host are recorded"),
+                Err(e) => tracing::warn!(error = %e, "pending join tokens not recorded yet; retried every second"),
+            }
         }
         Ok(Node {
             ctx,

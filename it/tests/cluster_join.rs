@@ -1,0 +1,190 @@
+//! Forming a cluster the way an operator does, with the nodes in one test process over loopback gRPC and
+//! TLS: `cluster init` on a one-node hoard that already holds an object, `cluster join` of two empty nodes
+//! with one-time tokens, each node started from its data dir as `hoard serve` starts it. The joiners become
+//! learners and then voters; the object written before the cluster existed stays readable through every
+//! node; a token is refused when reused, expired or presented to a server whose CA is not the token's (and
+//! is not spent by that); a removed node's certificate is refused.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use hoard::cluster_files;
+use hoard::cluster_files::ClusterFiles;
+use hoard::config::ServeArgs;
+use hoard::node::Node;
+use hoard_actors::peer_tls;
+use hoard_actors::peer_tls::ClusterCa;
+use hoard_actors::transport::actor::PeerListen;
+use hoard_actors::transport::join::token_hash;
+use hoard_actors::transport::join::JoinToken;
+use hoard_it::client_for;
+use hoard_it::get;
+use hoard_it::pattern;
+use hoard_it::put;
+use hoard_protocol::MetaCommand;
+use hoard_protocol::MetaResponse;
+use hoard_storage::env::Env as _;
+use hoard_storage::env::SystemEnv;
+
+const ROOT: (&str, &str) = ("hoardjoinroot", "hoardjoinsecret1");
+
+/// Starts the node of `data_dir` as `hoard serve --data-dir` would, its peer server on `peer` (already
+/// bound at the node address its cluster files name).
+async fn serve(data_dir: &Path, peer: Option<PeerListen>) -> Node {
+    let args = ServeArgs {
+        data_dir: Some(data_dir.to_path_buf()),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    let mut opts = args.resolve().unwrap();
+    opts.root_credential = Some(hoard_protocol::Credential { access_key: ROOT.0.into(), secret_key: ROOT.1.into() });
+    opts.scrub_interval = None;
+    if let (Some(p), Some(listen)) = (opts.peer.as_mut(), peer) {
+        p.listen = listen;
+    }
+    Node::start(opts).await.unwrap()
+}
+
+fn s3(node: &Node) -> aws_sdk_s3::Client {
+    client_for(&node.endpoint(), ROOT.0, ROOT.1)
+}
+
+/// Waits (on the node's Raft metrics, not on a clock) until the group's voters are `voters`.
+async fn voters_become(node: &Node, voters: &[u64]) {
+    let raft = node.ctx.meta.raft.lock().await.clone().unwrap();
+    let want: BTreeSet<u64> = voters.iter().copied().collect();
+    raft.wait(Some(Duration::from_secs(60)))
+        .metrics(|m| m.membership_config.membership().voter_ids().collect::<BTreeSet<_>>() == want, "voters")
+        .await
+        .unwrap_or_else(|e| panic!("voters never became {want:?}: {e}"));
+}
+
+/// A fresh token of `leader`'s cluster, recorded as `cluster token --data-dir` records it, once the node
+/// has moved it into the metadata.
+async fn token(dir: &Path, node: &Node) -> String {
+    let env = SystemEnv;
+    let (token, _) = cluster_files::local_token(dir, Duration::from_secs(600), &env).unwrap();
+    let hash = token_hash(&token.secret);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !node.ctx.meta.local().unwrap().cluster_record().unwrap().join_tokens.contains_key(&hash) {
+        assert!(tokio::time::Instant::now() < deadline, "the node never recorded the new token");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.text().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (d1, d2, d3) = (dirs[0].path(), dirs[1].path(), dirs[2].path());
+
+    // A one-node hoard with an object, stopped, then made the first node of a cluster.
+    let alone = serve(d1, None).await;
+    s3(&alone).create_bucket().bucket("before").send().await.unwrap();
+    let early = pattern(1, 3 << 20);
+    put(&s3(&alone), "before", "early", &early).await;
+    alone.stop().await;
+
+    let listens: Vec<PeerListen> =
+        (0..3).map(|_| PeerListen::bind_now("127.0.0.1:0".parse().unwrap()).unwrap()).collect();
+    let addrs: Vec<String> = listens.iter().map(|l| l.addr.to_string()).collect();
+    let env = SystemEnv;
+    let made = cluster_files::init(d1, &addrs[0], None, Duration::from_secs(600), &env).unwrap();
+    assert!(cluster_files::init(d1, &addrs[0], None, Duration::from_secs(600), &env).is_err(), "init runs once");
+    let mut listens = listens.into_iter();
+    let one = serve(d1, listens.next()).await;
+    let first = made.token.text().to_string();
+
+    // A token that names another CA: the joiner refuses the server before sending anything, so the token is
+    // not spent and works afterwards.
+    let mut wrong_pin = JoinToken::parse(&first).unwrap();
+    wrong_pin.ca_pin = peer_tls::fingerprint(ClusterCa::generate(&made.cluster_id).unwrap().cert_pem()).unwrap();
+    let refused = cluster_files::join(d2, &addrs[1], None, &addrs[0], &wrong_pin.text()).await.unwrap_err();
+    assert!(format!("{refused:#}").contains("CA"), "{refused:#}");
+    assert!(ClusterFiles::load(d2).unwrap().is_none(), "a refused join leaves no cluster files");
+
+    let joined = cluster_files::join(d2, &addrs[1], None, &addrs[0], &first).await.unwrap();
+    assert_eq!((joined.node_id, joined.cluster_id.as_str()), (2, made.cluster_id.as_str()));
+    let again = cluster_files::join(d3, &addrs[2], None, &addrs[0], &first).await.unwrap_err();
+    assert!(format!("{again:#}").contains("used already"), "a token admits one node: {again:#}");
+    let files = ClusterFiles::load(d2).unwrap().unwrap();
+    assert!(files.ca.is_none(), "a joined node does not get the CA key");
+    let mode = std::fs::metadata(d2.join("cluster/node.key")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+
+    // An expired token is refused.
+    let mut expired = JoinToken::generate(&one.ctx.config.cluster.clone().unwrap(), &env);
+    expired.secret = zeroize::Zeroizing::new("expired-secret".into());
+    let cmd = MetaCommand::AddJoinToken {
+        hash: token_hash(&expired.secret),
+        expires_ms: env.now_ms() + 50,
+        now_ms: env.now_ms(),
+    };
+    assert_eq!(one.ctx.meta.write(cmd).await.unwrap(), MetaResponse::Ok);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let late = cluster_files::join(d3, &addrs[2], None, &addrs[0], &expired.text()).await.unwrap_err();
+    assert!(format!("{late:#}").contains("expired"), "{late:#}");
+
+    let second = token(d1, &one).await;
+    assert_eq!(cluster_files::join(d3, &addrs[2], None, &addrs[0], &second).await.unwrap().node_id, 3);
+
+    let two = serve(d2, listens.next()).await;
+    let three = serve(d3, listens.next()).await;
+    // Learners first; once both have caught up the leader makes them voters together (1, then 3).
+    voters_become(&one, &[1, 2, 3]).await;
+    for n in [&two, &three] {
+        n.peers.as_ref().unwrap().wait_for(2, Duration::from_secs(30)).await.unwrap();
+    }
+
+    // One store: the object from before the cluster, a bucket made on node 3, an object written through
+    // node 2 and read through every node.
+    for n in [&one, &two, &three] {
+        assert!(get(&s3(n), "before", "early").await == early);
+    }
+    s3(&three).create_bucket().bucket("after").send().await.unwrap();
+    let data = pattern(2, 5 << 20);
+    put(&s3(&two), "after", "spread", &data).await;
+    for n in [&one, &two, &three] {
+        assert!(get(&s3(n), "after", "spread").await == data);
+    }
+    let record = one.ctx.meta.read(|r| r.object("after", "spread")).await.unwrap().unwrap();
+    let nodes: BTreeSet<u64> = record.segments[0].layout.disks.iter().map(|d| d.node).collect();
+    assert_eq!(nodes, BTreeSet::from([1, 2, 3]), "a stripe spans every node");
+
+    // Node 3 holds shards: its removal is refused. Once its objects are gone it is removed, and its
+    // certificate no longer opens a connection.
+    let admin = hoard::admin_client::ConnectArgs {
+        endpoint: one.endpoint(),
+        access_key: Some(ROOT.0.into()),
+        secret_key: Some(ROOT.1.into()),
+        ca_bundle: None,
+    };
+    let held = admin.call("POST", "hoard-cluster=&action=remove-node&node=3").await.unwrap_err();
+    assert!(format!("{held:#}").contains("holds shards"), "{held:#}");
+    s3(&one).delete_object().bucket("after").key("spread").send().await.unwrap();
+    s3(&one).delete_object().bucket("before").key("early").send().await.unwrap();
+    admin.call("POST", "hoard-cluster=&action=remove-node&node=3").await.unwrap();
+    let record = one.ctx.meta.local().unwrap().cluster_record().unwrap();
+    assert_eq!(record.removed(), BTreeSet::from([3]));
+    let link = three.peers.as_ref().unwrap().link(1, &addrs[0]).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if link.check().await.is_err() && link.check().await.is_err() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the removed node still talks to node 1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two voters are left: one steps down so the group has an odd number, and the store still writes.
+    let raft = one.ctx.meta.raft.lock().await.clone().unwrap();
+    raft.wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.membership_config.membership().voter_ids().count() == 1, "one voter")
+        .await
+        .unwrap();
+    put(&s3(&two), "after", "later", &pattern(3, 1000)).await;
+
+    for n in [three, two, one] {
+        n.stop().await;
+    }
+}
