@@ -67,6 +67,20 @@ impl TestCert {
     }
 }
 
+impl TestCert {
+    /// A self-signed certificate for `localhost` and each of `hosts` (IP addresses or names).
+    pub fn for_hosts(hosts: &[&str]) -> TestCert {
+        let dir = tempfile::Builder::new().prefix("hoard-cert-").tempdir().expect("a temporary directory");
+        let names = std::iter::once("localhost").chain(hosts.iter().copied()).map(str::to_string).collect::<Vec<_>>();
+        let made = rcgen::generate_simple_self_signed(names).expect("a self-signed certificate");
+        let pem = made.cert.pem();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, &pem).expect("writing cert.pem");
+        std::fs::write(&key, made.signing_key.serialize_pem()).expect("writing key.pem");
+        TestCert { dir, cert, key, pem }
+    }
+}
+
 impl Default for TestCert {
     fn default() -> Self {
         TestCert::new()
@@ -180,6 +194,21 @@ impl HoardProcess {
     }
 
     /// The resident set size of the running process, in bytes (`VmRSS` of `/proc/<pid>/status`).
+    /// Starts `hoard serve` with its S3 endpoint on `addr`, HTTPS with `cert` (and plain HTTP beside it on
+    /// the same host).
+    pub fn start_at(
+        data_dir: &Path,
+        addr: SocketAddr,
+        cert: &TestCert,
+        extra_args: &[&str],
+    ) -> anyhow::Result<HoardProcess> {
+        let mut p = HoardProcess::new_tls(data_dir, cert, extra_args);
+        p.addr = addr;
+        p.http_addr = Some(SocketAddr::new(addr.ip(), free_port()));
+        p.spawn()?;
+        Ok(p)
+    }
+
     pub fn rss(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -365,6 +394,17 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Runs the `hoard` binary with `args` (the test root credentials in its environment, for admin commands).
+pub fn hoard_cli(args: &[&str]) -> Output {
+    Command::new(hoard_bin())
+        .args(args)
+        .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
+        .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the hoard binary")
 }
 
 /// Runs the aws CLI against `endpoint` with the test credentials.
