@@ -235,6 +235,9 @@ pub enum ForwardError {
     NotLeader,
     /// The leader could not be asked, or did not answer: for a write, it may or may not have been appended.
     Unreachable(ActorError),
+    /// No connection to the leader could be made (or it is known to be down): nothing was sent, so the call
+    /// may be made again, to whichever node leads by then.
+    NotSent(ActorError),
     /// The leader answered with an error.
     Failed(ActorError),
 }
@@ -306,7 +309,7 @@ pub struct InProcessForward(pub MetaNetwork);
 
 impl InProcessForward {
     fn leader(&self, leader: NodeId) -> std::result::Result<Raft, ForwardError> {
-        self.0.peer(leader).ok_or(ForwardError::Unreachable(ActorError::Unavailable("metadata leader")))
+        self.0.peer(leader).ok_or(ForwardError::NotSent(ActorError::Unavailable("metadata leader")))
     }
 }
 
@@ -346,7 +349,8 @@ async fn applied_here(raft: &Raft, index: Option<u64>, what: &str) -> Result<()>
 }
 
 /// Runs `call` at the leader (this node or another), again at the new leader each time the one asked
-/// answers that it does not lead (nothing was appended then), until [`META_DEADLINE`]. `retry_unreachable`:
+/// answers that it does not lead (nothing was appended then) or could not be sent the call at all, until
+/// [`META_DEADLINE`]. `retry_unreachable`:
 /// also try again when the leader could not be asked (only for calls that are safe to repeat).
 async fn at_leader<T>(
     raft: &Raft,
@@ -363,6 +367,7 @@ async fn at_leader<T>(
         let retry = match outcome {
             Ok(v) => return Ok((leader, v)),
             Err(ForwardError::NotLeader) => ActorError::Meta(format!("node {leader} no longer leads")),
+            Err(ForwardError::NotSent(e)) => e,
             Err(ForwardError::Unreachable(e)) if retry_unreachable => e,
             Err(ForwardError::Unreachable(e) | ForwardError::Failed(e)) => return Err(e),
         };

@@ -276,8 +276,9 @@ pub(crate) fn channel(
                 connector.connect(name, tcp).await
             })
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to a peer"))??;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            .map_err(|_| NotConnected(std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to a peer")))?
+            .map_err(NotConnected)?;
+            Ok::<_, NotConnected>(hyper_util::rt::TokioIo::new(tls))
         }
     });
     Ok(Endpoint::from_shared(format!("http://{label}"))
@@ -347,6 +348,47 @@ async fn within<T>(
         Ok(Err(status)) => Err(wire::error_of(status, PEER)),
         Err(_) => Err(ActorError::Timeout(PEER)),
     }
+}
+
+/// A forwarded call within `deadline`: a call that never got a connection is [`ForwardError::NotSent`].
+async fn within_forward<T>(
+    deadline: Duration,
+    answer: impl std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+) -> std::result::Result<T, ForwardError> {
+    match tokio::time::timeout(deadline, answer).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(status)) if never_connected(&status) => Err(ForwardError::NotSent(wire::error_of(status, PEER))),
+        Ok(Err(status)) => Err(ForwardError::Unreachable(wire::error_of(status, PEER))),
+        Err(_) => Err(ForwardError::Unreachable(ActorError::Timeout(PEER))),
+    }
+}
+
+/// The connector's failure: no TCP connection or TLS session was made, so nothing of a call was sent.
+#[derive(Debug)]
+struct NotConnected(std::io::Error);
+
+impl std::fmt::Display for NotConnected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no connection: {}", self.0)
+    }
+}
+
+impl std::error::Error for NotConnected {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Whether `status` comes from a call that never had a connection.
+fn never_connected(status: &Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(e) = cause {
+        if e.is::<NotConnected>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 impl RemoteShard {
@@ -569,8 +611,10 @@ impl RaftRpc for Peers {
 }
 
 /// A forwarded call's answer, decoded.
-fn forwarded<T: DeserializeOwned>(answer: Result<rpc::RaftMessage>) -> std::result::Result<T, ForwardError> {
-    let message = answer.map_err(ForwardError::Unreachable)?;
+fn forwarded<T: DeserializeOwned>(
+    answer: std::result::Result<rpc::RaftMessage, ForwardError>,
+) -> std::result::Result<T, ForwardError> {
+    let message = answer?;
     match wire::decode_raft::<ForwardAnswer<T>>(&message) {
         Ok(ForwardAnswer::Done(v)) => Ok(v),
         Ok(ForwardAnswer::NotLeader) => Err(ForwardError::NotLeader),
@@ -583,30 +627,52 @@ impl Forward for Peers {
     fn write(&self, leader: NodeId, addr: &NodeAddr, cmd: MetaCommand) -> ForwardFuture<(u64, MetaResponse)> {
         let link = self.link(leader, &addr.addr);
         Box::pin(async move {
-            let channel = link.and_then(|l| l.channel()).map_err(ForwardError::Unreachable)?;
+            let channel = link.and_then(|l| l.channel()).map_err(ForwardError::NotSent)?;
             let message = wire::encode_raft(&cmd).map_err(|s| ForwardError::Failed(wire::error_of(s, PEER)))?;
             let deadline = policy::FORWARD_DEADLINE;
-            forwarded(within(deadline, meta_client(channel).propose(call(message, deadline))).await)
+            forwarded(within_forward(deadline, meta_client(channel).propose(call(message, deadline))).await)
         })
     }
 
     fn read_index(&self, leader: NodeId, addr: &NodeAddr) -> ForwardFuture<Option<u64>> {
         let link = self.link(leader, &addr.addr);
         Box::pin(async move {
-            let channel = link.and_then(|l| l.channel()).map_err(ForwardError::Unreachable)?;
+            let channel = link.and_then(|l| l.channel()).map_err(ForwardError::NotSent)?;
             let mut client = MetaClient::new(channel);
             let deadline = policy::FORWARD_DEADLINE;
-            forwarded(within(deadline, client.read_index(call(rpc::Empty {}, deadline))).await)
+            forwarded(within_forward(deadline, client.read_index(call(rpc::Empty {}, deadline))).await)
         })
     }
 
     fn membership(&self, leader: NodeId, addr: &NodeAddr, change: MembershipChange) -> ForwardFuture<u64> {
         let link = self.link(leader, &addr.addr);
         Box::pin(async move {
-            let channel = link.and_then(|l| l.channel()).map_err(ForwardError::Unreachable)?;
+            let channel = link.and_then(|l| l.channel()).map_err(ForwardError::NotSent)?;
             let message = wire::encode_raft(&change).map_err(|s| ForwardError::Failed(wire::error_of(s, PEER)))?;
             let deadline = policy::FORWARD_DEADLINE;
-            forwarded(within(deadline, meta_client(channel).change_membership(call(message, deadline))).await)
+            forwarded(within_forward(deadline, meta_client(channel).change_membership(call(message, deadline))).await)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer_tls::ClusterCa;
+
+    /// A forwarded call to an address where nothing listens never had a connection: it is `NotSent`, which
+    /// the caller may make again at the next leader.
+    #[tokio::test]
+    async fn a_call_that_never_connected_is_not_sent() {
+        let ca = ClusterCa::generate("c0ffee").unwrap();
+        let identity = ca.issue(1, "127.0.0.1").unwrap();
+        let peers = Peers::new(1, "c0ffee", peer_tls::client_config(ca.cert_pem(), &identity).unwrap());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let cmd = MetaCommand::DeleteBucket { name: "b".into() };
+        let addr = NodeAddr { addr: closed.to_string() };
+        match Forward::write(peers.as_ref(), 2, &addr, cmd).await {
+            Err(ForwardError::NotSent(_)) => {}
+            other => panic!("expected NotSent, got {:?}", other.map(|_| ())),
+        }
     }
 }

@@ -9,15 +9,15 @@
 //! | shard read                   | the caller's (a GET's piece deadline) | no: the GET reads another piece     |
 //! | shard verify / remove / list | [`SHARD_CALL_DEADLINE`]        | no: scrub and repair try again next pass    |
 //! | Raft append / vote / snapshot| openraft's (`RPCOption::hard_ttl`) | openraft's own back-off                  |
-//! | forwarded write              | [`FORWARD_DEADLINE`] in all    | only when the leader answered "not leader" |
+//! | forwarded write              | [`FORWARD_DEADLINE`] in all    | on "not leader" or no connection made      |
 //! | read index                   | [`FORWARD_DEADLINE`] in all    | on "not leader" and on an unreachable leader |
 //! | health                       | [`HEALTH_DEADLINE`]            | polled every [`HEALTH_INTERVAL`]            |
-//! | membership change            | [`FORWARD_DEADLINE`] in all    | only when the leader answered "not leader" |
+//! | membership change            | [`FORWARD_DEADLINE`] in all    | on "not leader" or no connection made      |
 //! | join (a new node's one call) | [`JOIN_DEADLINE`]              | no: the operator runs `cluster join` again  |
 //!
 //! A forwarded write is never sent again after it may have reached the leader's log (a timeout, a broken
-//! connection): only an answer that proves it was not appended is retried, so a command is never applied
-//! twice by the transport.
+//! connection): only an answer that proves it was not appended ("not leader"), or a failure to connect at
+//! all (nothing was sent), is retried, so a command is never applied twice by the transport.
 
 use std::time::Duration;
 

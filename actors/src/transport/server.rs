@@ -246,7 +246,9 @@ impl<T> From<Result<T, ForwardError>> for ForwardAnswer<T> {
         match r {
             Ok(v) => ForwardAnswer::Done(v),
             Err(ForwardError::NotLeader) => ForwardAnswer::NotLeader,
-            Err(ForwardError::Unreachable(e) | ForwardError::Failed(e)) => ForwardAnswer::Failed(e.to_string()),
+            Err(ForwardError::Unreachable(e) | ForwardError::NotSent(e) | ForwardError::Failed(e)) => {
+                ForwardAnswer::Failed(e.to_string())
+            }
         }
     }
 }
