@@ -112,6 +112,13 @@ fn raft_config() -> Result<Arc<openraft::Config>> {
         election_timeout_max: 2000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 1000,
+        // openraft gives each AppendEntries one heartbeat interval to be answered. A follower catching up gets
+        // batches of at most this many entries (an entry holds up to an inline object, 32 KiB): 300, the
+        // default, made batches of up to ~10 MiB that never went through in 250 ms, and a node returning after a
+        // partition never caught up.
+        max_payload_entries: 16,
+        snapshot_max_chunk_size: 1 << 20,
+        install_snapshot_timeout: 2000,
         ..Default::default()
     };
     Ok(Arc::new(config.validate().map_err(|e| ActorError::Meta(e.to_string()))?))

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use hoard_actors::error::ActorError;
 use hoard_actors::peer_tls;
 use hoard_actors::peer_tls::ClusterCa;
@@ -66,14 +67,26 @@ async fn nodes_over_grpc_serve_one_store_and_survive_the_loss_of_their_leader() 
     put(a, "spread", "later", &later).await;
     assert!(get(b, "spread", "later").await == later);
     assert!(get(b, "spread", "obj").await == data, "an object with two shards on the stopped node is read");
+    // Enough inline objects (each in its Raft entry) that the returned node's catch-up is many appends of
+    // many entries: one append of them all would not be answered within openraft's heartbeat-long deadline.
+    let inline = |i: usize| pattern(100 + i as u64, 30 * 1024);
+    let writes = (0..320).map(|i| {
+        let a = a.clone();
+        async move { put(&a, "spread", &format!("inline{i}"), &inline(i)).await }
+    });
+    futures::stream::iter(writes).buffer_unordered(8).collect::<Vec<()>>().await;
 
     // Back again, the old leader catches up and serves what was written without it; its scrub finds its two
     // shards of the later object missing (a read need not: it reads data shards first, and those may all be
     // on the other nodes), and its repair writes them from the other nodes' shards.
     cluster.node_mut(leader).restart().await.unwrap();
     let back = client(cluster.node(leader));
-    assert!(get(&back, "spread", "later").await == later);
+    let caught_up = tokio::time::timeout(Duration::from_secs(60), get(&back, "spread", "later"));
+    assert!(caught_up.await.expect("the returned node catches up within a minute") == later);
     assert!(get(&back, "spread", "obj").await == data);
+    for i in [0, 159, 319] {
+        assert!(get(&back, "spread", &format!("inline{i}")).await == inline(i), "inline{i} on the returned node");
+    }
     cluster.node(leader).scrub_now().await.unwrap();
     cluster.node(leader).repair_idle().await.unwrap();
     let files = shard_files(&cluster.node(leader).disk_paths());

@@ -139,14 +139,13 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<String> {
         ClusterAction::Init { data_dir, node_addr, peer_listen, token_ttl } => {
             let made = crate::cluster_files::init(&data_dir, &node_addr, peer_listen, token_ttl, &env)?;
             Ok(format!(
-                "cluster {id} created; this node is node 1 at {node_addr} (files in {dir}/cluster; keep ca.key safe:                  it admits nodes).
-                 Start it:   hoard serve --data-dir {dir} ...
-                 Join token (one use, valid for {until}):
-  {token}
-                 On each new node:
-  hoard cluster join --data-dir <dir> --node-addr <host:port> --peer {node_addr} --token <token>
-                 More tokens: hoard cluster token --data-dir {dir}
-",
+                "cluster {id} created; this node is node 1 at {node_addr}\n\
+                 (files in {dir}/cluster; keep ca.key safe: it admits nodes)\n\
+                 start it:    hoard serve --data-dir {dir} ...\n\
+                 join token (one use, valid for {until}):\n  {token}\n\
+                 on each new node, before its first start:\n  \
+                 hoard cluster join --data-dir <dir> --node-addr <host:port> --peer {node_addr} --token <token>\n\
+                 more tokens: hoard cluster token --data-dir {dir}\n",
                 id = made.cluster_id,
                 dir = data_dir.display(),
                 until = expiry(made.expires_ms),
@@ -156,9 +155,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<String> {
         ClusterAction::Join { data_dir, node_addr, peer_listen, peer, token } => {
             let joined = crate::cluster_files::join(&data_dir, &node_addr, peer_listen, &peer, &token).await?;
             Ok(format!(
-                "joined cluster {} as node {} (a learner until it has caught up).
-Start it:   hoard serve --data-dir {} ...
-",
+                "joined cluster {} as node {} (a learner until it has caught up)\nstart it: hoard serve --data-dir {} ...\n",
                 joined.cluster_id,
                 joined.node_id,
                 data_dir.display()
@@ -166,22 +163,14 @@ Start it:   hoard serve --data-dir {} ...
         }
         ClusterAction::Token { data_dir: Some(dir), ttl } => {
             let (token, expires_ms) = crate::cluster_files::local_token(&dir, ttl, &env)?;
-            Ok(format!(
-                "{}
-(one use, valid for {})
-",
-                token.text().as_str(),
-                expiry(expires_ms)
-            ))
+            Ok(format!("{}\n(one use, valid for {})\n", token.text().as_str(), expiry(expires_ms)))
         }
         ClusterAction::Token { data_dir: None, ttl } => {
             let text = connect.call("POST", &format!("hoard-cluster=&action=token&ttl-secs={}", ttl.as_secs())).await?;
             let made: hoard_s3::cluster::NewJoinToken =
                 serde_json::from_str(&text).with_context(|| format!("unexpected answer: {text}"))?;
             Ok(format!(
-                "{}
-(one use, valid for {}; join through {})
-",
+                "{}\n(one use, valid for {}; join through {})\n",
                 made.token,
                 expiry(made.expires_ms),
                 made.join_through
@@ -189,10 +178,7 @@ Start it:   hoard serve --data-dir {} ...
         }
         ClusterAction::RemoveNode { node } => {
             connect.call("POST", &format!("hoard-cluster=&action=remove-node&node={node}")).await?;
-            Ok(format!(
-                "node {node} is removed: its certificate is refused and it is out of the metadata group
-"
-            ))
+            Ok(format!("node {node} is removed: its certificate is refused and it is out of the metadata group\n"))
         }
         ClusterAction::Encrypt => {
             let status = parse(&connect.call("POST", "hoard-cluster=&action=encrypt").await?)?;

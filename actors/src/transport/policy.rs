@@ -40,10 +40,11 @@ pub const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
 pub const DOWN_AFTER_MISSES: u32 = 3;
 /// Pause between attempts of a retried call (a leader election takes about one election timeout).
 pub const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// HTTP/2 keep-alive pings on idle peer connections: a peer that vanished is noticed within
-/// interval + timeout.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 keep-alive pings on peer connections: a peer that vanished without closing its connections (a
+/// cut network, a dead host) is noticed within interval + timeout, and the calls waiting on it fail then
+/// instead of at their own deadlines.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest message either side decodes: a Raft append of many inline objects, or a snapshot chunk.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// HTTP/2 flow-control windows: large enough that a stream of shard pieces is not held back by the
