@@ -1,8 +1,9 @@
 //! Three `hoard` processes on 127.0.0.1, .2 and .3, formed into one cluster with the CLI as an operator does
 //! it (`cluster init`, `cluster token`, `cluster join`, then `serve` on each), each with the same master key
 //! file and HTTPS: aws CLI round trips through every node (plain, SSE-S3, SSE-C, multipart, copy) read back
-//! through the others; then the metadata leader is killed with SIGKILL while a 100 MiB PUT goes through a
-//! follower, and started again: every acknowledged object is byte-identical through every node, and the
+//! through the others; one PUT through node 2 is one trace whose spans every node exports (OTLP, as to one
+//! Jaeger); then the metadata leader is killed with SIGKILL while a 100 MiB PUT goes through a follower, and
+//! started again: every acknowledged object is byte-identical through every node, and the
 //! interrupted PUT is either whole everywhere or absent.
 
 use std::net::SocketAddr;
@@ -17,12 +18,20 @@ use hoard_it::hoard_cli;
 use hoard_it::key_file;
 use hoard_it::md5_hex;
 use hoard_it::no_retry;
+use hoard_it::otlp::attr;
+use hoard_it::otlp::Exported;
+use hoard_it::otlp::Received;
 use hoard_it::pattern;
 use hoard_it::HoardProcess;
 use hoard_it::TestCert;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 const HOSTS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
 const MIB: usize = 1 << 20;
+/// The caller's trace, as a client would send it in `traceparent`.
+const TRACE_ID: &str = "5ad3c0ffee5ad3c0ffee5ad3c0ffee01";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 fn cli_ok(args: &[&str]) -> String {
     let out = hoard_cli(args);
@@ -103,7 +112,12 @@ async fn three_processes_form_one_store_and_survive_sigkill_of_the_leader() {
     let peers: Vec<String> = HOSTS.iter().map(|h| format!("{h}:{}", free_port())).collect();
     let data_dirs: Vec<PathBuf> = (1..=3).map(|i| dir.path().join(format!("node{i}"))).collect();
     let s3_addrs: Vec<SocketAddr> = HOSTS.iter().map(|h| SocketAddr::new(h.parse().unwrap(), free_port())).collect();
-    let serve_args = ["--master-key-file", master.as_str(), "--scrub-interval", "0"];
+    // Every node exports its spans to this test's OTLP receiver, as three nodes would to one Jaeger.
+    let otlp_port = free_port();
+    let received = Received::default();
+    let receiver = received.serve(otlp_port);
+    let otlp = format!("http://127.0.0.1:{otlp_port}");
+    let serve_args = ["--master-key-file", master.as_str(), "--scrub-interval", "0", "--otlp-endpoint", otlp.as_str()];
     let d = |i: usize| data_dirs[i].display().to_string();
 
     let first = token_in(&cli_ok(&["cluster", "init", "--data-dir", &d(0), "--node-addr", &peers[0]]));
@@ -179,6 +193,58 @@ async fn three_processes_form_one_store_and_survive_sigkill_of_the_leader() {
     }
     let listed = c.aws(2, &["s3", "ls", "s3://shared/"]);
     assert_eq!(listed.lines().count(), written.len() + 3, "{listed}");
+
+    // One PUT through node 2 is one trace: its request span there, and under it the shard writes that the
+    // other nodes answered, each exported by the node that did the work.
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let body = pattern(77, 3 * MIB);
+    c.client(1)
+        .put_object()
+        .bucket("shared")
+        .key("traced")
+        .body(body.into())
+        .customize()
+        .mutate_request(move |r| {
+            r.headers_mut().insert("traceparent", traceparent.clone());
+        })
+        .send()
+        .await
+        .unwrap();
+    let instance = |node: usize| Value::StringValue(s3_addrs[node].to_string());
+    let from = |spans: &[Exported], node: usize, name: &str| {
+        spans.iter().any(|(resource, s)| {
+            s.name == name
+                && hex::encode(&s.trace_id) == TRACE_ID
+                && attr(resource, "service.instance.id") == Some(&instance(node))
+        })
+    };
+    received
+        .until("the traced PUT's spans from every node", |s| {
+            from(s, 1, "PutObject") && from(s, 0, "shard.write") && from(s, 2, "shard.write")
+        })
+        .await;
+    let spans = received.spans();
+    let by_id: std::collections::HashMap<Vec<u8>, &Span> = spans.iter().map(|(_, s)| (s.span_id.clone(), s)).collect();
+    let (_, request) =
+        spans.iter().find(|(_, s)| s.name == "PutObject" && hex::encode(&s.trace_id) == TRACE_ID).unwrap();
+    for (resource, remote) in
+        spans.iter().filter(|(_, s)| s.name == "shard.write" && hex::encode(&s.trace_id) == TRACE_ID)
+    {
+        // Its parent is a span of node 2 (the coordinator's shard write), itself under the request's span.
+        let mut at = by_id.get(&remote.parent_span_id).copied();
+        let mut hops = 0;
+        while let Some(span) = at.filter(|s| s.span_id != request.span_id) {
+            at = by_id.get(&span.parent_span_id).copied();
+            hops += 1;
+            assert!(hops < 16, "a cycle in the trace");
+        }
+        assert!(
+            at.is_some(),
+            "the shard write on {:?} descends from the PUT's span",
+            attr(resource, "service.instance.id")
+        );
+    }
+    receiver.abort();
 
     // SIGKILL of the leader during a 100 MiB PUT through a follower.
     let mut c = c;

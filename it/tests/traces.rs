@@ -2,86 +2,21 @@
 //! that this test runs (the same protocol Jaeger and the OpenTelemetry Collector receive on port 4317).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use hoard_it::free_port;
+use hoard_it::otlp::attr;
+use hoard_it::otlp::Exported;
+use hoard_it::otlp::Received;
 use hoard_it::pattern;
 use hoard_it::HoardProcess;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use tokio::sync::Notify;
 
 /// The caller's trace, as a client would send it in `traceparent`.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
-
-/// A span received, with the attributes of the resource that sent it.
-type Exported = (Vec<KeyValue>, Span);
-
-/// Every span received.
-#[derive(Default, Clone)]
-struct Received {
-    spans: Arc<Mutex<Vec<Exported>>>,
-    arrived: Arc<Notify>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Received {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
-            let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
-            for scope in rs.scope_spans {
-                spans.extend(scope.spans.into_iter().map(|s| (resource.clone(), s)));
-            }
-        }
-        drop(spans);
-        self.arrived.notify_waiters();
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
-
-impl Received {
-    /// Waits until `done` holds over the spans received so far (they come in batches every few seconds).
-    async fn until(&self, what: &str, done: impl Fn(&[Exported]) -> bool) {
-        let wait = async {
-            loop {
-                let arrived = self.arrived.notified();
-                if done(&self.spans.lock().unwrap()) {
-                    return;
-                }
-                arrived.await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), wait)
-            .await
-            .unwrap_or_else(|_| panic!("no OTLP export showed {what}; got {:?}", self.names()));
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.spans.lock().unwrap().iter().map(|(_, s)| s.name.clone()).collect()
-    }
-
-    fn spans(&self) -> Vec<Exported> {
-        self.spans.lock().unwrap().clone()
-    }
-}
-
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
-}
 
 fn in_trace(spans: &[Exported], name: &str) -> bool {
     spans.iter().any(|(_, s)| s.name == name && hex::encode(&s.trace_id) == TRACE_ID)
@@ -91,10 +26,7 @@ fn in_trace(spans: &[Exported], name: &str) -> bool {
 async fn one_request_is_one_trace_continuing_the_callers() {
     let port = free_port();
     let received = Received::default();
-    let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(received.clone()))
-        .serve(([127, 0, 0, 1], port).into());
-    let receiver = tokio::spawn(server);
+    let receiver = received.serve(port);
 
     let dir = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{port}");
