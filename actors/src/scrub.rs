@@ -1,5 +1,5 @@
-//! The scrub actor: walks every committed segment and verifies every shard file's checksums, sends
-//! damage to repair, and deletes what no committed object needs any more.
+//! The scrub actor: walks every committed segment and verifies the checksums of the shard files on this
+//! node's disks, sends damage to repair, and deletes what no committed object needs any more.
 //!
 //! Invariants:
 //! - A shard file is deleted only if (a) its segment is queued as garbage by metadata for longer than
@@ -9,6 +9,10 @@
 //!   orphan; references and the garbage queue are read from one consistent view; young files are never
 //!   touched, so a PUT still writing is never disturbed.
 //! - Scrub only reads and deletes stored bytes; it never asks for a key.
+//! - In a cluster each node scrubs only its own disks: it verifies the shards stored there and deletes the
+//!   orphans found there, so a segment is verified once, by the node that holds each shard. Garbage (segments
+//!   metadata queued for deletion) is deleted by the metadata leader alone, on whichever node holds each
+//!   file, and forgotten once every file is gone.
 
 use std::time::Duration;
 
@@ -34,7 +38,10 @@ pub const VERIFY_DEADLINE: Duration = Duration::from_secs(300);
 /// What one pass found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScrubReport {
+    /// Committed segments with at least one shard on this node's disks.
     pub segments_checked: u64,
+    /// Shard files verified (those on this node's disks).
+    pub shards_verified: u64,
     pub damaged_shards: u64,
     pub orphans_deleted: u64,
     pub garbage_deleted: u64,
@@ -136,12 +143,20 @@ async fn scrub_pass(ctx: &NodeContext) -> Result<ScrubReport> {
 
     // Verify every committed segment.
     let segments = reader.segments().map_err(|e| ActorError::Meta(e.to_string()))?;
+    let me = ctx.config.node_id;
     for committed in segments {
         let segment = committed.segment;
+        if segment.layout.disks.iter().all(|d| d.node != me) {
+            continue;
+        }
         report.segments_checked += 1;
         let mut damaged = Vec::new();
         for (i, disk) in segment.layout.disks.iter().enumerate() {
+            if disk.node != me {
+                continue;
+            }
             let Some(shard) = ctx.shard(*disk) else { continue };
+            report.shards_verified += 1;
             let header = ShardHeader::for_layout(segment.id, i as u8, &segment.layout);
             if let Err(e) = shard.verify(header, segment.size, VERIFY_DEADLINE).await {
                 tracing::warn!(segment = %segment.id, shard = i, error = %e, "scrub found a damaged shard");
@@ -154,8 +169,12 @@ async fn scrub_pass(ctx: &NodeContext) -> Result<ScrubReport> {
         }
     }
 
-    // Delete garbage whose grace period is over, then forget it.
-    let garbage = reader.garbage(now - grace_ms).map_err(|e| ActorError::Meta(e.to_string()))?;
+    // Delete garbage whose grace period is over, then forget it: the leader's work alone.
+    let leads = ctx.meta.metrics().await?.current_leader == Some(me);
+    let garbage = match leads {
+        true => reader.garbage(now - grace_ms).map_err(|e| ActorError::Meta(e.to_string()))?,
+        false => Vec::new(),
+    };
     // A copy may have taken a queued segment back since the walk began: read references again, last.
     let referenced = if garbage.is_empty() {
         referenced

@@ -67,6 +67,7 @@ async fn a_cluster_in_one_process_writes_and_reads_on_any_node() {
     let report = cluster.node(others[1]).scrub_now().await.unwrap();
     assert_eq!(report.orphans_deleted, 2, "{report:?}");
     assert_eq!(report.segments_checked, 2, "{report:?}");
+    assert_eq!(report.shards_verified, 4, "only the node's own shards are verified: {report:?}");
     let kept = shard_files(&cluster.node(others[1]).disk_paths());
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert!(kept.values().all(|shards| shards.len() == 2), "{kept:?}");
