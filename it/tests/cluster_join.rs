@@ -20,6 +20,7 @@ use hoard_actors::transport::join::token_hash;
 use hoard_actors::transport::join::JoinToken;
 use hoard_it::client_for;
 use hoard_it::get;
+use hoard_it::no_retry;
 use hoard_it::pattern;
 use hoard_it::put;
 use hoard_protocol::MetaCommand;
@@ -31,7 +32,7 @@ const ROOT: (&str, &str) = ("hoardjoinroot", "hoardjoinsecret1");
 
 /// Starts the node of `data_dir` as `hoard serve --data-dir` would, its peer server on `peer` (already
 /// bound at the node address its cluster files name).
-async fn serve(data_dir: &Path, peer: Option<PeerListen>) -> Node {
+async fn serve(data_dir: &Path, peer: Option<PeerListen>, master_key: Option<&Path>) -> Node {
     let args = ServeArgs {
         data_dir: Some(data_dir.to_path_buf()),
         listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -40,6 +41,7 @@ async fn serve(data_dir: &Path, peer: Option<PeerListen>) -> Node {
     let mut opts = args.resolve().unwrap();
     opts.root_credential = Some(hoard_protocol::Credential { access_key: ROOT.0.into(), secret_key: ROOT.1.into() });
     opts.scrub_interval = None;
+    opts.master_key_file = master_key.map(Path::to_path_buf);
     if let (Some(p), Some(listen)) = (opts.peer.as_mut(), peer) {
         p.listen = listen;
     }
@@ -80,7 +82,7 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     let (d1, d2, d3) = (dirs[0].path(), dirs[1].path(), dirs[2].path());
 
     // A one-node hoard with an object, stopped, then made the first node of a cluster.
-    let alone = serve(d1, None).await;
+    let alone = serve(d1, None, None).await;
     s3(&alone).create_bucket().bucket("before").send().await.unwrap();
     let early = pattern(1, 3 << 20);
     put(&s3(&alone), "before", "early", &early).await;
@@ -92,8 +94,13 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     let env = SystemEnv;
     let made = cluster_files::init(d1, &addrs[0], None, Duration::from_secs(600), &env).unwrap();
     assert!(cluster_files::init(d1, &addrs[0], None, Duration::from_secs(600), &env).is_err(), "init runs once");
+    // Nodes 1 and 3 get the same master key file; node 2, by mistake, another one.
+    let keys = tempfile::tempdir().unwrap();
+    let (key_a, key_b) = (keys.path().join("a.key"), keys.path().join("b.key"));
+    std::fs::write(&key_a, [0x11; 32]).unwrap();
+    std::fs::write(&key_b, [0x22; 32]).unwrap();
     let mut listens = listens.into_iter();
-    let one = serve(d1, listens.next()).await;
+    let one = serve(d1, listens.next(), Some(&key_a)).await;
     let first = made.token.text().to_string();
 
     // A token that names another CA: the joiner refuses the server before sending anything, so the token is
@@ -129,8 +136,8 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     let second = token(d1, &one).await;
     assert_eq!(cluster_files::join(d3, &addrs[2], None, &addrs[0], &second).await.unwrap().node_id, 3);
 
-    let two = serve(d2, listens.next()).await;
-    let three = serve(d3, listens.next()).await;
+    let two = serve(d2, listens.next(), Some(&key_b)).await;
+    let three = serve(d3, listens.next(), Some(&key_a)).await;
     // Learners first; once both have caught up the leader makes them voters together (1, then 3).
     voters_become(&one, &[1, 2, 3]).await;
     for n in [&two, &three] {
@@ -148,6 +155,34 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     for n in [&one, &two, &three] {
         assert!(get(&s3(n), "after", "spread").await == data);
     }
+    // The first node to start with a key named it the cluster's: SSE-S3 through node 3 (same key) is read
+    // through node 1; node 2, whose key is another, refuses SSE-S3 rather than wrap under a key the others
+    // lack, and cannot read what the others wrapped.
+    let sse = pattern(4, 100_000);
+    s3(&three)
+        .put_object()
+        .bucket("after")
+        .key("sealed")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .body(sse.clone().into())
+        .send()
+        .await
+        .unwrap();
+    assert!(get(&s3(&one), "after", "sealed").await == sse);
+    let refused = no_retry(s3(&two))
+        .put_object()
+        .bucket("after")
+        .key("wrong-key")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .body(sse.clone().into())
+        .send()
+        .await;
+    assert!(refused.is_err(), "a node without the cluster's master key wrapped a data key");
+    assert!(no_retry(s3(&two)).get_object().bucket("after").key("sealed").send().await.is_err());
+    s3(&one).delete_object().bucket("after").key("sealed").send().await.unwrap();
+    let named = one.ctx.meta.read(|r| r.encryption_settings()).await.unwrap().active_key_id;
+    assert_eq!(named, one.ctx.key_keeper.status().await.unwrap().active, "node 1's key is the cluster's");
+
     let record = one.ctx.meta.read(|r| r.object("after", "spread")).await.unwrap().unwrap();
     let nodes: BTreeSet<u64> = record.segments[0].layout.disks.iter().map(|d| d.node).collect();
     assert_eq!(nodes, BTreeSet::from([1, 2, 3]), "a stripe spans every node");

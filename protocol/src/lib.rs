@@ -510,6 +510,12 @@ pub enum MetaCommand {
         node_id: NodeId,
         now_ms: i64,
     },
+    /// Names the cluster's master key when none is named yet (the first node of a cluster to start with a
+    /// key names it): every node then wraps new SSE-S3 data keys under it, and a node that lacks it refuses
+    /// SSE-S3 instead of wrapping under a key of its own.
+    SetActiveKey {
+        key_id: String,
+    },
 }
 
 /// The most join tokens that may be live at once: a bound on what a leaked admin credential can grow.
@@ -805,6 +811,7 @@ mod tests {
                 encode(&MetaCommand::AdmitNode { hash: [0x3c; 32], addr: "10.0.0.2:7000".into(), now_ms: 9 }),
             ),
             ("remove_node", encode(&MetaCommand::RemoveNode { node_id: 4, now_ms: 10 })),
+            ("set_active_key", encode(&MetaCommand::SetActiveKey { key_id: "k1".into() })),
             (
                 "cluster_record",
                 encode(&ClusterRecord {

@@ -199,7 +199,9 @@ impl MetaCommand {
             MetaCommand::ForgetGarbage { .. } | MetaCommand::AddJoinToken { .. } | MetaCommand::RemoveNode { .. } => {
                 Ok(())
             }
-            MetaCommand::EncryptAll { key_id } => bounded(key_id, MAX_ID_BYTES, "master key id"),
+            MetaCommand::EncryptAll { key_id } | MetaCommand::SetActiveKey { key_id } => {
+                bounded(key_id, MAX_ID_BYTES, "master key id")
+            }
             MetaCommand::StartRotation { to_key_id, key_file, .. } => {
                 bounded(to_key_id, MAX_ID_BYTES, "master key id")?;
                 bounded(key_file, MAX_PATH_BYTES, "key file path")

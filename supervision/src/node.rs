@@ -459,6 +459,7 @@ impl Node {
             credential_out.lock().unwrap_or_else(|p| p.into_inner()).clone().context("credentials were not settled")?;
         if let Some(p) = &opts.peer {
             settle_address(&ctx, &p.advertise).await;
+            check_master_key(&ctx).await;
             // Tokens made while the node was down (`cluster init`, `cluster token --data-dir`) work as soon as
             // it serves; later ones are picked up by the peer watch.
             match hoard_actors::transport::join::import_pending(&opts.data_dir.join("cluster"), &ctx).await {
@@ -549,6 +550,32 @@ async fn settle_address(ctx: &NodeContext, advertise: &str) {
             Ok(()) => tracing::info!(was = ?recorded, now = advertise, "this node's address in the cluster is updated"),
             Err(e) => tracing::warn!(error = %e, "this node's new address is not recorded yet; peers may not reach it"),
         }
+    }
+}
+
+/// In a cluster every node wraps SSE-S3 data keys under one master key: the first node that starts with a key
+/// names it, and a node that does not hold the named key says so loudly at start (SSE-S3 then fails on it,
+/// naming the key, rather than wrapping under a key the other nodes lack). Key ids are not secret.
+async fn check_master_key(ctx: &NodeContext) {
+    let keys = match ctx.key_keeper.status().await {
+        Ok(keys) => keys,
+        Err(e) => return tracing::warn!(error = %e, "the master key check waits for the KeyKeeper; SSE-S3 checks it"),
+    };
+    if let Some(mine) = &keys.active {
+        if let Err(e) = ctx.meta.write(MetaCommand::SetActiveKey { key_id: mine.clone() }).await {
+            return tracing::warn!(error = %e, "could not name the cluster's master key yet");
+        }
+    }
+    let Ok(settings) = ctx.meta.read(|r| r.encryption_settings()).await else { return };
+    match settings.active_key_id {
+        Some(cluster) if !keys.held.contains(&cluster) => tracing::error!(
+            cluster_key = %cluster,
+            held = ?keys.held,
+            "this node does not hold the cluster's master key: SSE-S3 writes, and reads of SSE-S3 objects, fail on \
+             this node until it is started with that key's file (--master-key-file)"
+        ),
+        Some(cluster) => tracing::info!(key_id = %cluster, "this node holds the cluster's master key"),
+        None => {}
     }
 }
 

@@ -62,6 +62,14 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
             tx.set_encryption_settings(&settings);
             MetaResponse::Ok
         }
+        MetaCommand::SetActiveKey { key_id } => {
+            let mut settings = tx.encryption_settings()?;
+            if settings.active_key_id.is_none() {
+                settings.active_key_id = Some(key_id);
+                tx.set_encryption_settings(&settings);
+            }
+            MetaResponse::Ok
+        }
         MetaCommand::StartRotation { to_key_id, key_file, now_ms } => {
             let mut settings = tx.encryption_settings()?;
             match &settings.rotation {

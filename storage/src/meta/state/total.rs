@@ -196,6 +196,7 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         }),
         (0u8..3, name(), time()).prop_map(|(h, addr, now_ms)| MetaCommand::AdmitNode { hash: [h; 32], addr, now_ms }),
         (any::<u64>(), time()).prop_map(|(node_id, now_ms)| MetaCommand::RemoveNode { node_id, now_ms }),
+        name().prop_map(|key_id| MetaCommand::SetActiveKey { key_id }),
     ]
 }
 
