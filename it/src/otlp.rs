@@ -81,3 +81,20 @@ impl Received {
 pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
 }
+
+/// PUTs `body` as `bucket/key` in the caller's trace `trace_id`, under the caller's span `span_id` (the W3C
+/// `traceparent` header a traced client sends).
+pub async fn traced_put(c: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>, trace_id: &str, span_id: &str) {
+    let traceparent = format!("00-{trace_id}-{span_id}-01");
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .customize()
+        .mutate_request(move |r| {
+            r.headers_mut().insert("traceparent", traceparent.clone());
+        })
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("traced PUT {bucket}/{key}: {e:?}"));
+}

@@ -19,6 +19,7 @@ use hoard_it::key_file;
 use hoard_it::md5_hex;
 use hoard_it::no_retry;
 use hoard_it::otlp::attr;
+use hoard_it::otlp::traced_put;
 use hoard_it::otlp::Exported;
 use hoard_it::otlp::Received;
 use hoard_it::pattern;
@@ -196,20 +197,7 @@ async fn three_processes_form_one_store_and_survive_sigkill_of_the_leader() {
 
     // One PUT through node 2 is one trace: its request span there, and under it the shard writes that the
     // other nodes answered, each exported by the node that did the work.
-    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
-    let body = pattern(77, 3 * MIB);
-    c.client(1)
-        .put_object()
-        .bucket("shared")
-        .key("traced")
-        .body(body.into())
-        .customize()
-        .mutate_request(move |r| {
-            r.headers_mut().insert("traceparent", traceparent.clone());
-        })
-        .send()
-        .await
-        .unwrap();
+    traced_put(&c.client(1), "shared", "traced", pattern(77, 3 * MIB), TRACE_ID, CALLER_SPAN).await;
     let instance = |node: usize| Value::StringValue(s3_addrs[node].to_string());
     let from = |spans: &[Exported], node: usize, name: &str| {
         spans.iter().any(|(resource, s)| {

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_s3::primitives::ByteStream;
 use hoard_it::free_port;
 use hoard_it::otlp::attr;
+use hoard_it::otlp::traced_put;
 use hoard_it::otlp::Exported;
 use hoard_it::otlp::Received;
 use hoard_it::pattern;
@@ -33,19 +33,8 @@ async fn one_request_is_one_trace_continuing_the_callers() {
     let node = HoardProcess::start(&dir.path().join("data"), &["--otlp-endpoint", &endpoint]).unwrap();
     let c = node.client();
     c.create_bucket().bucket("traced").send().await.unwrap();
-    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
     let data = pattern(11, 3 << 20);
-    c.put_object()
-        .bucket("traced")
-        .key("obj")
-        .body(ByteStream::from(data.clone()))
-        .customize()
-        .mutate_request(move |r| {
-            r.headers_mut().insert("traceparent", traceparent.clone());
-        })
-        .send()
-        .await
-        .unwrap();
+    traced_put(&c, "traced", "obj", data.clone(), TRACE_ID, CALLER_SPAN).await;
 
     received
         .until("the PUT's spans", |s| {

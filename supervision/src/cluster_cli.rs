@@ -50,14 +50,8 @@ pub enum ClusterAction {
     /// Make this node the first of a cluster: the cluster CA, this node's certificate, and a join token.
     /// The node must not be running; an existing one-node data dir keeps its objects.
     Init {
-        #[arg(long, env = "HOARD_DATA_DIR", default_value = "hoard-data")]
-        data_dir: PathBuf,
-        /// host:port at which the other nodes reach this one (the peer port, not the S3 port).
-        #[arg(long)]
-        node_addr: String,
-        /// Where the peer server binds, when not the node address (behind NAT, in a container).
-        #[arg(long)]
-        peer_listen: Option<SocketAddr>,
+        #[command(flatten)]
+        node: NodeArgs,
         /// How long the printed join token stays valid (e.g. 1h, 30m, 90s).
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         token_ttl: Duration,
@@ -65,14 +59,8 @@ pub enum ClusterAction {
     /// Join a cluster: this node's key is made here, a member signs its certificate, and it becomes a
     /// learner, then a voter once caught up. Run it before the node's first start, with an empty data dir.
     Join {
-        #[arg(long, env = "HOARD_DATA_DIR", default_value = "hoard-data")]
-        data_dir: PathBuf,
-        /// host:port at which the other nodes reach this one (the peer port).
-        #[arg(long)]
-        node_addr: String,
-        /// Where the peer server binds, when not the node address.
-        #[arg(long)]
-        peer_listen: Option<SocketAddr>,
+        #[command(flatten)]
+        node: NodeArgs,
         /// The peer address of the member that ran `cluster init` (it holds the CA key).
         #[arg(long)]
         peer: String,
@@ -95,6 +83,19 @@ pub enum ClusterAction {
         /// The node's id (`hoard cluster status` lists them).
         node: u64,
     },
+}
+
+/// The node a cluster's files are made for (`init`, `join`).
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[arg(long, env = "HOARD_DATA_DIR", default_value = "hoard-data")]
+    pub data_dir: PathBuf,
+    /// host:port at which the other nodes reach this one (the peer port, not the S3 port).
+    #[arg(long)]
+    pub node_addr: String,
+    /// Where the peer server binds, when not the node address (behind NAT, in a container).
+    #[arg(long)]
+    pub peer_listen: Option<SocketAddr>,
 }
 
 /// `90s`, `30m`, `1h`, `2d` or a number of seconds.
@@ -136,7 +137,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<String> {
     let connect = &args.connect;
     let env = hoard_storage::env::SystemEnv;
     match args.action {
-        ClusterAction::Init { data_dir, node_addr, peer_listen, token_ttl } => {
+        ClusterAction::Init { node: NodeArgs { data_dir, node_addr, peer_listen }, token_ttl } => {
             let made = crate::cluster_files::init(&data_dir, &node_addr, peer_listen, token_ttl, &env)?;
             Ok(format!(
                 "cluster {id} created; this node is node 1 at {node_addr}\n\
@@ -152,7 +153,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<String> {
                 token = made.token.text().as_str(),
             ))
         }
-        ClusterAction::Join { data_dir, node_addr, peer_listen, peer, token } => {
+        ClusterAction::Join { node: NodeArgs { data_dir, node_addr, peer_listen }, peer, token } => {
             let joined = crate::cluster_files::join(&data_dir, &node_addr, peer_listen, &peer, &token).await?;
             Ok(format!(
                 "joined cluster {} as node {} (a learner until it has caught up)\nstart it: hoard serve --data-dir {} ...\n",
