@@ -3,7 +3,8 @@
 //! files on every node's disks; with the metadata leader stopped the other two elect a new leader and
 //! take writes, and the old leader, started again, catches up; a caller whose certificate the cluster CA
 //! did not sign is refused; a remote shard write is visible only once committed, and a remote disk's damage
-//! comes back as damage.
+//! comes back as damage; a coordinator (session or whole node) lost before its commit leaves nothing visible,
+//! and each node's scrub deletes the orphans on its own disks.
 
 use std::time::Duration;
 
@@ -162,5 +163,63 @@ async fn a_remote_shard_write_is_visible_only_once_committed() {
     assert!(matches!(corrupt, ActorError::Storage(StorageError::Corrupt(_))), "{corrupt:?}");
     let missing = shard.read_piece(header(9), 0, 4096, Duration::from_secs(5)).await.unwrap_err();
     assert!(matches!(missing, ActorError::Storage(StorageError::NotFound(_))), "{missing:?}");
+    cluster.stop().await;
+}
+
+/// A coordinator that dies after its shards are on the other nodes' disks and before the commit leaves
+/// nothing visible anywhere, and each node's scrub deletes the orphans on its own disks: first a session actor
+/// that panics at the commit point, then a whole node stopped there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_lost_before_its_commit_leaves_orphans_each_node_deletes() {
+    let mut cluster =
+        TestCluster::builder().nodes(3).disks_per_node(2).grpc(true).fault_injection(true).start().await.unwrap();
+    let clients: Vec<_> = cluster.nodes().iter().map(client).collect();
+    clients[0].create_bucket().bucket("lost").send().await.unwrap();
+    let shards_on = |cluster: &TestCluster, id: u64| shard_files(&cluster.node(id).disk_paths());
+
+    // The session actor panics at the commit point.
+    cluster.node(2).faults().arm_times("put.before_commit", hoard::Fault::Panic, Some(1));
+    let failed = hoard_it::no_retry(clients[1].clone())
+        .put_object()
+        .bucket("lost")
+        .key("panicked")
+        .body(pattern(21, 3 * MIB).into())
+        .send()
+        .await;
+    assert!(failed.is_err(), "the PUT whose session panicked was acknowledged");
+    for (i, c) in clients.iter().enumerate() {
+        let (status, _) = hoard_it::failure(c.head_object().bucket("lost").key("panicked").send().await);
+        assert_eq!(status, 404, "visible through node {}", i + 1);
+    }
+    for id in 1..=3 {
+        assert_eq!(shards_on(&cluster, id).len(), 1, "node {id} holds the uncommitted segment's shards");
+        let report = cluster.node(id).scrub_now().await.unwrap();
+        assert_eq!(report.orphans_deleted, 2, "node {id} deletes its two orphans: {report:?}");
+        assert!(shards_on(&cluster, id).is_empty(), "node {id}");
+    }
+
+    // The whole coordinating node stops while its PUT waits at the commit point.
+    let gate = hoard::Gate::new();
+    cluster.node(2).faults().arm_times("put.before_commit", hoard::Fault::Gate(gate.clone()), Some(1));
+    let put = tokio::spawn({
+        let c = hoard_it::no_retry(clients[1].clone());
+        async move { c.put_object().bucket("lost").key("orphaned").body(pattern(22, 3 * MIB).into()).send().await }
+    });
+    gate.reached(1).await;
+    cluster.node_mut(2).halt().await;
+    assert!(put.await.unwrap().is_err(), "a PUT whose node stopped before its commit was acknowledged");
+    for id in [1, 3] {
+        let (status, _) =
+            hoard_it::failure(clients[id as usize - 1].head_object().bucket("lost").key("orphaned").send().await);
+        assert_eq!(status, 404, "visible through node {id}");
+        let report = cluster.node(id).scrub_now().await.unwrap();
+        assert_eq!(report.orphans_deleted, 2, "node {id} deletes its own two orphans: {report:?}");
+        assert!(shards_on(&cluster, id).is_empty(), "node {id}");
+    }
+    assert_eq!(shards_on(&cluster, 2).len(), 1, "the stopped node's orphans wait for its own scrub");
+    cluster.node_mut(2).restart().await.unwrap();
+    let report = cluster.node(2).scrub_now().await.unwrap();
+    assert_eq!(report.orphans_deleted, 2, "{report:?}");
+    assert!(shards_on(&cluster, 2).is_empty());
     cluster.stop().await;
 }
