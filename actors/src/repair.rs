@@ -8,7 +8,7 @@
 //! - Every damaged shard reported is in the metadata database's node-local repair queue (mirrored in memory
 //!   as `known`) until a pass that covered it succeeds, or its segment is no longer referenced: a restart of
 //!   the node, or a crash of this actor, picks up the rest. A failed pass leaves its shards queued; they are
-//!   tried again with the segment's next pass (the next report, or the next start).
+//!   tried again with the segment's next pass (the next report, the next start, or a peer coming back).
 //! - Reports are deduplicated: a segment is `due` at most once; a report that arrives while the segment is
 //!   being rebuilt makes it due again, and that pass takes every shard still known damaged.
 //!
@@ -242,6 +242,24 @@ impl RepairHandle {
                 tracing::warn!(error = %e, "could not report damage to repair");
             }
         }
+    }
+
+    /// Makes every queued segment that is not already due due again, and answers how many: for when a pass
+    /// may now succeed that failed before (a peer whose disks it needed is back).
+    pub fn retry_queued(&self) -> usize {
+        let ids: Vec<SegmentId> = {
+            let mut book = self.book();
+            let ids: Vec<SegmentId> = book.known.keys().filter(|id| !book.due.contains(id)).copied().collect();
+            book.due.extend(ids.iter().copied());
+            ids
+        };
+        for id in &ids {
+            if self.slot.cast(RepairMsg::Damaged(*id)).is_err() {
+                // Between incarnations: the next start of the actor takes every queued segment anyway.
+                self.book().due.remove(id);
+            }
+        }
+        ids.len()
     }
 
     /// Starts a pass over a due segment: every shard known damaged in it. `None` if it is not due.

@@ -223,3 +223,43 @@ async fn a_coordinator_lost_before_its_commit_leaves_orphans_each_node_deletes()
     assert!(shards_on(&cluster, 2).is_empty());
     cluster.stop().await;
 }
+
+/// A repair that cannot read enough shards while a peer is down stays queued, and is tried again as soon as
+/// the peer is back: the shard file comes back without another report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_that_failed_while_a_peer_was_down_runs_when_it_is_back() {
+    let mut cluster = TestCluster::builder().nodes(3).disks_per_node(2).grpc(true).start().await.unwrap();
+    let c = client(cluster.node(1));
+    c.create_bucket().bucket("heal").send().await.unwrap();
+    let data = pattern(31, 3 * MIB);
+    put(&c, "heal", "obj", &data).await;
+
+    // Node 3 (two shards) is down; one of node 1's two shards is lost: three shards are left of the four a
+    // rebuild needs, so the repair scrub asks for fails and stays queued.
+    cluster.node_mut(3).halt().await;
+    let link = cluster.node(1).peers().unwrap().get(3).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !link.is_down() {
+        assert!(tokio::time::Instant::now() < deadline, "node 1 never saw node 3 down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let files = shard_files(&cluster.node(1).disk_paths());
+    let lost = files.values().next().unwrap().values().next().unwrap().clone();
+    std::fs::remove_file(&lost).unwrap();
+    let report = cluster.node(1).scrub_now().await.unwrap();
+    assert_eq!(report.damaged_shards, 1, "{report:?}");
+    cluster.node(1).repair_idle().await.unwrap();
+    let stats = cluster.node(1).context().repair.stats.clone();
+    assert_eq!(stats.failures.load(std::sync::atomic::Ordering::Relaxed), 1, "the repair could not run");
+    assert!(!lost.exists());
+    assert_eq!(cluster.node(1).context().repair.queued_segments(), 1);
+
+    // Node 3 returns: node 1's peer watch sees it back and the queued repair runs.
+    cluster.node_mut(3).restart().await.unwrap();
+    hoard_it::eventually("the queued repair ran once node 3 was back", || lost.exists()).await;
+    cluster.node(1).repair_idle().await.unwrap();
+    assert_eq!(stats.shards_rebuilt.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(cluster.node(1).context().repair.queued_segments(), 0);
+    assert!(get(&c, "heal", "obj").await == data);
+    cluster.stop().await;
+}

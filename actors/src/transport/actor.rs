@@ -132,14 +132,24 @@ impl Actor for PeerWatchActor {
                         tracing::debug!(node = link.node, addr = %link.addr, error = %e, "peer health check failed");
                     }
                     match (&r, was_down, link.is_down()) {
-                        (Ok(()), true, _) => tracing::info!(node = link.node, addr = %link.addr, "peer is back"),
+                        (Ok(()), true, _) => {
+                            tracing::info!(node = link.node, addr = %link.addr, "peer is back");
+                            return true;
+                        }
                         (Err(e), false, true) => {
                             tracing::warn!(node = link.node, addr = %link.addr, error = %e, "peer is down")
                         }
                         _ => {}
                     }
+                    false
                 });
-                futures::future::join_all(checks).await;
+                // Repairs that failed while a peer was down may succeed now that it is back.
+                if futures::future::join_all(checks).await.into_iter().any(|back| back) {
+                    let retried = args.ctx.repair.retry_queued();
+                    if retried > 0 {
+                        tracing::info!(segments = retried, "a peer is back: queued repairs are tried again");
+                    }
+                }
             }
         });
         Ok(PeerWatchState { task })
