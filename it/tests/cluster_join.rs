@@ -113,8 +113,14 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
 
     let joined = cluster_files::join(d2, &addrs[1], None, &addrs[0], &first).await.unwrap();
     assert_eq!((joined.node_id, joined.cluster_id.as_str()), (2, made.cluster_id.as_str()));
+    let log_before = one.ctx.meta.metrics().await.unwrap().last_log_index;
     let again = cluster_files::join(d3, &addrs[2], None, &addrs[0], &first).await.unwrap_err();
     assert!(format!("{again:#}").contains("used already"), "a token admits one node: {again:#}");
+    let guessed = JoinToken { secret: zeroize::Zeroizing::new("a-guess".into()), ..JoinToken::parse(&first).unwrap() };
+    let refused = cluster_files::join(d3, &addrs[2], None, &addrs[0], &guessed.text()).await.unwrap_err();
+    assert!(format!("{refused:#}").contains("unknown"), "{refused:#}");
+    let log_after = one.ctx.meta.metrics().await.unwrap().last_log_index;
+    assert_eq!(log_before, log_after, "a refused join appends nothing to the Raft log");
     let files = ClusterFiles::load(d2).unwrap().unwrap();
     assert!(files.ca.is_none(), "a joined node does not get the CA key");
     let mode = std::fs::metadata(d2.join("cluster/node.key")).unwrap();

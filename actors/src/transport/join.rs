@@ -10,7 +10,8 @@
 //!   the node its id; a second join with it, or one after it expired, is refused. The cluster stores only
 //!   the token's SHA-256.
 //! - Nothing of the request is believed before the token is spent but its shape (bounded sizes, an address
-//!   that parses, a CSR whose signature holds): a stranger without a token changes nothing.
+//!   that parses, a CSR whose signature holds): a stranger without a token changes nothing, and a token that
+//!   is not live is refused from a read, without appending to the Raft log.
 //! - A node added by a join is a learner; the peer watch promotes learners to voters once caught up.
 
 use std::path::Path;
@@ -229,11 +230,17 @@ impl Join for JoinService {
                 "the certificate signing request does not parse or its signature is wrong",
             ));
         }
-        let admit = MetaCommand::AdmitNode {
-            hash: token_hash(&r.token_secret),
-            addr: r.node_addr.clone(),
-            now_ms: self.ctx.env.now_ms(),
-        };
+        // A token this node's view of the metadata does not hold live is refused without a Raft entry: a
+        // stranger guessing tokens must not grow the log. (The view is linearizable, so a token recorded a
+        // moment ago is seen; the entry below still decides, for two joins racing with one token.)
+        let (hash, now_ms) = (token_hash(&r.token_secret), self.ctx.env.now_ms());
+        let record = self.ctx.meta.read(|m| m.cluster_record()).await.map_err(refused)?;
+        match record.join_tokens.get(&hash) {
+            Some(expires) if *expires > now_ms => {}
+            Some(_) => return Err(Status::permission_denied("the join token has expired")),
+            None => return Err(Status::permission_denied("the join token is unknown or was used already")),
+        }
+        let admit = MetaCommand::AdmitNode { hash, addr: r.node_addr.clone(), now_ms };
         let node_id = match self.ctx.meta.write(admit).await.map_err(refused)? {
             MetaResponse::Admitted { node_id } => node_id,
             MetaResponse::JoinRefused { reason } => {
