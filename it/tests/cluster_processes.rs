@@ -153,6 +153,20 @@ async fn three_processes_form_one_store_and_survive_sigkill_of_the_leader() {
     }
     let c = Cluster { nodes, cert, dir };
     settled(&c.nodes[0], 3).await;
+    // `cluster status` through one node shows every node: each answered with its own Raft view and disks.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = status(&c.nodes[2]);
+        let ids: Vec<u64> =
+            s["nodes"].as_array().unwrap().iter().filter_map(|n| n["raft"]["node_id"].as_u64()).collect();
+        if ids == [3, 1, 2] {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "status never showed every node: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(s["nodes"].as_array().unwrap().iter().all(|n| n["disks"].as_array().map(Vec::len) == Some(6)), "{s}");
+    assert!(s["members"].as_array().unwrap().iter().all(|m| m["up"] == true), "{s}");
 
     // Round trips with the aws CLI: written through node i, read through the next ones.
     c.aws(0, &["s3", "mb", "s3://shared"]);
@@ -255,6 +269,10 @@ async fn three_processes_form_one_store_and_survive_sigkill_of_the_leader() {
     }
     c.nodes[leader].kill9();
     let outcome = put.await.unwrap();
+    let s = status(&c.nodes[follower]);
+    let killed = s["members"].as_array().unwrap().iter().find(|m| m["node_id"] == leader as u64 + 1).cloned();
+    assert_eq!(killed.map(|m| m["up"].clone()), Some(serde_json::Value::Bool(false)), "{s}");
+    assert_eq!(s["nodes"].as_array().map(Vec::len), Some(2), "the killed node has no health to show: {s}");
     c.nodes[leader].restart().unwrap();
     settled(&c.nodes[leader], 3).await;
 

@@ -57,6 +57,9 @@ pub struct Member {
     pub addr: String,
     /// A voter (else a learner: it holds shards and follows the log, but does not vote).
     pub voter: bool,
+    /// It answered this status (its health is among `nodes`).
+    #[serde(default)]
+    pub up: bool,
 }
 
 /// What `cluster token` answers, once.
@@ -122,18 +125,28 @@ pub async fn status(ctx: &NodeContext) -> S3Result<ClusterStatus> {
             finished_ms: r.finished_ms,
         }
     });
-    let members = match &ctx.config.cluster {
-        None => Vec::new(),
-        Some(_) => {
-            let metrics = ctx.meta.metrics().await.or_s3()?;
-            let membership = metrics.membership_config.membership();
-            let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-            membership
-                .nodes()
-                .map(|(id, addr)| Member { node_id: *id, addr: addr.addr.clone(), voter: voters.contains(id) })
-                .collect()
+    let mut nodes = vec![NodeHealth::read(ctx).await];
+    let mut members = Vec::new();
+    if ctx.config.cluster.is_some() {
+        let metrics = ctx.meta.metrics().await.or_s3()?;
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        // Every other member is asked at once; one that does not answer in time is shown down.
+        let me = ctx.config.node_id;
+        let asked = membership.nodes().filter(|(id, _)| **id != me).map(|(id, addr)| async move {
+            let answer = match ctx.transport.node_health(*id, &addr.addr) {
+                Some(health) => health.await.ok(),
+                None => None,
+            };
+            (*id, answer)
+        });
+        let answers: BTreeMap<u64, Option<NodeHealth>> = futures::future::join_all(asked).await.into_iter().collect();
+        for (id, addr) in membership.nodes() {
+            let up = *id == me || answers.get(id).is_some_and(Option::is_some);
+            members.push(Member { node_id: *id, addr: addr.addr.clone(), voter: voters.contains(id), up });
         }
-    };
+        nodes.extend(answers.into_values().flatten());
+    }
     Ok(ClusterStatus {
         members,
         encrypt_all: settings.encrypt_all,
@@ -142,7 +155,7 @@ pub async fn status(ctx: &NodeContext) -> S3Result<ClusterStatus> {
         held_key_ids: keys.held,
         objects,
         rotation,
-        nodes: vec![NodeHealth::read(ctx).await],
+        nodes,
     })
 }
 

@@ -295,7 +295,8 @@ pub fn describe(s: &ClusterStatus) -> String {
     }
     for m in &s.members {
         let role = if m.voter { "voter" } else { "learner" };
-        out.push_str(&format!("member {}:           {} ({role})\n", m.node_id, m.addr));
+        let up = if m.up { "up" } else { "DOWN: did not answer" };
+        out.push_str(&format!("member {}:           {} ({role}, {up})\n", m.node_id, m.addr));
     }
     for n in &s.nodes {
         describe_node(&mut out, n);

@@ -30,7 +30,16 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Every disk of the nodes other than `me` that new segments may be placed on.
     fn remote_disks(&self, me: NodeId) -> Vec<DiskRef>;
+
+    /// How node `node`, reached at `addr`, is doing, asked of it (`None`: this transport cannot ask).
+    fn node_health(&self, _node: NodeId, _addr: &str) -> Option<HealthFuture> {
+        None
+    }
 }
+
+/// Another node's answer to [`Transport::node_health`].
+pub type HealthFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = crate::error::Result<crate::metrics::NodeHealth>> + Send>>;
 
 /// The transport of a one-node hoard: there are no other nodes.
 pub struct LocalOnly;

@@ -315,6 +315,17 @@ impl Transport for GrpcTransport {
         disks.sort_by_key(|(avoid, _)| *avoid);
         disks.into_iter().map(|(_, d)| d).collect()
     }
+
+    fn node_health(&self, node: NodeId, addr: &str) -> Option<super::HealthFuture> {
+        let link = self.0.link(node, addr);
+        Some(Box::pin(async move {
+            // Asked even when the link counts the peer down: status is where an operator looks to see it back.
+            let mut client = PeerClient::new(link?.current());
+            let answer =
+                within(policy::HEALTH_DEADLINE, client.status(untraced(rpc::Empty {}, policy::HEALTH_DEADLINE)));
+            wire::decode_raft(&answer.await?).map_err(|s| wire::error_of(s, PEER))
+        }))
+    }
 }
 
 /// A disk of another node.

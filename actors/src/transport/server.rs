@@ -264,6 +264,11 @@ impl Peer for Services {
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))
     }
+
+    async fn status(&self, _request: Request<rpc::Empty>) -> Result<Response<RaftMessage>, Status> {
+        let health = crate::metrics::NodeHealth::read(&self.ctx).await;
+        Ok(Response::new(wire::encode_raft(&health)?))
+    }
 }
 
 /// A running peer server; dropping it stops accepting and serving.
