@@ -8,7 +8,8 @@
 //! - Every damaged shard reported is in the metadata database's node-local repair queue (mirrored in memory
 //!   as `known`) until a pass that covered it succeeds, or its segment is no longer referenced: a restart of
 //!   the node, or a crash of this actor, picks up the rest. A failed pass leaves its shards queued; they are
-//!   tried again with the segment's next pass (the next report, the next start, or a peer coming back).
+//!   tried again with the segment's next pass (the next report, the next start, or a peer coming back), and
+//!   after 1, 2, 4 … 32 s when the failure was a peer or disk out of reach.
 //! - Reports are deduplicated: a segment is `due` at most once; a report that arrives while the segment is
 //!   being rebuilt makes it due again, and that pass takes every shard still known damaged.
 //!
@@ -60,7 +61,14 @@ struct Book {
     known: HashMap<SegmentId, (Segment, BTreeSet<u8>)>,
     /// Segments reported since their last pass began: each is due one (more) pass.
     due: HashSet<SegmentId>,
+    /// Failed passes in a row, per segment (for the timed retries).
+    failures: HashMap<SegmentId, u32>,
 }
+
+/// Timed retries of a segment whose pass failed for a passing reason (a peer restarting, a disk not answering):
+/// after 1, 2, 4, 8, 16 and 32 s; after that the segment waits, queued, for its next report, a peer coming
+/// back, or the next start.
+const TIMED_RETRIES: u32 = 6;
 
 type Shared = Arc<Mutex<Book>>;
 
@@ -132,9 +140,21 @@ impl Actor for RepairActor {
                         }
                     }
                     Err(e) => {
-                        // The shards stay queued: the segment's next pass, or the next start, tries again.
+                        // The shards stay queued: a timed retry, the segment's next report, a peer coming back or
+                        // the next start tries again.
                         stats.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(segment = %segment.id, error = %e, "repair failed");
+                        // Only a passing trouble (a peer or disk unreachable or slow right now) is retried on a
+                        // timer; damage beyond parity, or a failing rebuild, waits for an event.
+                        let passing = matches!(e, ActorError::Unavailable(_) | ActorError::Timeout(_));
+                        let failed = state.ctx.repair.failed(id);
+                        if passing && failed <= TIMED_RETRIES {
+                            let handle = state.ctx.repair.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_secs(1 << (failed - 1))).await;
+                                handle.retry(id);
+                            });
+                        }
                     }
                 }
             }
@@ -244,6 +264,25 @@ impl RepairHandle {
         }
     }
 
+    /// Counts a failed pass over `id`; answers how many failed in a row.
+    fn failed(&self, id: SegmentId) -> u32 {
+        let mut book = self.book();
+        let n = book.failures.entry(id).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Makes `id` due again if it is still queued and not due already.
+    fn retry(&self, id: SegmentId) {
+        let newly_due = {
+            let mut book = self.book();
+            book.known.contains_key(&id) && book.due.insert(id)
+        };
+        if newly_due && self.slot.cast(RepairMsg::Damaged(id)).is_err() {
+            self.book().due.remove(&id);
+        }
+    }
+
     /// Makes every queued segment that is not already due due again, and answers how many: for when a pass
     /// may now succeed that failed before (a peer whose disks it needed is back).
     pub fn retry_queued(&self) -> usize {
@@ -276,6 +315,7 @@ impl RepairHandle {
     /// (then that pass takes every shard still known).
     fn done(&self, id: SegmentId) {
         let mut book = self.book();
+        book.failures.remove(&id);
         if !book.due.contains(&id) {
             book.known.remove(&id);
             self.persist(|q| q.remove(id));

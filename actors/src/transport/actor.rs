@@ -72,6 +72,9 @@ impl Actor for PeerServerActor {
 
 pub struct PeerWatchActor;
 
+/// Health rounds (one a second) between retries of the repairs still queued, whatever the peers did.
+const REPAIR_RETRY_ROUNDS: u64 = 30;
+
 pub struct PeerWatchArgs {
     pub ctx: NodeContext,
     pub peers: Arc<Peers>,
@@ -91,6 +94,7 @@ impl Actor for PeerWatchActor {
 
     async fn pre_start(&self, _me: ActorRef<()>, args: PeerWatchArgs) -> Result<PeerWatchState, ActorProcessingErr> {
         let task = tokio::spawn(async move {
+            let mut rounds: u64 = 0;
             let mut tick = tokio::time::interval(policy::HEALTH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -125,8 +129,9 @@ impl Actor for PeerWatchActor {
                         }
                     }
                 }
+                rounds += 1;
                 let checks = args.peers.all().into_iter().map(|link| async move {
-                    let was_down = link.is_down();
+                    let (was_down, was_failing) = (link.is_down(), link.is_failing());
                     let r = link.check().await;
                     if let Err(e) = &r {
                         tracing::debug!(node = link.node, addr = %link.addr, error = %e, "peer health check failed");
@@ -136,6 +141,7 @@ impl Actor for PeerWatchActor {
                             tracing::info!(node = link.node, addr = %link.addr, "peer is back");
                             return true;
                         }
+                        (Ok(()), false, _) if was_failing => return true,
                         (Err(e), false, true) => {
                             tracing::warn!(node = link.node, addr = %link.addr, error = %e, "peer is down")
                         }
@@ -143,8 +149,10 @@ impl Actor for PeerWatchActor {
                     }
                     false
                 });
-                // Repairs that failed while a peer was down may succeed now that it is back.
-                if futures::future::join_all(checks).await.into_iter().any(|back| back) {
+                // Repairs that failed while a peer was unreachable may succeed now that it answers again; and
+                // every so often in any case (a peer may have come back between two checks).
+                let back = futures::future::join_all(checks).await.into_iter().any(|back| back);
+                if back || rounds.is_multiple_of(REPAIR_RETRY_ROUNDS) {
                     let retried = args.ctx.repair.retry_queued();
                     if retried > 0 {
                         tracing::info!(segments = retried, "a peer is back: queued repairs are tried again");

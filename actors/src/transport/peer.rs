@@ -101,6 +101,11 @@ impl PeerLink {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the peer missed its last health check (it may not be down yet).
+    pub fn is_failing(&self) -> bool {
+        self.health().misses > 0
+    }
+
     /// Whether the peer missed too many health checks in a row to be called now.
     pub fn is_down(&self) -> bool {
         self.health().misses >= policy::DOWN_AFTER_MISSES
