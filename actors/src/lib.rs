@@ -84,6 +84,23 @@ pub struct ClusterIdentity {
     pub signs_joins: bool,
 }
 
+impl ClusterIdentity {
+    /// The identity of a node of `cluster_id`, whose CA certificate is `ca_pem`, reached at `node_addr`.
+    pub fn new(
+        cluster_id: &str,
+        ca_pem: &str,
+        node_addr: &str,
+        signs_joins: bool,
+    ) -> std::result::Result<ClusterIdentity, peer_tls::PeerTlsError> {
+        Ok(ClusterIdentity {
+            cluster_id: cluster_id.to_string(),
+            ca_fingerprint: peer_tls::fingerprint(ca_pem)?,
+            node_addr: node_addr.to_string(),
+            signs_joins,
+        })
+    }
+}
+
 /// Every handle of one node.
 #[derive(Clone)]
 pub struct NodeContext {

@@ -266,7 +266,7 @@ pub async fn join_token(ctx: &NodeContext, ttl: std::time::Duration, secure: boo
     }
     let token = hoard_actors::transport::join::JoinToken::generate(cluster, ctx.env.as_ref());
     let now_ms = ctx.env.now_ms();
-    let expires_ms = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    let expires_ms = hoard_actors::transport::join::expires_at(now_ms, ttl);
     let hash = hoard_actors::transport::join::token_hash(&token.secret);
     match ctx.meta.write(MetaCommand::AddJoinToken { hash, expires_ms, now_ms }).await.or_s3()? {
         MetaResponse::Ok => {}
@@ -311,14 +311,16 @@ pub async fn remove_node(ctx: &NodeContext, node: u64) -> S3Result<()> {
         other => return Err(crate::error::to_s3(ActorError::Refused(other))),
     }
     tracing::warn!(node, "node removed from the cluster: its certificate is refused from now on");
-    // The leader's peer watch takes it out of the group (within a second or two); wait for that here.
-    let deadline = tokio::time::Instant::now() + hoard_actors::meta::META_DEADLINE;
-    while tokio::time::Instant::now() < deadline {
-        let metrics = ctx.meta.metrics().await.or_s3()?;
-        if metrics.membership_config.membership().get_node(&node).is_none() {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The leader's peer watch takes it out of the group (within a second or two); wait for that here, on the
+    // membership this node applies.
+    let raft =
+        ctx.meta.raft.lock().await.clone().ok_or_else(|| s3_error!(ServiceUnavailable, "metadata is restarting"))?;
+    let gone = raft
+        .wait(Some(hoard_actors::meta::META_DEADLINE))
+        .metrics(|m| m.membership_config.membership().get_node(&node).is_none(), "the node out of the group")
+        .await;
+    if gone.is_ok() {
+        return Ok(());
     }
     Err(s3_error!(
         ServiceUnavailable,

@@ -16,7 +16,6 @@
 //! - A join needs a data dir that has never served (no metadata): objects of another store cannot join.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
@@ -35,6 +34,8 @@ use hoard_protocol::rpc;
 use hoard_protocol::NodeAddr;
 use hoard_protocol::NodeId;
 use hoard_protocol::CLUSTER_VERSION;
+use hoard_storage::disk::sync_dir;
+use hoard_storage::disk::write_owner_only;
 use hoard_storage::env::Env;
 use serde::Deserialize;
 use serde::Serialize;
@@ -94,22 +95,12 @@ fn read(dir: &Path, name: &str) -> anyhow::Result<String> {
 
 /// Writes `contents` to `dir/name`, owner-only, and syncs it.
 fn write_private(dir: &Path, name: &str, contents: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join(name);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    Ok(())
+    write_owner_only(&path, contents).with_context(|| format!("writing {}", path.display()))
 }
 
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(dir)?.sync_all().with_context(|| format!("syncing {}", dir.display()))
+fn sync(dir: &Path) -> anyhow::Result<()> {
+    sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))
 }
 
 impl ClusterFiles {
@@ -165,9 +156,9 @@ impl ClusterFiles {
 
 /// Moves a finished `staging` directory into place as `data_dir/cluster`.
 fn publish(data_dir: &Path, staging: &Path) -> anyhow::Result<()> {
-    sync_dir(staging)?;
+    sync(staging)?;
     std::fs::rename(staging, data_dir.join(DIR)).context("moving the cluster files into place")?;
-    sync_dir(data_dir)
+    sync(data_dir)
 }
 
 /// A fresh, empty staging directory beside where the cluster files go; refuses a node that has them.
@@ -225,12 +216,7 @@ pub fn init(
     write_private(&staging, CA_KEY, ca.key_pem().as_bytes())?;
     write_private(&staging, NODE_CERT, identity.cert_pem.as_bytes())?;
     write_private(&staging, NODE_KEY, identity.key_pem.as_bytes())?;
-    let cluster = ClusterIdentity {
-        cluster_id: cluster_id.clone(),
-        ca_fingerprint: peer_tls::fingerprint(ca.cert_pem())?,
-        node_addr: node_addr.to_string(),
-        signs_joins: true,
-    };
+    let cluster = ClusterIdentity::new(&cluster_id, ca.cert_pem(), node_addr, true)?;
     let (token, expires_ms) = add_pending_token(&staging, &cluster, ttl, env)?;
     publish(data_dir, &staging)?;
     Ok(Initialized { cluster_id, token, expires_ms })
@@ -241,12 +227,8 @@ pub fn init(
 pub fn local_token(data_dir: &Path, ttl: Duration, env: &dyn Env) -> anyhow::Result<(JoinToken, i64)> {
     let files = ClusterFiles::load(data_dir)?
         .with_context(|| format!("{} is not a cluster member (run hoard cluster init first)", data_dir.display()))?;
-    let cluster = ClusterIdentity {
-        cluster_id: files.settings.cluster_id.clone(),
-        ca_fingerprint: peer_tls::fingerprint(&files.ca_pem)?,
-        node_addr: files.settings.node_addr.clone(),
-        signs_joins: files.ca.is_some(),
-    };
+    let s = &files.settings;
+    let cluster = ClusterIdentity::new(&s.cluster_id, &files.ca_pem, &s.node_addr, files.ca.is_some())?;
     add_pending_token(&files.dir, &cluster, ttl, env)
 }
 
@@ -257,7 +239,7 @@ fn add_pending_token(
     env: &dyn Env,
 ) -> anyhow::Result<(JoinToken, i64)> {
     let token = JoinToken::generate(cluster, env);
-    let expires_ms = env.now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    let expires_ms = join::expires_at(env.now_ms(), ttl);
     join::add_pending(dir, join::token_hash(&token.secret), expires_ms).context("recording the join token")?;
     Ok((token, expires_ms))
 }

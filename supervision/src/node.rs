@@ -309,12 +309,9 @@ impl Node {
             _ => None,
         };
         let cluster = match &opts.peer {
-            Some(p) => Some(ClusterIdentity {
-                cluster_id: p.cluster_id.clone(),
-                ca_fingerprint: peer_tls::fingerprint(&p.ca_pem).context("cluster CA")?,
-                node_addr: p.advertise.clone(),
-                signs_joins: p.ca.is_some(),
-            }),
+            Some(p) => Some(
+                ClusterIdentity::new(&p.cluster_id, &p.ca_pem, &p.advertise, p.ca.is_some()).context("cluster CA")?,
+            ),
             None => None,
         };
         let ctx = NodeContext {
@@ -561,12 +558,15 @@ async fn check_master_key(ctx: &NodeContext) {
         Ok(keys) => keys,
         Err(e) => return tracing::warn!(error = %e, "the master key check waits for the KeyKeeper; SSE-S3 checks it"),
     };
-    if let Some(mine) = &keys.active {
+    let Ok(mut settings) = ctx.meta.read(|r| r.encryption_settings()).await else { return };
+    // Proposed only while no key is named: a restart of a node of a cluster that has one writes nothing.
+    if let (None, Some(mine)) = (&settings.active_key_id, &keys.active) {
         if let Err(e) = ctx.meta.write(MetaCommand::SetActiveKey { key_id: mine.clone() }).await {
             return tracing::warn!(error = %e, "could not name the cluster's master key yet");
         }
+        let Ok(named) = ctx.meta.read(|r| r.encryption_settings()).await else { return };
+        settings = named;
     }
-    let Ok(settings) = ctx.meta.read(|r| r.encryption_settings()).await else { return };
     match settings.active_key_id {
         Some(cluster) if !keys.held.contains(&cluster) => tracing::error!(
             cluster_key = %cluster,

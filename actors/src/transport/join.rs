@@ -24,6 +24,8 @@ use hoard_protocol::MembershipChange;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::CLUSTER_VERSION;
+use hoard_storage::disk::sync_dir;
+use hoard_storage::disk::write_owner_only;
 use sha2::Digest as _;
 use tonic::Request;
 use tonic::Response;
@@ -110,6 +112,11 @@ impl JoinToken {
     }
 }
 
+/// When a token made at `now_ms` and valid for `ttl` expires.
+pub fn expires_at(now_ms: i64, ttl: std::time::Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The SHA-256 of a token's secret: what the cluster keeps.
 pub fn token_hash(secret: &str) -> [u8; 32] {
     sha2::Sha256::digest(secret.as_bytes()).into()
@@ -121,8 +128,6 @@ pub const PENDING_TOKENS: &str = "pending-tokens";
 
 /// Records a token as pending in `dir` (owner-only, synced; the file is replaced whole).
 pub fn add_pending(dir: &Path, hash: [u8; 32], expires_ms: i64) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join(PENDING_TOKENS);
     let mut text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -131,11 +136,9 @@ pub fn add_pending(dir: &Path, hash: [u8; 32], expires_ms: i64) -> std::io::Resu
     };
     text.push_str(&format!("{} {expires_ms}\n", hex::encode(hash)));
     let tmp = dir.join(format!("{PENDING_TOKENS}.tmp"));
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+    write_owner_only(&tmp, text.as_bytes())?;
     std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()
+    sync_dir(dir)
 }
 
 /// Moves the tokens pending in `dir` into the metadata, then removes the file. Expired tokens and lines
@@ -294,7 +297,7 @@ pub async fn request_join(
     call.set_timeout(policy::JOIN_DEADLINE);
     let reply = match tokio::time::timeout(policy::JOIN_DEADLINE, client.join(call)).await {
         Ok(Ok(reply)) => reply.into_inner(),
-        Ok(Err(status)) if status.code() == tonic::Code::Unavailable && status.message().contains("transport") => {
+        Ok(Err(status)) if super::peer::never_connected(&status) => {
             return Err(ActorError::Invalid(format!(
                 "could not reach a member at {peer} whose cluster CA is the token's ({status}); check --peer, and that \
                  the token is for this cluster"

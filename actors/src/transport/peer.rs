@@ -396,7 +396,7 @@ impl std::error::Error for NotConnected {
 }
 
 /// Whether `status` comes from a call that never had a connection.
-fn never_connected(status: &Status) -> bool {
+pub(crate) fn never_connected(status: &Status) -> bool {
     let mut cause = std::error::Error::source(status);
     while let Some(e) = cause {
         if e.is::<NotConnected>() {

@@ -127,8 +127,18 @@ pub(crate) fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()
 }
 
 /// Makes the entries of `dir` (a rename into it, a file created or removed in it) durable.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Writes `contents` to `path` readable by its owner only (a private key, token hashes) and syncs the file
+/// (the caller syncs the directory once its entries are final).
+pub fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
