@@ -48,6 +48,8 @@ persisted_v1!(
     MetaResponse,
     NodeAddr,
     ClusterRecord,
+    StaleCopy,
+    Draining,
 );
 
 /// One disk of one node.
@@ -516,6 +518,61 @@ pub enum MetaCommand {
     SetActiveKey {
         key_id: String,
     },
+    /// Moves shards to other disks (rebalance): each move whose `holders` are every record naming the
+    /// segment, all with the shard still on `from`, points them at `to` and records the copy on `from` as
+    /// stale (deleted after the grace period, so a read still streaming from it is not cut off). A move that
+    /// does not hold any more (a record changed, a copy appeared) changes nothing. One entry, however many
+    /// moves: each is all or nothing.
+    MoveShards {
+        moves: Vec<ShardMove>,
+        now_ms: i64,
+    },
+    /// Forgets stale copies whose files are deleted.
+    ForgetStaleCopies {
+        copies: Vec<StaleCopy>,
+    },
+    /// Marks a node draining (its shards are moved to the other nodes, and no new shard goes to it) or not.
+    SetDraining {
+        node_id: NodeId,
+        draining: bool,
+    },
+}
+
+/// A record that names a segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SegmentHolder {
+    /// The current version of an object.
+    Object { bucket: String, key: String },
+    /// An uploaded part of a multipart upload in progress.
+    Part { upload_id: String, part_number: u32 },
+}
+
+/// One shard of a segment moved from one disk to another; its bytes are already on `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMove {
+    pub segment: SegmentId,
+    pub shard: u8,
+    pub from: DiskRef,
+    pub to: DiskRef,
+    /// Every record naming the segment, as the mover read them.
+    pub holders: Vec<SegmentHolder>,
+}
+
+/// A shard file that no record places where it is any more (the old copy of a moved shard), kept until the
+/// grace period is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StaleCopy {
+    pub segment: SegmentId,
+    pub shard: u8,
+    pub disk: DiskRef,
+    /// When the shard moved away from `disk`.
+    pub since_ms: i64,
+}
+
+/// The nodes being drained before they are removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draining {
+    pub nodes: BTreeSet<NodeId>,
 }
 
 /// The most join tokens that may be live at once: a bound on what a leaked admin credential can grow.
@@ -635,6 +692,10 @@ pub enum MetaResponse {
     /// A join token was unknown, already used or expired.
     JoinRefused {
         reason: String,
+    },
+    /// Which moves of a `MoveShards` were made, in order.
+    Moved {
+        moved: Vec<bool>,
     },
 }
 
@@ -821,6 +882,34 @@ mod tests {
                         .into(),
                 }),
             ),
+            (
+                "move_shards",
+                encode(&MetaCommand::MoveShards {
+                    moves: vec![ShardMove {
+                        segment: SegmentId(7),
+                        shard: 2,
+                        from: DiskRef { node: 1, disk: 0 },
+                        to: DiskRef { node: 4, disk: 1 },
+                        holders: vec![
+                            SegmentHolder::Object { bucket: "photos".into(), key: "cat.jpg".into() },
+                            SegmentHolder::Part { upload_id: "u1".into(), part_number: 2 },
+                        ],
+                    }],
+                    now_ms: 11,
+                }),
+            ),
+            (
+                "stale_copy",
+                encode(&StaleCopy {
+                    segment: SegmentId(7),
+                    shard: 2,
+                    disk: DiskRef { node: 1, disk: 0 },
+                    since_ms: 11,
+                }),
+            ),
+            ("forget_stale_copies", encode(&MetaCommand::ForgetStaleCopies { copies: Vec::new() })),
+            ("set_draining", encode(&MetaCommand::SetDraining { node_id: 4, draining: true })),
+            ("draining", encode(&Draining { nodes: [4].into() })),
         ]
     }
 

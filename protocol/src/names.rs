@@ -16,6 +16,7 @@ use crate::Encryption;
 use crate::MetaCommand;
 use crate::ObjectRecord;
 use crate::RewrapTarget;
+use crate::SegmentHolder;
 use crate::StoredCredential;
 use crate::UploadRecord;
 use crate::WriteCondition;
@@ -196,7 +197,23 @@ impl MetaCommand {
                     }
                 }
             }
-            MetaCommand::ForgetGarbage { .. } | MetaCommand::AddJoinToken { .. } | MetaCommand::RemoveNode { .. } => {
+            MetaCommand::ForgetGarbage { .. }
+            | MetaCommand::AddJoinToken { .. }
+            | MetaCommand::RemoveNode { .. }
+            | MetaCommand::ForgetStaleCopies { .. }
+            | MetaCommand::SetDraining { .. } => Ok(()),
+            MetaCommand::MoveShards { moves, .. } => {
+                for m in moves {
+                    for holder in &m.holders {
+                        match holder {
+                            SegmentHolder::Object { bucket, key } => {
+                                check_bucket(bucket)?;
+                                check_key(key)?;
+                            }
+                            SegmentHolder::Part { upload_id, .. } => check_upload_id(upload_id)?,
+                        }
+                    }
+                }
                 Ok(())
             }
             MetaCommand::EncryptAll { key_id } | MetaCommand::SetActiveKey { key_id } => {

@@ -74,6 +74,28 @@ pub(crate) fn part_key(upload_id: &str, part_number: u32) -> Vec<u8> {
 }
 
 /// A segment id as 16 big-endian bytes (`segrefs` and `garbage_idx` keys).
+/// The upload id and part number of a part's key.
+pub(crate) fn split_part_key(key: &[u8]) -> Result<(&str, u32)> {
+    let cut = key.len().checked_sub(5).ok_or_else(|| MetaError::Corrupt("part key too short".into()))?;
+    let (id, rest) = key.split_at(cut);
+    let number: [u8; 4] = rest[1..].try_into().map_err(|_| MetaError::Corrupt("part key without a number".into()))?;
+    Ok((utf8(id)?, u32::from_be_bytes(number)))
+}
+
+/// Where the stale copies of moved shards are kept (in the `sm_meta` keyspace).
+pub(crate) const STALE_PREFIX: &[u8] = b"stale/";
+
+/// The key of the stale copy of shard `shard` of `segment` on `disk`.
+pub(crate) fn stale_key(segment: SegmentId, shard: u8, disk: hoard_protocol::DiskRef) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STALE_PREFIX.len() + 29);
+    out.extend_from_slice(STALE_PREFIX);
+    out.extend_from_slice(&segment_key(segment));
+    out.push(shard);
+    out.extend_from_slice(&disk.node.to_be_bytes());
+    out.extend_from_slice(&disk.disk.to_be_bytes());
+    out
+}
+
 pub(crate) fn segment_key(id: SegmentId) -> [u8; 16] {
     id.0.to_be_bytes()
 }
@@ -134,6 +156,13 @@ mod tests {
         assert!(object_key("a", "\u{10FFFF}zzz") < a_end);
         assert!(a_end <= ab_first, "bucket a's range must end before bucket ab's begins");
         assert!(object_key("a", "x") >= bucket_prefix("a"));
+    }
+
+    #[test]
+    fn part_keys_split_back_into_upload_and_number() {
+        let key = part_key("upload\0id", 70_000);
+        assert_eq!(split_part_key(&key).ok(), Some(("upload\0id", 70_000)));
+        assert!(split_part_key(b"abc").is_err());
     }
 
     #[test]

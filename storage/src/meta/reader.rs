@@ -24,6 +24,7 @@ use hoard_protocol::EncryptionSettings;
 use hoard_protocol::ObjectRecord;
 use hoard_protocol::PartRecord;
 use hoard_protocol::Segment;
+use hoard_protocol::SegmentHolder;
 use hoard_protocol::SegmentId;
 use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
@@ -458,6 +459,91 @@ impl MetaReader {
         Ok(held)
     }
 
+    /// The nodes being drained.
+    pub fn draining(&self) -> Result<std::collections::BTreeSet<hoard_protocol::NodeId>> {
+        let set: Option<hoard_protocol::Draining> =
+            self.store.ks(Ks::SmMeta).get(super::state::DRAINING)?.map(|v| decode(&v)).transpose()?;
+        Ok(set.unwrap_or_default().nodes)
+    }
+
+    /// Every stale copy of a moved shard not yet forgotten.
+    pub fn stale_copies(&self) -> Result<Vec<hoard_protocol::StaleCopy>> {
+        let mut out = Vec::new();
+        for guard in self.store.ks(Ks::SmMeta).prefix(super::keys::STALE_PREFIX) {
+            out.push(decode(&guard.value()?)?);
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` records after `cursor` with the segments they name (objects, then parts of uploads in
+    /// progress), and where the walk goes on: the pages of a walk over every segment a record names.
+    pub fn holdings_after(&self, cursor: &WalkCursor, limit: usize) -> Result<(Vec<Holding>, WalkCursor)> {
+        let mut out = Vec::new();
+        let next = match cursor {
+            WalkCursor::Objects(after) => {
+                let page: Vec<(Vec<u8>, ObjectRecord)> = self.page_after(Ks::Objects, after.as_deref(), limit)?;
+                for (_, record) in &page {
+                    for segment in &record.segments {
+                        let holder = SegmentHolder::Object { bucket: record.bucket.clone(), key: record.key.clone() };
+                        out.push(self.holding(holder, segment.clone())?);
+                    }
+                }
+                match page.last() {
+                    Some((key, _)) if page.len() == limit => WalkCursor::Objects(Some(key.clone())),
+                    _ => WalkCursor::Parts(None),
+                }
+            }
+            WalkCursor::Parts(after) => {
+                let page: Vec<(Vec<u8>, PartRecord)> = self.page_after(Ks::Parts, after.as_deref(), limit)?;
+                for (key, part) in &page {
+                    let (upload_id, part_number) = super::keys::split_part_key(key)?;
+                    let holder = SegmentHolder::Part { upload_id: upload_id.to_string(), part_number };
+                    out.push(self.holding(holder, part.segment.clone())?);
+                }
+                match page.last() {
+                    Some((key, _)) if page.len() == limit => WalkCursor::Parts(Some(key.clone())),
+                    _ => WalkCursor::End,
+                }
+            }
+            WalkCursor::End => WalkCursor::End,
+        };
+        Ok((out, next))
+    }
+
+    fn holding(&self, holder: SegmentHolder, segment: Segment) -> Result<Holding> {
+        let refs = match self.store.ks(Ks::SegRefs).get(segment_key(segment.id))? {
+            Some(v) => decode(&v)?,
+            None => 0,
+        };
+        Ok(Holding { holder, segment, refs })
+    }
+
+    /// Every record naming one of `wanted` (a walk over all records: for the few segments shared by copies).
+    pub fn holders_of(&self, wanted: &HashSet<SegmentId>) -> Result<BTreeMap<SegmentId, Vec<SegmentHolder>>> {
+        let mut out: BTreeMap<SegmentId, Vec<SegmentHolder>> = BTreeMap::new();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let view = self.store.db.snapshot();
+        for guard in view.iter(self.store.ks(Ks::Objects)) {
+            let record: ObjectRecord = decode(&guard.into_inner()?.1)?;
+            for segment in record.segments.iter().filter(|s| wanted.contains(&s.id)) {
+                let holder = SegmentHolder::Object { bucket: record.bucket.clone(), key: record.key.clone() };
+                out.entry(segment.id).or_default().push(holder);
+            }
+        }
+        for guard in view.iter(self.store.ks(Ks::Parts)) {
+            let (key, value) = guard.into_inner()?;
+            let part: PartRecord = decode(&value)?;
+            if wanted.contains(&part.segment.id) {
+                let (upload_id, part_number) = super::keys::split_part_key(&key)?;
+                let holder = SegmentHolder::Part { upload_id: upload_id.to_string(), part_number };
+                out.entry(part.segment.id).or_default().push(holder);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether a committed object, version or part still holds the segment.
     pub fn is_referenced(&self, id: SegmentId) -> Result<bool> {
         Ok(self.store.ks(Ks::SegRefs).contains_key(segment_key(id))?)
@@ -528,6 +614,24 @@ impl MetaReader {
     pub fn last_applied(&self) -> Result<Option<LogId<u64>>> {
         Ok(self.store.ks(Ks::SmMeta).get(LAST_APPLIED)?.map(|v| decode(&v)).transpose()?)
     }
+}
+
+/// Where a walk over every segment a record names is (see [`MetaReader::holdings_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalkCursor {
+    /// In the objects, after this map key.
+    Objects(Option<Vec<u8>>),
+    /// In the parts of uploads in progress, after this map key.
+    Parts(Option<Vec<u8>>),
+    End,
+}
+
+/// A segment as one record names it, and how many records name it.
+#[derive(Debug, Clone)]
+pub struct Holding {
+    pub holder: SegmentHolder,
+    pub segment: Segment,
+    pub refs: u32,
 }
 
 #[cfg(test)]

@@ -170,13 +170,15 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
                 MetaResponse::PreconditionFailed
             }
         }
-        MetaCommand::CommitCopy { record, now_ms, source_bucket, source_key, source_version_id } => {
+        MetaCommand::CommitCopy { mut record, now_ms, source_bucket, source_key, source_version_id } => {
             if !tx.exists(Ks::Buckets, record.bucket.as_bytes())? {
                 MetaResponse::NoSuchBucket
             } else {
                 let source: Option<ObjectRecord> =
                     tx.get_decoded(Ks::Objects, &object_key(&source_bucket, &source_key))?;
-                if source.is_some_and(|s| s.version_id == source_version_id) {
+                if let Some(source) = source.filter(|s| s.version_id == source_version_id) {
+                    // The shared segments' shards may have moved since the copy read its source.
+                    take_layouts(&mut record.segments, &source.segments);
                     let previous = commit_record(tx, record, now_ms)?;
                     MetaResponse::Replaced { previous: previous.map(Box::new) }
                 } else {
@@ -311,6 +313,17 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
             tx.set_cluster_record(&cluster);
             MetaResponse::Ok
         }
+        MetaCommand::MoveShards { moves, now_ms } => {
+            MetaResponse::Moved { moved: super::moves::apply_moves(tx, moves, now_ms)? }
+        }
+        MetaCommand::ForgetStaleCopies { copies } => {
+            super::moves::forget_stale(tx, copies);
+            MetaResponse::Ok
+        }
+        MetaCommand::SetDraining { node_id, draining } => {
+            super::moves::set_draining(tx, node_id, draining)?;
+            MetaResponse::Ok
+        }
         MetaCommand::ForgetGarbage { segments } => {
             for id in segments {
                 let idx = segment_key(id);
@@ -345,10 +358,12 @@ fn complete_upload(
         }
     }
     let parts = upload_parts(tx, &upload_id)?;
-    for segment in &record.segments {
-        let named = parts.get(&segment.part_number).is_some_and(|(_, part)| part.segment.id == segment.id);
-        if !named {
-            return Ok(MetaResponse::InvalidPart { part_number: segment.part_number });
+    let mut record = record;
+    for segment in &mut record.segments {
+        match parts.get(&segment.part_number) {
+            // The part's shards may have moved since the upload's parts were read.
+            Some((_, part)) if part.segment.id == segment.id => segment.layout = part.segment.layout.clone(),
+            _ => return Ok(MetaResponse::InvalidPart { part_number: segment.part_number }),
         }
     }
     // The object's references are added before the parts' are dropped, so a named part's
@@ -360,6 +375,15 @@ fn complete_upload(
     }
     tx.delete(Ks::Uploads, upload);
     Ok(MetaResponse::Replaced { previous: previous.map(Box::new) })
+}
+
+/// Gives each of `segments` the layout `from` holds for the same segment (where its shards are now).
+fn take_layouts(segments: &mut [hoard_protocol::Segment], from: &[hoard_protocol::Segment]) {
+    for segment in segments {
+        if let Some(current) = from.iter().find(|s| s.id == segment.id) {
+            segment.layout = current.layout.clone();
+        }
+    }
 }
 
 /// Whether the current version of `record`'s key satisfies a conditional write's `condition`.

@@ -66,6 +66,7 @@ use txn::Txn;
 
 mod apply;
 mod install;
+mod moves;
 #[cfg(test)]
 mod total;
 mod txn;
@@ -79,6 +80,8 @@ pub(crate) const ROOT_CREDENTIAL_V2: &[u8] = b"root_credential_v2";
 pub(crate) const ENCRYPTION: &[u8] = b"encryption";
 /// The cluster's membership record: join tokens and the nodes admitted ([`hoard_protocol::ClusterRecord`]).
 pub(crate) const CLUSTER: &[u8] = b"cluster";
+/// The nodes being drained ([`hoard_protocol::Draining`]).
+pub(crate) const DRAINING: &[u8] = b"draining";
 /// Keyspace `snapshot`: the snapshot in force.
 const CURRENT_SNAPSHOT: &[u8] = b"current";
 /// Keyspace `snapshot`: a snapshot whose install has begun and not finished.

@@ -9,6 +9,7 @@ use hoard_protocol::encode;
 use hoard_protocol::BucketEncryption;
 use hoard_protocol::BucketRecord;
 use hoard_protocol::Credential;
+use hoard_protocol::DiskRef;
 use hoard_protocol::Encryption;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
@@ -17,7 +18,10 @@ use hoard_protocol::ObjectRecord;
 use hoard_protocol::Rewrap;
 use hoard_protocol::RewrapTarget;
 use hoard_protocol::RotationCursor;
+use hoard_protocol::SegmentHolder;
 use hoard_protocol::SegmentId;
+use hoard_protocol::ShardMove;
+use hoard_protocol::StaleCopy;
 use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
 use hoard_protocol::WrappedKey;
@@ -197,7 +201,31 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         (0u8..3, name(), time()).prop_map(|(h, addr, now_ms)| MetaCommand::AdmitNode { hash: [h; 32], addr, now_ms }),
         (any::<u64>(), time()).prop_map(|(node_id, now_ms)| MetaCommand::RemoveNode { node_id, now_ms }),
         name().prop_map(|key_id| MetaCommand::SetActiveKey { key_id }),
+        (prop::collection::vec(shard_move(), 0..4), time())
+            .prop_map(|(moves, now_ms)| MetaCommand::MoveShards { moves, now_ms }),
+        prop::collection::vec((seg_id(), any::<u8>(), disk(), time()), 0..3).prop_map(|copies| {
+            MetaCommand::ForgetStaleCopies {
+                copies: copies
+                    .into_iter()
+                    .map(|(id, shard, disk, since_ms)| StaleCopy { segment: SegmentId(id), shard, disk, since_ms })
+                    .collect(),
+            }
+        }),
+        (0u64..4, any::<bool>()).prop_map(|(node_id, draining)| MetaCommand::SetDraining { node_id, draining }),
     ]
+}
+
+fn disk() -> impl Strategy<Value = DiskRef> {
+    (0u64..3, 0u32..4).prop_map(|(node, disk)| DiskRef { node, disk })
+}
+
+fn shard_move() -> impl Strategy<Value = ShardMove> {
+    let holder = prop_oneof![
+        (name(), name()).prop_map(|(bucket, key)| SegmentHolder::Object { bucket, key }),
+        (name(), part_number()).prop_map(|(upload_id, part_number)| SegmentHolder::Part { upload_id, part_number }),
+    ];
+    (seg_id(), prop_oneof![0u8..4, Just(u8::MAX)], disk(), disk(), prop::collection::vec(holder, 0..3))
+        .prop_map(|(id, shard, from, to, holders)| ShardMove { segment: SegmentId(id), shard, from, to, holders })
 }
 
 /// Every pair of every state-machine keyspace but the applied position, which a refusal moves on.
