@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod peer_tls;
 pub mod pool;
 pub mod put;
+pub mod rebalance;
 pub mod repair;
 pub mod rotation;
 pub mod scrub;
@@ -40,6 +41,7 @@ use crate::faults::FaultInjector;
 use crate::key_keeper::KeyKeeperHandle;
 use crate::meta::MetaHandle;
 use crate::metrics::NodeMetrics;
+use crate::rebalance::RebalanceHandle;
 use crate::repair::RepairHandle;
 use crate::rotation::RotationHandle;
 use crate::scrub::ScrubHandle;
@@ -116,6 +118,7 @@ pub struct NodeContext {
     pub repair: RepairHandle,
     pub scrub: ScrubHandle,
     pub rotation: RotationHandle,
+    pub rebalance: RebalanceHandle,
     /// Other nodes' disks.
     pub transport: Arc<dyn Transport>,
     /// What `/metrics` serves.
@@ -144,7 +147,10 @@ impl NodeContext {
         // not be as wide, so they stay in it and their shards are skipped (repair writes them later).
         let healthy: Vec<u32> = self.shards.iter().filter(|s| !s.io.is_degraded()).map(|s| s.index).collect();
         let remote = self.transport.remote_disks(me);
-        let local: Vec<u32> = if healthy.len() >= width || remote.len() + healthy.len() >= width {
+        let local: Vec<u32> = if self.transport.leaving(me) && remote.len() >= width {
+            // This node is being drained: its disks take nothing new while the others are enough.
+            Vec::new()
+        } else if healthy.len() >= width || remote.len() + healthy.len() >= width {
             healthy
         } else {
             (0..self.shards.len() as u32).collect()

@@ -208,6 +208,9 @@ pub struct NodeHealth {
     /// Actors down now and waiting for a restart, as `supervisor/child: why`.
     #[serde(default)]
     pub down: Vec<String>,
+    /// What this node's rebalance actor did (it moves shards only while the node leads).
+    #[serde(default)]
+    pub rebalance: crate::rebalance::RebalanceProgress,
 }
 
 impl NodeHealth {
@@ -245,7 +248,7 @@ impl NodeHealth {
             reports: ctx.repair.stats.reports.load(Ordering::Relaxed),
             pending: ctx.repair.pending_segments() as u64,
         };
-        NodeHealth { raft, disks, repair, down: ctx.metrics.down() }
+        NodeHealth { raft, disks, repair, down: ctx.metrics.down(), rebalance: ctx.rebalance.progress() }
     }
 }
 

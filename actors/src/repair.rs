@@ -190,19 +190,7 @@ pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8])
     let blocks = shard_file::block_count(segment.size, layout.block_size);
     for block in 0..blocks {
         let block_len = shard_file::block_len(segment.size, layout.block_size, block);
-        let reads = (0..layout.width() as u8).map(|i| {
-            let skip = targets.contains(&i);
-            async move {
-                if skip {
-                    return None;
-                }
-                let disk = layout.disks[i as usize];
-                let shard = ctx.shard(disk)?;
-                let header = ShardHeader::for_layout(segment.id, i, layout);
-                shard.read_piece(header, block, block_len, crate::get::PIECE_READ_DEADLINE).await.ok()
-            }
-        });
-        let pieces: Vec<Option<Vec<u8>>> = futures::future::join_all(reads).await;
+        let pieces = read_pieces(ctx, segment, block, block_len, &targets).await;
         let all = ctx.ec.reconstruct_all(layout.data, layout.parity, pieces).await?;
         for (i, w) in writers.iter_mut() {
             let piece = all.get(*i as usize).ok_or(ActorError::Invalid("reconstruction lost a piece".into()))?;
@@ -214,6 +202,30 @@ pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8])
         w.commit().await?;
     }
     Ok(n)
+}
+
+/// Every piece of one block of `segment` but those in `skip`, read at once; `None` for a piece that could
+/// not be read (what the decoder rebuilds from the others).
+pub async fn read_pieces(
+    ctx: &NodeContext,
+    segment: &Segment,
+    block: u64,
+    block_len: usize,
+    skip: &BTreeSet<u8>,
+) -> Vec<Option<Vec<u8>>> {
+    let layout = &segment.layout;
+    let reads = (0..layout.width() as u8).map(|i| {
+        let skip = skip.contains(&i);
+        async move {
+            if skip {
+                return None;
+            }
+            let shard = ctx.shard(*layout.disks.get(i as usize)?)?;
+            let header = ShardHeader::for_layout(segment.id, i, layout);
+            shard.read_piece(header, block, block_len, crate::get::PIECE_READ_DEADLINE).await.ok()
+        }
+    });
+    futures::future::join_all(reads).await
 }
 
 #[derive(Clone)]

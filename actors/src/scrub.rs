@@ -12,7 +12,8 @@
 //! - In a cluster each node scrubs only its own disks: it verifies the shards stored there and deletes the
 //!   orphans found there, so a segment is verified once, by the node that holds each shard. Garbage (segments
 //!   metadata queued for deletion) is deleted by the metadata leader alone, on whichever node holds each
-//!   file, and forgotten once every file is gone.
+//!   file, and forgotten once every file is gone. So are the old copies of shards that rebalance moved, once
+//!   the grace period since the move is over (a read that began before the move may still stream from one).
 
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct ScrubReport {
     pub damaged_shards: u64,
     pub orphans_deleted: u64,
     pub garbage_deleted: u64,
+    /// Old copies of moved shards deleted (by the metadata leader).
+    pub stale_deleted: u64,
 }
 
 pub struct ScrubActor;
@@ -207,7 +210,38 @@ async fn scrub_pass(ctx: &NodeContext) -> Result<ScrubReport> {
     if !forgotten.is_empty() {
         ctx.meta.write(MetaCommand::ForgetGarbage { segments: forgotten }).await?;
     }
+    if leads {
+        report.stale_deleted = delete_stale_copies(ctx, now - grace_ms).await?;
+    }
     Ok(report)
+}
+
+/// Deletes the old copies of shards moved at or before `moved_by_ms` (the leader's work), and forgets them
+/// once their files are gone; a copy on a node that was removed from the cluster is forgotten as it is.
+async fn delete_stale_copies(ctx: &NodeContext, moved_by_ms: i64) -> Result<u64> {
+    let (stale, removed) = ctx.meta.read(|r| Ok((r.stale_copies()?, r.cluster_record()?.removed()))).await?;
+    let mut gone = Vec::new();
+    let mut deleted = 0;
+    for copy in stale.into_iter().filter(|c| c.since_ms <= moved_by_ms) {
+        if removed.contains(&copy.disk.node) {
+            gone.push(copy);
+            continue;
+        }
+        let Some(shard) = ctx.shard(copy.disk) else { continue };
+        match shard.remove(copy.segment, copy.shard).await {
+            Ok(()) => {
+                deleted += 1;
+                gone.push(copy);
+            }
+            Err(e) => {
+                tracing::warn!(segment = %copy.segment, shard = copy.shard, error = %e, "scrub could not delete a stale copy")
+            }
+        }
+    }
+    if !gone.is_empty() {
+        ctx.meta.write(MetaCommand::ForgetStaleCopies { copies: gone }).await?;
+    }
+    Ok(deleted)
 }
 
 #[derive(Clone)]

@@ -178,6 +178,7 @@ impl AdminRoute {
                 let node = get("node")
                     .and_then(|n| n.parse::<u64>().ok())
                     .ok_or_else(|| s3_error!(InvalidArgument, "node must be a node id"))?;
+                // The status that follows tells how much is left to drain.
                 cluster::remove_node(&self.ctx, node).await?;
             }
             (Method::POST, "encrypt") => cluster::encrypt(&self.ctx).await?,

@@ -48,6 +48,16 @@ pub struct ClusterStatus {
     /// The metadata group's members (empty for a one-node hoard).
     #[serde(default)]
     pub members: Vec<Member>,
+    /// Nodes being drained before their removal, and how many segments still have a shard on each.
+    #[serde(default)]
+    pub draining: Vec<DrainState>,
+}
+
+/// A node being drained (`hoard cluster remove-node`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainState {
+    pub node_id: u64,
+    pub segments_left: u64,
 }
 
 /// A member of the metadata group.
@@ -147,7 +157,19 @@ pub async fn status(ctx: &NodeContext) -> S3Result<ClusterStatus> {
         }
         nodes.extend(answers.into_values().flatten());
     }
+    let draining = ctx
+        .meta
+        .read(|r| {
+            let nodes = r.draining()?;
+            nodes
+                .into_iter()
+                .map(|node_id| Ok(DrainState { node_id, segments_left: r.segments_on_node(node_id)? }))
+                .collect()
+        })
+        .await
+        .or_s3()?;
     Ok(ClusterStatus {
+        draining,
         members,
         encrypt_all: settings.encrypt_all,
         active_key_id: settings.active_key_id.or_else(|| keys.active.clone()),
@@ -283,10 +305,20 @@ pub async fn join_token(ctx: &NodeContext, ttl: std::time::Duration, secure: boo
     Ok(S3Response::new(Body::from(json + "\n")))
 }
 
-/// `hoard cluster remove-node`: records the node as removed (every node refuses its certificate from then
-/// on) and waits until the leader has taken it out of the metadata group. Refused while an object has a shard
-/// on one of its disks: nothing may lose redundancy by a removal.
-pub async fn remove_node(ctx: &NodeContext, node: u64) -> S3Result<()> {
+/// How far `hoard cluster remove-node` got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The node is draining: this many segments still have a shard on it. Ask again when none has.
+    Draining { segments_left: u64 },
+    /// The node is removed and out of the metadata group.
+    Removed,
+}
+
+/// `hoard cluster remove-node`: while any segment has a shard on the node, marks it draining (rebalance
+/// moves its shards to the other nodes; no new shard goes to it) and answers how many are left; once none
+/// is, records the node as removed (every node refuses its certificate from then on) and waits until the
+/// leader has taken it out of the metadata group. Nothing loses redundancy by a removal.
+pub async fn remove_node(ctx: &NodeContext, node: u64) -> S3Result<Removal> {
     if ctx.config.cluster.is_none() {
         return Err(s3_error!(InvalidRequest, "this node is not in a cluster"));
     }
@@ -300,11 +332,14 @@ pub async fn remove_node(ctx: &NodeContext, node: u64) -> S3Result<()> {
     }
     let held = ctx.meta.read(move |r| r.segments_on_node(node)).await.or_s3()?;
     if held > 0 {
-        return Err(s3_error!(
-            InvalidRequest,
-            "node {node} holds shards of {held} segments: removing it would cost them redundancy; delete or move \
-             those objects first"
-        ));
+        match ctx.meta.write(MetaCommand::SetDraining { node_id: node, draining: true }).await.or_s3()? {
+            MetaResponse::Ok => {}
+            other => return Err(crate::error::to_s3(ActorError::Refused(other))),
+        }
+        tracing::info!(node, segments_left = held, "draining a node before its removal");
+        // The leader's rebalance actor does the moving; asking here saves a wait when this node leads.
+        let _ = ctx.rebalance.kick();
+        return Ok(Removal::Draining { segments_left: held });
     }
     match ctx.meta.write(MetaCommand::RemoveNode { node_id: node, now_ms: ctx.env.now_ms() }).await.or_s3()? {
         MetaResponse::Ok => {}
@@ -320,7 +355,7 @@ pub async fn remove_node(ctx: &NodeContext, node: u64) -> S3Result<()> {
         .metrics(|m| m.membership_config.membership().get_node(&node).is_none(), "the node out of the group")
         .await;
     if gone.is_ok() {
-        return Ok(());
+        return Ok(Removal::Removed);
     }
     Err(s3_error!(
         ServiceUnavailable,

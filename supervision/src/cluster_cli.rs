@@ -77,8 +77,8 @@ pub enum ClusterAction {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
     },
-    /// Take a node out of the cluster: its certificate is refused from then on. Refused while objects have
-    /// shards on it.
+    /// Take a node out of the cluster: its shards are moved to the other nodes first (progress shown), then
+    /// its certificate is refused from then on.
     RemoveNode {
         /// The node's id (`hoard cluster status` lists them).
         node: u64,
@@ -177,10 +177,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<String> {
                 made.join_through
             ))
         }
-        ClusterAction::RemoveNode { node } => {
-            connect.call("POST", &format!("hoard-cluster=&action=remove-node&node={node}")).await?;
-            Ok(format!("node {node} is removed: its certificate is refused and it is out of the metadata group\n"))
-        }
+        ClusterAction::RemoveNode { node } => remove_node(connect, node).await,
         ClusterAction::Encrypt => {
             let status = parse(&connect.call("POST", "hoard-cluster=&action=encrypt").await?)?;
             Ok(format!(
@@ -256,6 +253,40 @@ async fn follow(connect: &ConnectArgs, mut status: ClusterStatus) -> anyhow::Res
     }
 }
 
+/// Drains `node` (a progress bar of the segments moved off it), then removes it.
+async fn remove_node(connect: &ConnectArgs, node: u64) -> anyhow::Result<String> {
+    let remove = format!("hoard-cluster=&action=remove-node&node={node}");
+    let left = |s: &ClusterStatus| s.draining.iter().find(|d| d.node_id == node).map(|d| d.segments_left);
+    let mut status = parse(&connect.call("POST", &remove).await?)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("moving shards off node {msg} {bar:40} {pos}/{len} segments")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(node.to_string());
+    let mut first = None;
+    while let Some(n) = left(&status).filter(|n| *n > 0) {
+        let total = *first.get_or_insert(n);
+        bar.set_length(total.max(n));
+        bar.set_position(total.saturating_sub(n));
+        let stalled = status.nodes.iter().find_map(|h| h.rebalance.last_error.clone());
+        if let Some(e) = stalled {
+            bar.println(format!("rebalance: {e}"));
+        }
+        tokio::time::sleep(POLL).await;
+        status = parse(&connect.call("GET", "hoard-cluster=&action=status").await?)?;
+    }
+    bar.finish_and_clear();
+    if left(&status).is_some() {
+        // Drained: this call records the removal.
+        parse(&connect.call("POST", &remove).await?)?;
+    }
+    Ok(format!(
+        "node {node} is removed: its shards are on the other nodes, its certificate is refused and it is out of \
+         the metadata group\n"
+    ))
+}
+
 /// The status as an operator reads it.
 pub fn describe(s: &ClusterStatus) -> String {
     let none = || "none".to_string();
@@ -298,6 +329,12 @@ pub fn describe(s: &ClusterStatus) -> String {
         let up = if m.up { "up" } else { "DOWN: did not answer" };
         out.push_str(&format!("member {}:           {} ({role}, {up})\n", m.node_id, m.addr));
     }
+    for d in &s.draining {
+        out.push_str(&format!(
+            "draining node {}:    {} segments still have a shard on it (hoard cluster remove-node {} goes on)\n",
+            d.node_id, d.segments_left, d.node_id
+        ));
+    }
     for n in &s.nodes {
         describe_node(&mut out, n);
     }
@@ -330,4 +367,21 @@ fn describe_node(out: &mut String, n: &NodeHealth) {
          rebuilt, {} failed\n",
         r.queued, r.pending, r.reports, r.rebuilt, r.failures
     ));
+    let b = &n.rebalance;
+    if b.running || b.passes > 0 || b.moved_shards > 0 {
+        let state = match b.running {
+            true => format!("running, {}/{} records walked", b.walked, b.records),
+            false => format!("idle after {} passes", b.passes),
+        };
+        out.push_str(&format!(
+            "  rebalance:        {state}; {} shards moved ({} MiB), {} failed moves, {} shards on leaving nodes\n",
+            b.moved_shards,
+            b.moved_bytes >> 20,
+            b.failed_moves,
+            b.leaving_shards
+        ));
+        if let Some(e) = &b.last_error {
+            out.push_str(&format!("  rebalance error:  {e}\n"));
+        }
+    }
 }

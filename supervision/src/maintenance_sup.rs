@@ -1,9 +1,10 @@
-//! Supervises the background maintenance actors: scrub, repair and master-key rotation.
+//! Supervises the background maintenance actors: scrub, repair, master-key rotation and rebalance.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use hoard_actors::rebalance::RebalanceActor;
 use hoard_actors::repair::RepairActor;
 use hoard_actors::rotation::RotationActor;
 use hoard_actors::scrub::ScrubActor;
@@ -43,6 +44,17 @@ pub fn spec(ctx: NodeContext, stats: Arc<SupStats>) -> SupSpec {
         }
         .boxed()
     });
+    let c4 = ctx.clone();
+    let rebalance = ChildSpec::new("rebalance", move |parent| {
+        let ctx = c4.clone();
+        async move {
+            let name = Some(format!("rebalance-{}", uniq()));
+            let (r, _) = RebalanceActor::spawn_linked(name, RebalanceActor, ctx.clone(), parent).await?;
+            ctx.rebalance.slot.set(r.clone());
+            Ok(r.get_cell())
+        }
+        .boxed()
+    });
     let c2 = ctx;
     let scrub = ChildSpec::new("scrub", move |parent| {
         let ctx = c2.clone();
@@ -54,5 +66,10 @@ pub fn spec(ctx: NodeContext, stats: Arc<SupStats>) -> SupSpec {
         }
         .boxed()
     });
-    SupSpec { name: "maintenance_sup", policy: MAINTENANCE_SUP_POLICY, children: vec![repair, scrub, rotation], stats }
+    SupSpec {
+        name: "maintenance_sup",
+        policy: MAINTENANCE_SUP_POLICY,
+        children: vec![repair, scrub, rotation, rebalance],
+        stats,
+    }
 }

@@ -335,6 +335,7 @@ impl Node {
             repair: RepairHandle::new(meta),
             scrub: ScrubHandle::default(),
             rotation: hoard_actors::rotation::RotationHandle::default(),
+            rebalance: hoard_actors::rebalance::RebalanceHandle::default(),
             transport: match (&opts.cluster, &peering) {
                 (Some(cluster), _) => {
                     cluster.transport.register(opts.node_id, disks.clone());

@@ -113,6 +113,14 @@ impl Actor for PeerWatchActor {
                     .and_then(|r| r.cluster_record().map_err(|e| crate::error::ActorError::Meta(e.to_string())))
                 {
                     args.revoked.extend(record.removed());
+                    let draining = args
+                        .ctx
+                        .meta
+                        .local()
+                        .and_then(|r| r.draining().map_err(|e| crate::error::ActorError::Meta(e.to_string())));
+                    if let Ok(draining) = draining {
+                        args.peers.set_leaving(record.removed().union(&draining).copied().collect());
+                    }
                 }
                 let raft = args.ctx.meta.raft.lock().await.clone();
                 if let Some(raft) = raft {

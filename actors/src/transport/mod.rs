@@ -31,6 +31,11 @@ pub trait Transport: Send + Sync + 'static {
     /// Every disk of the nodes other than `me` that new segments may be placed on.
     fn remote_disks(&self, me: NodeId) -> Vec<DiskRef>;
 
+    /// Whether `node` is being drained or was removed (no new segment goes to it).
+    fn leaving(&self, _node: NodeId) -> bool {
+        false
+    }
+
     /// How node `node`, reached at `addr`, is doing, asked of it (`None`: this transport cannot ask).
     fn node_health(&self, _node: NodeId, _addr: &str) -> Option<HealthFuture> {
         None

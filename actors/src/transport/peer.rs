@@ -11,6 +11,7 @@
 //! - A remote shard write holds at most [`policy::PIECE_WINDOW`] unacknowledged pieces.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
@@ -184,12 +185,24 @@ pub struct Peers {
     tls: Arc<rustls::ClientConfig>,
     links: RwLock<BTreeMap<NodeId, Arc<PeerLink>>>,
     heard: tokio::sync::watch::Sender<u64>,
+    /// Nodes being drained or removed: no new shard goes to them.
+    leaving: RwLock<BTreeSet<NodeId>>,
 }
 
 impl Peers {
     pub fn new(me: NodeId, cluster_id: &str, tls: Arc<rustls::ClientConfig>) -> Arc<Peers> {
         let heard = tokio::sync::watch::Sender::new(0);
-        Arc::new(Peers { me, cluster_id: cluster_id.to_string(), tls, links: RwLock::new(BTreeMap::new()), heard })
+        let (links, leaving) = (RwLock::new(BTreeMap::new()), RwLock::new(BTreeSet::new()));
+        Arc::new(Peers { me, cluster_id: cluster_id.to_string(), tls, links, heard, leaving })
+    }
+
+    /// Sets the nodes being drained or removed (from the metadata, by the peer watch).
+    pub fn set_leaving(&self, nodes: BTreeSet<NodeId>) {
+        *self.leaving.write().unwrap_or_else(|p| p.into_inner()) = nodes;
+    }
+
+    fn is_leaving(&self, node: NodeId) -> bool {
+        self.leaving.read().unwrap_or_else(|p| p.into_inner()).contains(&node)
     }
 
     /// Waits (up to `deadline`) until `peers` peers are up and have told their disks.
@@ -306,11 +319,11 @@ impl Transport for GrpcTransport {
         Some(Shard::Remote(RemoteShard { link, disk: disk.disk }))
     }
 
-    /// Every disk of every peer heard from; a peer that is down or a degraded disk is still listed (a
+    /// Every disk of every peer heard from, but those of nodes being drained or removed; a peer that is down or a degraded disk is still listed (a
     /// stripe placed on it is written without that shard, which repair adds later), but after the others.
     fn remote_disks(&self, me: NodeId) -> Vec<DiskRef> {
         let mut disks: Vec<(bool, DiskRef)> = Vec::new();
-        for link in self.0.all().into_iter().filter(|l| l.node != me) {
+        for link in self.0.all().into_iter().filter(|l| l.node != me && !self.0.is_leaving(l.node)) {
             let down = link.is_down();
             let health = link.health();
             for (slot, degraded) in health.disks.iter().flatten().enumerate() {
@@ -319,6 +332,10 @@ impl Transport for GrpcTransport {
         }
         disks.sort_by_key(|(avoid, _)| *avoid);
         disks.into_iter().map(|(_, d)| d).collect()
+    }
+
+    fn leaving(&self, node: NodeId) -> bool {
+        self.0.is_leaving(node)
     }
 
     fn node_health(&self, node: NodeId, addr: &str) -> Option<super::HealthFuture> {

@@ -311,6 +311,8 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
             record.removed_ms.get_or_insert(now_ms);
             cluster.next_node_id = cluster.next_node_id.max(node_id.saturating_add(1));
             tx.set_cluster_record(&cluster);
+            // A removed node is no longer draining: it is gone.
+            super::moves::set_draining(tx, node_id, false)?;
             MetaResponse::Ok
         }
         MetaCommand::MoveShards { moves, now_ms } => {
