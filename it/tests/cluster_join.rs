@@ -3,7 +3,8 @@
 //! with one-time tokens, each node started from its data dir as `hoard serve` starts it. The joiners become
 //! learners and then voters; the object written before the cluster existed stays readable through every
 //! node; a token is refused when reused, expired or presented to a server whose CA is not the token's (and
-//! is not spent by that); a removed node's certificate is refused.
+//! is not spent by that); rebalance spreads the object written before the cluster over the nodes that
+//! joined; remove-node drains a node that holds shards before it removes it, and its certificate is refused.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -60,6 +61,15 @@ async fn voters_become(node: &Node, voters: &[u64]) {
         .metrics(|m| m.membership_config.membership().voter_ids().collect::<BTreeSet<_>>() == want, "voters")
         .await
         .unwrap_or_else(|e| panic!("voters never became {want:?}: {e}"));
+}
+
+/// Waits (up to `limit`) until `cond` holds: for what background actors do at their own pace.
+async fn within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A fresh token of `leader`'s cluster, recorded as `cluster token --data-dir` records it, once the node
@@ -155,6 +165,18 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     for n in [&one, &two, &three] {
         assert!(get(&s3(n), "before", "early").await == early);
     }
+    // The object written on the one-node store had all six shards on node 1: rebalance spreads them over
+    // the nodes that joined, two on each, as a new write is placed.
+    within(Duration::from_secs(60), "the early object spread over three nodes", || {
+        let record = one.ctx.meta.local().unwrap().object("before", "early").unwrap().unwrap();
+        let per_node: Vec<usize> =
+            (1..=3).map(|n| record.segments[0].layout.disks.iter().filter(|d| d.node == n).count()).collect();
+        per_node == [2, 2, 2]
+    })
+    .await;
+    for n in [&one, &two, &three] {
+        assert!(get(&s3(n), "before", "early").await == early, "the moved shards are read");
+    }
     s3(&three).create_bucket().bucket("after").send().await.unwrap();
     let data = pattern(2, 5 << 20);
     put(&s3(&two), "after", "spread", &data).await;
@@ -193,19 +215,32 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     let nodes: BTreeSet<u64> = record.segments[0].layout.disks.iter().map(|d| d.node).collect();
     assert_eq!(nodes, BTreeSet::from([1, 2, 3]), "a stripe spans every node");
 
-    // Node 3 holds shards: its removal is refused. Once its objects are gone it is removed, and its
-    // certificate no longer opens a connection.
+    // Node 3 holds shards: remove-node drains it first (rebalance moves its shards to nodes 1 and 2, and new
+    // writes leave it out), then removes it; its certificate no longer opens a connection, and every object
+    // is whole without it.
     let admin = hoard::admin_client::ConnectArgs {
         endpoint: one.endpoint(),
         access_key: Some(ROOT.0.into()),
         secret_key: Some(ROOT.1.into()),
         ca_bundle: None,
     };
-    let held = admin.call("POST", "hoard-cluster=&action=remove-node&node=3").await.unwrap_err();
-    assert!(format!("{held:#}").contains("holds shards"), "{held:#}");
-    s3(&one).delete_object().bucket("after").key("spread").send().await.unwrap();
-    s3(&one).delete_object().bucket("before").key("early").send().await.unwrap();
+    let answer = admin.call("POST", "hoard-cluster=&action=remove-node&node=3").await.unwrap();
+    let status: hoard_s3::cluster::ClusterStatus = serde_json::from_str(&answer).unwrap();
+    assert!(status.draining.iter().any(|d| d.node_id == 3 && d.segments_left == 2), "{answer}");
+    let during = pattern(5, 2 << 20);
+    put(&s3(&two), "after", "during-drain", &during).await;
+    within(Duration::from_secs(60), "node 3 drained", || {
+        one.ctx.meta.local().unwrap().segments_on_node(3).unwrap() == 0
+    })
+    .await;
     admin.call("POST", "hoard-cluster=&action=remove-node&node=3").await.unwrap();
+    for (bucket, key, data) in
+        [("before", "early", &early), ("after", "spread", &data), ("after", "during-drain", &during)]
+    {
+        let record = one.ctx.meta.local().unwrap().object(bucket, key).unwrap().unwrap();
+        assert!(record.segments[0].layout.disks.iter().all(|d| d.node != 3), "{key}: {:?}", record.segments[0].layout);
+        assert!(get(&s3(&two), bucket, key).await == *data, "{key} read without node 3");
+    }
     let record = one.ctx.meta.local().unwrap().cluster_record().unwrap();
     assert_eq!(record.removed(), BTreeSet::from([3]));
     let link = three.peers.as_ref().unwrap().link(1, &addrs[0]).unwrap();

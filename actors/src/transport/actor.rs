@@ -95,6 +95,9 @@ impl Actor for PeerWatchActor {
     async fn pre_start(&self, _me: ActorRef<()>, args: PeerWatchArgs) -> Result<PeerWatchState, ActorProcessingErr> {
         let task = tokio::spawn(async move {
             let mut rounds: u64 = 0;
+            // The peers that were up with their disks known, last round: when they change, shards may go
+            // elsewhere (a node joined, or came back), and rebalance looks at once.
+            let mut usable: BTreeSet<NodeId> = BTreeSet::new();
             let mut tick = tokio::time::interval(policy::HEALTH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -160,6 +163,12 @@ impl Actor for PeerWatchActor {
                 // Repairs that failed while a peer was unreachable may succeed now that it answers again; and
                 // every so often in any case (a peer may have come back between two checks).
                 let back = futures::future::join_all(checks).await.into_iter().any(|back| back);
+                let now_usable: BTreeSet<NodeId> =
+                    args.peers.all().iter().filter(|l| l.knows_disks() && !l.is_down()).map(|l| l.node).collect();
+                if now_usable != usable {
+                    usable = now_usable;
+                    let _ = args.ctx.rebalance.kick();
+                }
                 if back || rounds.is_multiple_of(REPAIR_RETRY_ROUNDS) {
                     let retried = args.ctx.repair.retry_queued();
                     if retried > 0 {

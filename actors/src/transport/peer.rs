@@ -107,6 +107,11 @@ impl PeerLink {
         self.health().misses > 0
     }
 
+    /// Whether the peer has told its disks.
+    pub fn knows_disks(&self) -> bool {
+        self.health().disks.is_some()
+    }
+
     /// Whether the peer missed too many health checks in a row to be called now.
     pub fn is_down(&self) -> bool {
         self.health().misses >= policy::DOWN_AFTER_MISSES
