@@ -298,3 +298,59 @@ async fn any_one_node_may_be_lost_and_the_store_reads_and_writes() {
     }
     cluster.stop().await;
 }
+
+/// Draining a node over gRPC: rebalance moves each of its shards to the other nodes (an actor that dies
+/// after writing copies and before committing them is restarted, and the next pass finishes the work), the
+/// objects stay whole, and the leader's scrub deletes the old copies once the grace period is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_gives_its_shards_to_the_others_even_when_rebalance_dies_midway() {
+    let cluster = TestCluster::builder()
+        .nodes(3)
+        .disks_per_node(2)
+        .data_shards(2)
+        .parity_shards(1)
+        .fault_injection(true)
+        .grpc(true)
+        .start()
+        .await
+        .unwrap();
+    let c = client(cluster.node(1));
+    c.create_bucket().bucket("drain").send().await.unwrap();
+    let objects: Vec<(String, Vec<u8>)> =
+        (0..4).map(|i| (format!("o{i}"), pattern(70 + i, MIB + 1000 * i as usize))).collect();
+    for (key, data) in &objects {
+        put(&c, "drain", key, data).await;
+    }
+    let leader = cluster.leader(1, None).await.unwrap();
+    let drained = (1..=3).find(|id| *id != leader).unwrap();
+    let held = |ctx: &hoard_actors::NodeContext| ctx.meta.local().unwrap().segments_on_node(drained).unwrap();
+    assert_eq!(held(cluster.node(leader).context()), 4, "2+1 over three nodes: a shard of each on every node");
+
+    // The leader's rebalance dies once after its first batch of copies, before the moves commit.
+    cluster.node(leader).faults().arm_times("rebalance.commit", hoard::Fault::Panic, Some(1));
+    let ctx = cluster.node(leader).context().clone();
+    ctx.meta.write(hoard_protocol::MetaCommand::SetDraining { node_id: drained, draining: true }).await.unwrap();
+    ctx.rebalance.kick().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while held(&ctx) > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "node {drained} never drained: {:?}", ctx.rebalance.progress());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cluster.node(leader).faults().list().is_empty(), "the fault fired");
+    // Four shards left the drained node (a later pass may even out the disks with more).
+    assert!(ctx.rebalance.progress().moved_shards >= 4, "{:?}", ctx.rebalance.progress());
+    for id in 1..=3 {
+        for (key, data) in &objects {
+            assert!(get(&client(cluster.node(id)), "drain", key).await == *data, "{key} through node {id}");
+        }
+    }
+    // The old copies are stale until the leader's scrub deletes them (the grace period is 0 here).
+    let stale = ctx.meta.local().unwrap().stale_copies().unwrap();
+    assert!(stale.len() >= 4 && stale.iter().any(|s| s.disk.node == drained), "{stale:?}");
+    let report = cluster.node(leader).scrub_now().await.unwrap();
+    assert!(report.stale_deleted >= 4, "{report:?}");
+    assert!(ctx.meta.local().unwrap().stale_copies().unwrap().is_empty());
+    let left = shard_files(&cluster.node(drained).disk_paths());
+    assert!(left.is_empty(), "node {drained} still holds {left:?}");
+    cluster.stop().await;
+}

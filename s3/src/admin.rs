@@ -38,6 +38,7 @@ pub const FAULT_POINTS: &[&str] = &[
     "key_keeper.wrap",
     "rotation.batch",
     "repair.rebuild",
+    "rebalance.commit",
 ];
 
 pub struct AdminRoute {
