@@ -49,8 +49,11 @@ use crate::faults;
 use crate::slot::Slot;
 use crate::NodeContext;
 
-/// How often the leader starts a pass while none is running.
+/// How often the leader looks whether a pass is due.
 pub const REBALANCE_INTERVAL: Duration = Duration::from_secs(10);
+/// After a pass that found nothing to move, how long the leader waits before walking the records again while
+/// nodes and disks stay as they were (new writes are placed evenly; this catches what drifts).
+pub const SETTLED_RECHECK: Duration = Duration::from_secs(600);
 /// Records read per page of the walk.
 pub const WALK_PAGE: usize = 128;
 /// Shard moves per Raft entry (and copies written before it).
@@ -77,8 +80,10 @@ pub struct RebalanceProgress {
     pub failed_moves: u64,
     /// Shards still on draining or removed nodes, as the last pass began.
     pub leaving_shards: u64,
-    /// Why the last pass stopped early, if it did.
+    /// Why the last pass stopped early, or could not empty a leaving node, if it did.
     pub last_error: Option<String>,
+    /// Why the last move that failed did.
+    pub last_failure: Option<String>,
 }
 
 pub struct RebalanceActor;
@@ -86,6 +91,8 @@ pub struct RebalanceActor;
 pub enum RebalanceMsg {
     /// Starts a pass unless one is under way.
     Kick,
+    /// Starts a pass unless one is under way or the last one found nothing to do and nothing changed since.
+    Tick,
     /// One page of the pass under way.
     Step,
 }
@@ -104,11 +111,15 @@ struct Pass {
     balance: bool,
     /// Shards moved since start when the pass began.
     moved_before: u64,
+    /// Whether a copy or a commit failed during the pass.
+    failed: bool,
 }
 
 pub struct RebalanceState {
     ctx: NodeContext,
     pass: Option<Pass>,
+    /// The topology a pass last found nothing to move in, and when.
+    settled: Option<(Topology, tokio::time::Instant)>,
 }
 
 impl Actor for RebalanceActor {
@@ -121,9 +132,9 @@ impl Actor for RebalanceActor {
         me: ActorRef<RebalanceMsg>,
         ctx: NodeContext,
     ) -> std::result::Result<RebalanceState, ActorProcessingErr> {
-        me.send_interval(REBALANCE_INTERVAL, || RebalanceMsg::Kick);
+        me.send_interval(REBALANCE_INTERVAL, || RebalanceMsg::Tick);
         ctx.rebalance.update(|p| p.running = false);
-        Ok(RebalanceState { ctx, pass: None })
+        Ok(RebalanceState { ctx, pass: None, settled: None })
     }
 
     async fn handle(
@@ -134,24 +145,43 @@ impl Actor for RebalanceActor {
     ) -> std::result::Result<(), ActorProcessingErr> {
         let ctx = state.ctx.clone();
         match msg {
-            RebalanceMsg::Kick if state.pass.is_some() => {}
-            RebalanceMsg::Kick => match begin(&ctx).await {
-                Ok(Some(pass)) => {
-                    state.pass = Some(pass);
-                    me.cast(RebalanceMsg::Step)?;
+            RebalanceMsg::Kick | RebalanceMsg::Tick if state.pass.is_some() => {}
+            RebalanceMsg::Kick | RebalanceMsg::Tick => {
+                let settled = match msg {
+                    RebalanceMsg::Tick => state.settled.as_ref().filter(|(_, at)| at.elapsed() < SETTLED_RECHECK),
+                    _ => None,
+                };
+                match begin(&ctx, settled.map(|(t, _)| t)).await {
+                    Ok(Some(pass)) => {
+                        state.pass = Some(pass);
+                        me.cast(RebalanceMsg::Step)?;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no rebalance pass now");
+                        ctx.rebalance.update(|p| p.last_error = Some(format!("starting a pass: {e}")));
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "no rebalance pass now"),
-            },
+            }
             RebalanceMsg::Step => {
                 let Some(pass) = state.pass.as_mut() else { return Ok(()) };
                 match step(&ctx, pass).await {
                     Ok(true) => me.cast(RebalanceMsg::Step)?,
                     Ok(false) => {
-                        let (stuck, moved_from) = state.pass.take().map_or((0, 0), |p| (p.stuck, p.moved_before));
+                        let Some(done) = state.pass.take() else { return Ok(()) };
+                        let stuck = done.stuck;
                         // A pass that moved shards may have left the loads to even out: the next one starts now.
-                        if ctx.rebalance.progress().moved_shards > moved_from {
+                        // One that found nothing to move lets the records rest until something changes.
+                        // One whose moves failed is tried again at the next tick, not at once.
+                        if ctx.rebalance.progress().moved_shards > done.moved_before {
+                            state.settled = None;
                             me.cast(RebalanceMsg::Kick)?;
+                        } else if done.failed || !done.topology.leaving.is_empty() {
+                            // A node being emptied is never settled: a write placed on it while the news of
+                            // its draining spread must still leave it.
+                            state.settled = None;
+                        } else {
+                            state.settled = Some((done.topology, tokio::time::Instant::now()));
                         }
                         let error = (stuck > 0).then(|| {
                             format!(
@@ -186,13 +216,14 @@ async fn leads(ctx: &NodeContext) -> Result<bool> {
     Ok(ctx.meta.metrics().await?.current_leader == Some(ctx.config.node_id))
 }
 
-/// Starts a pass if this node leads and there is another node to move shards to.
-async fn begin(ctx: &NodeContext) -> Result<Option<Pass>> {
+/// Starts a pass if this node leads, there is another node to move shards to, and the topology is not the
+/// one the last pass `settled` in.
+async fn begin(ctx: &NodeContext, settled: Option<&Topology>) -> Result<Option<Pass>> {
     if !leads(ctx).await? {
         return Ok(None);
     }
     let topology = topology(ctx).await?;
-    if topology.targets.len() < 2 && topology.leaving.is_empty() {
+    if topology.targets.len() < 2 && topology.leaving.is_empty() || settled == Some(&topology) {
         return Ok(None);
     }
     let (loads, records, leaving_shards, needed) = census(ctx, &topology).await?;
@@ -205,7 +236,8 @@ async fn begin(ctx: &NodeContext) -> Result<Option<Pass>> {
     let balance = needed == 0;
     let moved_before = ctx.rebalance.progress().moved_shards;
     let cursor = WalkCursor::Objects(None);
-    Ok(Some(Pass { topology, loads, cursor, planned: HashSet::new(), stuck: 0, balance, moved_before }))
+    let planned = HashSet::new();
+    Ok(Some(Pass { topology, loads, cursor, planned, stuck: 0, balance, moved_before, failed: false }))
 }
 
 /// Which disks may take shards now and which nodes must give theirs up.
@@ -304,19 +336,20 @@ async fn step(ctx: &NodeContext, pass: &mut Pass) -> Result<bool> {
                 ShardMove { segment: h.segment.id, shard: m.shard, from: m.from, to: m.to, holders: names.clone() };
             batch.push((h.segment.clone(), shard_move));
             if batch.len() == MOVES_PER_ENTRY {
-                make_moves(ctx, std::mem::take(&mut batch)).await?;
+                pass.failed |= !make_moves(ctx, std::mem::take(&mut batch)).await?;
             }
         }
     }
     if !batch.is_empty() {
-        make_moves(ctx, batch).await?;
+        pass.failed |= !make_moves(ctx, batch).await?;
     }
     pass.cursor = next;
     Ok(pass.cursor != WalkCursor::End)
 }
 
-/// Copies each planned shard to its new disk, then commits the moves whose copies are whole.
-async fn make_moves(ctx: &NodeContext, batch: Vec<(Segment, ShardMove)>) -> Result<()> {
+/// Copies each planned shard to its new disk, then commits the moves whose copies are whole; answers whether
+/// every move was made.
+async fn make_moves(ctx: &NodeContext, batch: Vec<(Segment, ShardMove)>) -> Result<bool> {
     use futures::StreamExt;
     let copies = futures::stream::iter(batch)
         .map(|(segment, m)| async move {
@@ -338,12 +371,17 @@ async fn make_moves(ctx: &NodeContext, batch: Vec<(Segment, ShardMove)>) -> Resu
             Err(e) => {
                 failed += 1;
                 tracing::warn!(segment = %segment.id, shard = m.shard, to = ?m.to, error = %e, "shard copy failed");
+                let why = format!(
+                    "copying shard {} of segment {} to node {} disk {}: {e}",
+                    m.shard, segment.id, m.to.node, m.to.disk
+                );
+                ctx.rebalance.update(|p| p.last_failure = Some(why));
             }
         }
     }
     ctx.rebalance.update(|p| p.failed_moves += failed);
     if moves.is_empty() {
-        return Ok(());
+        return Ok(failed == 0);
     }
     faults::hit(ctx.faults.as_ref(), "rebalance.commit").await?;
     let cmd = MetaCommand::MoveShards { moves, now_ms: ctx.env.now_ms() };
@@ -358,7 +396,7 @@ async fn make_moves(ctx: &NodeContext, batch: Vec<(Segment, ShardMove)>) -> Resu
                 p.moved_shards += made.len() as u64;
                 p.moved_bytes += made.iter().sum::<u64>();
             });
-            Ok(())
+            Ok(failed == 0 && refused == 0)
         }
         other => Err(ActorError::Refused(other)),
     }
@@ -372,7 +410,8 @@ pub async fn copy_shard(ctx: &NodeContext, segment: &Segment, index: u8, to: Dis
     let header = ShardHeader::for_layout(segment.id, index, layout);
     let target = ctx.shard(to).ok_or(ActorError::Unavailable("the disk a shard moves to"))?;
     let source = ctx.shard(from);
-    let mut writer = target.create(header).await?;
+    let stage = |what: &'static str| move |e: ActorError| ActorError::Invalid(format!("{what}: {e}"));
+    let mut writer = target.create(header).await.map_err(stage("create"))?;
     for block in 0..shard_file::block_count(segment.size, layout.block_size) {
         let block_len = shard_file::block_len(segment.size, layout.block_size, block);
         let read = match &source {
@@ -387,9 +426,9 @@ pub async fn copy_shard(ctx: &NodeContext, segment: &Segment, index: u8, to: Dis
                 all.into_iter().nth(index as usize).ok_or(ActorError::Invalid("reconstruction lost a piece".into()))?
             }
         };
-        writer.append(Bytes::from(piece)).await?;
+        writer.append(Bytes::from(piece)).await.map_err(stage("append"))?;
     }
-    writer.commit().await
+    writer.commit().await.map_err(stage("commit"))
 }
 
 /// Bytes of one shard file of `segment` (near enough: the planner compares them).
@@ -399,7 +438,7 @@ fn shard_bytes(segment: &Segment) -> u64 {
 
 /// Where shards may go: the usable disks of each node (up, member, not degraded, not leaving), and the nodes
 /// whose shards must leave.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topology {
     pub targets: BTreeMap<NodeId, Vec<DiskRef>>,
     pub leaving: BTreeSet<NodeId>,

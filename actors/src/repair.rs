@@ -4,7 +4,8 @@
 //! - Repair works on stored bytes only (ciphertext when objects are encrypted) and never asks for a key.
 //! - A rebuilt shard file is written whole under a temp name and renamed over the damaged one only
 //!   when complete and synced, so a crash mid-repair leaves the old state, never a half file.
-//! - A segment no longer referenced by metadata is not repaired (its files are garbage).
+//! - A segment no longer referenced by metadata is not repaired (its files are garbage), nor a shard that
+//!   rebalance moved away from the disk named in the report (its copy there is stale).
 //! - Every damaged shard reported is in the metadata database's node-local repair queue (mirrored in memory
 //!   as `known`) until a pass that covered it succeeds, or its segment is no longer referenced: a restart of
 //!   the node, or a crash of this actor, picks up the rest. A failed pass leaves its shards queued; they are
@@ -168,13 +169,21 @@ impl Actor for RepairActor {
 
 /// Rebuilds the named shards of one segment; returns how many were rewritten.
 pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8]) -> Result<usize> {
-    let referenced = ctx.meta.local()?.is_referenced(segment.id).map_err(|e| ActorError::Meta(e.to_string()))?;
+    let reader = ctx.meta.local()?;
+    let referenced = reader.is_referenced(segment.id).map_err(|e| ActorError::Meta(e.to_string()))?;
     if !referenced {
         return Ok(0);
     }
     faults::hit(ctx.faults.as_ref(), "repair.rebuild").await?;
     let layout = &segment.layout;
-    let targets: BTreeSet<u8> = shards.iter().copied().filter(|i| (*i as usize) < layout.width()).collect();
+    // A shard that rebalance moved away since the damage was reported lives elsewhere now: the copy reported
+    // is stale, and rebuilding it would only leave a file no record names.
+    let moved = |i: u8| {
+        let disk = layout.disks[i as usize];
+        reader.is_stale(segment.id, i, disk).unwrap_or(false)
+    };
+    let targets: BTreeSet<u8> =
+        shards.iter().copied().filter(|i| (*i as usize) < layout.width() && !moved(*i)).collect();
     if targets.is_empty() {
         return Ok(0);
     }

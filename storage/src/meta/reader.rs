@@ -475,6 +475,11 @@ impl MetaReader {
         Ok(out)
     }
 
+    /// Whether shard `shard` of `segment` moved away from `disk` (its copy there is stale).
+    pub fn is_stale(&self, segment: SegmentId, shard: u8, disk: hoard_protocol::DiskRef) -> Result<bool> {
+        Ok(self.store.ks(Ks::SmMeta).contains_key(super::keys::stale_key(segment, shard, disk))?)
+    }
+
     /// Up to `limit` records after `cursor` with the segments they name (objects, then parts of uploads in
     /// progress), and where the walk goes on: the pages of a walk over every segment a record names.
     pub fn holdings_after(&self, cursor: &WalkCursor, limit: usize) -> Result<(Vec<Holding>, WalkCursor)> {
