@@ -256,7 +256,12 @@ async fn a_repair_that_failed_while_a_peer_was_down_runs_when_it_is_back() {
 
     // Node 3 returns: node 1's peer watch sees it back and the queued repair runs.
     cluster.node_mut(3).restart().await.unwrap();
-    hoard_it::eventually("the queued repair ran once node 3 was back", || lost.exists()).await;
+    // Background work on two cores shared with the other tests of this file: a longer limit than `eventually`.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !lost.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the queued repair never ran once node 3 was back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.node(1).repair_idle().await.unwrap();
     assert_eq!(stats.shards_rebuilt.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(cluster.node(1).context().repair.queued_segments(), 0);
