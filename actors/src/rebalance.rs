@@ -113,6 +113,8 @@ struct Pass {
     moved_before: u64,
     /// Whether a copy or a commit failed during the pass.
     failed: bool,
+    /// Shards on leaving nodes as the pass began.
+    leaving_shards: u64,
 }
 
 pub struct RebalanceState {
@@ -176,9 +178,9 @@ impl Actor for RebalanceActor {
                         if ctx.rebalance.progress().moved_shards > done.moved_before {
                             state.settled = None;
                             me.cast(RebalanceMsg::Kick)?;
-                        } else if done.failed || !done.topology.leaving.is_empty() {
-                            // A node being emptied is never settled: a write placed on it while the news of
-                            // its draining spread must still leave it.
+                        } else if done.failed || done.leaving_shards > 0 || !done.topology.draining.is_empty() {
+                            // Nor is one that left shards on leaving nodes, or ran while a node drains: a write
+                            // placed on it while the news of its draining spread must still leave it.
                             state.settled = None;
                         } else {
                             state.settled = Some((done.topology, tokio::time::Instant::now()));
@@ -237,7 +239,8 @@ async fn begin(ctx: &NodeContext, settled: Option<&Topology>) -> Result<Option<P
     let moved_before = ctx.rebalance.progress().moved_shards;
     let cursor = WalkCursor::Objects(None);
     let planned = HashSet::new();
-    Ok(Some(Pass { topology, loads, cursor, planned, stuck: 0, balance, moved_before, failed: false }))
+    let failed = false;
+    Ok(Some(Pass { topology, loads, cursor, planned, stuck: 0, balance, moved_before, failed, leaving_shards }))
 }
 
 /// Which disks may take shards now and which nodes must give theirs up.
@@ -247,6 +250,7 @@ async fn topology(ctx: &NodeContext) -> Result<Topology> {
     let members: BTreeSet<NodeId> = metrics.membership_config.membership().nodes().map(|(id, _)| *id).collect();
     let (removed, draining) = ctx.meta.read(|r| Ok((r.cluster_record()?.removed(), r.draining()?))).await?;
     let leaving: BTreeSet<NodeId> = removed.union(&draining).copied().collect();
+    let draining: BTreeSet<NodeId> = draining.difference(&removed).copied().collect();
     let mut disks: Vec<DiskRef> = (0..ctx.shards.len() as u32).map(|disk| DiskRef { node: me, disk }).collect();
     disks.extend(ctx.transport.remote_disks(me));
     let mut targets: BTreeMap<NodeId, Vec<DiskRef>> = BTreeMap::new();
@@ -257,7 +261,7 @@ async fn topology(ctx: &NodeContext) -> Result<Topology> {
             targets.entry(d.node).or_default().push(d);
         }
     }
-    Ok(Topology { targets, leaving })
+    Ok(Topology { targets, leaving, draining })
 }
 
 /// The bytes each usable disk holds, how many records there are, how many shards are on leaving nodes, and
@@ -280,7 +284,7 @@ async fn census(ctx: &NodeContext, topology: &Topology) -> Result<(Loads, u64, u
             if h.refs > 1 && !shared.insert(h.segment.id) {
                 continue;
             }
-            needed += plan_segment(&h.segment, topology, &mut scratch, &HashSet::new(), false).len() as u64;
+            needed += plan_segment(&h.segment, topology, &mut scratch, &|_, _, _| false, false).len() as u64;
             let bytes = shard_bytes(&h.segment);
             for d in &h.segment.layout.disks {
                 if let Some(load) = loads.bytes.get_mut(d) {
@@ -306,8 +310,10 @@ async fn step(ctx: &NodeContext, pass: &mut Pass) -> Result<bool> {
     }
     let at = pass.cursor.clone();
     let (page, next) = ctx.meta.read(move |r| r.holdings_after(&at, WALK_PAGE)).await?;
-    let stale: HashSet<(SegmentId, u8, DiskRef)> =
-        ctx.meta.read(|r| r.stale_copies()).await?.into_iter().map(|c| (c.segment, c.shard, c.disk)).collect();
+    // Where a stale copy is recorded, asked of this node's state (the leader's: as fresh as any); metadata
+    // refuses a move onto one all the same.
+    let reader = ctx.meta.local()?;
+    let stale = |segment: SegmentId, shard: u8, disk: DiskRef| reader.is_stale(segment, shard, disk).unwrap_or(true);
     ctx.rebalance.update(|p| p.walked += page.len() as u64);
     let mut planned: Vec<(Holding, Vec<PlannedMove>)> = Vec::new();
     for h in page {
@@ -331,6 +337,12 @@ async fn step(ctx: &NodeContext, pass: &mut Pass) -> Result<bool> {
             1 => vec![h.holder.clone()],
             _ => holders.get(&h.segment.id).cloned().unwrap_or_default(),
         };
+        // Records that do not add up to the reference count (one changed since the page was read): metadata
+        // would refuse the moves, so their copies are not made; the next pass looks again.
+        if names.len() != h.refs as usize {
+            pass.failed = true;
+            continue;
+        }
         for m in moves {
             let shard_move =
                 ShardMove { segment: h.segment.id, shard: m.shard, from: m.from, to: m.to, holders: names.clone() };
@@ -441,7 +453,10 @@ fn shard_bytes(segment: &Segment) -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topology {
     pub targets: BTreeMap<NodeId, Vec<DiskRef>>,
+    /// Draining and removed nodes.
     pub leaving: BTreeSet<NodeId>,
+    /// Of those, the draining ones (not removed yet).
+    pub draining: BTreeSet<NodeId>,
 }
 
 /// Bytes held by each usable disk, as the pass goes.
@@ -487,14 +502,13 @@ pub fn plan_segment(
     segment: &Segment,
     topology: &Topology,
     loads: &mut Loads,
-    stale: &HashSet<(SegmentId, u8, DiskRef)>,
+    stale: &dyn Fn(SegmentId, u8, DiskRef) -> bool,
     balance: bool,
 ) -> Vec<PlannedMove> {
     let mut disks = segment.layout.disks.clone();
     let bytes = shard_bytes(segment);
     let on_node = |disks: &[DiskRef], node: NodeId| disks.iter().filter(|d| d.node == node).count();
-    let free =
-        |disks: &[DiskRef], shard: u8, d: &DiskRef| !disks.contains(d) && !stale.contains(&(segment.id, shard, *d));
+    let free = |disks: &[DiskRef], shard: u8, d: &DiskRef| !disks.contains(d) && !stale(segment.id, shard, *d);
     let mut moves = Vec::new();
     for shard in 0..disks.len() {
         let from = disks[shard];
@@ -611,6 +625,7 @@ mod tests {
         Topology {
             targets: nodes.iter().map(|n| (*n, vec![d(*n, 0), d(*n, 1)])).collect(),
             leaving: leaving.iter().copied().collect(),
+            draining: leaving.iter().copied().collect(),
         }
     }
 
@@ -619,11 +634,11 @@ mod tests {
     fn pass(segments: &mut [Segment], topology: &Topology) -> usize {
         let mut scratch = Loads::default();
         let needed: usize =
-            segments.iter().map(|s| plan_segment(s, topology, &mut scratch, &HashSet::new(), false).len()).sum();
+            segments.iter().map(|s| plan_segment(s, topology, &mut scratch, &|_, _, _| false, false).len()).sum();
         let mut loads = loads_of(segments, topology);
         let mut made = 0;
         for s in segments.iter_mut() {
-            for m in plan_segment(s, topology, &mut loads, &HashSet::new(), needed == 0) {
+            for m in plan_segment(s, topology, &mut loads, &|_, _, _| false, needed == 0) {
                 assert_eq!(s.layout.disks[m.shard as usize], m.from);
                 assert!(!s.layout.disks.contains(&m.to), "a shard never joins another of its segment");
                 s.layout.disks[m.shard as usize] = m.to;
@@ -713,8 +728,8 @@ mod tests {
     fn a_shard_never_moves_onto_its_own_stale_copy_and_waits_when_no_disk_is_free() {
         let s = segment(1, vec![d(1, 0), d(1, 1), d(2, 0), d(2, 1), d(3, 0), d(3, 1)]);
         // Node 3 leaves, and only node 4's disk 0 is usable; shard 4's stale copy is there.
-        let topo = Topology { targets: [(4, vec![d(4, 0)])].into(), leaving: [3].into() };
-        let stale: HashSet<_> = [(SegmentId(1), 4, d(4, 0))].into();
+        let topo = Topology { targets: [(4, vec![d(4, 0)])].into(), leaving: [3].into(), draining: [3].into() };
+        let stale = |segment, shard, disk| (segment, shard, disk) == (SegmentId(1), 4, d(4, 0));
         let moves = plan_segment(&s, &topo, &mut Loads::default(), &stale, true);
         assert_eq!(moves, vec![PlannedMove { shard: 5, from: d(3, 1), to: d(4, 0) }]);
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use hoard_protocol::MetaCommand;
 use hoard_protocol::SegmentId;
+use hoard_protocol::StaleCopy;
 use hoard_storage::shard_file;
 use hoard_storage::shard_file::ShardHeader;
 use ractor::Actor;
@@ -216,30 +217,49 @@ async fn scrub_pass(ctx: &NodeContext) -> Result<ScrubReport> {
     Ok(report)
 }
 
+/// Stale copies deleted, then forgotten, per Raft entry.
+const STALE_CHUNK: usize = 512;
+
 /// Deletes the old copies of shards moved at or before `moved_by_ms` (the leader's work), and forgets them
-/// once their files are gone; a copy on a node that was removed from the cluster is forgotten as it is.
+/// once their files are gone; a copy on a node that was removed from the cluster is forgotten as it is. Each
+/// chunk is checked first, from a linearizable read, to be still recorded as it was, and this node to still
+/// lead: a leader deposed meanwhile never deletes a copy that a newer leader forgot and moved a shard back onto.
 async fn delete_stale_copies(ctx: &NodeContext, moved_by_ms: i64) -> Result<u64> {
-    let (stale, removed) = ctx.meta.read(|r| Ok((r.stale_copies()?, r.cluster_record()?.removed()))).await?;
-    let mut gone = Vec::new();
+    let stale: Vec<StaleCopy> = ctx.meta.read(|r| r.stale_copies()).await?;
+    let due: Vec<StaleCopy> = stale.into_iter().filter(|c| c.since_ms <= moved_by_ms).collect();
     let mut deleted = 0;
-    for copy in stale.into_iter().filter(|c| c.since_ms <= moved_by_ms) {
-        if removed.contains(&copy.disk.node) {
-            gone.push(copy);
-            continue;
+    for chunk in due.chunks(STALE_CHUNK) {
+        let wanted = chunk.to_vec();
+        let (current, removed) = ctx
+            .meta
+            .read(move |r| {
+                let current: Vec<StaleCopy> = r.stale_copies_among(&wanted)?;
+                Ok((current, r.cluster_record()?.removed()))
+            })
+            .await?;
+        if ctx.meta.metrics().await?.current_leader != Some(ctx.config.node_id) {
+            break;
         }
-        let Some(shard) = ctx.shard(copy.disk) else { continue };
-        match shard.remove(copy.segment, copy.shard).await {
-            Ok(()) => {
-                deleted += 1;
+        let mut gone = Vec::new();
+        for copy in current {
+            if removed.contains(&copy.disk.node) {
                 gone.push(copy);
+                continue;
             }
-            Err(e) => {
-                tracing::warn!(segment = %copy.segment, shard = copy.shard, error = %e, "scrub could not delete a stale copy")
+            let Some(shard) = ctx.shard(copy.disk) else { continue };
+            match shard.remove(copy.segment, copy.shard).await {
+                Ok(()) => {
+                    deleted += 1;
+                    gone.push(copy);
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %copy.segment, shard = copy.shard, error = %e, "scrub could not delete a stale copy")
+                }
             }
         }
-    }
-    if !gone.is_empty() {
-        ctx.meta.write(MetaCommand::ForgetStaleCopies { copies: gone }).await?;
+        if !gone.is_empty() {
+            ctx.meta.write(MetaCommand::ForgetStaleCopies { copies: gone }).await?;
+        }
     }
     Ok(deleted)
 }

@@ -79,9 +79,10 @@ struct Args {
     /// An argument for `hoard serve` (repeat for each), e.g. `--extra-serve-arg=--data-shards=3`.
     #[arg(long = "extra-serve-arg", allow_hyphen_values = true, conflicts_with = "endpoint")]
     extra_serve_args: Vec<String>,
-    /// Benchmark a running server at this URL instead of starting one.
+    /// Benchmark a running server at this URL instead of starting one. Repeat it for the nodes of a cluster:
+    /// the clients are spread over them in turn.
     #[arg(long, requires_all = ["access_key", "secret_key"])]
-    endpoint: Option<String>,
+    endpoint: Vec<String>,
     /// Access key for --endpoint.
     #[arg(long, requires = "endpoint")]
     access_key: Option<String>,
@@ -159,7 +160,8 @@ impl Args {
 
 /// The server under test, however it was found.
 struct Target {
-    endpoint: String,
+    /// The clients are spread over these in turn.
+    endpoints: Vec<String>,
     access_key: String,
     secret_key: String,
     /// For reading its RSS.
@@ -174,16 +176,17 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(
-        args.endpoint.is_none() || args.pid.is_some() || args.only != Some(Part::Rss),
+        args.endpoint.is_empty() || args.pid.is_some() || args.only != Some(Part::Rss),
         "--only rss needs --pid with --endpoint"
     );
     let runtime = tokio::runtime::Runtime::new()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let Some(endpoint) = &args.endpoint else {
+    if args.endpoint.is_empty() {
         return run_own_server(&args, &runtime, cores);
-    };
+    }
+    let endpoint = args.endpoint.join(", ");
     let target = Target {
-        endpoint: endpoint.clone(),
+        endpoints: args.endpoint.clone(),
         access_key: args.access_key.clone().unwrap_or_default(),
         secret_key: args.secret_key.clone().unwrap_or_default(),
         pid: args.pid,
@@ -222,7 +225,7 @@ fn run_own_server(args: &Args, runtime: &tokio::runtime::Runtime, cores: usize) 
 
     let result = HoardProcess::start(&data_dir, &extra).and_then(|server| {
         let target = Target {
-            endpoint: server.endpoint(),
+            endpoints: vec![server.endpoint()],
             access_key: ACCESS_KEY.to_string(),
             secret_key: SECRET_KEY.to_string(),
             pid: server.child.as_ref().map(|c| c.id()),
@@ -269,8 +272,9 @@ fn describe_layout(data_dir: &Path, extra_serve_args: &[String]) -> String {
 
 /// One benchmark run against `target` in a bucket of its own; on a running server the bucket is removed again.
 async fn run(args: &Args, target: &Target) -> anyhow::Result<()> {
+    let endpoint = |i: usize| &target.endpoints[i % target.endpoints.len()];
     let clients: Vec<Client> =
-        (0..args.concurrency).map(|_| client_for(&target.endpoint, &target.access_key, &target.secret_key)).collect();
+        (0..args.concurrency).map(|i| client_for(endpoint(i), &target.access_key, &target.secret_key)).collect();
     let bucket = if target.external { format!("hoard-bench-{}", utc_timestamp()) } else { "hoard-bench".to_string() };
     clients[0].create_bucket().bucket(&bucket).send().await.with_context(|| format!("creating bucket {bucket}"))?;
     let result = measure(args, target, &clients, &bucket).await;

@@ -73,7 +73,6 @@ pub(crate) fn part_key(upload_id: &str, part_number: u32) -> Vec<u8> {
     out
 }
 
-/// A segment id as 16 big-endian bytes (`segrefs` and `garbage_idx` keys).
 /// The upload id and part number of a part's key.
 pub(crate) fn split_part_key(key: &[u8]) -> Result<(&str, u32)> {
     let cut = key.len().checked_sub(5).ok_or_else(|| MetaError::Corrupt("part key too short".into()))?;
@@ -96,6 +95,7 @@ pub(crate) fn stale_key(segment: SegmentId, shard: u8, disk: hoard_protocol::Dis
     out
 }
 
+/// A segment id as 16 big-endian bytes (`segrefs` and `garbage_idx` keys).
 pub(crate) fn segment_key(id: SegmentId) -> [u8; 16] {
     id.0.to_be_bytes()
 }

@@ -475,6 +475,20 @@ impl MetaReader {
         Ok(out)
     }
 
+    /// Those of `copies` that are recorded as they are (same move time).
+    pub fn stale_copies_among(&self, copies: &[hoard_protocol::StaleCopy]) -> Result<Vec<hoard_protocol::StaleCopy>> {
+        let mut out = Vec::new();
+        for copy in copies {
+            let key = super::keys::stale_key(copy.segment, copy.shard, copy.disk);
+            let stored: Option<hoard_protocol::StaleCopy> =
+                self.store.ks(Ks::SmMeta).get(key)?.map(|v| decode(&v)).transpose()?;
+            if stored.as_ref() == Some(copy) {
+                out.push(*copy);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether shard `shard` of `segment` moved away from `disk` (its copy there is stale).
     pub fn is_stale(&self, segment: SegmentId, shard: u8, disk: hoard_protocol::DiskRef) -> Result<bool> {
         Ok(self.store.ks(Ks::SmMeta).contains_key(super::keys::stale_key(segment, shard, disk))?)

@@ -319,7 +319,7 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
             MetaResponse::Moved { moved: super::moves::apply_moves(tx, moves, now_ms)? }
         }
         MetaCommand::ForgetStaleCopies { copies } => {
-            super::moves::forget_stale(tx, copies);
+            super::moves::forget_stale(tx, copies)?;
             MetaResponse::Ok
         }
         MetaCommand::SetDraining { node_id, draining } => {

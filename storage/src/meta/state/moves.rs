@@ -147,11 +147,16 @@ fn record_stale(tx: &mut Txn<'_>, copy: StaleCopy) {
     tx.put(Ks::SmMeta, stale_key(copy.segment, copy.shard, copy.disk), encode(&copy));
 }
 
-/// Forgets stale copies whose files are gone.
-pub(super) fn forget_stale(tx: &mut Txn<'_>, copies: Vec<StaleCopy>) {
+/// Forgets stale copies whose files are gone: each only as it was recorded (a copy recorded again since, by a
+/// later move, stays until its own deletion).
+pub(super) fn forget_stale(tx: &mut Txn<'_>, copies: Vec<StaleCopy>) -> Result<()> {
     for copy in copies {
-        tx.delete(Ks::SmMeta, stale_key(copy.segment, copy.shard, copy.disk));
+        let key = stale_key(copy.segment, copy.shard, copy.disk);
+        if tx.get_decoded::<StaleCopy>(Ks::SmMeta, &key)? == Some(copy) {
+            tx.delete(Ks::SmMeta, key);
+        }
     }
+    Ok(())
 }
 
 /// Adds `node` to, or takes it out of, the draining set.
