@@ -82,6 +82,13 @@ impl TestNode {
     }
 }
 
+/// A node whose store holds bucket `b`.
+pub(crate) async fn node_with_bucket(dir: &Path) -> TestNode {
+    let node = TestNode::start(dir, config()).await;
+    assert_eq!(node.write(bucket("b")).await, MetaResponse::Ok);
+    node
+}
+
 pub(crate) fn bucket(name: &str) -> MetaCommand {
     MetaCommand::CreateBucket(BucketRecord { name: name.into(), created_ms: 1, encryption: None })
 }

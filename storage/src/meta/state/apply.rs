@@ -527,12 +527,6 @@ mod tests {
         assert_eq!(cluster.nodes[&3].addr, "10.0.0.9:7000");
     }
 
-    async fn node_with_bucket(dir: &std::path::Path) -> TestNode {
-        let node = TestNode::start(dir, config()).await;
-        assert_eq!(node.write(bucket("b")).await, MetaResponse::Ok);
-        node
-    }
-
     fn sse_s3(key_id: &str, wrapped: u8) -> Encryption {
         let key = hoard_protocol::WrappedKey { format: 1, data_id: [7; 16], wrapped: vec![wrapped; 40] };
         Encryption::SseS3 { key_id: key_id.into(), key }

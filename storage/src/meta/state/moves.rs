@@ -205,12 +205,6 @@ mod tests {
         node.reader.object("b", key).unwrap().unwrap().segments[0].layout.disks[0]
     }
 
-    async fn node_with_bucket(dir: &std::path::Path) -> TestNode {
-        let node = TestNode::start(dir, config()).await;
-        node.write(bucket("b")).await;
-        node
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_move_changes_the_record_and_leaves_a_stale_copy() {
         let dir = tempfile::tempdir().unwrap();
