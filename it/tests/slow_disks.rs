@@ -47,9 +47,9 @@ async fn a_hung_disk_slows_no_read_stops_no_write_and_shows_as_degraded() {
     // The disk holding data piece 0: every block needs it, or parity in its place.
     let slot = disks.iter().position(|d| placed[&0].starts_with(d)).expect("piece 0 is on a disk of the node");
 
-    // Each time is the best of two runs, so that one hiccup of the machine does not decide.
+    // Each time is the best of three runs, so that a hiccup of the (shared, two-core) machine does not decide.
     let mut usual = Duration::MAX;
-    for _ in 0..2 {
+    for _ in 0..3 {
         let (took, body) = timed_get(&c, "big").await;
         assert!(body == big);
         usual = usual.min(took);
@@ -59,7 +59,7 @@ async fn a_hung_disk_slows_no_read_stops_no_write_and_shows_as_degraded() {
     node.faults().arm(&format!("disk.{slot}"), Fault::Gate(gate.clone()));
     let reports = node.repair_stats().reports.load(Ordering::Relaxed);
     let mut hung = Duration::MAX;
-    for _ in 0..2 {
+    for _ in 0..3 {
         let (took, body) = timed_get(&c, "big").await;
         assert!(body == big, "the bytes are right without the hung disk");
         hung = hung.min(took);
