@@ -502,6 +502,12 @@ impl MetaHandle {
         self.slot.call(MetaMsg::Metrics, META_DEADLINE).await
     }
 
+    /// Whether this node leads the metadata group now (the background work only the leader does).
+    pub async fn leads(&self) -> Result<bool> {
+        let metrics = self.metrics().await?;
+        Ok(metrics.current_leader == Some(metrics.id))
+    }
+
     /// Changes the metadata group's membership (at the leader, wherever it is).
     pub async fn change_membership(&self, change: MembershipChange) -> Result<()> {
         self.slot.call(|r| MetaMsg::ChangeMembership(change, r), META_DEADLINE).await?

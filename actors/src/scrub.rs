@@ -174,7 +174,7 @@ async fn scrub_pass(ctx: &NodeContext) -> Result<ScrubReport> {
     }
 
     // Delete garbage whose grace period is over, then forget it: the leader's work alone.
-    let leads = ctx.meta.metrics().await?.current_leader == Some(me);
+    let leads = ctx.meta.leads().await?;
     let garbage = match leads {
         true => reader.garbage(now - grace_ms).map_err(|e| ActorError::Meta(e.to_string()))?,
         false => Vec::new(),
@@ -237,7 +237,7 @@ async fn delete_stale_copies(ctx: &NodeContext, moved_by_ms: i64) -> Result<u64>
                 Ok((current, r.cluster_record()?.removed()))
             })
             .await?;
-        if ctx.meta.metrics().await?.current_leader != Some(ctx.config.node_id) {
+        if !ctx.meta.leads().await? {
             break;
         }
         let mut gone = Vec::new();

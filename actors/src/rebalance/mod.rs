@@ -220,15 +220,10 @@ impl Actor for RebalanceActor {
     }
 }
 
-/// Whether this node leads the metadata group.
-async fn leads(ctx: &NodeContext) -> Result<bool> {
-    Ok(ctx.meta.metrics().await?.current_leader == Some(ctx.config.node_id))
-}
-
 /// Starts a pass if this node leads, there is another node to move shards to, and the topology is not the
 /// one the last pass `settled` in.
 async fn begin(ctx: &NodeContext, settled: Option<&Topology>) -> Result<Option<Pass>> {
-    if !leads(ctx).await? {
+    if !ctx.meta.leads().await? {
         return Ok(None);
     }
     let topology = topology(ctx).await?;
@@ -312,7 +307,7 @@ async fn step(ctx: &NodeContext, pass: &mut Pass) -> Result<bool> {
     if pass.cursor == WalkCursor::End {
         return Ok(false);
     }
-    if !leads(ctx).await? {
+    if !ctx.meta.leads().await? {
         return Err(ActorError::Unavailable("metadata leadership (lost during a rebalance pass)"));
     }
     let at = pass.cursor.clone();
