@@ -22,6 +22,7 @@ use hoard_protocol::ObjectRecord;
 use hoard_protocol::PartRecord;
 use hoard_protocol::Segment;
 use hoard_protocol::SegmentHolder;
+use hoard_protocol::SegmentId;
 use hoard_protocol::ShardLayout;
 use hoard_protocol::ShardMove;
 use hoard_protocol::StaleCopy;
@@ -56,28 +57,37 @@ fn holder_key(holder: &SegmentHolder) -> (Ks, Vec<u8>) {
     }
 }
 
-/// The holder's record with `change` made to its copy of `segment`; `None` when it has no such segment or
-/// `change` refuses.
-fn changed_record(
-    tx: &Txn<'_>,
-    holder: &SegmentHolder,
-    segment: hoard_protocol::SegmentId,
-    change: impl FnOnce(&mut Segment) -> bool,
-) -> Result<Option<Vec<u8>>> {
-    let (ks, key) = holder_key(holder);
-    let Some(bytes) = tx.get(ks, &key)? else { return Ok(None) };
-    Ok(match holder {
-        SegmentHolder::Object { .. } => {
-            let mut record: ObjectRecord = decode(&bytes)?;
-            let changed = record.segments.iter_mut().find(|s| s.id == segment).is_some_and(change);
-            changed.then(|| encode(&record))
+/// A record that names segments, as stored.
+enum Held {
+    Object(Box<ObjectRecord>),
+    Part(Box<PartRecord>),
+}
+
+impl Held {
+    /// The holder's record, if there is one.
+    fn read(tx: &Txn<'_>, holder: &SegmentHolder) -> Result<Option<Held>> {
+        let (ks, key) = holder_key(holder);
+        let Some(bytes) = tx.get(ks, &key)? else { return Ok(None) };
+        Ok(Some(match holder {
+            SegmentHolder::Object { .. } => Held::Object(Box::new(decode(&bytes)?)),
+            SegmentHolder::Part { .. } => Held::Part(Box::new(decode(&bytes)?)),
+        }))
+    }
+
+    /// Its copy of `segment`, if it names it.
+    fn segment_mut(&mut self, segment: SegmentId) -> Option<&mut Segment> {
+        match self {
+            Held::Object(record) => record.segments.iter_mut().find(|s| s.id == segment),
+            Held::Part(part) => Some(&mut part.segment).filter(|s| s.id == segment),
         }
-        SegmentHolder::Part { .. } => {
-            let mut part: PartRecord = decode(&bytes)?;
-            let changed = part.segment.id == segment && change(&mut part.segment);
-            changed.then(|| encode(&part))
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Held::Object(record) => encode(record.as_ref()),
+            Held::Part(part) => encode(part.as_ref()),
         }
-    })
+    }
 }
 
 fn apply_move(tx: &mut Txn<'_>, m: &ShardMove, now_ms: i64) -> Result<bool> {
@@ -91,17 +101,17 @@ fn apply_move(tx: &mut Txn<'_>, m: &ShardMove, now_ms: i64) -> Result<bool> {
     }
     let mut updates = Vec::with_capacity(m.holders.len());
     for holder in &m.holders {
-        let moved = changed_record(tx, holder, m.segment, |s| {
-            let movable = s.layout.disks.get(m.shard as usize) == Some(&m.from) && !s.layout.disks.contains(&m.to);
-            if movable {
-                s.layout.disks[m.shard as usize] = m.to;
-            }
-            movable
-        })?;
-        match moved {
-            Some(record) => updates.push((holder_key(holder), record)),
-            None => return Ok(false),
+        let Some(mut record) = Held::read(tx, holder)? else { return Ok(false) };
+        let Some(segment) = record.segment_mut(m.segment) else { return Ok(false) };
+        let disks = &mut segment.layout.disks;
+        if disks.contains(&m.to) {
+            return Ok(false);
         }
+        match disks.get_mut(m.shard as usize) {
+            Some(disk) if *disk == m.from => *disk = m.to,
+            _ => return Ok(false),
+        }
+        updates.push((holder_key(holder), record.encode()));
     }
     for ((ks, key), record) in updates {
         tx.put(ks, key, record);
@@ -125,19 +135,10 @@ fn forget_refused_copy(tx: &mut Txn<'_>, m: &ShardMove, now_ms: i64) -> Result<(
 }
 
 /// The layout of `segment` in the first of `holders` that names it.
-fn current_layout(
-    tx: &Txn<'_>,
-    holders: &[SegmentHolder],
-    segment: hoard_protocol::SegmentId,
-) -> Result<Option<ShardLayout>> {
+fn current_layout(tx: &Txn<'_>, holders: &[SegmentHolder], segment: SegmentId) -> Result<Option<ShardLayout>> {
     for holder in holders {
-        let mut found = None;
-        changed_record(tx, holder, segment, |s| {
-            found = Some(s.layout.clone());
-            false
-        })?;
-        if found.is_some() {
-            return Ok(found);
+        if let Some(s) = Held::read(tx, holder)?.as_mut().and_then(|r| r.segment_mut(segment)) {
+            return Ok(Some(s.layout.clone()));
         }
     }
     Ok(None)
@@ -177,7 +178,6 @@ mod tests {
     use hoard_protocol::DiskRef;
     use hoard_protocol::MetaCommand;
     use hoard_protocol::MetaResponse;
-    use hoard_protocol::SegmentId;
 
     use super::*;
     use crate::meta::test_support::*;
