@@ -269,10 +269,7 @@ async fn topology(ctx: &NodeContext) -> Result<Topology> {
 /// The bytes each usable disk holds, how many records there are, how many shards are on leaving nodes, and
 /// how many shards must move to leave a node or to spread a stripe out.
 async fn census(ctx: &NodeContext, topology: &Topology) -> Result<(Loads, u64, u64, u64)> {
-    let mut loads = Loads::default();
-    for d in topology.targets.values().flatten() {
-        loads.bytes.insert(*d, 0);
-    }
+    let mut loads = Loads::empty(topology);
     let (mut records, mut leaving) = (0u64, 0u64);
     let mut needed = 0u64;
     let mut scratch = Loads::default();
@@ -287,15 +284,8 @@ async fn census(ctx: &NodeContext, topology: &Topology) -> Result<(Loads, u64, u
                 continue;
             }
             needed += plan_segment(&h.segment, topology, &mut scratch, &|_, _, _| false, false).len() as u64;
-            let bytes = shard_bytes(&h.segment);
-            for d in &h.segment.layout.disks {
-                if let Some(load) = loads.bytes.get_mut(d) {
-                    *load += bytes;
-                }
-                if topology.leaving.contains(&d.node) {
-                    leaving += 1;
-                }
-            }
+            loads.add(&h.segment);
+            leaving += topology.leaving_shards(&h.segment.layout.disks) as u64;
         }
         cursor = next;
     }
@@ -323,8 +313,8 @@ async fn step(ctx: &NodeContext, pass: &mut Pass) -> Result<bool> {
             continue;
         }
         let moves = plan_segment(&h.segment, &pass.topology, &mut pass.loads, &stale, pass.balance);
-        let leaving = h.segment.layout.disks.iter().filter(|d| pass.topology.leaving.contains(&d.node)).count();
-        let leave = moves.iter().filter(|m| pass.topology.leaving.contains(&m.from.node)).count();
+        let leaving = pass.topology.leaving_shards(&h.segment.layout.disks);
+        let leave = pass.topology.leaving_shards(moves.iter().map(|m| &m.from));
         pass.stuck += leaving.saturating_sub(leave) as u64;
         if !moves.is_empty() {
             planned.push((h, moves));

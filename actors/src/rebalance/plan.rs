@@ -28,6 +28,13 @@ pub struct Topology {
     pub draining: BTreeSet<NodeId>,
 }
 
+impl Topology {
+    /// How many of `disks` are on leaving nodes.
+    pub fn leaving_shards<'a>(&self, disks: impl IntoIterator<Item = &'a DiskRef>) -> usize {
+        disks.into_iter().filter(|d| self.leaving.contains(&d.node)).count()
+    }
+}
+
 /// Bytes held by each usable disk, as the pass goes.
 #[derive(Debug, Clone, Default)]
 pub struct Loads {
@@ -35,6 +42,21 @@ pub struct Loads {
 }
 
 impl Loads {
+    /// Every usable disk of `topology`, holding nothing yet.
+    pub fn empty(topology: &Topology) -> Loads {
+        Loads { bytes: topology.targets.values().flatten().map(|d| (*d, 0)).collect() }
+    }
+
+    /// Counts `segment`'s shards on the usable disks.
+    pub fn add(&mut self, segment: &Segment) {
+        let bytes = shard_bytes(segment);
+        for d in &segment.layout.disks {
+            if let Some(load) = self.bytes.get_mut(d) {
+                *load += bytes;
+            }
+        }
+    }
+
     fn mean(&self) -> u64 {
         self.bytes.values().sum::<u64>() / (self.bytes.len().max(1) as u64)
     }
@@ -200,16 +222,9 @@ mod tests {
     }
 
     fn loads_of(segments: &[Segment], topology: &Topology) -> Loads {
-        let mut loads = Loads::default();
-        for disk in topology.targets.values().flatten() {
-            loads.bytes.insert(*disk, 0);
-        }
+        let mut loads = Loads::empty(topology);
         for s in segments {
-            for disk in &s.layout.disks {
-                if let Some(l) = loads.bytes.get_mut(disk) {
-                    *l += shard_bytes(s);
-                }
-            }
+            loads.add(s);
         }
         loads
     }
