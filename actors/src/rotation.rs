@@ -26,6 +26,7 @@ use hoard_protocol::Rotation;
 use hoard_protocol::RotationCursor;
 use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
+use hoard_protocol::VersionRecord;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
 use ractor::ActorRef;
@@ -173,9 +174,33 @@ async fn batch(ctx: &NodeContext, rotation: &Rotation) -> Result<(Vec<Rewrap>, R
             };
             let rewraps = rewraps_of(ctx, &page, to, |u| &u.encryption, target).await?;
             let next = |after| RotationCursor::Uploads { after };
+            Ok((rewraps, next_cursor(&page, next, RotationCursor::Versions { after: None })))
+        }
+        RotationCursor::Versions { after } => {
+            let after = after.clone();
+            let page = ctx.meta.read(move |r| r.versions_after(after.as_deref(), ROTATION_BATCH)).await?;
+            let target = |v: &VersionRecord| RewrapTarget::Object {
+                bucket: match v {
+                    VersionRecord::Object(o) => o.bucket.clone(),
+                    VersionRecord::DeleteMarker(m) => m.bucket.clone(),
+                },
+                key: v.key().to_string(),
+                version_id: v.version_id().to_string(),
+            };
+            let rewraps = rewraps_of(ctx, &page, to, version_encryption, target).await?;
+            let next = |after| RotationCursor::Versions { after };
             Ok((rewraps, next_cursor(&page, next, RotationCursor::End)))
         }
         RotationCursor::End => Ok((Vec::new(), RotationCursor::End)),
+    }
+}
+
+/// How a version's bytes are protected (a delete marker has none).
+fn version_encryption(version: &VersionRecord) -> &Encryption {
+    static UNSEALED: Encryption = Encryption::None;
+    match version {
+        VersionRecord::Object(o) => &o.encryption,
+        VersionRecord::DeleteMarker(_) => &UNSEALED,
     }
 }
 

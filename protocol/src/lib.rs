@@ -50,6 +50,8 @@ persisted_v1!(
     ClusterRecord,
     StaleCopy,
     Draining,
+    VersioningStatus,
+    VersionRecord,
 );
 
 /// One disk of one node.
@@ -267,6 +269,10 @@ pub enum RotationCursor {
     },
     /// The walk reached the end.
     End,
+    /// Among the noncurrent versions of versioned buckets (after the uploads).
+    Versions {
+        after: Option<Vec<u8>>,
+    },
 }
 
 /// One data key to rewrap: applied only if the record still carries `before`.
@@ -313,6 +319,18 @@ pub struct ObjectRecord {
     /// The bytes of a small object, kept in the record itself (and so in the Raft log) instead of in
     /// shard files: one metadata commit is the whole write.
     pub inline: Option<Vec<u8>>,
+}
+
+impl ObjectRecord {
+    /// Whether this is its key's null version (written while the bucket was not versioned).
+    pub fn is_null_version(&self) -> bool {
+        is_null_version_id(&self.version_id)
+    }
+
+    /// The version id clients see.
+    pub fn public_version_id(&self) -> &str {
+        public_version_id(&self.version_id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -536,6 +554,115 @@ pub enum MetaCommand {
         node_id: NodeId,
         draining: bool,
     },
+    /// Turns a bucket's versioning on or suspends it (a bucket never goes back to unversioned).
+    SetBucketVersioning {
+        bucket: String,
+        status: VersioningStatus,
+    },
+    /// DELETE without a version id on a versioned bucket: the delete marker becomes the key's current
+    /// version. The current object becomes noncurrent, or is removed when both it and the marker are the
+    /// null version (see [`ObjectRecord::is_null_version`]); so is a noncurrent null version when the marker
+    /// is one.
+    PutDeleteMarker {
+        marker: DeleteMarker,
+        now_ms: i64,
+    },
+    /// Removes one version of a key for good (`versionId` as clients name it, `null` included). When it
+    /// was the current one, the newest remaining version becomes current. A version that does not exist
+    /// changes nothing.
+    DeleteVersion {
+        bucket: String,
+        key: String,
+        version_id: String,
+        now_ms: i64,
+    },
+}
+
+/// The version id S3 clients see for the null version: the one written while the bucket was not versioned
+/// (or was suspended). A key has at most one.
+pub const NULL_VERSION_ID: &str = "null";
+
+/// How the version ids of versioned writes start: [`VERSIONED_ID_PREFIX`] and 32 lowercase hex digits. A
+/// null version's id (32 hex digits, as every id was before buckets had versioning) never has this form.
+pub const VERSIONED_ID_PREFIX: char = 'v';
+
+/// Whether a stored version id marks the null version: every id but a versioned write's.
+pub fn is_null_version_id(version_id: &str) -> bool {
+    let Some(digits) = version_id.strip_prefix(VERSIONED_ID_PREFIX) else { return true };
+    !(digits.len() == 32 && digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// A new version id for a write: versioned (see [`VERSIONED_ID_PREFIX`]) or a null version's.
+pub fn new_version_id(random: u128, versioned: bool) -> String {
+    if versioned {
+        format!("{VERSIONED_ID_PREFIX}{random:032x}")
+    } else {
+        format!("{random:032x}")
+    }
+}
+
+/// The version id a client sees for a stored one.
+pub fn public_version_id(version_id: &str) -> &str {
+    if is_null_version_id(version_id) {
+        NULL_VERSION_ID
+    } else {
+        version_id
+    }
+}
+
+/// A bucket's versioning (PutBucketVersioning). A bucket that never had it has no status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersioningStatus {
+    Enabled,
+    Suspended,
+}
+
+/// A delete marker: a version that says the key was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteMarker {
+    pub bucket: String,
+    pub key: String,
+    /// As an object's: [`VERSIONED_ID_PREFIX`] and 32 hex digits, or 32 hex digits for the null version.
+    pub version_id: String,
+    pub last_modified_ms: i64,
+}
+
+/// A version of a key that is not its current object: a noncurrent object, or a delete marker (which may
+/// be the current version: a key whose newest version is a delete marker has no current object).
+// Nearly every version is an object: boxing it would cost an allocation on each read to save space only in
+// the rare delete marker.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionRecord {
+    Object(ObjectRecord),
+    DeleteMarker(DeleteMarker),
+}
+
+impl VersionRecord {
+    pub fn version_id(&self) -> &str {
+        match self {
+            VersionRecord::Object(o) => &o.version_id,
+            VersionRecord::DeleteMarker(m) => &m.version_id,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            VersionRecord::Object(o) => &o.key,
+            VersionRecord::DeleteMarker(m) => &m.key,
+        }
+    }
+
+    pub fn last_modified_ms(&self) -> i64 {
+        match self {
+            VersionRecord::Object(o) => o.last_modified_ms,
+            VersionRecord::DeleteMarker(m) => m.last_modified_ms,
+        }
+    }
+
+    pub fn is_delete_marker(&self) -> bool {
+        matches!(self, VersionRecord::DeleteMarker(_))
+    }
 }
 
 /// A record that names a segment.
@@ -545,6 +672,8 @@ pub enum SegmentHolder {
     Object { bucket: String, key: String },
     /// An uploaded part of a multipart upload in progress.
     Part { upload_id: String, part_number: u32 },
+    /// A noncurrent version of an object (`version_id` as clients name it).
+    Version { bucket: String, key: String, version_id: String },
 }
 
 /// One shard of a segment moved from one disk to another; its bytes are already on `to`.
@@ -697,6 +826,10 @@ pub enum MetaResponse {
     Moved {
         moved: Vec<bool>,
     },
+    /// The version a `DeleteVersion` removed (none: there was no such version).
+    VersionRemoved {
+        removed: Option<Box<VersionRecord>>,
+    },
 }
 
 /// A raft node's address, as the membership config stores it.
@@ -767,6 +900,7 @@ mod tests {
             encryption: Encryption::SseS3 { key_id: "k1".into(), key: wrapped.clone() },
             inline: None,
         };
+        let version_record = ObjectRecord { version_id: "v9".into(), ..record.clone() };
         let settings = EncryptionSettings {
             encrypt_all: true,
             active_key_id: Some("k2".into()),
@@ -910,6 +1044,61 @@ mod tests {
             ("forget_stale_copies", encode(&MetaCommand::ForgetStaleCopies { copies: Vec::new() })),
             ("set_draining", encode(&MetaCommand::SetDraining { node_id: 4, draining: true })),
             ("draining", encode(&Draining { nodes: [4].into() })),
+            (
+                "set_bucket_versioning",
+                encode(&MetaCommand::SetBucketVersioning {
+                    bucket: "photos".into(),
+                    status: VersioningStatus::Suspended,
+                }),
+            ),
+            (
+                "put_delete_marker",
+                encode(&MetaCommand::PutDeleteMarker {
+                    marker: DeleteMarker {
+                        bucket: "photos".into(),
+                        key: "cat.jpg".into(),
+                        version_id: "v0123".into(),
+                        last_modified_ms: 12,
+                    },
+                    now_ms: 12,
+                }),
+            ),
+            (
+                "delete_version",
+                encode(&MetaCommand::DeleteVersion {
+                    bucket: "photos".into(),
+                    key: "cat.jpg".into(),
+                    version_id: "null".into(),
+                    now_ms: 13,
+                }),
+            ),
+            ("version_record", encode(&VersionRecord::Object(version_record))),
+            (
+                "move_version_shards",
+                encode(&MetaCommand::MoveShards {
+                    moves: vec![ShardMove {
+                        segment: SegmentId(7),
+                        shard: 1,
+                        from: DiskRef { node: 1, disk: 0 },
+                        to: DiskRef { node: 2, disk: 0 },
+                        holders: vec![SegmentHolder::Version {
+                            bucket: "photos".into(),
+                            key: "cat.jpg".into(),
+                            version_id: "v1".into(),
+                        }],
+                    }],
+                    now_ms: 14,
+                }),
+            ),
+            (
+                "rewrap_versions",
+                encode(&MetaCommand::RewrapBatch {
+                    to_key_id: "k2".into(),
+                    rewraps: Vec::new(),
+                    cursor: RotationCursor::Versions { after: Some(b"photos".to_vec()) },
+                    now_ms: 15,
+                }),
+            ),
         ]
     }
 
@@ -927,6 +1116,18 @@ mod tests {
             MetaResponse::RootCredential(StoredCredential::Plain(c.clone()))
         );
         assert!(printed.contains("AK") && !printed.contains("s3cr3t-value"), "{printed}");
+    }
+
+    #[test]
+    fn only_versioned_writes_ids_are_not_null() {
+        assert!(!is_null_version_id(&new_version_id(7, true)));
+        assert!(is_null_version_id(&new_version_id(7, false)));
+        assert_eq!(public_version_id(&new_version_id(u128::MAX, false)), NULL_VERSION_ID);
+        let versioned = new_version_id(u128::MAX, true);
+        assert_eq!(public_version_id(&versioned), versioned);
+        for odd in ["v", "v-key", "vABCDEF0123456789abcdef0123456789", "x0123456789abcdef0123456789abcdef", ""] {
+            assert!(is_null_version_id(odd), "{odd}");
+        }
     }
 
     #[test]

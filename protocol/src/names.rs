@@ -100,6 +100,14 @@ pub fn check_upload_id(id: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// A version id as a client or a record names it: hoard's (at most [`MAX_ID_BYTES`]) or `null`.
+pub fn check_version_id(id: &str) -> Result<(), NameError> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(NameError::Field("version id"));
+    }
+    Ok(())
+}
+
 fn bounded(value: &str, max: usize, what: &'static str) -> Result<(), NameError> {
     if value.len() > max {
         return Err(NameError::Field(what));
@@ -211,10 +219,26 @@ impl MetaCommand {
                                 check_key(key)?;
                             }
                             SegmentHolder::Part { upload_id, .. } => check_upload_id(upload_id)?,
+                            SegmentHolder::Version { bucket, key, version_id } => {
+                                check_bucket(bucket)?;
+                                check_key(key)?;
+                                check_version_id(version_id)?;
+                            }
                         }
                     }
                 }
                 Ok(())
+            }
+            MetaCommand::SetBucketVersioning { bucket, .. } => check_bucket(bucket),
+            MetaCommand::PutDeleteMarker { marker, .. } => {
+                check_bucket(&marker.bucket)?;
+                check_key(&marker.key)?;
+                check_version_id(&marker.version_id)
+            }
+            MetaCommand::DeleteVersion { bucket, key, version_id, .. } => {
+                check_bucket(bucket)?;
+                check_key(key)?;
+                check_version_id(version_id)
             }
             MetaCommand::EncryptAll { key_id } | MetaCommand::SetActiveKey { key_id } => {
                 bounded(key_id, MAX_ID_BYTES, "master key id")

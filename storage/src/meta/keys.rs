@@ -48,6 +48,45 @@ pub(crate) fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
     out
 }
 
+/// `bucket ++ 0x00 ++ key ++ 0x00`: every noncurrent version of the key (keyspaces `versions`,
+/// `version_idx`) starts with it.
+pub(crate) fn versions_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut out = object_key(bucket, key);
+    out.push(0);
+    out
+}
+
+/// `versions_prefix ++ !seq (u64 BE)`: a key's versions sort newest (highest `seq`) first.
+pub(crate) fn version_key(bucket: &str, key: &str, seq: u64) -> Vec<u8> {
+    let mut out = versions_prefix(bucket, key);
+    out.extend_from_slice(&(!seq).to_be_bytes());
+    out
+}
+
+/// The object key of a `versions` map key, from the part after `bucket ++ 0x00`.
+pub(crate) fn split_version_key(rest: &[u8]) -> Result<&str> {
+    let cut = rest.len().checked_sub(9).ok_or_else(|| MetaError::Corrupt("version key too short".into()))?;
+    utf8(&rest[..cut])
+}
+
+/// `versions_prefix ++ version id as clients name it` (keyspace `version_idx`, whose value is the version's
+/// `versions` key).
+pub(crate) fn version_idx_key(bucket: &str, key: &str, public_id: &str) -> Vec<u8> {
+    let mut out = versions_prefix(bucket, key);
+    out.extend_from_slice(public_id.as_bytes());
+    out
+}
+
+/// `bucket ++ 0x00 ++ setting` (keyspace `bucket_conf`): a bucket's settings besides its record.
+pub(crate) fn bucket_conf_key(bucket: &str, setting: &str) -> Vec<u8> {
+    let mut out = bucket_prefix(bucket);
+    out.extend_from_slice(setting.as_bytes());
+    out
+}
+
+/// The `bucket_conf` setting holding a bucket's [`hoard_protocol::VersioningStatus`].
+pub(crate) const VERSIONING: &str = "versioning";
+
 /// Splits the part of an upload key after `bucket ++ 0x00` into (key, upload_id).
 pub(crate) fn split_upload_key(rest: &[u8]) -> Result<(&str, &str)> {
     let sep = rest
@@ -185,6 +224,17 @@ mod tests {
     fn part_keys_sort_by_part_number() {
         assert!(part_key("u", 2) < part_key("u", 10));
         assert!(part_key("u", u32::MAX) < prefix_successor(&part_prefix("u")).unwrap());
+    }
+
+    #[test]
+    fn versions_sort_by_key_then_newest_first() {
+        let v = |key: &str, seq| version_key("b", key, seq);
+        assert!(v("a", 9) < v("a", 3), "newest first");
+        assert!(v("a", 0) < v("a/b", u64::MAX) && v("a/b", 0) < v("ab", u64::MAX), "by key first");
+        assert!(v("a", 0) > object_key("b", "a") && v("a", 0) < object_key("b", "a/"));
+        let key = v("dir/k", 7);
+        assert_eq!(split_version_key(&key[bucket_prefix("b").len()..]).unwrap(), "dir/k");
+        assert!(version_idx_key("b", "a", "null").starts_with(&versions_prefix("b", "a")));
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub use reader::ListQuery;
 pub use reader::MetaReader;
 pub use reader::UploadPage;
 pub use reader::UploadQuery;
+pub use reader::VersionEntry;
+pub use reader::VersionPage;
+pub use reader::VersionQuery;
 pub use reader::WalkCursor;
 pub use repair_queue::RepairQueue;
 pub use snapshot::SnapshotFile;
@@ -130,10 +133,13 @@ pub(crate) enum Ks {
     SmMeta,
     Snapshot,
     RepairQueue,
+    Versions,
+    VersionIdx,
+    BucketConf,
 }
 
 impl Ks {
-    const ALL: [Ks; 12] = [
+    const ALL: [Ks; 15] = [
         Ks::RaftLog,
         Ks::RaftMeta,
         Ks::Buckets,
@@ -146,11 +152,25 @@ impl Ks {
         Ks::SmMeta,
         Ks::Snapshot,
         Ks::RepairQueue,
+        Ks::Versions,
+        Ks::VersionIdx,
+        Ks::BucketConf,
     ];
 
     /// The keyspaces that make up the state machine: what a snapshot carries.
-    pub(crate) const STATE_MACHINE: [Ks; 8] =
-        [Ks::Buckets, Ks::Objects, Ks::Uploads, Ks::Parts, Ks::Garbage, Ks::GarbageIdx, Ks::SegRefs, Ks::SmMeta];
+    pub(crate) const STATE_MACHINE: [Ks; 11] = [
+        Ks::Buckets,
+        Ks::Objects,
+        Ks::Uploads,
+        Ks::Parts,
+        Ks::Garbage,
+        Ks::GarbageIdx,
+        Ks::SegRefs,
+        Ks::SmMeta,
+        Ks::Versions,
+        Ks::VersionIdx,
+        Ks::BucketConf,
+    ];
 
     /// The keyspace's name on disk. Never rename one: it is the on-disk format.
     pub(crate) fn name(self) -> &'static str {
@@ -167,6 +187,9 @@ impl Ks {
             Ks::SmMeta => "sm_meta",
             Ks::Snapshot => "snapshot",
             Ks::RepairQueue => "repair_queue",
+            Ks::Versions => "versions",
+            Ks::VersionIdx => "version_idx",
+            Ks::BucketConf => "bucket_conf",
         }
     }
 

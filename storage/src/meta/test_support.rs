@@ -112,7 +112,7 @@ pub(crate) fn record(bucket: &str, key: &str, segments: Vec<Segment>) -> ObjectR
     ObjectRecord {
         bucket: bucket.into(),
         key: key.into(),
-        version_id: format!("v-{key}"),
+        version_id: format!("id-{key}"),
         size: segments.iter().map(|s| s.size).sum(),
         etag: "etag".into(),
         last_modified_ms: 5,
@@ -159,4 +159,9 @@ pub(crate) fn commit_part(bucket: &str, key: &str, upload_id: &str, part_number:
         part: part(part_number, segment_id),
         now_ms: 4,
     }
+}
+
+/// The segments queued as garbage, oldest first.
+pub(crate) fn garbage_ids(node: &TestNode) -> Vec<SegmentId> {
+    node.reader.garbage(i64::MAX).unwrap().iter().map(|s| s.id).collect()
 }

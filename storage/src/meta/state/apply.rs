@@ -18,20 +18,24 @@ use hoard_protocol::Rotation;
 use hoard_protocol::RotationCursor;
 use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
+use hoard_protocol::VersionRecord;
 use hoard_protocol::WriteCondition;
 use hoard_protocol::MAX_JOIN_TOKENS;
 
+use crate::meta::keys::bucket_conf_key;
 use crate::meta::keys::bucket_prefix;
 use crate::meta::keys::object_key;
 use crate::meta::keys::part_key;
 use crate::meta::keys::part_prefix;
 use crate::meta::keys::segment_key;
 use crate::meta::keys::upload_key;
+use crate::meta::keys::VERSIONING;
 use crate::meta::Ks;
 use crate::meta::Result;
 
 use super::root_credential_from;
 use super::txn::Txn;
+use super::versions;
 use super::ROOT_CREDENTIAL;
 use super::ROOT_CREDENTIAL_V2;
 
@@ -125,19 +129,17 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
         MetaCommand::DeleteBucket { name } => {
             if !tx.exists(Ks::Buckets, name.as_bytes())? {
                 MetaResponse::NoSuchBucket
-            } else if tx.any_with_prefix(Ks::Objects, &bucket_prefix(&name))?
-                || tx.any_with_prefix(Ks::Uploads, &bucket_prefix(&name))?
-            {
+            } else if holds_objects(tx, &name)? || tx.any_with_prefix(Ks::Uploads, &bucket_prefix(&name))? {
                 MetaResponse::BucketNotEmpty
             } else {
-                tx.delete(Ks::Buckets, name.into_bytes());
+                forget_bucket(tx, name)?;
                 MetaResponse::Ok
             }
         }
         MetaCommand::DeleteBucketAndUploads { name, now_ms } => {
             if !tx.exists(Ks::Buckets, name.as_bytes())? {
                 MetaResponse::NoSuchBucket
-            } else if tx.any_with_prefix(Ks::Objects, &bucket_prefix(&name))? {
+            } else if holds_objects(tx, &name)? {
                 MetaResponse::BucketNotEmpty
             } else {
                 for (upload, value) in tx.scan_prefix(Ks::Uploads, &bucket_prefix(&name))? {
@@ -148,7 +150,7 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
                     }
                     tx.delete(Ks::Uploads, upload);
                 }
-                tx.delete(Ks::Buckets, name.into_bytes());
+                forget_bucket(tx, name)?;
                 MetaResponse::Ok
             }
         }
@@ -174,11 +176,9 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
             if !tx.exists(Ks::Buckets, record.bucket.as_bytes())? {
                 MetaResponse::NoSuchBucket
             } else {
-                let source: Option<ObjectRecord> =
-                    tx.get_decoded(Ks::Objects, &object_key(&source_bucket, &source_key))?;
-                if let Some(source) = source.filter(|s| s.version_id == source_version_id) {
+                if let Some(source) = versions::find_object(tx, &source_bucket, &source_key, &source_version_id)? {
                     // The shared segments' shards may have moved since the copy read its source.
-                    take_layouts(&mut record.segments, &source.segments);
+                    take_layouts(&mut record.segments, &source.object().segments);
                     let previous = commit_record(tx, record, now_ms)?;
                     MetaResponse::Replaced { previous: previous.map(Box::new) }
                 } else {
@@ -197,6 +197,7 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
                         tx.decref(segment, now_ms)?;
                     }
                     tx.delete(Ks::Objects, object_key);
+                    versions::restore_newest(tx, &bucket, &key)?;
                 }
                 MetaResponse::Replaced { previous: previous.map(Box::new) }
             }
@@ -326,6 +327,32 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
             super::moves::set_draining(tx, node_id, draining)?;
             MetaResponse::Ok
         }
+        MetaCommand::SetBucketVersioning { bucket, status } => {
+            if !tx.exists(Ks::Buckets, bucket.as_bytes())? {
+                MetaResponse::NoSuchBucket
+            } else {
+                tx.put(Ks::BucketConf, bucket_conf_key(&bucket, VERSIONING), encode(&status));
+                MetaResponse::Ok
+            }
+        }
+        MetaCommand::PutDeleteMarker { marker, now_ms } => {
+            if !tx.exists(Ks::Buckets, marker.bucket.as_bytes())? {
+                MetaResponse::NoSuchBucket
+            } else {
+                let null = hoard_protocol::is_null_version_id(&marker.version_id);
+                let removed = versions::make_way(tx, &marker.bucket, &marker.key, null, now_ms)?;
+                versions::file_version(tx, VersionRecord::DeleteMarker(marker))?;
+                MetaResponse::Replaced { previous: removed.map(Box::new) }
+            }
+        }
+        MetaCommand::DeleteVersion { bucket, key, version_id, now_ms } => {
+            if !tx.exists(Ks::Buckets, bucket.as_bytes())? {
+                MetaResponse::NoSuchBucket
+            } else {
+                let removed = versions::delete_version(tx, &bucket, &key, &version_id, now_ms)?;
+                MetaResponse::VersionRemoved { removed: removed.map(Box::new) }
+            }
+        }
         MetaCommand::ForgetGarbage { segments } => {
             for id in segments {
                 let idx = segment_key(id);
@@ -394,22 +421,16 @@ fn condition_holds(tx: &Txn<'_>, record: &ObjectRecord, condition: &WriteConditi
     Ok(condition.holds_for(current.as_ref()))
 }
 
-/// Puts `record` in place of the key's current record, moving segment references from the old record
-/// to the new one. Returns the replaced record.
+/// Makes `record` its key's current version (see `versions` for what happens to the one it replaces),
+/// moving segment references to it. Returns the object removed for good, if one was.
 fn commit_record(tx: &mut Txn<'_>, record: ObjectRecord, now_ms: i64) -> Result<Option<ObjectRecord>> {
-    let key = object_key(&record.bucket, &record.key);
-    let previous: Option<ObjectRecord> = tx.get_decoded(Ks::Objects, &key)?;
     for segment in &record.segments {
         tx.incref(segment)?;
     }
-    if let Some(previous) = &previous {
-        for segment in &previous.segments {
-            tx.decref(segment, now_ms)?;
-        }
-    }
+    let removed = versions::make_way(tx, &record.bucket, &record.key, record.is_null_version(), now_ms)?;
     note_wrapping_key(tx, &record.encryption)?;
-    tx.put(Ks::Objects, key, encode(&record));
-    Ok(previous)
+    tx.put(Ks::Objects, object_key(&record.bucket, &record.key), encode(&record));
+    Ok(removed)
 }
 
 /// A record wrapped under a key other than a rotation's target may land behind the rotation's cursor
@@ -444,11 +465,11 @@ fn stored_credential(tx: &Txn<'_>) -> Result<Option<StoredCredential>> {
 fn apply_rewrap(tx: &mut Txn<'_>, rewrap: Rewrap) -> Result<bool> {
     match rewrap.target {
         RewrapTarget::Object { bucket, key, version_id } => {
-            let map_key = object_key(&bucket, &key);
-            match tx.get_decoded::<ObjectRecord>(Ks::Objects, &map_key)? {
-                Some(mut record) if record.version_id == version_id && record.encryption == rewrap.before => {
+            match versions::find_object(tx, &bucket, &key, &version_id)? {
+                Some(found) if found.object().encryption == rewrap.before => {
+                    let mut record = found.object().clone();
                     record.encryption = rewrap.after;
-                    tx.put(Ks::Objects, map_key, encode(&record));
+                    found.store(tx, record);
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -476,6 +497,22 @@ fn apply_rewrap(tx: &mut Txn<'_>, rewrap: Rewrap) -> Result<bool> {
     }
 }
 
+/// Whether the bucket holds an object or any version of one (a delete marker included): S3 refuses to delete
+/// such a bucket.
+fn holds_objects(tx: &Txn<'_>, bucket: &str) -> Result<bool> {
+    Ok(tx.any_with_prefix(Ks::Objects, &bucket_prefix(bucket))?
+        || tx.any_with_prefix(Ks::Versions, &bucket_prefix(bucket))?)
+}
+
+/// Forgets an empty bucket: its record and its settings.
+fn forget_bucket(tx: &mut Txn<'_>, name: String) -> Result<()> {
+    for setting in tx.scan_prefix(Ks::BucketConf, &bucket_prefix(&name))?.into_keys() {
+        tx.delete(Ks::BucketConf, setting);
+    }
+    tx.delete(Ks::Buckets, name.into_bytes());
+    Ok(())
+}
+
 /// The upload's parts by part number, with their keys.
 fn upload_parts(tx: &Txn<'_>, upload_id: &str) -> Result<BTreeMap<u32, (Vec<u8>, PartRecord)>> {
     let mut parts = BTreeMap::new();
@@ -492,10 +529,6 @@ mod tests {
 
     use super::*;
     use crate::meta::test_support::*;
-
-    fn garbage_ids(node: &TestNode) -> Vec<SegmentId> {
-        node.reader.garbage(i64::MAX).unwrap().iter().map(|s| s.id).collect()
-    }
 
     #[tokio::test]
     async fn a_join_token_admits_one_node_before_it_expires_and_ids_are_never_reused() {
@@ -539,7 +572,7 @@ mod tests {
     }
 
     fn rewrap_object(key: &str, before: Encryption, after: Encryption) -> Rewrap {
-        let target = RewrapTarget::Object { bucket: "b".into(), key: key.into(), version_id: format!("v-{key}") };
+        let target = RewrapTarget::Object { bucket: "b".into(), key: key.into(), version_id: format!("id-{key}") };
         Rewrap { target, before, after }
     }
 
@@ -621,13 +654,13 @@ mod tests {
         };
         // The source is overwritten (its segment queued as garbage) before the copy of the old version lands.
         let mut newer = record("b", "src", vec![segment(2, 0)]);
-        newer.version_id = "v-newer".into();
+        newer.version_id = "id-newer".into();
         node.write(MetaCommand::CommitObject { record: newer, now_ms: 105 }).await;
-        assert_eq!(node.write(copy("v-src")).await, MetaResponse::SourceChanged);
+        assert_eq!(node.write(copy("id-src")).await, MetaResponse::SourceChanged);
         assert!(node.reader.object("b", "dst").unwrap().is_none(), "nothing committed");
         assert_eq!(garbage_ids(&node), vec![SegmentId(1)], "the old segment stays garbage");
 
-        assert!(matches!(node.write(copy("v-newer")).await, MetaResponse::Replaced { previous: None }));
+        assert!(matches!(node.write(copy("id-newer")).await, MetaResponse::Replaced { previous: None }));
         assert_eq!(node.reader.object("b", "dst").unwrap().unwrap().version_id, "copy");
         node.stop().await;
     }

@@ -70,6 +70,7 @@ mod moves;
 #[cfg(test)]
 mod total;
 mod txn;
+mod versions;
 
 pub(crate) const LAST_APPLIED: &[u8] = b"last_applied";
 pub(crate) const LAST_MEMBERSHIP: &[u8] = b"last_membership";

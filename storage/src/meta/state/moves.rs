@@ -26,10 +26,12 @@ use hoard_protocol::SegmentId;
 use hoard_protocol::ShardLayout;
 use hoard_protocol::ShardMove;
 use hoard_protocol::StaleCopy;
+use hoard_protocol::VersionRecord;
 
 use crate::meta::keys::object_key;
 use crate::meta::keys::part_key;
 use crate::meta::keys::stale_key;
+use crate::meta::keys::version_idx_key;
 use crate::meta::Ks;
 use crate::meta::Result;
 
@@ -49,51 +51,64 @@ pub(super) fn apply_moves(tx: &mut Txn<'_>, moves: Vec<ShardMove>, now_ms: i64) 
     Ok(done)
 }
 
-/// Where a holder keeps its record.
-fn holder_key(holder: &SegmentHolder) -> (Ks, Vec<u8>) {
-    match holder {
-        SegmentHolder::Object { bucket, key } => (Ks::Objects, object_key(bucket, key)),
-        SegmentHolder::Part { upload_id, part_number } => (Ks::Parts, part_key(upload_id, *part_number)),
-    }
+/// Where a record is stored: its keyspace and key.
+type Place = (Ks, Vec<u8>);
+
+/// Where a holder keeps its record, if it has one.
+fn holder_key(tx: &Txn<'_>, holder: &SegmentHolder) -> Result<Option<Place>> {
+    Ok(match holder {
+        SegmentHolder::Object { bucket, key } => Some((Ks::Objects, object_key(bucket, key))),
+        SegmentHolder::Part { upload_id, part_number } => Some((Ks::Parts, part_key(upload_id, *part_number))),
+        SegmentHolder::Version { bucket, key, version_id } => {
+            tx.get(Ks::VersionIdx, &version_idx_key(bucket, key, version_id))?.map(|map_key| (Ks::Versions, map_key))
+        }
+    })
 }
 
 /// A record that names segments, as stored.
 enum Held {
     Object(Box<ObjectRecord>),
     Part(Box<PartRecord>),
+    /// A noncurrent version (a delete marker names no segment and is never one).
+    Version(Box<ObjectRecord>),
 }
 
 impl Held {
-    /// The holder's record, if there is one.
-    fn read(tx: &Txn<'_>, holder: &SegmentHolder) -> Result<Option<Held>> {
-        let (ks, key) = holder_key(holder);
-        let Some(bytes) = tx.get(ks, &key)? else { return Ok(None) };
-        Ok(Some(match holder {
+    /// The holder's record and where it is, if there is one.
+    fn read(tx: &Txn<'_>, holder: &SegmentHolder) -> Result<Option<(Place, Held)>> {
+        let Some(place) = holder_key(tx, holder)? else { return Ok(None) };
+        let Some(bytes) = tx.get(place.0, &place.1)? else { return Ok(None) };
+        let held = match holder {
             SegmentHolder::Object { .. } => Held::Object(Box::new(decode(&bytes)?)),
             SegmentHolder::Part { .. } => Held::Part(Box::new(decode(&bytes)?)),
-        }))
+            SegmentHolder::Version { .. } => match decode(&bytes)? {
+                VersionRecord::Object(o) => Held::Version(Box::new(o)),
+                VersionRecord::DeleteMarker(_) => return Ok(None),
+            },
+        };
+        Ok(Some((place, held)))
     }
 
     /// Its copy of `segment`, if it names it.
     fn segment_mut(&mut self, segment: SegmentId) -> Option<&mut Segment> {
         match self {
-            Held::Object(record) => record.segments.iter_mut().find(|s| s.id == segment),
+            Held::Object(record) | Held::Version(record) => record.segments.iter_mut().find(|s| s.id == segment),
             Held::Part(part) => Some(&mut part.segment).filter(|s| s.id == segment),
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
+    fn encode(self) -> Vec<u8> {
         match self {
             Held::Object(record) => encode(record.as_ref()),
             Held::Part(part) => encode(part.as_ref()),
+            Held::Version(record) => encode(&VersionRecord::Object(*record)),
         }
     }
 }
 
 fn apply_move(tx: &mut Txn<'_>, m: &ShardMove, now_ms: i64) -> Result<bool> {
     let refs = tx.refs(m.segment)?;
-    let distinct: BTreeSet<(Ks, Vec<u8>)> = m.holders.iter().map(holder_key).collect();
-    if refs == 0 || distinct.len() != m.holders.len() || m.holders.len() != refs as usize {
+    if refs == 0 || m.holders.len() != refs as usize {
         return Ok(false);
     }
     if tx.exists(Ks::SmMeta, &stale_key(m.segment, m.shard, m.to))? {
@@ -101,7 +116,7 @@ fn apply_move(tx: &mut Txn<'_>, m: &ShardMove, now_ms: i64) -> Result<bool> {
     }
     let mut updates = Vec::with_capacity(m.holders.len());
     for holder in &m.holders {
-        let Some(mut record) = Held::read(tx, holder)? else { return Ok(false) };
+        let Some((place, mut record)) = Held::read(tx, holder)? else { return Ok(false) };
         let Some(segment) = record.segment_mut(m.segment) else { return Ok(false) };
         let disks = &mut segment.layout.disks;
         if disks.contains(&m.to) {
@@ -111,7 +126,11 @@ fn apply_move(tx: &mut Txn<'_>, m: &ShardMove, now_ms: i64) -> Result<bool> {
             Some(disk) if *disk == m.from => *disk = m.to,
             _ => return Ok(false),
         }
-        updates.push((holder_key(holder), record.encode()));
+        updates.push((place, record.encode()));
+    }
+    let distinct: BTreeSet<&Place> = updates.iter().map(|(place, _)| place).collect();
+    if distinct.len() != updates.len() {
+        return Ok(false);
     }
     for ((ks, key), record) in updates {
         tx.put(ks, key, record);
@@ -137,7 +156,7 @@ fn forget_refused_copy(tx: &mut Txn<'_>, m: &ShardMove, now_ms: i64) -> Result<(
 /// The layout of `segment` in the first of `holders` that names it.
 fn current_layout(tx: &Txn<'_>, holders: &[SegmentHolder], segment: SegmentId) -> Result<Option<ShardLayout>> {
     for holder in holders {
-        if let Some(s) = Held::read(tx, holder)?.as_mut().and_then(|r| r.segment_mut(segment)) {
+        if let Some(s) = Held::read(tx, holder)?.as_mut().and_then(|(_, r)| r.segment_mut(segment)) {
             return Ok(Some(s.layout.clone()));
         }
     }
@@ -226,6 +245,33 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_noncurrent_version_moves_like_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_with_bucket(dir.path()).await;
+        let status = hoard_protocol::VersioningStatus::Enabled;
+        node.write(MetaCommand::SetBucketVersioning { bucket: "b".into(), status }).await;
+        for n in [1, 2] {
+            let mut r = record("b", "k", vec![segment(n, 0)]);
+            r.version_id = hoard_protocol::new_version_id(n, true);
+            node.write(MetaCommand::CommitObject { record: r, now_ms: 10 }).await;
+        }
+        // The walk names the old version as its segment's holder.
+        let (holdings, _) = node.reader.holdings_after(&WalkCursor::Versions(None), 10).unwrap();
+        let holder = holdings.iter().find(|h| h.segment.id == SegmentId(1)).unwrap().holder.clone();
+        let old = hoard_protocol::new_version_id(1, true);
+        assert_eq!(holder, SegmentHolder::Version { bucket: "b".into(), key: "k".into(), version_id: old.clone() });
+        assert_eq!(moved(&node, vec![move_of(1, A, B, vec![holder])], 200).await, vec![true]);
+        let Some(VersionRecord::Object(moved_version)) = node.reader.version("b", "k", &old).unwrap() else {
+            panic!("the old version is still there");
+        };
+        assert_eq!(moved_version.segments[0].layout.disks[0], B);
+        // A holder naming a version that is gone moves nothing.
+        let gone = SegmentHolder::Version { bucket: "b".into(), key: "k".into(), version_id: "null".into() };
+        assert_eq!(moved(&node, vec![move_of(1, B, A, vec![gone])], 300).await, vec![false]);
+        node.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_move_that_no_longer_holds_changes_nothing_and_marks_its_copy_stale() {
         let dir = tempfile::tempdir().unwrap();
         let node = node_with_bucket(dir.path()).await;
@@ -260,7 +306,7 @@ mod tests {
             now_ms: 110,
             source_bucket: "b".into(),
             source_key: "src".into(),
-            source_version_id: "v-src".into(),
+            source_version_id: "id-src".into(),
         };
         node.write(copy.clone()).await;
         assert_eq!(moved(&node, vec![move_of(1, A, B, vec![object("src")])], 200).await, vec![false]);
@@ -293,6 +339,8 @@ mod tests {
         node.write(create_upload("b", "big", "u1")).await;
         node.write(commit_part("b", "big", "u1", 1, 9)).await;
         let (walk, next) = node.reader.holdings_after(&WalkCursor::Objects(None), 10).unwrap();
+        assert!(walk.is_empty() && next == WalkCursor::Versions(None));
+        let (walk, next) = node.reader.holdings_after(&next, 10).unwrap();
         assert!(walk.is_empty() && next == WalkCursor::Parts(None));
         let (walk, next) = node.reader.holdings_after(&next, 10).unwrap();
         assert_eq!(next, WalkCursor::End);

@@ -9,6 +9,7 @@ use hoard_protocol::encode;
 use hoard_protocol::BucketEncryption;
 use hoard_protocol::BucketRecord;
 use hoard_protocol::Credential;
+use hoard_protocol::DeleteMarker;
 use hoard_protocol::DiskRef;
 use hoard_protocol::Encryption;
 use hoard_protocol::MetaCommand;
@@ -24,6 +25,7 @@ use hoard_protocol::ShardMove;
 use hoard_protocol::StaleCopy;
 use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
+use hoard_protocol::VersioningStatus;
 use hoard_protocol::WrappedKey;
 use hoard_protocol::WriteCondition;
 use openraft::storage::RaftLogStorage;
@@ -89,9 +91,18 @@ fn object(bucket: String, key: String, segments: Vec<(u128, u32)>, etag: String,
     r
 }
 
+/// Version ids: a few versioned ones and null ones that collide, `null` itself, and hostile names.
+fn version_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => (0u128..3, any::<bool>()).prop_map(|(n, versioned)| hoard_protocol::new_version_id(n, versioned)),
+        1 => Just(hoard_protocol::NULL_VERSION_ID.to_string()),
+        1 => name(),
+    ]
+}
+
 fn record_strategy() -> impl Strategy<Value = ObjectRecord> {
-    (name(), name(), prop::collection::vec((seg_id(), part_number()), 0..4), name(), encryption())
-        .prop_map(|(b, k, segs, etag, enc)| object(b, k, segs, etag, enc))
+    (name(), name(), prop::collection::vec((seg_id(), part_number()), 0..4), name(), encryption(), version_id())
+        .prop_map(|(b, k, segs, etag, enc, v)| ObjectRecord { version_id: v, ..object(b, k, segs, etag, enc) })
 }
 
 fn condition() -> impl Strategy<Value = WriteCondition> {
@@ -103,6 +114,7 @@ fn cursor() -> impl Strategy<Value = RotationCursor> {
         Just(RotationCursor::End),
         Just(RotationCursor::Objects { after: None }),
         Just(RotationCursor::Uploads { after: None }),
+        Just(RotationCursor::Versions { after: None }),
     ]
 }
 
@@ -212,6 +224,19 @@ fn command() -> impl Strategy<Value = MetaCommand> {
             }
         }),
         (0u64..4, any::<bool>()).prop_map(|(node_id, draining)| MetaCommand::SetDraining { node_id, draining }),
+        (name(), any::<bool>()).prop_map(|(bucket, enabled)| MetaCommand::SetBucketVersioning {
+            bucket,
+            status: if enabled { VersioningStatus::Enabled } else { VersioningStatus::Suspended },
+        }),
+        (name(), name(), version_id(), time()).prop_map(|(bucket, key, version_id, now_ms)| {
+            MetaCommand::PutDeleteMarker {
+                marker: DeleteMarker { bucket, key, version_id, last_modified_ms: now_ms },
+                now_ms,
+            }
+        }),
+        (name(), name(), version_id(), time()).prop_map(|(bucket, key, version_id, now_ms)| {
+            MetaCommand::DeleteVersion { bucket, key, version_id, now_ms }
+        }),
     ]
 }
 
@@ -222,6 +247,11 @@ fn disk() -> impl Strategy<Value = DiskRef> {
 fn shard_move() -> impl Strategy<Value = ShardMove> {
     let holder = prop_oneof![
         (name(), name()).prop_map(|(bucket, key)| SegmentHolder::Object { bucket, key }),
+        (name(), name(), version_id()).prop_map(|(bucket, key, version_id)| SegmentHolder::Version {
+            bucket,
+            key,
+            version_id
+        }),
         (name(), part_number()).prop_map(|(upload_id, part_number)| SegmentHolder::Part { upload_id, part_number }),
     ];
     (seg_id(), prop_oneof![0u8..4, Just(u8::MAX)], disk(), disk(), prop::collection::vec(holder, 0..3))
@@ -274,8 +304,62 @@ async fn apply_checking(sm: &mut StateMachineStore, entries: Vec<Entry<TypeConfi
         } else {
             applied += 1;
         }
+        check_invariants(&sm.store, &described);
     }
     (applied, refused)
+}
+
+/// The state machine's invariants on references and versions (see `state` and `state::versions`): every
+/// segment's count is the number of records naming it (current objects, other versions, parts); every filed
+/// version is indexed under its public id and every index entry names a filed version; a key has at most one
+/// null version; and a key without a current object has no object as its newest version.
+fn check_invariants(store: &Store, after: &str) {
+    use hoard_protocol::decode;
+    use hoard_protocol::PartRecord;
+    use hoard_protocol::VersionRecord;
+    let pairs = |ks: Ks| -> Vec<(Vec<u8>, Vec<u8>)> {
+        store.ks(ks).iter().map(|g| g.into_inner().map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
+    };
+    let mut named: BTreeMap<SegmentId, u32> = BTreeMap::new();
+    let mut nulls: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut current: BTreeSet<(String, String)> = BTreeSet::new();
+    for (_, v) in pairs(Ks::Objects) {
+        let o: ObjectRecord = decode(&v).unwrap();
+        o.segments.iter().for_each(|s| *named.entry(s.id).or_default() += 1);
+        *nulls.entry((o.bucket.clone(), o.key.clone())).or_default() += u32::from(o.is_null_version());
+        current.insert((o.bucket, o.key));
+    }
+    let index: BTreeMap<Vec<u8>, Vec<u8>> = pairs(Ks::VersionIdx).into_iter().collect();
+    let mut newest_seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let filed = pairs(Ks::Versions);
+    for (k, v) in &filed {
+        let version: VersionRecord = decode(v).unwrap();
+        let (bucket, key) = match &version {
+            VersionRecord::Object(o) => (o.bucket.clone(), o.key.clone()),
+            VersionRecord::DeleteMarker(m) => (m.bucket.clone(), m.key.clone()),
+        };
+        if let VersionRecord::Object(o) = &version {
+            o.segments.iter().for_each(|s| *named.entry(s.id).or_default() += 1);
+        }
+        let public = hoard_protocol::public_version_id(version.version_id());
+        *nulls.entry((bucket.clone(), key.clone())).or_default() += u32::from(public == "null");
+        let idx = crate::meta::keys::version_idx_key(&bucket, &key, public);
+        assert_eq!(index.get(&idx), Some(k), "after {after}: version {public} of {key} is not indexed");
+        if newest_seen.insert((bucket.clone(), key.clone())) && !current.contains(&(bucket, key.clone())) {
+            assert!(version.is_delete_marker(), "after {after}: {key} has an object newest but no current one");
+        }
+    }
+    assert_eq!(index.len(), filed.len(), "after {after}: the version index names versions that are gone");
+    for (_, v) in pairs(Ks::Parts) {
+        let p: PartRecord = decode(&v).unwrap();
+        *named.entry(p.segment.id).or_default() += 1;
+    }
+    let counted: BTreeMap<SegmentId, u32> = pairs(Ks::SegRefs)
+        .into_iter()
+        .map(|(k, v)| (crate::meta::keys::segment_id(&k).unwrap(), decode(&v).unwrap()))
+        .collect();
+    assert_eq!(counted, named, "after {after}: reference counts differ from the records naming segments");
+    assert!(nulls.values().all(|&n| n <= 1), "after {after}: a key has two null versions: {nulls:?}");
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -112,6 +112,24 @@ impl<'a> Txn<'a> {
         Ok(false)
     }
 
+    /// The first pair of `ks` (in key order) whose key starts with `prefix`, pending writes included.
+    pub(super) fn first_with_prefix(&self, ks: Ks, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let pending = self.pending_in(ks, prefix).find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+        let mut stored = None;
+        for guard in self.store.ks(ks).prefix(prefix) {
+            let (k, v) = guard.into_inner()?;
+            // A key this entry deleted or rewrote is pending; the pending side has the rewrite.
+            if !self.writes.contains_key(&(ks, k.to_vec())) {
+                stored = Some((k.to_vec(), v.to_vec()));
+                break;
+            }
+        }
+        Ok(match (pending, stored) {
+            (Some(p), Some(s)) => Some(if p.0 <= s.0 { p } else { s }),
+            (p, s) => p.or(s),
+        })
+    }
+
     /// Every pair of `ks` whose key starts with `prefix`, pending writes included, in key order.
     pub(super) fn scan_prefix(&self, ks: Ks, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
         let mut out = BTreeMap::new();

@@ -28,6 +28,7 @@ use hoard_protocol::SegmentHolder;
 use hoard_protocol::SegmentId;
 use hoard_protocol::StoredCredential;
 use hoard_protocol::UploadRecord;
+use hoard_protocol::VersionRecord;
 use openraft::LogId;
 
 use super::keys::bucket_end;
@@ -51,6 +52,12 @@ use super::state::ROOT_CREDENTIAL_V2;
 use super::Ks;
 use super::Result;
 use super::Store;
+
+mod versions;
+
+pub use versions::VersionEntry;
+pub use versions::VersionPage;
+pub use versions::VersionQuery;
 
 /// A ListObjects request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,6 +121,9 @@ pub struct Census {
     /// SSE-S3 objects and uploads by the id of the master key their data key is wrapped under.
     pub by_key: BTreeMap<String, u64>,
     pub uploads: u64,
+    /// Of the objects counted above, those that are noncurrent versions.
+    pub noncurrent: u64,
+    pub delete_markers: u64,
 }
 
 impl Census {
@@ -404,6 +414,11 @@ impl MetaReader {
         self.page_after(Ks::Objects, after, limit)
     }
 
+    /// Like [`MetaReader::objects_after`], over noncurrent versions and delete markers.
+    pub fn versions_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, VersionRecord)>> {
+        self.page_after(Ks::Versions, after, limit)
+    }
+
     /// Like [`MetaReader::objects_after`], over multipart uploads in progress.
     pub fn uploads_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, UploadRecord)>> {
         self.page_after(Ks::Uploads, after, limit)
@@ -427,7 +442,8 @@ impl MetaReader {
         Ok(out)
     }
 
-    /// How objects and uploads in progress are stored: plaintext, SSE-S3 (by master key id) or SSE-C.
+    /// How objects (every version) and uploads in progress are stored: plaintext, SSE-S3 (by master key id)
+    /// or SSE-C.
     /// Reads one consistent view of the whole store.
     pub fn census(&self) -> Result<Census> {
         let view = self.store.db.snapshot();
@@ -440,10 +456,20 @@ impl MetaReader {
             let upload: UploadRecord = decode(&guard.into_inner()?.1)?;
             census.count(&upload.encryption, true);
         }
+        for guard in view.iter(self.store.ks(Ks::Versions)) {
+            match decode(&guard.into_inner()?.1)? {
+                VersionRecord::Object(record) => {
+                    census.count(&record.encryption, false);
+                    census.noncurrent += 1;
+                }
+                VersionRecord::DeleteMarker(_) => census.delete_markers += 1,
+            }
+        }
         Ok(census)
     }
 
-    /// How many segments of committed objects and uploaded parts have a shard on a disk of `node`.
+    /// How many segments of committed objects (every version) and uploaded parts have a shard on a disk of
+    /// `node`.
     pub fn segments_on_node(&self, node: u64) -> Result<u64> {
         let view = self.store.db.snapshot();
         let on_node = |segment: &hoard_protocol::Segment| segment.layout.disks.iter().any(|d| d.node == node);
@@ -451,6 +477,11 @@ impl MetaReader {
         for guard in view.iter(self.store.ks(Ks::Objects)) {
             let record: ObjectRecord = decode(&guard.into_inner()?.1)?;
             held += record.segments.iter().filter(|s| on_node(s)).count() as u64;
+        }
+        for guard in view.iter(self.store.ks(Ks::Versions)) {
+            if let VersionRecord::Object(record) = decode(&guard.into_inner()?.1)? {
+                held += record.segments.iter().filter(|s| on_node(s)).count() as u64;
+            }
         }
         for guard in view.iter(self.store.ks(Ks::Parts)) {
             let part: hoard_protocol::PartRecord = decode(&guard.into_inner()?.1)?;
@@ -494,8 +525,8 @@ impl MetaReader {
         Ok(self.store.ks(Ks::SmMeta).contains_key(super::keys::stale_key(segment, shard, disk))?)
     }
 
-    /// Up to `limit` records after `cursor` with the segments they name (objects, then parts of uploads in
-    /// progress), and where the walk goes on: the pages of a walk over every segment a record names.
+    /// Up to `limit` records after `cursor` with the segments they name (objects, noncurrent versions, then
+    /// parts of uploads in progress), and where the walk goes on: the pages of a walk over every segment a record names.
     pub fn holdings_after(&self, cursor: &WalkCursor, limit: usize) -> Result<(Vec<Holding>, WalkCursor)> {
         let mut out = Vec::new();
         let next = match cursor {
@@ -509,6 +540,20 @@ impl MetaReader {
                 }
                 match page.last() {
                     Some((key, _)) if page.len() == limit => WalkCursor::Objects(Some(key.clone())),
+                    _ => WalkCursor::Versions(None),
+                }
+            }
+            WalkCursor::Versions(after) => {
+                let page: Vec<(Vec<u8>, VersionRecord)> = self.page_after(Ks::Versions, after.as_deref(), limit)?;
+                for (_, version) in &page {
+                    if let VersionRecord::Object(record) = version {
+                        for segment in &record.segments {
+                            out.push(self.holding(version_holder(record), segment.clone())?);
+                        }
+                    }
+                }
+                match page.last() {
+                    Some((key, _)) if page.len() == limit => WalkCursor::Versions(Some(key.clone())),
                     _ => WalkCursor::Parts(None),
                 }
             }
@@ -549,6 +594,13 @@ impl MetaReader {
             for segment in record.segments.iter().filter(|s| wanted.contains(&s.id)) {
                 let holder = SegmentHolder::Object { bucket: record.bucket.clone(), key: record.key.clone() };
                 out.entry(segment.id).or_default().push(holder);
+            }
+        }
+        for guard in view.iter(self.store.ks(Ks::Versions)) {
+            if let VersionRecord::Object(record) = decode(&guard.into_inner()?.1)? {
+                for segment in record.segments.iter().filter(|s| wanted.contains(&s.id)) {
+                    out.entry(segment.id).or_default().push(version_holder(&record));
+                }
             }
         }
         for guard in view.iter(self.store.ks(Ks::Parts)) {
@@ -600,19 +652,27 @@ impl MetaReader {
         Ok((referenced, queued))
     }
 
-    /// Every segment of every committed object, with the object naming it (scrub's verification walk).
-    /// Parts of uploads in progress are not included.
+    /// Every segment of every committed object (every version), with the object naming it (scrub's
+    /// verification walk). Parts of uploads in progress are not included.
     pub fn segments(&self) -> Result<Vec<CommittedSegment>> {
+        let view = self.store.db.snapshot();
         let mut out = Vec::new();
-        for guard in self.store.ks(Ks::Objects).iter() {
-            let record: ObjectRecord = decode(&guard.value()?)?;
-            for segment in &record.segments {
+        let mut add = |record: ObjectRecord| {
+            for segment in record.segments {
                 out.push(CommittedSegment {
                     bucket: record.bucket.clone(),
                     key: record.key.clone(),
                     version_id: record.version_id.clone(),
-                    segment: segment.clone(),
+                    segment,
                 });
+            }
+        };
+        for guard in view.iter(self.store.ks(Ks::Objects)) {
+            add(decode(&guard.into_inner()?.1)?);
+        }
+        for guard in view.iter(self.store.ks(Ks::Versions)) {
+            if let VersionRecord::Object(record) = decode(&guard.into_inner()?.1)? {
+                add(record);
             }
         }
         Ok(out)
@@ -635,11 +695,22 @@ impl MetaReader {
     }
 }
 
+/// How a noncurrent version is named as a segment's holder.
+fn version_holder(record: &ObjectRecord) -> SegmentHolder {
+    SegmentHolder::Version {
+        bucket: record.bucket.clone(),
+        key: record.key.clone(),
+        version_id: record.public_version_id().to_string(),
+    }
+}
+
 /// Where a walk over every segment a record names is (see [`MetaReader::holdings_after`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WalkCursor {
     /// In the objects, after this map key.
     Objects(Option<Vec<u8>>),
+    /// In the noncurrent versions, after this map key.
+    Versions(Option<Vec<u8>>),
     /// In the parts of uploads in progress, after this map key.
     Parts(Option<Vec<u8>>),
     End,
