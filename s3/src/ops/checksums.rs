@@ -171,3 +171,15 @@ pub(super) fn composite_checksums(alg: Option<&str>, parts: &[PartRecord]) -> Ch
     out.checksum_type = Some("COMPOSITE".into());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_md5_must_be_base64_of_16_bytes() {
+        assert!(parse_content_md5(Some(&"XUFAKrxLKna5cZ2REBfFkg==".to_string())).unwrap().is_some());
+        assert!(parse_content_md5(Some(&"nope".to_string())).is_err());
+        assert!(parse_content_md5(Some(&"aGVsbG8=".to_string())).is_err());
+    }
+}

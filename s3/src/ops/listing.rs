@@ -2,6 +2,70 @@
 
 use super::*;
 
+pub(super) async fn list_objects(
+    s3: &HoardS3,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        let i = req.input;
+        let url = encoding_is_url(i.encoding_type.as_ref())?;
+        let max_keys = clamp_max_keys(i.max_keys)?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let page = list(&ctx, &i.bucket, &prefix, i.delimiter.clone(), i.marker.clone(), max_keys, url).await?;
+        let enc = |s: String| if url { url_encode(&s) } else { s };
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(enc(prefix)),
+            marker: i.marker.map(enc),
+            max_keys: Some(max_keys as i32),
+            is_truncated: Some(page.is_truncated),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.common_prefixes),
+            delimiter: i.delimiter.map(enc),
+            next_marker: page.last.map(enc),
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        }))
+    })
+    .await
+}
+
+pub(super) async fn list_objects_v2(
+    s3: &HoardS3,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        let i = req.input;
+        let url = encoding_is_url(i.encoding_type.as_ref())?;
+        let max_keys = clamp_max_keys(i.max_keys)?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let after = match &i.continuation_token {
+            Some(t) => Some(decode_token(t)?),
+            None => i.start_after.clone(),
+        };
+        let page = list(&ctx, &i.bucket, &prefix, i.delimiter.clone(), after, max_keys, url).await?;
+        let enc = |s: String| if url { url_encode(&s) } else { s };
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(enc(prefix)),
+            max_keys: Some(max_keys as i32),
+            key_count: Some((page.contents.len() + page.common_prefixes.len()) as i32),
+            continuation_token: i.continuation_token,
+            is_truncated: Some(page.is_truncated),
+            next_continuation_token: page.last.as_deref().map(encode_token),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.common_prefixes),
+            delimiter: i.delimiter.map(enc),
+            encoding_type: i.encoding_type,
+            start_after: i.start_after.map(enc),
+            ..Default::default()
+        }))
+    })
+    .await
+}
+
 pub(super) fn url_encode(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
@@ -79,5 +143,23 @@ pub(super) fn object_entry(o: ObjectRecord, url: bool) -> Object {
         owner: Some(owner()),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoding_keeps_slashes_and_escapes_the_rest() {
+        assert_eq!(url_encode("a b/c+d%"), "a%20b/c%2Bd%25");
+        assert_eq!(url_encode("plain/key-1_2.3~"), "plain/key-1_2.3~");
+    }
+
+    #[test]
+    fn continuation_tokens_round_trip() {
+        let t = encode_token("photos/2024/ü.jpg");
+        assert_eq!(decode_token(&t).unwrap(), "photos/2024/ü.jpg");
+        assert!(decode_token("!!!").is_err());
     }
 }

@@ -168,3 +168,29 @@ pub(super) fn read_window(
         },
     }
 }
+
+fn parse_expires(s: &Option<String>) -> Option<Timestamp> {
+    s.as_deref().and_then(|s| Timestamp::parse(TimestampFormat::HttpDate, s).ok())
+}
+
+fn metadata_of(h: &ObjectHeaders) -> Option<Metadata> {
+    if h.user_metadata.is_empty() {
+        None
+    } else {
+        Some(h.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_ranges_parse_and_refuse_bad_input() {
+        assert_eq!(parse_copy_range("bytes=0-9", 100).unwrap(), (0, 10));
+        assert_eq!(parse_copy_range("bytes=10-99", 100).unwrap(), (10, 100));
+        assert!(parse_copy_range("bytes=10-100", 100).is_err());
+        assert!(parse_copy_range("bytes=9-3", 100).is_err());
+        assert!(parse_copy_range("0-3", 100).is_err());
+    }
+}

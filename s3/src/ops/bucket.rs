@@ -1,0 +1,148 @@
+//! Buckets: create, delete, head, location, the default encryption, and the list of all buckets.
+
+use super::*;
+
+pub(super) async fn create_bucket(
+    s3: &HoardS3,
+    req: S3Request<CreateBucketInput>,
+) -> S3Result<S3Response<CreateBucketOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        let name = req.input.bucket;
+        let cmd = MetaCommand::CreateBucket(BucketRecord {
+            name: name.clone(),
+            created_ms: ctx.env.now_ms(),
+            encryption: None,
+        });
+        write(&ctx, cmd).await?;
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
+    })
+    .await
+}
+
+pub(super) async fn delete_bucket(
+    s3: &HoardS3,
+    req: S3Request<DeleteBucketInput>,
+) -> S3Result<S3Response<DeleteBucketOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        // As S3: a bucket holding only unfinished multipart uploads is deleted, and the uploads with it.
+        let cmd = MetaCommand::DeleteBucketAndUploads { name: req.input.bucket, now_ms: ctx.env.now_ms() };
+        write(&ctx, cmd).await?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    })
+    .await
+}
+
+pub(super) async fn head_bucket(
+    s3: &HoardS3,
+    req: S3Request<HeadBucketInput>,
+) -> S3Result<S3Response<HeadBucketOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        ensure_bucket(&ctx, &req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(REGION.into()), ..Default::default() }))
+    })
+    .await
+}
+
+pub(super) async fn get_bucket_location(
+    s3: &HoardS3,
+    req: S3Request<GetBucketLocationInput>,
+) -> S3Result<S3Response<GetBucketLocationOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        ensure_bucket(&ctx, &req.input.bucket).await?;
+        // us-east-1 is reported as an empty location constraint, as S3 does.
+        Ok(S3Response::new(GetBucketLocationOutput { location_constraint: None }))
+    })
+    .await
+}
+
+pub(super) async fn put_bucket_encryption(
+    s3: &HoardS3,
+    req: S3Request<PutBucketEncryptionInput>,
+) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        let i = req.input;
+        let rules = &i.server_side_encryption_configuration.rules;
+        let default = match rules.as_slice() {
+            [rule] => rule.apply_server_side_encryption_by_default.as_ref(),
+            _ => return Err(s3_error!(MalformedXML, "The encryption configuration must hold exactly one rule")),
+        };
+        match default.map(|d| d.sse_algorithm.as_str()) {
+            Some(ServerSideEncryption::AES256) => {}
+            Some(other) => return Err(sse::unsupported(other)),
+            None => return Err(s3_error!(MalformedXML, "The rule must name ApplyServerSideEncryptionByDefault")),
+        }
+        if !ctx.key_keeper.has_key().await.or_s3()? {
+            return Err(crate::error::to_s3(ActorError::NoMasterKey));
+        }
+        let cmd = MetaCommand::SetBucketEncryption { bucket: i.bucket, encryption: Some(BucketEncryption::SseS3) };
+        write(&ctx, cmd).await?;
+        Ok(S3Response::new(PutBucketEncryptionOutput {}))
+    })
+    .await
+}
+
+pub(super) async fn get_bucket_encryption(
+    s3: &HoardS3,
+    req: S3Request<GetBucketEncryptionInput>,
+) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        let bucket = ensure_bucket(&ctx, &req.input.bucket).await?;
+        match bucket.encryption {
+            None => {
+                let mut e = s3_error!(
+                    ServerSideEncryptionConfigurationNotFoundError,
+                    "The server side encryption configuration was not found"
+                );
+                // S3 answers 404 here; s3s's table says 400.
+                e.set_status_code(http::StatusCode::NOT_FOUND);
+                Err(e)
+            }
+            Some(BucketEncryption::SseS3) => {
+                let rule = ServerSideEncryptionRule {
+                    apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                        kms_master_key_id: None,
+                        sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
+                    }),
+                    bucket_key_enabled: Some(false),
+                };
+                let config = ServerSideEncryptionConfiguration { rules: vec![rule] };
+                Ok(S3Response::new(GetBucketEncryptionOutput { server_side_encryption_configuration: Some(config) }))
+            }
+        }
+    })
+    .await
+}
+
+pub(super) async fn delete_bucket_encryption(
+    s3: &HoardS3,
+    req: S3Request<DeleteBucketEncryptionInput>,
+) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        write(&ctx, MetaCommand::SetBucketEncryption { bucket: req.input.bucket, encryption: None }).await?;
+        Ok(S3Response::new(DeleteBucketEncryptionOutput {}))
+    })
+    .await
+}
+
+pub(super) async fn list_buckets(
+    s3: &HoardS3,
+    _req: S3Request<ListBucketsInput>,
+) -> S3Result<S3Response<ListBucketsOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        let buckets = ctx.meta.read(|r| r.buckets()).await.or_s3()?;
+        let buckets = buckets
+            .into_iter()
+            .map(|b| Bucket { name: Some(b.name), creation_date: Some(ts(b.created_ms)), bucket_region: None })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(owner()), ..Default::default() }))
+    })
+    .await
+}
