@@ -8,8 +8,8 @@
 //! - A metadata command is the last step of every write; an error before it leaves nothing visible.
 //!
 //! Parts: this file (the `S3` trait, each operation handed to its part, and what several parts share),
-//! `bucket`, `object`, `multipart`, `listing`, `read` (GET/HEAD and the byte streams), `conditions`,
-//! `checksums`.
+//! `bucket`, `object`, `multipart`, `listing`, `versions`, `read` (GET/HEAD and the byte streams),
+//! `conditions`, `checksums`.
 
 use std::collections::BTreeMap;
 
@@ -39,9 +39,12 @@ use hoard_protocol::ObjectHeaders;
 use hoard_protocol::ObjectRecord;
 use hoard_protocol::PartRecord;
 use hoard_protocol::UploadRecord;
+use hoard_protocol::VersionRecord;
+use hoard_protocol::VersioningStatus;
 use hoard_protocol::WriteCondition;
 use hoard_storage::meta::ListQuery;
 use hoard_storage::meta::UploadQuery;
+use hoard_storage::meta::VersionQuery;
 use hoard_storage::seal::opaque_etag;
 use md5::Digest as _;
 use ractor::ActorCell;
@@ -69,6 +72,7 @@ mod listing;
 mod multipart;
 mod object;
 mod read;
+mod versions;
 
 use checksums::*;
 use conditions::*;
@@ -156,28 +160,23 @@ fn no_such_bucket() -> S3Error {
 }
 
 /// How a new object in `bucket` is stored, from the request's SSE headers, the bucket's default and the
-/// node's encrypt-all setting; the bucket and the setting come from one linearizable read.
+/// node's encrypt-all setting, and the bucket's versioning; all from one linearizable read.
 async fn write_target<'a>(
     ctx: &NodeContext,
     bucket: &str,
     sse: Option<&ServerSideEncryption>,
     customer: Option<&'a GivenKey>,
-) -> S3Result<Target<'a>> {
+) -> S3Result<(Target<'a>, Option<VersioningStatus>)> {
     let b = bucket.to_string();
-    let (record, settings) = ctx.meta.read(move |r| Ok((r.bucket(&b)?, r.encryption_settings()?))).await.or_s3()?;
+    let (record, settings, versioning) =
+        ctx.meta.read(move |r| Ok((r.bucket(&b)?, r.encryption_settings()?, r.versioning(&b)?))).await.or_s3()?;
     let record = record.ok_or_else(no_such_bucket)?;
-    sse::target(sse, customer, record.encryption, &settings)
+    Ok((sse::target(sse, customer, record.encryption, &settings)?, versioning))
 }
 
-async fn get_record(ctx: &NodeContext, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
-    let (b, k) = (bucket.to_string(), key.to_string());
-    match ctx.meta.read(move |r| r.object(&b, &k)).await.or_s3()? {
-        Some(rec) => Ok(rec),
-        None => {
-            ensure_bucket(ctx, bucket).await?;
-            Err(s3_error!(NoSuchKey, "The specified key does not exist."))
-        }
-    }
+/// The object version a request names: the current one without a version id (see [`versions::get_version`]).
+async fn get_record(ctx: &NodeContext, bucket: &str, key: &str, version_id: Option<&str>) -> S3Result<ObjectRecord> {
+    versions::get_version(ctx, bucket, key, version_id).await
 }
 
 /// Proposes `cmd`. Every name in it is checked first, whatever route it came by (URL, XML body, header):
@@ -185,7 +184,10 @@ async fn get_record(ctx: &NodeContext, bucket: &str, key: &str) -> S3Result<Obje
 async fn write(ctx: &NodeContext, cmd: MetaCommand) -> S3Result<MetaResponse> {
     cmd.check().map_err(name_error)?;
     match ctx.meta.write(cmd).await.or_s3()? {
-        r @ (MetaResponse::Ok | MetaResponse::Replaced { .. } | MetaResponse::Credential(_)) => Ok(r),
+        r @ (MetaResponse::Ok
+        | MetaResponse::Replaced { .. }
+        | MetaResponse::Credential(_)
+        | MetaResponse::VersionRemoved { .. }) => Ok(r),
         refused => Err(crate::error::to_s3(ActorError::Refused(refused))),
     }
 }
@@ -195,20 +197,30 @@ fn check_key(key: &str) -> S3Result<()> {
     names::check_key(key).map_err(name_error)
 }
 
-/// The bucket and key of a copy source, checked as the target's are.
-fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
+/// The bucket, key and version id (if one is named) of a copy source, checked as the target's are.
+fn copy_source(source: &CopySource) -> S3Result<(String, String, Option<String>)> {
     match source {
-        CopySource::Bucket { bucket, key, .. } => {
+        CopySource::Bucket { bucket, key, version_id } => {
             names::check_bucket(bucket).map_err(name_error)?;
             check_key(key)?;
-            Ok((bucket.to_string(), key.to_string()))
+            if let Some(id) = version_id {
+                versions::check_version_id(id)?;
+            }
+            Ok((bucket.to_string(), key.to_string(), version_id.as_ref().map(|v| v.to_string())))
         }
         _ => Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
     }
 }
 
-fn new_version_id(ctx: &NodeContext) -> String {
-    format!("{:032x}", ctx.env.random_u128())
+/// A new version id for a write to a bucket with this versioning: a versioned id where versioning is on, a
+/// null version's otherwise.
+fn new_version_id(ctx: &NodeContext, versioning: Option<VersioningStatus>) -> String {
+    hoard_protocol::new_version_id(ctx.env.random_u128(), versioning == Some(VersioningStatus::Enabled))
+}
+
+/// The `x-amz-version-id` of a write's response: only for a bucket that has (or had) versioning on.
+fn version_header(record: &ObjectRecord, versioning: Option<VersioningStatus>) -> Option<String> {
+    versioning.map(|_| record.public_version_id().to_string())
 }
 
 impl HoardS3 {
@@ -331,6 +343,30 @@ impl S3 for HoardS3 {
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
         object::delete_object(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        versions::put_bucket_versioning(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        versions::get_bucket_versioning(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        versions::list_object_versions(self, req).await
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]

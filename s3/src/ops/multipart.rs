@@ -27,7 +27,7 @@ pub(super) async fn create_multipart_upload(
         if let Some(alg) = &i.checksum_algorithm {
             algorithm_set(alg.as_str(), &mut ChecksumSet::default())?;
         }
-        let target = write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
+        let (target, _) = write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
         // The upload's data key is drawn now and kept wrapped in the upload record: every part seals under it.
         let encryption = sse::seal_new(&ctx, &target).await?.map(|s| s.encryption).unwrap_or_default();
         let described = sse::headers(&encryption, customer.as_ref());
@@ -149,9 +149,9 @@ pub(super) async fn upload_part_copy(
         let secure = secure_of(&req.extensions);
         let customer = sse::customer_key(sse_c_headers!(i), secure)?;
         let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
-        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
         let upload = get_upload(ctx, &i.bucket, &i.key, &i.upload_id).await?;
-        let src = get_record(ctx, &src_bucket, &src_key).await?;
+        let src = get_record(ctx, &src_bucket, &src_key, src_version.as_deref()).await?;
         check_copy_conditions(
             &src,
             i.copy_source_if_match.as_ref(),
@@ -202,6 +202,8 @@ pub(super) async fn upload_part_copy(
             server_side_encryption: described.server_side_encryption,
             sse_customer_algorithm: described.sse_customer_algorithm,
             sse_customer_key_md5: described.sse_customer_key_md5,
+            copy_source_version_id: (src_version.is_some() || !src.is_null_version())
+                .then(|| src.public_version_id().to_string()),
             ..Default::default()
         }))
     })
@@ -269,10 +271,11 @@ pub(super) async fn complete_multipart_upload(
         let checksums = composite_checksums(upload.checksum_algorithm.as_deref(), &chosen);
         let size = chosen.iter().map(|p| p.size).sum();
         let now = ctx.env.now_ms();
+        let versioning = versions::versioning_of(&ctx, &i.bucket).await?;
         let record = ObjectRecord {
             bucket: i.bucket.clone(),
             key: i.key.clone(),
-            version_id: new_version_id(&ctx),
+            version_id: new_version_id(&ctx, versioning),
             size,
             etag: etag_str.clone(),
             last_modified_ms: now,
@@ -283,6 +286,7 @@ pub(super) async fn complete_multipart_upload(
             inline: None,
         };
         let described = sse::headers(&record.encryption, None);
+        let version_id = version_header(&record, versioning);
         faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
         let upload_id = i.upload_id;
         let cmd = match condition {
@@ -301,6 +305,7 @@ pub(super) async fn complete_multipart_upload(
             checksum_sha256: checksums.sha256,
             checksum_type: checksums.checksum_type.map(ChecksumType::from),
             server_side_encryption: described.server_side_encryption,
+            version_id,
             ..Default::default()
         }))
     })

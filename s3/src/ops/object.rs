@@ -19,7 +19,8 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
             i.checksum_sha256,
             i.checksum_crc64nvme,
         )?;
-        let target = write_target(ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
+        let (target, versioning) =
+            write_target(ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
         // Checked when the commit applies, atomically; refused early too when it already fails now.
         let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
         if let Some(c) = &condition {
@@ -44,7 +45,7 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
         let record = ObjectRecord {
             bucket: i.bucket,
             key: i.key,
-            version_id: new_version_id(ctx),
+            version_id: new_version_id(ctx, versioning),
             size: stored.size(),
             etag: etag_hex.clone(),
             last_modified_ms: ctx.env.now_ms(),
@@ -63,6 +64,7 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
             inline,
         };
         let described = sse::headers(&record.encryption, customer.as_ref());
+        let version_id = version_header(&record, versioning);
         faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
         let now_ms = ctx.env.now_ms();
         let cmd = match condition {
@@ -80,6 +82,7 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
             server_side_encryption: described.server_side_encryption,
             sse_customer_algorithm: described.sse_customer_algorithm,
             sse_customer_key_md5: described.sse_customer_key_md5,
+            version_id,
             ..Default::default()
         }))
     })
@@ -103,6 +106,7 @@ pub(super) async fn head_object(
         let as_get = GetObjectInput {
             bucket: i.bucket,
             key: i.key,
+            version_id: i.version_id,
             checksum_mode: i.checksum_mode,
             if_match: i.if_match,
             if_modified_since: i.if_modified_since,
@@ -144,6 +148,7 @@ pub(super) async fn head_object(
             server_side_encryption: o.server_side_encryption,
             sse_customer_algorithm: o.sse_customer_algorithm,
             sse_customer_key_md5: o.sse_customer_key_md5,
+            version_id: o.version_id,
             ..Default::default()
         };
         let mut resp = S3Response::new(out);
@@ -160,8 +165,13 @@ pub(super) async fn delete_object(
     let ctx = s3.ctx.clone();
     session::run(&s3.sessions, async move {
         let i = req.input;
-        write(&ctx, MetaCommand::DeleteObject { bucket: i.bucket, key: i.key, now_ms: ctx.env.now_ms() }).await?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        let versioning = versions::versioning_of(&ctx, &i.bucket).await?;
+        let done = versions::delete_one(&ctx, &i.bucket, &i.key, i.version_id.as_deref(), versioning).await?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: done.delete_marker.then_some(true),
+            version_id: done.version_id,
+            ..Default::default()
+        }))
     })
     .await
 }
@@ -176,33 +186,44 @@ pub(super) async fn delete_objects(
         if i.delete.objects.len() > MAX_DELETE_KEYS {
             return Err(s3_error!(MalformedXML, "A DeleteObjects request may name at most 1000 keys"));
         }
-        // Every key is checked before any is proposed: one bad key deletes nothing.
+        // Every key and version id is checked before any is proposed: one bad name deletes nothing.
         for obj in &i.delete.objects {
             check_key(&obj.key)?;
+            if let Some(id) = &obj.version_id {
+                versions::check_version_id(id)?;
+            }
         }
         ensure_bucket(&ctx, &i.bucket).await?;
+        let versioning = versions::versioning_of(&ctx, &i.bucket).await?;
         let quiet = i.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         // Proposed together, so Raft commits them in a few batched log appends.
-        let results = futures::future::join_all(i.delete.objects.iter().map(|obj| {
-            let cmd =
-                MetaCommand::DeleteObject { bucket: i.bucket.clone(), key: obj.key.clone(), now_ms: ctx.env.now_ms() };
-            write(&ctx, cmd)
-        }))
+        let results = futures::future::join_all(
+            i.delete
+                .objects
+                .iter()
+                .map(|obj| versions::delete_one(&ctx, &i.bucket, &obj.key, obj.version_id.as_deref(), versioning)),
+        )
         .await;
         for (obj, result) in i.delete.objects.into_iter().zip(results) {
             match result {
-                Ok(_) => {
+                Ok(done) => {
                     if !quiet {
-                        deleted.push(DeletedObject { key: Some(obj.key), ..Default::default() });
+                        let made_marker = done.delete_marker && obj.version_id.is_none();
+                        deleted.push(DeletedObject {
+                            key: Some(obj.key),
+                            delete_marker: done.delete_marker.then_some(true),
+                            delete_marker_version_id: if made_marker { done.version_id.clone() } else { None },
+                            version_id: obj.version_id,
+                        });
                     }
                 }
                 Err(e) => errors.push(Error {
                     code: Some(e.code().as_str().to_string()),
                     key: Some(obj.key),
                     message: e.message().map(str::to_string),
-                    version_id: None,
+                    version_id: obj.version_id,
                 }),
             }
         }
@@ -227,8 +248,8 @@ pub(super) async fn copy_object(
         let secure = secure_of(&req.extensions);
         let customer = sse::customer_key(sse_c_headers!(i), secure)?;
         let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
-        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
-        let src = get_record(&ctx, &src_bucket, &src_key).await?;
+        let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
+        let src = get_record(&ctx, &src_bucket, &src_key, src_version.as_deref()).await?;
         check_copy_conditions(
             &src,
             i.copy_source_if_match.as_ref(),
@@ -238,13 +259,20 @@ pub(super) async fn copy_object(
         )?;
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let changes_encryption = i.server_side_encryption.is_some() || customer.is_some();
-        if src_bucket == i.bucket && src_key == i.key && !replace && !changes_encryption {
+        // A copy of an older version onto its own key restores it: only the current one is a copy onto itself.
+        let onto_itself = src_bucket == i.bucket && src_key == i.key && !replace && !changes_encryption && {
+            let (b, k) = (src_bucket.clone(), src_key.clone());
+            let current = ctx.meta.read(move |r| r.object(&b, &k)).await.or_s3()?;
+            current.is_some_and(|c| c.version_id == src.version_id)
+        };
+        if onto_itself {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
-        let target = write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
+        let (target, versioning) =
+            write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
         let source_key = sse::for_read(&ctx, &src.encryption, source_customer.as_ref()).await?;
         let headers = if replace {
             headers_from(
@@ -309,12 +337,15 @@ pub(super) async fn copy_object(
         let now = ctx.env.now_ms();
         record.bucket = i.bucket;
         record.key = i.key;
-        record.version_id = new_version_id(&ctx);
+        record.version_id = new_version_id(&ctx, versioning);
         record.last_modified_ms = now;
         record.headers = headers;
         faults::hit(ctx.faults.as_ref(), "put.before_commit").await.or_s3()?;
         let described = sse::headers(&record.encryption, customer.as_ref());
         let (etag_hex, checksums) = (record.etag.clone(), record.checksums.clone());
+        let version_id = version_header(&record, versioning);
+        let copy_source_version_id = (src_version.is_some() || !src.is_null_version())
+            .then(|| src.public_version_id().to_string());
         let cmd = match &written {
             // The bytes were copied into a segment of the copy's own: the source may change meanwhile.
             Some(_) => MetaCommand::CommitObject { record, now_ms: now },
@@ -342,6 +373,8 @@ pub(super) async fn copy_object(
             server_side_encryption: described.server_side_encryption,
             sse_customer_algorithm: described.sse_customer_algorithm,
             sse_customer_key_md5: described.sse_customer_key_md5,
+            version_id,
+            copy_source_version_id,
             ..Default::default()
         }))
     })

@@ -11,7 +11,7 @@ pub(super) async fn read_object(
     with_body: bool,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let customer = sse::customer_key(sse_c_headers!(i), secure)?;
-    let rec = get_record(ctx, &i.bucket, &i.key).await?;
+    let rec = get_record(ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
     check_read_conditions(
         &rec,
         i.if_match.as_ref(),
@@ -52,6 +52,7 @@ pub(super) async fn read_object(
         server_side_encryption: described.server_side_encryption,
         sse_customer_algorithm: described.sse_customer_algorithm,
         sse_customer_key_md5: described.sse_customer_key_md5,
+        version_id: (i.version_id.is_some() || !rec.is_null_version()).then(|| rec.public_version_id().to_string()),
         ..Default::default()
     };
     let mut resp = S3Response::new(out);
