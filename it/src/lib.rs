@@ -436,6 +436,25 @@ fn aws_command(endpoint: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs the boto3 script `it/py/<script>` against `endpoint` (with `ca`, a PEM file, for HTTPS) with the test
+/// credentials. The script asserts what it checks and exits non-zero on the first failure.
+pub fn boto3(script: &str, endpoint: &str, ca: Option<&Path>) -> Output {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(dir.join(script))
+        .current_dir(&dir)
+        .env("HOARD_ENDPOINT", endpoint)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .stdin(Stdio::null());
+    if let Some(ca) = ca {
+        cmd.env("AWS_CA_BUNDLE", ca);
+    }
+    cmd.output().expect("python3 with boto3 is installed (pip install boto3 requests)")
+}
+
 /// Every file in `<disk>/shards/<prefix>/`: (file name, path, length).
 pub fn files_under(disks: &[PathBuf]) -> Vec<(String, PathBuf, u64)> {
     let mut out = Vec::new();

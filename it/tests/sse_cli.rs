@@ -182,3 +182,44 @@ async fn cli_sse_c_put_get_copy_and_a_200_mib_multipart_upload() {
     assert_eq!(&got[..10], &pattern(1095, 1024 * 1024)[1024 * 1024 - 10..]);
     assert_eq!(&got[10..], &want[..11]);
 }
+
+/// The SSE-C guide's commands on a versioned bucket: two versions of one key under two customer keys, each
+/// readable by its version id with its own key only, as `s3api list-object-versions` lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_each_version_of_a_versioned_bucket_has_its_own_customer_key() {
+    let cli = Cli::start().await;
+    cli.ok(&["s3", "mb", "s3://vault"]);
+    cli.ok(&["s3api", "put-bucket-versioning", "--bucket", "vault", "--versioning-configuration", "Status=Enabled"]);
+    let got = cli.ok(&["s3api", "get-bucket-versioning", "--bucket", "vault"]);
+    assert!(got.contains("\"Enabled\""), "{got}");
+    let keys = [cli.write("one.key", &[0x11; 32]), cli.write("two.key", &[0x22; 32])].map(|k| format!("fileb://{k}"));
+    let bodies = [pattern(31, 1_500_000), pattern(32, 4_000)];
+    let mut ids = Vec::new();
+    for (n, (key, body)) in keys.iter().zip(&bodies).enumerate() {
+        let file = cli.write(&format!("body{n}"), body);
+        let put = ["s3api", "put-object", "--bucket", "vault", "--key", "doc", "--body", &file];
+        let sse = ["--sse-customer-algorithm", "AES256", "--sse-customer-key", key];
+        let out: serde_json::Value = serde_json::from_str(&cli.ok(&[&put[..], &sse[..]].concat())).unwrap();
+        ids.push(out["VersionId"].as_str().expect("put-object prints the version id").to_string());
+    }
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["s3api", "list-object-versions", "--bucket", "vault"])).unwrap();
+    let versions = listed["Versions"].as_array().unwrap();
+    let listed_ids: Vec<&str> = versions.iter().map(|v| v["VersionId"].as_str().unwrap()).collect();
+    assert_eq!(listed_ids, [ids[1].as_str(), ids[0].as_str()], "newest first");
+    assert_eq!(versions[0]["IsLatest"], serde_json::Value::Bool(true));
+
+    for (n, id) in ids.iter().enumerate() {
+        let out = cli.path(&format!("out{n}"));
+        let get = ["s3api", "get-object", "--bucket", "vault", "--key", "doc", "--version-id", id];
+        let sse = ["--sse-customer-algorithm", "AES256", "--sse-customer-key", &keys[n]];
+        cli.ok(&[&get[..], &sse[..], &[out.as_str()]].concat());
+        assert!(std::fs::read(&out).unwrap() == bodies[n], "version {n} reads back with its own key");
+        let wrong = ["--sse-customer-algorithm", "AES256", "--sse-customer-key", &keys[1 - n]];
+        let err = cli.fails(&[&get[..], &wrong[..], &[out.as_str()]].concat());
+        assert!(err.contains("AccessDenied"), "version {n} with the other version's key: {err}");
+    }
+    let err =
+        cli.fails(&["s3api", "get-object", "--bucket", "vault", "--key", "doc", "--version-id", "v1", "/dev/null"]);
+    assert!(err.contains("InvalidArgument"), "{err}");
+}
