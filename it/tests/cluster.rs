@@ -7,9 +7,11 @@ use std::process::Output;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::BucketVersioningStatus;
 use aws_sdk_s3::types::CompletedMultipartUpload;
 use aws_sdk_s3::types::CompletedPart;
 use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::types::VersioningConfiguration;
 use hoard::cluster_cli::describe;
 use hoard_it::client;
 use hoard_it::get;
@@ -126,9 +128,23 @@ async fn rotate_key_rewraps_every_data_key_and_resumes_after_kill_9() {
     let up = c.upload_part().bucket("vault").key("mp").upload_id(&upload_id).part_number(1);
     let p1 = up.body(ByteStream::from(part1.clone())).send().await.unwrap();
 
+    // Two SSE-S3 versions of one key of a versioned bucket, both noncurrent under a delete marker.
+    c.create_bucket().bucket("history").send().await.unwrap();
+    let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    c.put_bucket_versioning().bucket("history").versioning_configuration(on).send().await.unwrap();
+    let mut versions = Vec::new();
+    for n in 0..2u8 {
+        let put = c.put_object().bucket("history").key("doc").server_side_encryption(ServerSideEncryption::Aes256);
+        let out = put.body(ByteStream::from(vec![n; 3000])).send().await.unwrap();
+        versions.push(out.version_id().unwrap().to_string());
+    }
+    c.delete_object().bucket("history").key("doc").send().await.unwrap();
+    const SEALED: u64 = SMALL as u64 + 4;
+
     let before = status(&e, ACCESS_KEY, SECRET_KEY);
     let old_id = before.configured_key_id.clone().unwrap();
-    assert_eq!(before.objects.sse_s3_by_key.get(&old_id), Some(&(SMALL as u64 + 2)), "objects and the upload");
+    assert_eq!(before.objects.sse_s3_by_key.get(&old_id), Some(&SEALED), "objects, versions and the upload");
+    assert_eq!((before.objects.noncurrent_versions, before.objects.delete_markers), (2, 1));
 
     // Slow the walk down so the kill lands half-way, then start the rotation.
     ok(hoard(&e, ACCESS_KEY, SECRET_KEY, &["debug", "fault", "arm", "rotation.batch", "stall:300"]));
@@ -166,9 +182,9 @@ async fn rotate_key_rewraps_every_data_key_and_resumes_after_kill_9() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     let r = finished.rotation.clone().unwrap();
-    assert_eq!(finished.objects.sse_s3_by_key, [(new_id.clone(), SMALL as u64 + 2)].into());
-    assert_eq!((r.done, r.total), (SMALL as u64 + 2, SMALL as u64 + 2));
-    assert!(r.rewrapped >= SMALL as u64 + 2, "every data key was rewrapped at least once: {r:?}");
+    assert_eq!(finished.objects.sse_s3_by_key, [(new_id.clone(), SEALED)].into(), "every version too");
+    assert_eq!((r.done, r.total), (SEALED, SEALED));
+    assert!(r.rewrapped >= SEALED, "every data key was rewrapped at least once: {r:?}");
     assert_eq!(finished.active_key_id.as_deref(), Some(new_id.as_str()));
 
     // Afterwards the old key can go: the node runs on the new key alone and every object reads.
@@ -181,6 +197,11 @@ async fn rotate_key_rewraps_every_data_key_and_resumes_after_kill_9() {
     }
     assert_eq!(get(&c, "vault", "big").await, big);
     assert_eq!(get(&c, "vault", "plain").await, b"plain");
+    for (n, version) in versions.iter().enumerate() {
+        let got = c.get_object().bucket("history").key("doc").version_id(version).send().await.unwrap();
+        let body = got.body.collect().await.unwrap().into_bytes();
+        assert_eq!(body.to_vec(), vec![n as u8; 3000], "noncurrent version {n} reads under the new key alone");
+    }
     let up = c.upload_part().bucket("vault").key("mp").upload_id(&upload_id).part_number(2);
     let part2 = pattern(6, 1000);
     let p2 = up.body(ByteStream::from(part2.clone())).send().await.unwrap();

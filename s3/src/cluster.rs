@@ -90,6 +90,11 @@ pub struct ObjectCounts {
     pub uploads: u64,
     /// SSE-S3 objects and uploads by the master key id their data key is wrapped under.
     pub sse_s3_by_key: BTreeMap<String, u64>,
+    /// Of the objects counted above, the noncurrent versions of versioned buckets.
+    #[serde(default)]
+    pub noncurrent_versions: u64,
+    #[serde(default)]
+    pub delete_markers: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +115,15 @@ pub struct RotationStatus {
 
 impl From<Census> for ObjectCounts {
     fn from(c: Census) -> Self {
-        ObjectCounts { plain: c.plain, sse_s3: c.sse_s3, sse_c: c.sse_c, uploads: c.uploads, sse_s3_by_key: c.by_key }
+        ObjectCounts {
+            plain: c.plain,
+            sse_s3: c.sse_s3,
+            sse_c: c.sse_c,
+            uploads: c.uploads,
+            sse_s3_by_key: c.by_key,
+            noncurrent_versions: c.noncurrent,
+            delete_markers: c.delete_markers,
+        }
     }
 }
 

@@ -307,6 +307,12 @@ pub fn describe(s: &ClusterStatus) -> String {
         "objects:            {} plain, {} SSE-S3, {} SSE-C; {} multipart uploads in progress\n",
         o.plain, o.sse_s3, o.sse_c, o.uploads
     ));
+    if o.noncurrent_versions > 0 || o.delete_markers > 0 {
+        out.push_str(&format!(
+            "versions:           {} of those objects are noncurrent versions; {} delete markers\n",
+            o.noncurrent_versions, o.delete_markers
+        ));
+    }
     if !o.sse_s3_by_key.is_empty() {
         let by_key: Vec<String> = o.sse_s3_by_key.iter().map(|(k, n)| format!("{k}: {n}")).collect();
         out.push_str(&format!("SSE-S3 by key:      {}\n", by_key.join(", ")));
