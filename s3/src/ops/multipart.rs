@@ -24,9 +24,7 @@ pub(super) async fn create_multipart_upload(
         let i = req.input;
         check_key(&i.key)?;
         let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
-        if let Some(alg) = &i.checksum_algorithm {
-            algorithm_set(alg.as_str(), &mut ChecksumSet::default())?;
-        }
+        let checksum = upload_checksum_of(i.checksum_algorithm.as_ref(), i.checksum_type.as_ref())?;
         let (target, _) = write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;
         // The upload's data key is drawn now and kept wrapped in the upload record: every part seals under it.
         let encryption = sse::seal_new(&ctx, &target).await?.map(|s| s.encryption).unwrap_or_default();
@@ -46,7 +44,7 @@ pub(super) async fn create_multipart_upload(
                 i.expires,
                 i.metadata,
             ),
-            checksum_algorithm: i.checksum_algorithm.as_ref().map(|a| a.as_str().to_ascii_uppercase()),
+            checksum_algorithm: checksum.clone(),
             encryption,
         };
         write(&ctx, MetaCommand::CreateUpload(upload)).await?;
@@ -55,6 +53,9 @@ pub(super) async fn create_multipart_upload(
             key: Some(i.key),
             upload_id: Some(upload_id),
             checksum_algorithm: i.checksum_algorithm,
+            checksum_type: upload_checksum(checksum.as_deref()).map(|(_, full)| {
+                ChecksumType::from_static(if full { ChecksumType::FULL_OBJECT } else { ChecksumType::COMPOSITE })
+            }),
             server_side_encryption: described.server_side_encryption,
             sse_customer_algorithm: described.sse_customer_algorithm,
             sse_customer_key_md5: described.sse_customer_key_md5,
@@ -86,7 +87,7 @@ pub(super) async fn upload_part(
             i.checksum_sha256,
             i.checksum_crc64nvme,
         )?;
-        if let Some(alg) = &upload.checksum_algorithm {
+        if let Some((alg, _)) = upload_checksum(upload.checksum_algorithm.as_deref()) {
             algorithm_set(alg, &mut expected.want)?;
         }
         let (stored, checksums) = this
@@ -128,6 +129,7 @@ pub(super) async fn upload_part(
             checksum_crc32c: checksums.crc32c,
             checksum_sha1: checksums.sha1,
             checksum_sha256: checksums.sha256,
+            checksum_crc64nvme: checksums.crc64nvme,
             server_side_encryption: described.server_side_encryption,
             sse_customer_algorithm: described.sse_customer_algorithm,
             sse_customer_key_md5: described.sse_customer_key_md5,
@@ -167,7 +169,7 @@ pub(super) async fn upload_part_copy(
             return Err(s3_error!(EntityTooLarge, "A part may be at most 5 GiB"));
         }
         let mut want = ChecksumSet::default();
-        if let Some(alg) = &upload.checksum_algorithm {
+        if let Some((alg, _)) = upload_checksum(upload.checksum_algorithm.as_deref()) {
             algorithm_set(alg, &mut want)?;
         }
         let key = sse::for_read(ctx, &upload.encryption, customer.as_ref()).await?;
@@ -197,7 +199,7 @@ pub(super) async fn upload_part_copy(
                 checksum_crc32c: checksums.crc32c,
                 checksum_sha1: checksums.sha1,
                 checksum_sha256: checksums.sha256,
-                ..Default::default()
+                checksum_crc64nvme: checksums.crc64nvme,
             }),
             server_side_encryption: described.server_side_encryption,
             sse_customer_algorithm: described.sse_customer_algorithm,
@@ -247,13 +249,14 @@ pub(super) async fn complete_multipart_upload(
                 crc32c: w.checksum_crc32c.clone(),
                 sha1: w.checksum_sha1.clone(),
                 sha256: w.checksum_sha256.clone(),
-                crc64nvme: None,
+                crc64nvme: w.checksum_crc64nvme.clone(),
                 checksum_type: None,
             };
             if given.crc32.as_ref().is_some_and(|g| part.checksums.crc32.as_ref() != Some(g))
                 || given.crc32c.as_ref().is_some_and(|g| part.checksums.crc32c.as_ref() != Some(g))
                 || given.sha1.as_ref().is_some_and(|g| part.checksums.sha1.as_ref() != Some(g))
                 || given.sha256.as_ref().is_some_and(|g| part.checksums.sha256.as_ref() != Some(g))
+                || given.crc64nvme.as_ref().is_some_and(|g| part.checksums.crc64nvme.as_ref() != Some(g))
             {
                 return Err(s3_error!(InvalidPart, "The checksum given for part {number} does not match the uploaded part"));
             }
@@ -268,7 +271,18 @@ pub(super) async fn complete_multipart_upload(
             md5s.update(&raw);
         }
         let etag_str = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
-        let checksums = composite_checksums(upload.checksum_algorithm.as_deref(), &chosen);
+        let (alg, full) = upload_checksum(upload.checksum_algorithm.as_deref()).unzip();
+        let checksums = multipart_checksums(alg, full.unwrap_or(false), &chosen);
+        // A full-object checksum the client computed itself must match the parts' combined.
+        if checksums.checksum_type.as_deref() == Some("FULL_OBJECT") {
+            let given = Checksums {
+                crc32: i.checksum_crc32.clone(),
+                crc32c: i.checksum_crc32c.clone(),
+                crc64nvme: i.checksum_crc64nvme.clone(),
+                ..Checksums::default()
+            };
+            verify_checksums(&given, &checksums)?;
+        }
         let size = chosen.iter().map(|p| p.size).sum();
         let now = ctx.env.now_ms();
         let versioning = versions::versioning_of(&ctx, &i.bucket).await?;
@@ -303,6 +317,7 @@ pub(super) async fn complete_multipart_upload(
             checksum_crc32c: checksums.crc32c,
             checksum_sha1: checksums.sha1,
             checksum_sha256: checksums.sha256,
+            checksum_crc64nvme: checksums.crc64nvme,
             checksum_type: checksums.checksum_type.map(ChecksumType::from),
             server_side_encryption: described.server_side_encryption,
             version_id,
@@ -352,7 +367,7 @@ pub(super) async fn list_parts(s3: &HoardS3, req: S3Request<ListPartsInput>) -> 
                 checksum_crc32c: p.checksums.crc32c,
                 checksum_sha1: p.checksums.sha1,
                 checksum_sha256: p.checksums.sha256,
-                ..Default::default()
+                checksum_crc64nvme: p.checksums.crc64nvme,
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {
@@ -366,7 +381,8 @@ pub(super) async fn list_parts(s3: &HoardS3, req: S3Request<ListPartsInput>) -> 
             parts: Some(parts),
             initiator: Some(Initiator { display_name: Some("hoard".into()), id: Some("hoard".into()) }),
             owner: Some(owner()),
-            checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
+            checksum_algorithm: upload_checksum(upload.checksum_algorithm.as_deref())
+                .map(|(alg, _)| ChecksumAlgorithm::from(alg.to_string())),
             ..Default::default()
         }))
     })
@@ -402,7 +418,8 @@ pub(super) async fn list_multipart_uploads(
                 initiated: Some(ts(u.initiated_ms)),
                 initiator: Some(Initiator { display_name: Some("hoard".into()), id: Some("hoard".into()) }),
                 owner: Some(owner()),
-                checksum_algorithm: u.checksum_algorithm.map(ChecksumAlgorithm::from),
+                checksum_algorithm: upload_checksum(u.checksum_algorithm.as_deref())
+                    .map(|(alg, _)| ChecksumAlgorithm::from(alg.to_string())),
                 ..Default::default()
             })
             .collect();

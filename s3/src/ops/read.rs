@@ -49,6 +49,8 @@ pub(super) async fn read_object(
         checksum_crc32c: rec.checksums.crc32c.clone().filter(|_| want_checksums),
         checksum_sha1: rec.checksums.sha1.clone().filter(|_| want_checksums),
         checksum_sha256: rec.checksums.sha256.clone().filter(|_| want_checksums),
+        checksum_crc64nvme: rec.checksums.crc64nvme.clone().filter(|_| want_checksums),
+        checksum_type: rec.checksums.checksum_type.clone().filter(|_| want_checksums).map(ChecksumType::from),
         server_side_encryption: described.server_side_encryption,
         sse_customer_algorithm: described.sse_customer_algorithm,
         sse_customer_key_md5: described.sse_customer_key_md5,
