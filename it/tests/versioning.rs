@@ -361,6 +361,21 @@ async fn each_version_keeps_its_own_customer_key() {
     assert_eq!(failure(read(&va, &kb, &kb_md5).await).0, 403, "version a with version b's key");
     assert_eq!(failure(read(&vb, &ka, &ka_md5).await).0, 403, "version b with version a's key");
     assert_eq!(failure(c.get_object().bucket(BUCKET).key("secret").version_id(&va).send().await).0, 400);
+    // GetObjectAttributes of a version takes that version's key too.
+    let attributes = |version: &str, key: &str, md5: &str| {
+        c.get_object_attributes()
+            .bucket(BUCKET)
+            .key("secret")
+            .version_id(version)
+            .object_attributes(aws_sdk_s3::types::ObjectAttributes::ObjectSize)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(key)
+            .sse_customer_key_md5(md5)
+            .send()
+    };
+    let got = attributes(&va, &ka, &ka_md5).await.unwrap();
+    assert_eq!((got.object_size(), got.version_id()), (Some(9), Some(va.as_str())));
+    assert_eq!(failure(attributes(&va, &kb, &kb_md5).await).0, 403);
 
     // Copying version a re-keys it: the new version opens with key c only.
     let copied = c

@@ -345,6 +345,16 @@ impl S3 for HoardS3 {
         object::delete_object(self, req).await
     }
 
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        let ctx = self.ctx.clone();
+        let secure = secure_of(&req.extensions);
+        session::run(&self.sessions, async move { object_attributes(&ctx, req.input, secure).await }).await
+    }
+
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
     async fn put_bucket_versioning(
         &self,
