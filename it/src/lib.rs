@@ -541,3 +541,20 @@ pub fn assert_one_segment_two_shards_per_node(cluster: &TestCluster) {
     indexes.sort_unstable();
     assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
 }
+
+/// The payload of an HTTP/1.1 body sent with `Transfer-Encoding: chunked` (chunk extensions and trailers
+/// dropped), read off a bare socket.
+pub fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").context("a chunk size line")?;
+        let size_field = std::str::from_utf8(&b[..eol])?;
+        let size = usize::from_str_radix(size_field.split(';').next().unwrap_or("").trim(), 16)?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(b.get(..size).context("a whole chunk")?);
+        b = b.get(size + 2..).context("a chunk's end")?;
+    }
+}

@@ -6,6 +6,10 @@ use hoard_protocol::MetaResponse;
 use s3s::s3_error;
 use s3s::S3Error;
 
+/// What a request body that declared no length fails with once it passes the most one PUT may carry (see
+/// `frontend`); the object layer reports it as the body's error, and it is answered as `EntityTooLarge`.
+pub const BODY_TOO_LARGE: &str = "the body is larger than 5 GiB, the most one PUT or part may carry";
+
 /// Maps an internal error to the S3 error a client should see. Messages say what failed without
 /// echoing request bodies or keys.
 pub fn to_s3(e: ActorError) -> S3Error {
@@ -43,6 +47,10 @@ pub fn to_s3(e: ActorError) -> S3Error {
         ActorError::Body(msg) if is_chunk_signature_mismatch(&msg) => s3_error!(
             SignatureDoesNotMatch,
             "A chunk of the body does not match its chunk signature; nothing was stored."
+        ),
+        ActorError::Body(msg) if msg.contains(BODY_TOO_LARGE) => s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size of 5 GiB; nothing was stored"
         ),
         ActorError::Body(msg) => s3_error!(IncompleteBody, "The request body could not be read: {msg}"),
         ActorError::Timeout(what) => s3_error!(SlowDown, "{what} did not answer in time; retry"),

@@ -10,6 +10,15 @@
 //! Every S3 request is also one `s3.request` span, named after its operation once known (what Jaeger shows),
 //! closed when the response body is done. A W3C `traceparent` header makes it a child of the caller's span, so
 //! a client's trace continues through hoard.
+//!
+//! A path that is not UTF-8 once percent-decoded is refused (400 `InvalidURI`) before anything else.
+//!
+//! A PUT body with no declared length (`Transfer-Encoding: chunked`, or an HTTP/2 stream without
+//! `Content-Length`) is taken as S3 takes it: signed `UNSIGNED-PAYLOAD`, or `aws-chunked` with
+//! `x-amz-decoded-content-length`. It streams like any body and may carry at most [`MAX_PUT_SIZE`] bytes, the
+//! most one PUT (or part) may. Only a body signed whole (its SHA-256 in `x-amz-content-sha256`) needs its length
+//! up front, and s3s answers 411 `MissingContentLength` for it. Nothing in hoard reads a request body's size
+//! hint (see [`UndeclaredLength`]).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -45,6 +54,8 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::error::BODY_TOO_LARGE;
+use crate::ops::MAX_PUT_SIZE;
 use crate::sse::Secure;
 
 pub struct Frontend {
@@ -92,8 +103,18 @@ impl Frontend {
         let span = request_span(&req);
         let received = Arc::new(AtomicU64::new(0));
         let count = received.clone();
-        let req = req.map(move |inner| Body::http_body(Metered { inner, count, _meter: None }));
-        let refused = crate::gate::refuse(&req)
+        let no_length = is_unsigned_put_without_length(&req);
+        let req = req.map(move |inner| {
+            let metered = Metered { inner, count, _meter: None };
+            if no_length {
+                Body::http_body(UndeclaredLength::new(metered, MAX_PUT_SIZE as u64))
+            } else {
+                Body::http_body(metered)
+            }
+        });
+        let refused = undecodable_path(&req)
+            .or_else(|| crate::gate::refuse(&req))
+            .or_else(|| decoded_too_large(&req))
             .map(|e| e.to_http_response().unwrap_or_else(|_| plain(StatusCode::BAD_REQUEST, "bad request\n")));
         let resp = match refused {
             Some(resp) => resp,
@@ -269,6 +290,101 @@ impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Metered<B> {
     }
 }
 
+/// A path that is not UTF-8 once percent-decoded names no bucket or key: refused as S3 refuses it. (s3s
+/// refuses it too, with the same code but no message.)
+fn undecodable_path<B>(req: &Request<B>) -> Option<s3s::S3Error> {
+    let decoded = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8();
+    decoded.is_err().then(|| s3_error!(InvalidURI, "Couldn't parse the specified URI."))
+}
+
+/// Whether `req` is a PUT whose body has no declared length and is signed `UNSIGNED-PAYLOAD`: the body
+/// [`UndeclaredLength`] is for.
+fn is_unsigned_put_without_length<B: http_body::Body>(req: &Request<B>) -> bool {
+    req.method() == http::Method::PUT
+        && !req.headers().contains_key(http::header::CONTENT_LENGTH)
+        && http_body::Body::size_hint(req.body()).exact().is_none()
+        && req.headers().get("x-amz-content-sha256").is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD")
+}
+
+/// An `aws-chunked` PUT that says it will carry more than one PUT may: refused before anything is read. (With a
+/// `Content-Length` the object layer would refuse it too; without one, this is the only bound.)
+fn decoded_too_large<B>(req: &Request<B>) -> Option<s3s::S3Error> {
+    let decoded = req.headers().get("x-amz-decoded-content-length")?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    (req.method() == http::Method::PUT && decoded > MAX_PUT_SIZE as u64)
+        .then(|| s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size of 5 GiB"))
+}
+
+/// The body of a PUT signed `UNSIGNED-PAYLOAD` that declares no length, as S3 takes it: streamed, and failed
+/// (with [`BODY_TOO_LARGE`], which the object layer answers as `EntityTooLarge`) once more than `limit` bytes
+/// have come.
+///
+/// s3s refuses such a body as MinIO does (411 `MissingContentLength`), knowing it by a size hint that is not
+/// exact. So until it is first read, which s3s's check always comes before, this body's size hint says
+/// `limit` bytes exactly; from then on it is the connection's own.
+struct UndeclaredLength<B> {
+    inner: B,
+    limit: u64,
+    /// Data bytes passed so far.
+    read: u64,
+    /// Whether a frame was asked for yet.
+    polled: bool,
+}
+
+impl<B> UndeclaredLength<B> {
+    fn new(inner: B, limit: u64) -> UndeclaredLength<B> {
+        UndeclaredLength { inner, limit, read: 0, polled: false }
+    }
+}
+
+/// What an [`UndeclaredLength`] body fails with past its limit.
+#[derive(Debug)]
+struct BodyTooLarge;
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(BODY_TOO_LARGE)
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<B> http_body::Body for UndeclaredLength<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.polled = true;
+        let frame = match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            None => return Poll::Ready(None),
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Some(Ok(frame)) => frame,
+        };
+        self.read += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if self.read > self.limit {
+            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.polled {
+            self.inner.size_hint()
+        } else {
+            SizeHint::with_exact(self.limit)
+        }
+    }
+}
+
 /// The request headers that carry a customer's key (SSE-C).
 const CUSTOMER_KEY_HEADERS: [&str; 2] =
     ["x-amz-server-side-encryption-customer-key", "x-amz-copy-source-server-side-encryption-customer-key"];
@@ -326,6 +442,93 @@ mod tests {
         assert!(!printed.contains("S2V5S2V5S2V5") && !printed.contains("T2xkT2xk"), "{printed}");
         assert!(printed.contains("AES256"), "other headers print as before: {printed}");
         assert_eq!(h["x-amz-server-side-encryption-customer-key"], "S2V5S2V5S2V5", "the value itself is kept");
+    }
+
+    /// A body of `chunks` whose length nobody declared, as hyper gives a chunked one.
+    struct Chunked(std::collections::VecDeque<Bytes>);
+
+    impl http_body::Body for Chunked {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn chunked(chunks: &[&'static [u8]]) -> Chunked {
+        Chunked(chunks.iter().map(|c| Bytes::from_static(c)).collect())
+    }
+
+    async fn next<B: http_body::Body + Unpin>(b: &mut B) -> Option<Result<Frame<B::Data>, B::Error>> {
+        futures::future::poll_fn(|cx| Pin::new(&mut *b).poll_frame(cx)).await
+    }
+
+    #[tokio::test]
+    async fn a_body_without_a_length_streams_up_to_its_limit_and_fails_past_it() {
+        let mut body = UndeclaredLength::new(chunked(&[b"abcd", b"efgh"]), 8);
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(8), "until read: what s3s's check asks");
+        let first = next(&mut body).await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().ok(), Some(Bytes::from_static(b"abcd")));
+        assert_eq!(http_body::Body::size_hint(&body).exact(), None, "once read: the connection's own hint");
+        assert!(next(&mut body).await.expect("a frame").is_ok(), "exactly the limit is allowed");
+        assert!(next(&mut body).await.is_none());
+
+        let mut body = UndeclaredLength::new(chunked(&[b"abcd", b"efgh", b"ijkl"]), 7);
+        assert!(next(&mut body).await.expect("a frame").is_ok());
+        let err = next(&mut body).await.expect("a frame").expect_err("past the limit");
+        let s3 = crate::error::to_s3(hoard_actors::error::ActorError::Body(err.to_string()));
+        assert_eq!(s3.code(), &s3s::S3ErrorCode::EntityTooLarge, "answered as S3 answers a body too large");
+    }
+
+    #[test]
+    fn only_unsigned_puts_that_declare_no_length_get_an_undeclared_length_body() {
+        let put = |headers: &[(&str, &str)], method: &str| {
+            let mut b = Request::builder().method(method).uri("/b/k");
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(chunked(&[b"x"])).expect("a request")
+        };
+        let unsigned = ("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+        assert!(is_unsigned_put_without_length(&put(&[unsigned], "PUT")));
+        assert!(!is_unsigned_put_without_length(&put(&[unsigned, ("content-length", "1")], "PUT")));
+        assert!(!is_unsigned_put_without_length(&put(&[unsigned], "POST")));
+        let whole = ("x-amz-content-sha256", "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
+        assert!(!is_unsigned_put_without_length(&put(&[whole], "PUT")), "a body signed whole needs its length");
+        let streamed = ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
+        assert!(!is_unsigned_put_without_length(&put(&[streamed], "PUT")), "aws-chunked has its decoded length");
+        let empty = Request::builder().method("PUT").uri("/b/k").header(unsigned.0, unsigned.1).body(Body::empty());
+        assert!(!is_unsigned_put_without_length(&empty.expect("a request")), "a body known to be empty has a length");
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_once_decoded_is_an_invalid_uri() {
+        let at = |path: &str| {
+            let req = Request::builder().uri(path).body(()).expect("a request");
+            undecodable_path(&req).map(|e| e.code().clone())
+        };
+        for bad in ["/b/%FF", "/b/a%C3%28", "/%E9/k", "/b/%ED%A0%80"] {
+            assert_eq!(at(bad), Some(s3s::S3ErrorCode::InvalidURI), "{bad}");
+        }
+        for good in ["/b/%C3%A9", "/b/plain", "/", "/b/%25FF", "/b/%F0%9F%A6%80"] {
+            assert_eq!(at(good), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn an_aws_chunked_put_may_declare_at_most_5_gib() {
+        let put = |decoded: u64, method: &str| {
+            let b = Request::builder().method(method).uri("/b/k").header("x-amz-decoded-content-length", decoded);
+            decoded_too_large(&b.body(()).expect("a request")).map(|e| e.code().clone())
+        };
+        let max = MAX_PUT_SIZE as u64;
+        assert_eq!(put(max + 1, "PUT"), Some(s3s::S3ErrorCode::EntityTooLarge));
+        assert_eq!(put(max, "PUT"), None);
+        assert_eq!(put(max + 1, "GET"), None);
     }
 
     #[test]

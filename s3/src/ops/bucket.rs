@@ -1,4 +1,10 @@
-//! Buckets: create, delete, head, location, the default encryption, and the list of all buckets.
+//! Buckets: create, delete, head, location, the default encryption, the list of all buckets, and the object
+//! lock APIs.
+//!
+//! Invariants:
+//! - hoard has no object lock. No bucket is created with it (asking for it is refused and creates nothing) and
+//!   none can be given it later, so every bucket answers the object lock APIs as an AWS bucket created without
+//!   it does; a missing bucket is `NoSuchBucket` first.
 
 use super::*;
 
@@ -8,6 +14,14 @@ pub(super) async fn create_bucket(
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let ctx = s3.ctx.clone();
     session::run(&s3.sessions, async move {
+        if req.input.object_lock_enabled_for_bucket == Some(true) {
+            // A bucket made without the lock asked for would let the client believe its objects are locked.
+            return Err(s3_error!(
+                NotImplemented,
+                "Object Lock is not supported by hoard; the bucket was not created (create it without \
+                 x-amz-bucket-object-lock-enabled)"
+            ));
+        }
         let name = req.input.bucket;
         let cmd = MetaCommand::CreateBucket(BucketRecord {
             name: name.clone(),
@@ -145,4 +159,82 @@ pub(super) async fn list_buckets(
         Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(owner()), ..Default::default() }))
     })
     .await
+}
+
+/// The answer to every object lock API on an object (retention, legal hold): its key is checked as any, then its
+/// bucket must exist, and then, as AWS answers for a bucket without object lock whether or not the key exists,
+/// the bucket has no object lock configuration.
+async fn object_without_lock<T: Send + 'static>(s3: &HoardS3, bucket: BucketName, key: ObjectKey) -> S3Result<T> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        check_key(&key)?;
+        ensure_bucket(&ctx, &bucket).await?;
+        Err(s3_error!(InvalidRequest, "Bucket is missing Object Lock Configuration"))
+    })
+    .await
+}
+
+pub(super) async fn get_object_lock_configuration(
+    s3: &HoardS3,
+    req: S3Request<GetObjectLockConfigurationInput>,
+) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        ensure_bucket(&ctx, &req.input.bucket).await?;
+        Err(s3_error!(ObjectLockConfigurationNotFoundError, "Object Lock configuration does not exist for this bucket"))
+    })
+    .await
+}
+
+pub(super) async fn put_object_lock_configuration(
+    s3: &HoardS3,
+    req: S3Request<PutObjectLockConfigurationInput>,
+) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+    let ctx = s3.ctx.clone();
+    session::run(&s3.sessions, async move {
+        let b = req.input.bucket;
+        let (record, versioning) = ctx.meta.read(move |r| Ok((r.bucket(&b)?, r.versioning(&b)?))).await.or_s3()?;
+        record.ok_or_else(no_such_bucket)?;
+        // AWS asks for versioning first; with it on, it answers as it did before object lock could be added
+        // to an existing bucket, which is all hoard can do.
+        Err(match versioning {
+            Some(VersioningStatus::Enabled) => s3_error!(
+                InvalidBucketState,
+                "Object Lock configuration cannot be enabled on existing buckets (hoard does not support Object Lock)"
+            ),
+            _ => s3_error!(
+                InvalidBucketState,
+                "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
+            ),
+        })
+    })
+    .await
+}
+
+pub(super) async fn get_object_retention(
+    s3: &HoardS3,
+    req: S3Request<GetObjectRetentionInput>,
+) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+    object_without_lock(s3, req.input.bucket, req.input.key).await
+}
+
+pub(super) async fn put_object_retention(
+    s3: &HoardS3,
+    req: S3Request<PutObjectRetentionInput>,
+) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+    object_without_lock(s3, req.input.bucket, req.input.key).await
+}
+
+pub(super) async fn get_object_legal_hold(
+    s3: &HoardS3,
+    req: S3Request<GetObjectLegalHoldInput>,
+) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+    object_without_lock(s3, req.input.bucket, req.input.key).await
+}
+
+pub(super) async fn put_object_legal_hold(
+    s3: &HoardS3,
+    req: S3Request<PutObjectLegalHoldInput>,
+) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+    object_without_lock(s3, req.input.bucket, req.input.key).await
 }

@@ -1,4 +1,11 @@
 //! Listings: ListObjects (v1 and v2) pages, continuation tokens, URL encoding, and the entries they hold.
+//!
+//! Invariants (as AWS answers; MinIO and Ceph differ on some):
+//! - With `encoding-type=url` every name a listing returns (keys, prefixes, the delimiter, markers, start-after)
+//!   is URL-encoded; without it none is. A continuation token is opaque and echoed as given.
+//! - An empty delimiter is no delimiter: it groups nothing and is not echoed.
+//! - ListObjects (v1) always echoes its marker (empty when none was given) and names each entry's owner;
+//!   ListObjectsV2 names owners only when asked to (`fetch-owner=true`).
 
 use super::*;
 
@@ -12,17 +19,19 @@ pub(super) async fn list_objects(
         let url = encoding_is_url(i.encoding_type.as_ref())?;
         let max_keys = clamp_max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
-        let page = list(&ctx, &i.bucket, &prefix, i.delimiter.clone(), i.marker.clone(), max_keys, url).await?;
+        let delimiter = i.delimiter.filter(|d| !d.is_empty());
+        let entries = Entries { url, owner: true };
+        let page = list(&ctx, &i.bucket, &prefix, delimiter.clone(), i.marker.clone(), max_keys, entries).await?;
         let enc = |s: String| if url { url_encode(&s) } else { s };
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
             prefix: Some(enc(prefix)),
-            marker: i.marker.map(enc),
+            marker: Some(enc(i.marker.unwrap_or_default())),
             max_keys: Some(max_keys as i32),
             is_truncated: Some(page.is_truncated),
             contents: Some(page.contents),
             common_prefixes: Some(page.common_prefixes),
-            delimiter: i.delimiter.map(enc),
+            delimiter: delimiter.map(enc),
             next_marker: page.last.map(enc),
             encoding_type: i.encoding_type,
             ..Default::default()
@@ -45,7 +54,9 @@ pub(super) async fn list_objects_v2(
             Some(t) => Some(decode_token(t)?),
             None => i.start_after.clone(),
         };
-        let page = list(&ctx, &i.bucket, &prefix, i.delimiter.clone(), after, max_keys, url).await?;
+        let delimiter = i.delimiter.filter(|d| !d.is_empty());
+        let entries = Entries { url, owner: i.fetch_owner == Some(true) };
+        let page = list(&ctx, &i.bucket, &prefix, delimiter.clone(), after, max_keys, entries).await?;
         let enc = |s: String| if url { url_encode(&s) } else { s };
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
@@ -57,7 +68,7 @@ pub(super) async fn list_objects_v2(
             next_continuation_token: page.last.as_deref().map(encode_token),
             contents: Some(page.contents),
             common_prefixes: Some(page.common_prefixes),
-            delimiter: i.delimiter.map(enc),
+            delimiter: delimiter.map(enc),
             encoding_type: i.encoding_type,
             start_after: i.start_after.map(enc),
             ..Default::default()
@@ -111,6 +122,16 @@ pub(super) struct Listing {
     pub(super) last: Option<String>,
 }
 
+/// How a listing writes its entries.
+#[derive(Clone, Copy)]
+pub(super) struct Entries {
+    /// Keys and prefixes URL-encoded (`encoding-type=url`).
+    pub(super) url: bool,
+    /// Each object's owner named.
+    pub(super) owner: bool,
+}
+
+/// One page of `bucket` under `prefix`, grouped by `delimiter` (which is not empty).
 pub(super) async fn list(
     ctx: &NodeContext,
     bucket: &str,
@@ -118,29 +139,29 @@ pub(super) async fn list(
     delimiter: Option<String>,
     start_after: Option<String>,
     max_keys: usize,
-    url: bool,
+    entries: Entries,
 ) -> S3Result<Listing> {
     ensure_bucket(ctx, bucket).await?;
-    let q =
-        ListQuery { prefix: prefix.to_string(), delimiter: delimiter.filter(|d| !d.is_empty()), start_after, max_keys };
+    let q = ListQuery { prefix: prefix.to_string(), delimiter, start_after, max_keys };
     let b = bucket.to_string();
     let page = ctx.meta.read(move |r| r.list_objects(&b, &q)).await.or_s3()?;
+    let url = entries.url;
     let enc = |s: String| if url { url_encode(&s) } else { s };
     Ok(Listing {
-        contents: page.objects.into_iter().map(|o| object_entry(o, url)).collect(),
+        contents: page.objects.into_iter().map(|o| object_entry(o, entries)).collect(),
         common_prefixes: page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect(),
         is_truncated: page.is_truncated,
         last: if page.is_truncated { page.next_marker } else { None },
     })
 }
 
-pub(super) fn object_entry(o: ObjectRecord, url: bool) -> Object {
+pub(super) fn object_entry(o: ObjectRecord, entries: Entries) -> Object {
     Object {
-        key: Some(if url { url_encode(&o.key) } else { o.key }),
+        key: Some(if entries.url { url_encode(&o.key) } else { o.key }),
         e_tag: Some(etag(&o.etag)),
         size: Some(o.size as i64),
         last_modified: Some(ts(o.last_modified_ms)),
-        owner: Some(owner()),
+        owner: entries.owner.then(owner),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         ..Default::default()
     }

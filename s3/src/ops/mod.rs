@@ -325,6 +325,54 @@ impl S3 for HoardS3 {
         bucket::list_buckets(self, req).await
     }
 
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        bucket::get_object_lock_configuration(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        bucket::put_object_lock_configuration(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        bucket::get_object_retention(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        bucket::put_object_retention(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        bucket::get_object_legal_hold(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        bucket::put_object_legal_hold(self, req).await
+    }
+
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         object::put_object(self, req).await
