@@ -8,7 +8,7 @@ import botocore.config
 import botocore.exceptions
 
 
-def client():
+def client(signature_version=None):
     return boto3.client(
         "s3",
         endpoint_url=os.environ["HOARD_ENDPOINT"],
@@ -16,7 +16,9 @@ def client():
         aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
         region_name="us-east-1",
         verify=os.environ.get("AWS_CA_BUNDLE", True),
-        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        config=botocore.config.Config(
+            s3={"addressing_style": "path"}, retries={"max_attempts": 1}, signature_version=signature_version
+        ),
     )
 
 

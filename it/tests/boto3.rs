@@ -32,3 +32,8 @@ async fn run(script: &str) {
 async fn boto3_versioning() {
     run("versioning.py").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_browser_form_uploads() {
+    run("post.py").await;
+}

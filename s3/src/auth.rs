@@ -95,6 +95,18 @@ impl S3Auth for Credentials {
     }
 }
 
+/// The node's credentials, shared by the S3 layer's SigV4 check and the browser form uploads' (whose
+/// signature is in the form, see `post`).
+#[derive(Clone)]
+pub struct SharedCredentials(pub Arc<Credentials>);
+
+#[async_trait::async_trait]
+impl S3Auth for SharedCredentials {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        self.0.get_secret_key(access_key).await
+    }
+}
+
 /// A fresh root credential: 20 characters of access key, 40 of secret, from the node's random source.
 pub fn generate(ctx: &NodeContext) -> Credential {
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

@@ -61,6 +61,8 @@ use crate::sse::Secure;
 pub struct Frontend {
     pub ctx: NodeContext,
     pub s3: S3Service,
+    /// Browser form uploads, taken before s3s (see `post`).
+    pub post: crate::post::PostObject,
     /// Put into every request: whether SSE-C may be accepted on this connection.
     pub secure: Secure,
     /// Requests refused before they were authenticated, logged in summary.
@@ -118,6 +120,7 @@ impl Frontend {
             .map(|e| e.to_http_response().unwrap_or_else(|_| plain(StatusCode::BAD_REQUEST, "bad request\n")));
         let resp = match refused {
             Some(resp) => resp,
+            None if crate::post::is_form_upload(&req) => self.post.handle(req).instrument(span.clone()).await,
             None => match self.s3.call(req).instrument(span.clone()).await {
                 Ok(resp) => resp,
                 Err(e) => {

@@ -12,8 +12,9 @@
 //! - A request that carries no signature at all carries no body: anonymous access is never given more than
 //!   its headers' worth of memory. (Anonymous requests are all refused later today; where a future
 //!   grant lets one in, it still comes without a body.)
-//! - Browser form uploads (`POST` of `multipart/form-data`) are refused until they are served streamed,
-//!   policy checked before the file is read.
+//! - Browser form uploads (`POST /bucket` of `multipart/form-data`) carry their signature in the form, not in
+//!   the headers: they pass on to [`crate::post`], which checks it before the file is read. A form posted
+//!   anywhere else is refused.
 //! - A request whose body the S3 layer buffers whole (an XML document) declares its length, at most
 //!   [`MAX_XML_BODY`] bytes.
 
@@ -93,10 +94,10 @@ pub fn refuse<B>(req: &Request<B>) -> Option<S3Error> {
         ));
     }
     if req.method() == Method::POST && is_form(headers) {
-        return Some(s3_error!(
-            NotImplemented,
-            "Browser form uploads (POST Object) are not supported by this version of hoard; use PUT"
-        ));
+        if crate::post::is_form_upload(req) {
+            return None;
+        }
+        return Some(s3_error!(MethodNotAllowed, "A browser form upload is posted to its bucket's URL (POST /bucket)"));
     }
     let signed = authorization.is_some() || param("X-Amz-Signature").is_some() || param("X-Amz-Credential").is_some();
     if !signed && has_body(headers) {
@@ -247,14 +248,17 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_requests_carry_no_body_and_forms_are_refused() {
+    fn anonymous_requests_carry_no_body_and_forms_go_to_their_bucket() {
         let anon_put = req("PUT", "/b/k", &[("content-length", "10")]);
         assert_eq!(code(refuse(&anon_put)).as_deref(), Some("AccessDenied"));
         let anon_chunked = req("POST", "/b?delete", &[("transfer-encoding", "chunked")]);
         assert_eq!(code(refuse(&anon_chunked)).as_deref(), Some("AccessDenied"));
         assert_eq!(code(refuse(&req("GET", "/b/k", &[("content-length", "0")]))), None);
         let form = req("POST", "/b", &[("content-type", "multipart/form-data; boundary=x"), ("content-length", "9")]);
-        assert_eq!(code(refuse(&form)).as_deref(), Some("NotImplemented"));
+        assert_eq!(code(refuse(&form)), None, "a form upload is signed in its form, checked by the post module");
+        let elsewhere =
+            req("POST", "/b/k", &[("content-type", "multipart/form-data; boundary=x"), ("content-length", "9")]);
+        assert_eq!(code(refuse(&elsewhere)).as_deref(), Some("MethodNotAllowed"));
     }
 
     #[test]

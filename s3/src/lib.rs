@@ -9,6 +9,7 @@ pub mod frontend;
 pub mod gate;
 pub mod listener;
 pub mod ops;
+pub mod post;
 pub mod session;
 pub mod sse;
 pub mod tls;
@@ -37,13 +38,16 @@ pub fn frontend(
     faults: Option<Arc<dyn FaultAdmin>>,
     secure: bool,
 ) -> Arc<Frontend> {
-    let mut builder = S3ServiceBuilder::new(HoardS3 { ctx: ctx.clone(), sessions });
+    let s3 = HoardS3 { ctx: ctx.clone(), sessions };
+    let credentials = auth::SharedCredentials(Arc::new(credentials));
+    let post = post::PostObject { s3: s3.clone(), credentials: credentials.clone() };
+    let mut builder = S3ServiceBuilder::new(s3);
     let mut config = S3Config::default();
     config.xml_max_body_size = gate::MAX_XML_BODY;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
-    let root_given = credentials.is_given();
+    let root_given = credentials.0.is_given();
     builder.set_auth(credentials);
     builder.set_access(frontend::RecordOperation);
     builder.set_route(AdminRoute { ctx: ctx.clone(), faults, root_given });
-    Arc::new(Frontend { ctx, s3: builder.build(), secure: sse::Secure(secure), refusals: Default::default() })
+    Arc::new(Frontend { ctx, s3: builder.build(), post, secure: sse::Secure(secure), refusals: Default::default() })
 }
