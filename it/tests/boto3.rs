@@ -37,3 +37,8 @@ async fn boto3_versioning() {
 async fn boto3_browser_form_uploads() {
     run("post.py").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_attributes_checksums_listings_and_object_lock() {
+    run("details.py").await;
+}

@@ -197,7 +197,14 @@ pub(super) async fn object_attributes(
     if customer.is_some() || matches!(rec.encryption, Encryption::SseC { .. }) {
         sse::for_read(ctx, &rec.encryption, customer.as_ref()).await?;
     }
-    let wanted: Vec<&str> = i.object_attributes.iter().map(|a| a.as_str()).collect();
+    // One header value may list several names, comma-separated (as boto3 sends them).
+    let wanted: Vec<&str> = i
+        .object_attributes
+        .iter()
+        .flat_map(|a| a.as_str().split(','))
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
     if wanted.is_empty() {
         return Err(s3_error!(InvalidArgument, "x-amz-object-attributes must name at least one attribute"));
     }
