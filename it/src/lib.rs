@@ -542,6 +542,39 @@ pub fn assert_one_segment_two_shards_per_node(cluster: &TestCluster) {
     assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
 }
 
+/// One HTTP/1.1 exchange on a fresh connection, sending `head` (the request line and headers, `Connection:
+/// close` among them, ended by the blank line) and `payload` exactly as given, the way a browser, curl or a
+/// hostile client would: the answer's status and body (dechunked), read to its end within `deadline`.
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    head: &str,
+    payload: &[u8],
+    deadline: Duration,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    use tokio::io::AsyncReadExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(payload).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(deadline, exchange).await.context("raw HTTP deadline")??;
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").context("a complete response head")?;
+    let head = std::str::from_utf8(&buf[..head_end])?;
+    let status: u16 = head.split(' ').nth(1).context("a status line")?.parse()?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = &buf[head_end + 4..];
+    // A HEAD answer names the framing of a body it does not carry.
+    let body = if chunked && !body.is_empty() { dechunk(body)? } else { body.to_vec() };
+    Ok((status, body))
+}
+
 /// The payload of an HTTP/1.1 body sent with `Transfer-Encoding: chunked` (chunk extensions and trailers
 /// dropped), read off a bare socket.
 pub fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {

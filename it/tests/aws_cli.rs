@@ -108,23 +108,9 @@ fn http_get(url: &str) -> (u16, Vec<u8>) {
     let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
     let body = raw[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        return (status, dechunk(&body));
+        return (status, hoard_it::dechunk(&body).expect("a chunked body"));
     }
     (status, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
-        let size_text = String::from_utf8_lossy(&b[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).expect("a hex chunk size");
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
 }
 
 fn files_in(root: &Path) -> Vec<(String, Vec<u8>)> {

@@ -40,8 +40,6 @@ use hoard_it::md5_hex;
 use hoard_it::pattern;
 use hoard_it::TestNode;
 use md5::Digest as _;
-use tokio::io::AsyncReadExt as _;
-use tokio::io::AsyncWriteExt as _;
 
 const MIB: usize = 1024 * 1024;
 /// 2100-01-01T00:00:00Z: after any object in these tests was written.
@@ -230,42 +228,8 @@ async fn raw_http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(req.as_bytes()).await?;
-        s.write_all(body).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        anyhow::Ok(buf)
-    };
-    let buf = tokio::time::timeout(RAW_HTTP_DEADLINE, exchange).await.context("raw HTTP deadline")??;
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").context("a complete response head")?;
-    let head = std::str::from_utf8(&buf[..head_end])?;
-    let status: u16 = head.split(' ').nth(1).context("a status line")?.parse()?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let mut body = buf[head_end + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body)?;
-    }
+    let (status, body) = hoard_it::raw_exchange(addr, &req, body, RAW_HTTP_DEADLINE).await?;
     Ok(RawResponse { status, body })
-}
-
-fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").context("a chunk size line")?;
-        let size_field = std::str::from_utf8(&b[..eol])?;
-        let size = usize::from_str_radix(size_field.split(';').next().unwrap_or("").trim(), 16)?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -2021,6 +1985,35 @@ async fn get_object_attributes_answers_what_is_asked() -> anyhow::Result<()> {
 
     let r = c.get_object_attributes().bucket("bkt").key("nope").object_attributes(A::Etag).send().await;
     assert_eq!(failure(r), (404, "NoSuchKey".to_string()));
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_asking_for_object_lock_are_refused_and_store_nothing() -> anyhow::Result<()> {
+    use aws_sdk_s3::types::ObjectLockLegalHoldStatus;
+    use aws_sdk_s3::types::ObjectLockMode;
+    let (node, c) = start_with_bucket("bkt").await?;
+    let hold = c
+        .put_object()
+        .bucket("bkt")
+        .key("held")
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(failure(hold), (400, "InvalidRequest".to_string()));
+    let retained = c
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("kept")
+        .object_lock_mode(ObjectLockMode::Governance)
+        .object_lock_retain_until_date(DateTime::from_secs(FUTURE_SECS))
+        .send()
+        .await;
+    assert_eq!(failure(retained), (400, "InvalidRequest".to_string()));
+    assert!(!exists(&c, "bkt", "held").await?);
+    assert!(c.list_multipart_uploads().bucket("bkt").send().await?.uploads().is_empty());
     node.stop().await;
     Ok(())
 }

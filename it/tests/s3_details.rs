@@ -31,15 +31,12 @@ use aws_sigv4::http_request::SigningSettings;
 use aws_sigv4::http_request::UriPathNormalizationMode;
 use base64::Engine as _;
 use hoard_it::client;
-use hoard_it::dechunk;
 use hoard_it::failure;
 use hoard_it::get;
 use hoard_it::md5_hex;
 use hoard_it::pattern;
 use hoard_it::put;
 use hoard_it::TestNode;
-use tokio::io::AsyncReadExt as _;
-use tokio::io::AsyncWriteExt as _;
 
 /// How long a test waits on a bare HTTP exchange.
 const RAW_HTTP_DEADLINE: Duration = Duration::from_secs(30);
@@ -166,26 +163,7 @@ async fn raw(
         }
     }
     head.push_str("\r\n");
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(head.as_bytes()).await?;
-        s.write_all(&payload).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        anyhow::Ok(buf)
-    };
-    let buf = tokio::time::timeout(RAW_HTTP_DEADLINE, exchange).await.context("raw HTTP deadline")??;
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").context("a complete response head")?;
-    let head = std::str::from_utf8(&buf[..head_end])?;
-    let status: u16 = head.split(' ').nth(1).context("a status line")?.parse()?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let mut body = buf[head_end + 4..].to_vec();
-    if chunked && method != "HEAD" {
-        body = dechunk(&body)?;
-    }
+    let (status, body) = hoard_it::raw_exchange(addr, &head, &payload, RAW_HTTP_DEADLINE).await?;
     Ok(RawResponse { status, body: String::from_utf8(body)? })
 }
 

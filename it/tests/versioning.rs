@@ -414,3 +414,34 @@ async fn a_crash_before_a_versioned_put_commits_leaves_no_version() {
     assert!(report.orphans_deleted > 0, "the crashed PUT's shard files are orphans: {report:?}");
     assert_eq!(get(&c, "k", Some(&first)).await, b"first", "scrub keeps every version's shards");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_to_one_key_make_one_version_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, c) = node(dir.path()).await;
+    set_versioning(&c, BucketVersioningStatus::Enabled).await;
+    const WRITERS: u64 = 8;
+    let puts = (0..WRITERS).map(|n| {
+        let c = c.clone();
+        async move {
+            let body = pattern(100 + n, 1000 + n as usize);
+            let out = c.put_object().bucket(BUCKET).key("hot").body(ByteStream::from(body.clone())).send().await;
+            (out.unwrap().version_id().unwrap().to_string(), body)
+        }
+    });
+    let written: Vec<(String, Vec<u8>)> = futures::future::join_all(puts).await;
+    let listed = versions(&c).await;
+    assert_eq!(listed.len(), WRITERS as usize, "one version per PUT: {listed:?}");
+    let mut ids: Vec<&str> = listed.iter().map(|r| r.1.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), WRITERS as usize, "distinct ids");
+    // The latest version is the current object, and every version holds the body its PUT sent.
+    let latest = listed.iter().find(|r| r.2).expect("one version is the latest");
+    assert_eq!(listed.iter().filter(|r| r.2).count(), 1);
+    for (id, body) in &written {
+        assert!(get(&c, "hot", Some(id)).await == *body, "version {id}");
+    }
+    let current = get(&c, "hot", None).await;
+    assert!(written.iter().any(|(id, body)| *id == latest.1 && *body == current), "the newest version is current");
+}

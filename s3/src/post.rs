@@ -224,10 +224,11 @@ impl PostObject {
             Ok(mac.finalize().into_bytes().to_vec())
         };
         let k_secret = zeroize::Zeroizing::new(format!("AWS4{}", secret.expose()));
-        let key = hmac(k_secret.as_bytes(), day.as_bytes())?;
-        let key = hmac(&key, region.as_bytes())?;
-        let key = hmac(&key, service.as_bytes())?;
-        let key = hmac(&key, b"aws4_request")?;
+        // The derived signing keys are as good as the secret for a day: zeroized like it.
+        let key = zeroize::Zeroizing::new(hmac(k_secret.as_bytes(), day.as_bytes())?);
+        let key = zeroize::Zeroizing::new(hmac(&key, region.as_bytes())?);
+        let key = zeroize::Zeroizing::new(hmac(&key, service.as_bytes())?);
+        let key = zeroize::Zeroizing::new(hmac(&key, b"aws4_request")?);
         let given = hex::decode(signature).unwrap_or_default();
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
             .map_err(|_| s3_error!(InternalError, "an HMAC key of any length is accepted"))?;
@@ -363,6 +364,9 @@ fn guarded(file: multer::Field<'static>, min: u64, max: u64, cut: Arc<Mutex<Opti
 /// fields.
 fn put_input(fields: &Fields, bucket: String, key: String, body: StreamingBlob) -> S3Result<PutObjectInput> {
     let get = |name: &str| fields.get(name).cloned();
+    if fields.keys().any(|k| k.starts_with("x-amz-object-lock-")) {
+        return Err(s3_error!(InvalidRequest, "Bucket is missing Object Lock Configuration"));
+    }
     let metadata: Metadata = fields
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("x-amz-meta-").map(|name| (name.to_string(), v.clone())))

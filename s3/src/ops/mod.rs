@@ -192,6 +192,19 @@ async fn write(ctx: &NodeContext, cmd: MetaCommand) -> S3Result<MetaResponse> {
     }
 }
 
+/// A write asking for object lock retention or a legal hold: no bucket of hoard has object lock, so it is
+/// refused as S3 refuses it on a bucket without (rather than stored without the lock it asked for).
+fn refuse_object_lock(
+    mode: Option<&ObjectLockMode>,
+    until: Option<&Timestamp>,
+    hold: Option<&ObjectLockLegalHoldStatus>,
+) -> S3Result<()> {
+    if mode.is_some() || until.is_some() || hold.is_some() {
+        return Err(s3_error!(InvalidRequest, "Bucket is missing Object Lock Configuration"));
+    }
+    Ok(())
+}
+
 /// Object keys are 1 to 1024 bytes of UTF-8 without U+0000, which hoard's metadata uses as a separator.
 fn check_key(key: &str) -> S3Result<()> {
     names::check_key(key).map_err(name_error)

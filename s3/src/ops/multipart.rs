@@ -23,6 +23,11 @@ pub(super) async fn create_multipart_upload(
     session::run(&s3.sessions, async move {
         let i = req.input;
         check_key(&i.key)?;
+        refuse_object_lock(
+            i.object_lock_mode.as_ref(),
+            i.object_lock_retain_until_date.as_ref(),
+            i.object_lock_legal_hold_status.as_ref(),
+        )?;
         let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
         let checksum = upload_checksum_of(i.checksum_algorithm.as_ref(), i.checksum_type.as_ref())?;
         let (target, _) = write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;

@@ -8,6 +8,11 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
         let ctx = &this.ctx;
         let i = req.input;
         check_key(&i.key)?;
+        refuse_object_lock(
+            i.object_lock_mode.as_ref(),
+            i.object_lock_retain_until_date.as_ref(),
+            i.object_lock_legal_hold_status.as_ref(),
+        )?;
         let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
         let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
         let expected = expected_checksums(
@@ -248,6 +253,11 @@ pub(super) async fn copy_object(
         let ctx = this.ctx.clone();
         let i = req.input;
         check_key(&i.key)?;
+        refuse_object_lock(
+            i.object_lock_mode.as_ref(),
+            i.object_lock_retain_until_date.as_ref(),
+            i.object_lock_legal_hold_status.as_ref(),
+        )?;
         let secure = secure_of(&req.extensions);
         let customer = sse::customer_key(sse_c_headers!(i), secure)?;
         let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
