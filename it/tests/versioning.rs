@@ -445,3 +445,33 @@ async fn concurrent_puts_to_one_key_make_one_version_each() {
     let current = get(&c, "hot", None).await;
     assert!(written.iter().any(|(id, body)| *id == latest.1 && *body == current), "the newest version is current");
 }
+
+/// Noncurrent versions are scrubbed and repaired like current objects: with a disk directory gone, scrub finds
+/// the missing shards of every version and repair rebuilds them, so two more disks can then go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noncurrent_versions_are_scrubbed_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, c) = node(dir.path()).await;
+    set_versioning(&c, BucketVersioningStatus::Enabled).await;
+    let bodies: Vec<Vec<u8>> = (0..3).map(|n| pattern(200 + n, (2 << 20) + n as usize)).collect();
+    let mut ids = Vec::new();
+    for body in &bodies {
+        ids.push(put(&c, "k", body).await.unwrap());
+    }
+    c.delete_object().bucket(BUCKET).key("k").send().await.unwrap();
+    let disks = node.disk_paths();
+    assert_eq!(hoard_it::shard_files(&disks).len(), 3, "one segment per version");
+    std::fs::remove_dir_all(&disks[2]).unwrap();
+    let report = node.scrub_now().await.unwrap();
+    assert_eq!(report.segments_checked, 3, "{report:?}");
+    assert_eq!(report.orphans_deleted, 0, "no version's shard is an orphan: {report:?}");
+    node.repair_idle().await.unwrap();
+    let report = node.scrub_now().await.unwrap();
+    assert_eq!(report.damaged_shards, 0, "repair rebuilt every version's lost shard: {report:?}");
+    for lost in [&disks[0], &disks[4]] {
+        std::fs::remove_dir_all(lost).unwrap();
+    }
+    for (id, body) in ids.iter().zip(&bodies) {
+        assert!(get(&c, "k", Some(id)).await == *body, "version {id} after losing three disks one by one");
+    }
+}
