@@ -109,6 +109,20 @@ refused(f, 400, "EntityTooLarge", body=os.urandom(4 << 20), key="ranged")
 refused(f, 400, "EntityTooSmall", body=b"tiny", key="ranged")
 assert post(f, b"just right").status_code == 204
 
+# Content-Type lists: each type must match a starts-with (browsers render the last one).
+f = form("typed", {"Content-Type": "image/png,text/html"}, [["starts-with", "$Content-Type", "image/"]])
+refused(f, 403, "AccessDenied", key="typed")
+# ${filename} is expanded before the conditions: they see the key stored.
+f = form("docs/${filename}", conditions=[{"key": "docs/a.pdf"}])
+f["fields"]["key"] = "docs/${filename}"
+r = requests.post(f["url"], data=f["fields"], files={"file": ("a.pdf", b"pdf")}, verify=ca, allow_redirects=False)
+assert r.status_code == 204 and exists("docs/a.pdf"), (r.status_code, r.text)
+r = requests.post(f["url"], data=f["fields"], files={"file": ("b.pdf", b"pdf")}, verify=ca, allow_redirects=False)
+assert r.status_code == 403 and not exists("docs/b.pdf"), (r.status_code, r.text)
+# Two ranges: the tightest holds.
+f = form("two-ranges", conditions=[["content-length-range", 0, 10], ["content-length-range", 0, 1 << 30]])
+refused(f, 400, "EntityTooLarge", body=b"x" * 11, key="two-ranges")
+
 # Expired.
 f = form("late", expires=-10)
 refused(f, 403, "AccessDenied", key="late")

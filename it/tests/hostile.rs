@@ -167,6 +167,25 @@ fn unauthenticated_bodies_are_refused_before_they_are_read() {
     let after = hoard.rss().expect("the process's RSS");
     assert!(after < before + 16 * MIB, "RSS grew from {before} to {after} bytes on an unauthenticated request");
 
+    // A form that never reaches its file (no boundary ever comes) is held back after a bounded prefix: the
+    // server stops reading, so the sender stalls and the node's memory does not follow it.
+    let mut s = TcpStream::connect(hoard.addr).unwrap();
+    let head = "POST /bucket HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zzz\r\n\
+                Transfer-Encoding: chunked\r\n\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut framed = format!("{:x}\r\n", MIB).into_bytes();
+    framed.extend(std::iter::repeat_n(b'y', MIB as usize));
+    framed.extend_from_slice(b"\r\n");
+    let mut sent = 0u64;
+    while sent < 256 * MIB && s.write_all(&framed).is_ok() {
+        sent += MIB;
+    }
+    assert!(sent < 256 * MIB, "the node kept reading a form that never reached its file");
+    let held = hoard.rss().expect("the process's RSS");
+    assert!(held < before + 32 * MIB, "RSS grew from {before} to {held} bytes on an endless form");
+    drop(s);
+
     // An anonymous PUT with a body is refused from its headers too.
     let (status, body) =
         raw(hoard.addr, "PUT /bucket/key HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");

@@ -153,6 +153,24 @@ async fn a_delete_marker_hides_the_key_and_deleting_it_brings_the_object_back() 
     assert_eq!((removed.delete_marker(), removed.version_id()), (Some(true), Some(marker.as_str())));
     assert_eq!(get(&c, "k", None).await, b"one", "the object is back");
 
+    // A delete marker is no copy source: by its id 400, as the current version 404 without marker headers.
+    let copy = |source: String| c.copy_object().bucket(BUCKET).key("copy").copy_source(source).send();
+    let marker2 = c.delete_object().bucket(BUCKET).key("k").send().await.unwrap().version_id().unwrap().to_string();
+    let r = copy(format!("{BUCKET}/k?versionId={marker2}")).await;
+    assert_eq!(failure(r), (400, "InvalidRequest".into()));
+    let r = copy(format!("{BUCKET}/k")).await;
+    assert_eq!(header(&r, "x-amz-delete-marker"), None, "the marker headers would describe the copy");
+    assert_eq!(failure(r), (404, "NoSuchKey".into()));
+    // DeleteObjects of a marker by its id names it as a marker's version.
+    let delete = Delete::builder()
+        .objects(ObjectIdentifier::builder().key("k").version_id(&marker2).build().unwrap())
+        .build()
+        .unwrap();
+    let out = c.delete_objects().bucket(BUCKET).delete(delete).send().await.unwrap();
+    let gone = &out.deleted()[0];
+    assert_eq!((gone.delete_marker(), gone.delete_marker_version_id()), (Some(true), Some(marker2.as_str())));
+    assert_eq!(get(&c, "k", None).await, b"one");
+
     // Deleting the only version for good leaves nothing; the bucket can then go.
     c.delete_object().bucket(BUCKET).key("k").version_id(&v1).send().await.unwrap();
     assert!(versions(&c).await.is_empty());

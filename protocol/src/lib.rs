@@ -414,6 +414,8 @@ pub enum MetaCommand {
         record: ObjectRecord,
         now_ms: i64,
     },
+    /// Removes the key's current object when it is the null version (the delete of an unversioned bucket); a
+    /// current object of a versioned write is left as it is ([`MetaResponse::PreconditionFailed`]).
     DeleteObject {
         bucket: String,
         key: String,

@@ -47,6 +47,12 @@ const MAX_FIELD_BYTES: u64 = 64 << 10;
 const MAX_FIELDS_BYTES: usize = 256 << 10;
 /// The most form fields before the file.
 const MAX_FIELDS: usize = 100;
+/// How much of a form's body is read before the form has been checked: its fields (at most
+/// [`MAX_FIELDS_BYTES`]) with their part headers, and what the parser reads ahead. Past it the body is held
+/// back (not refused) until the check passes, so an unsigned or endless form holds at most this much memory.
+const MAX_BEFORE_CHECK: u64 = 2 << 20;
+/// How long a form may take to reach its file and be checked.
+const FIELDS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Serves browser form uploads.
 pub struct PostObject {
@@ -96,45 +102,30 @@ impl PostObject {
         let boundary = multer::parse_boundary(content_type).map_err(|_| {
             s3_error!(MalformedPOSTRequest, "The body of your POST request is not well-formed multipart/form-data.")
         })?;
-        let limits = multer::SizeLimit::new().per_field(MAX_FIELD_BYTES).for_field("file", MAX_PUT_SIZE as u64);
+        let gate = Arc::new(CheckGate::default());
+        let body = HeldBack { inner: Box::pin(body), read: 0, gate: gate.clone() };
+        // Field sizes are bounded as each is read (`read_fields`), the file's by `guarded`.
+        let limits = multer::SizeLimit::new().per_field(MAX_PUT_SIZE as u64);
         let mut form =
             multer::Multipart::with_constraints(body, boundary, multer::Constraints::new().size_limit(limits));
 
-        // The fields before the file, bounded; the file field is where reading stops.
-        let mut fields = Fields::new();
-        let mut total = 0usize;
-        let file = loop {
-            let field = form.next_field().await.map_err(malformed)?;
-            let Some(field) = field else {
-                return Err(s3_error!(InvalidArgument, "POST requires exactly one file upload per request."));
-            };
-            let name = field.name().unwrap_or_default().to_ascii_lowercase();
-            if name == "file" {
-                break field;
+        let before_file = tokio::time::timeout(FIELDS_DEADLINE, async {
+            let (fields, file) = read_fields(&mut form).await?;
+            let filename = file.file_name().unwrap_or_default().to_string();
+            match self.check_form(&fields, &bucket, &filename).await {
+                Ok(checked) => Ok((fields, file, checked)),
+                Err(e) => {
+                    drain(Some(file), &mut form).await;
+                    Err(e)
+                }
             }
-            if fields.len() == MAX_FIELDS {
-                return Err(s3_error!(MalformedPOSTRequest, "The POST request has too many form fields."));
-            }
-            let value = field.text().await.map_err(malformed)?;
-            total += name.len() + value.len();
-            if total > MAX_FIELDS_BYTES {
-                return Err(s3_error!(
-                    MaxPostPreDataLengthExceededError,
-                    "Your POST request fields preceding the upload file were too large."
-                ));
-            }
-            if fields.insert(name.clone(), value).is_some() {
-                return Err(s3_error!(InvalidArgument, "The form field {name} is given more than once."));
-            }
-        };
-        let filename = file.file_name().unwrap_or_default().to_string();
-        let (access_key, length_range, key) = match self.check_form(&fields, &bucket, &filename).await {
-            Ok(checked) => checked,
-            Err(e) => {
-                drain(Some(file), &mut form).await;
-                return Err(e);
-            }
-        };
+        })
+        .await
+        .map_err(|_| {
+            s3_error!(RequestTimeout, "Your form was not read in time: its fields must arrive within 60 s.")
+        })?;
+        let (fields, file, (access_key, length_range, key)) = before_file?;
+        gate.open();
         let too_large = Arc::new(Mutex::new(None));
         let (min, max) = length_range.unwrap_or((0, MAX_PUT_SIZE as u64));
         let body = guarded(file, min, max.min(MAX_PUT_SIZE as u64), too_large.clone());
@@ -187,11 +178,14 @@ impl PostObject {
         if now >= expires {
             return Err(s3_error!(AccessDenied, "Invalid according to Policy: Policy expired."));
         }
-        let length_range = check_conditions(&policy, fields, bucket)?;
+        // As in S3, `${filename}` is expanded before the conditions are checked: they see the key stored.
         let key = fields
             .get("key")
             .ok_or_else(|| s3_error!(InvalidArgument, "Bucket POST must contain a field named 'key'."))?
             .replace("${filename}", filename);
+        let mut expanded = fields.clone();
+        expanded.insert("key".into(), key.clone());
+        let length_range = check_conditions(&policy, &expanded, bucket)?;
         Ok((access_key, length_range, key))
     }
 
@@ -240,6 +234,93 @@ impl PostObject {
             )
         })?;
         Ok(access_key.to_string())
+    }
+}
+
+/// Reads the form's fields up to its file part: bounded in number, each and together.
+async fn read_fields(form: &mut multer::Multipart<'static>) -> S3Result<(Fields, multer::Field<'static>)> {
+    let mut fields = Fields::new();
+    let mut total = 0usize;
+    loop {
+        let Some(mut field) = form.next_field().await.map_err(malformed)? else {
+            return Err(s3_error!(InvalidArgument, "POST requires exactly one file upload per request."));
+        };
+        let name = field.name().unwrap_or_default().to_ascii_lowercase();
+        if name == "file" {
+            return Ok((fields, field));
+        }
+        if fields.len() == MAX_FIELDS {
+            return Err(s3_error!(MalformedPOSTRequest, "The POST request has too many form fields."));
+        }
+        let too_large = || {
+            s3_error!(
+                MaxPostPreDataLengthExceededError,
+                "Your POST request fields preceding the upload file were too large."
+            )
+        };
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            value.extend_from_slice(&chunk);
+            total += chunk.len();
+            if value.len() as u64 > MAX_FIELD_BYTES || total > MAX_FIELDS_BYTES {
+                return Err(too_large());
+            }
+        }
+        let value =
+            String::from_utf8(value).map_err(|_| s3_error!(InvalidArgument, "The form field {name} is not UTF-8."))?;
+        total += name.len();
+        if fields.insert(name.clone(), value).is_some() {
+            return Err(s3_error!(InvalidArgument, "The form field {name} is given more than once."));
+        }
+    }
+}
+
+/// Opened once a form has been checked: until then [`HeldBack`] reads no more than [`MAX_BEFORE_CHECK`].
+#[derive(Default)]
+struct CheckGate {
+    open: std::sync::atomic::AtomicBool,
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl CheckGate {
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            waker.wake();
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A form's body, held back past [`MAX_BEFORE_CHECK`] bytes until its [`CheckGate`] opens.
+struct HeldBack {
+    inner: std::pin::Pin<Box<Body>>,
+    read: u64,
+    gate: Arc<CheckGate>,
+}
+
+impl futures::Stream for HeldBack {
+    type Item = Result<Bytes, s3s::StdError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.read >= MAX_BEFORE_CHECK && !self.gate.is_open() {
+            *self.gate.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+            // Opened between the test and storing the waker: go on rather than wait for a wake that came.
+            if !self.gate.is_open() {
+                return std::task::Poll::Pending;
+            }
+        }
+        let item = std::task::ready!(self.inner.as_mut().poll_next(cx));
+        if let Some(Ok(bytes)) = &item {
+            self.read += bytes.len() as u64;
+        }
+        std::task::Poll::Ready(item)
     }
 }
 
@@ -304,12 +385,23 @@ fn check_conditions(policy: &PostPolicy, fields: &Fields, bucket: &str) -> S3Res
             }
             PostPolicyCondition::StartsWith { field, prefix } => {
                 let field = field.to_ascii_lowercase();
-                if !value(&field).starts_with(prefix.as_str()) {
+                let given = value(&field);
+                // A Content-Type may list several types: each must start with the prefix (as in S3), or a form
+                // allowed `image/` could store `image/png,text/html`, which browsers render as HTML.
+                let holds = match field.as_str() {
+                    "content-type" => given.split(',').all(|t| t.trim().starts_with(prefix.as_str())),
+                    _ => given.starts_with(prefix.as_str()),
+                };
+                if !holds {
                     return Err(failed(&format!("[\"starts-with\", \"${field}\", \"{prefix}\"]")));
                 }
                 covered.insert(field);
             }
-            PostPolicyCondition::ContentLengthRange { min, max } => range = Some((*min, *max)),
+            // Several ranges all hold: the tightest wins.
+            PostPolicyCondition::ContentLengthRange { min, max } => {
+                let (low, high) = range.unwrap_or((0, u64::MAX));
+                range = Some(((*min).max(low), (*max).min(high)));
+            }
         }
     }
     let exempt = |name: &str| matches!(name, "x-amz-signature" | "file" | "policy") || name.starts_with("x-ignore-");

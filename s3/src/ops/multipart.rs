@@ -158,7 +158,7 @@ pub(super) async fn upload_part_copy(
         let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
         let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
         let upload = get_upload(ctx, &i.bucket, &i.key, &i.upload_id).await?;
-        let src = get_record(ctx, &src_bucket, &src_key, src_version.as_deref()).await?;
+        let src = versions::get_copy_source(ctx, &src_bucket, &src_key, src_version.as_deref()).await?;
         check_copy_conditions(
             &src,
             i.copy_source_if_match.as_ref(),

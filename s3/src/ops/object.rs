@@ -218,11 +218,11 @@ pub(super) async fn delete_objects(
             match result {
                 Ok(done) => {
                     if !quiet {
-                        let made_marker = done.delete_marker && obj.version_id.is_none();
+                        // A marker made, or one deleted by its id: either way S3 names its version.
                         deleted.push(DeletedObject {
                             key: Some(obj.key),
                             delete_marker: done.delete_marker.then_some(true),
-                            delete_marker_version_id: if made_marker { done.version_id.clone() } else { None },
+                            delete_marker_version_id: done.version_id.clone().filter(|_| done.delete_marker),
                             version_id: obj.version_id,
                         });
                     }
@@ -262,7 +262,7 @@ pub(super) async fn copy_object(
         let customer = sse::customer_key(sse_c_headers!(i), secure)?;
         let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
         let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
-        let src = get_record(&ctx, &src_bucket, &src_key, src_version.as_deref()).await?;
+        let src = versions::get_copy_source(&ctx, &src_bucket, &src_key, src_version.as_deref()).await?;
         check_copy_conditions(
             &src,
             i.copy_source_if_match.as_ref(),

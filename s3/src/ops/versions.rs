@@ -41,6 +41,27 @@ fn with_marker_headers(mut e: S3Error, marker: &hoard_protocol::DeleteMarker) ->
     e
 }
 
+/// The object version a copy names as its source: as [`get_version`], but a delete marker is 400
+/// `InvalidRequest` when named by id and a plain 404 `NoSuchKey` when current (the marker headers would describe
+/// the source as if it were the answer's object).
+pub(super) async fn get_copy_source(
+    ctx: &NodeContext,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> S3Result<ObjectRecord> {
+    match get_version(ctx, bucket, key, version_id).await {
+        Err(e) if *e.code() == s3s::S3ErrorCode::MethodNotAllowed => Err(s3_error!(
+            InvalidRequest,
+            "The source of a copy request may not specifically refer to a delete marker by version id."
+        )),
+        Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => {
+            Err(s3_error!(NoSuchKey, "The specified key does not exist."))
+        }
+        other => other,
+    }
+}
+
 /// The object version a request names: with a version id that version (`405 MethodNotAllowed` when it is a
 /// delete marker, `404 NoSuchVersion` when there is none), without one the current object (`404 NoSuchKey`,
 /// with `x-amz-delete-marker: true` when the current version is a delete marker).
@@ -117,8 +138,22 @@ pub(super) async fn delete_one(
     }
     match versioning {
         None => {
-            write(ctx, MetaCommand::DeleteObject { bucket, key, now_ms }).await?;
-            Ok(Deleted { delete_marker: false, version_id: None })
+            let cmd = MetaCommand::DeleteObject { bucket: bucket.clone(), key: key.clone(), now_ms };
+            cmd.check().map_err(name_error)?;
+            match ctx.meta.write(cmd).await {
+                // Versioning was turned on and a version written since the status was read: delete as the
+                // bucket is now.
+                Ok(MetaResponse::PreconditionFailed) => {
+                    let now = versioning_of(ctx, &bucket).await?;
+                    if now.is_none() {
+                        return Err(s3_error!(InternalError, "a versioned object in an unversioned bucket"));
+                    }
+                    Box::pin(delete_one(ctx, &bucket, &key, None, now)).await
+                }
+                Ok(MetaResponse::Replaced { .. }) => Ok(Deleted { delete_marker: false, version_id: None }),
+                Ok(other) => Err(crate::error::to_s3(ActorError::Refused(other))),
+                Err(e) => Err(crate::error::to_s3(e)),
+            }
         }
         Some(status) => {
             let version_id = new_version_id(ctx, Some(status));

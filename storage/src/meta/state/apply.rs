@@ -192,6 +192,12 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
             } else {
                 let object_key = object_key(&bucket, &key);
                 let previous: Option<ObjectRecord> = tx.get_decoded(Ks::Objects, &object_key)?;
+                // A delete of an unversioned bucket's key removes its null version. When a versioned write has
+                // become current since the delete was proposed (versioning was turned on meanwhile), removing
+                // it for good would lose a version: nothing changes, and the proposer asks again.
+                if previous.as_ref().is_some_and(|p| !p.is_null_version()) {
+                    return Ok(MetaResponse::PreconditionFailed);
+                }
                 if let Some(previous) = &previous {
                     for segment in &previous.segments {
                         tx.decref(segment, now_ms)?;

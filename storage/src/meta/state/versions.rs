@@ -397,6 +397,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unversioned_delete_never_removes_a_versioned_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_with_bucket(dir.path()).await;
+        node.write(write("k", 1, None)).await;
+        // Versioning turned on and a version written after a delete was proposed as for an unversioned bucket.
+        node.write(versioning(VersioningStatus::Enabled)).await;
+        node.write(write("k", 2, Some(2))).await;
+        let late = MetaCommand::DeleteObject { bucket: "b".into(), key: "k".into(), now_ms: 40 };
+        assert_eq!(node.write(late).await, MetaResponse::PreconditionFailed);
+        assert_eq!(node.reader.object("b", "k").unwrap().unwrap().version_id, vid(2), "nothing changed");
+        assert_eq!(listed(&node).len(), 2);
+        assert!(garbage_ids(&node).is_empty());
+        node.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_noncurrent_version_can_be_copied_and_rewrapped() {
         let dir = tempfile::tempdir().unwrap();
         let node = node_with_bucket(dir.path()).await;
