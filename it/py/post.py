@@ -79,6 +79,16 @@ got = s3.get_object(Bucket=bucket, Key="sealed", SSECustomerAlgorithm="AES256", 
 assert got["Body"].read() == b"secret form"
 fails("InvalidRequest", 400, s3.get_object, Bucket=bucket, Key="sealed")
 
+# A checksum field is verified like the header: right, stored and returned; wrong, nothing stored.
+digest = base64.b64encode(hashlib.sha256(b"summed").digest()).decode()
+f = form("summed", {"x-amz-checksum-sha256": digest}, [{"x-amz-checksum-sha256": digest}])
+assert post(f, b"summed").status_code == 204
+assert s3.head_object(Bucket=bucket, Key="summed", ChecksumMode="ENABLED")["ChecksumSHA256"] == digest
+f = form("mis-summed", {"x-amz-checksum-sha256": digest}, [{"x-amz-checksum-sha256": digest}])
+r = post(f, b"something else")
+assert r.status_code == 400 and ET.fromstring(r.content).find("Code").text == "BadDigest", r.text
+assert not exists("mis-summed")
+
 # curl posts the same kind of form.
 f = form("by-curl")
 with tempfile.NamedTemporaryFile() as tmp:
