@@ -52,6 +52,8 @@ persisted_v1!(
     Draining,
     VersioningStatus,
     VersionRecord,
+    AccessKeyRecord,
+    Grant,
 );
 
 /// One disk of one node.
@@ -578,6 +580,48 @@ pub enum MetaCommand {
         version_id: String,
         now_ms: i64,
     },
+    /// Adds an access key besides root ([`MetaResponse::AccessKeyExists`] if its id is taken, root's included).
+    PutAccessKey(AccessKeyRecord),
+    /// Removes an access key and every grant it holds ([`MetaResponse::NoSuchAccessKey`] if there is none).
+    DeleteAccessKey {
+        access_key: String,
+    },
+    /// Sets what a key may do in a bucket; a grant of nothing removes the key's grant there.
+    SetGrant {
+        access_key: String,
+        bucket: String,
+        grant: Grant,
+    },
+}
+
+/// An access key besides root (`hoard key create`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    /// What the operator calls it.
+    pub name: String,
+    /// The key id and its secret, kept as the root's is: sealed under the master key where the node that made
+    /// it holds one.
+    pub credential: StoredCredential,
+    pub created_ms: i64,
+    /// Whether it may create buckets (it owns those it creates).
+    pub may_create_buckets: bool,
+}
+
+/// What an access key may do in one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// List, GET and HEAD.
+    pub read: bool,
+    /// PUT, copy into, multipart, DELETE.
+    pub write: bool,
+    /// The bucket's settings (versioning, encryption, and later ACLs and policies) and its deletion.
+    pub owner: bool,
+}
+
+impl Grant {
+    pub fn is_none(&self) -> bool {
+        !(self.read || self.write || self.owner)
+    }
 }
 
 /// The version id S3 clients see for the null version: the one written while the bucket was not versioned
@@ -832,6 +876,10 @@ pub enum MetaResponse {
     VersionRemoved {
         removed: Option<Box<VersionRecord>>,
     },
+    /// An access key of that id exists already.
+    AccessKeyExists,
+    /// There is no access key of that id.
+    NoSuchAccessKey,
 }
 
 /// A raft node's address, as the membership config stores it.
@@ -1099,6 +1147,27 @@ mod tests {
                     rewraps: Vec::new(),
                     cursor: RotationCursor::Versions { after: Some(b"photos".to_vec()) },
                     now_ms: 15,
+                }),
+            ),
+            (
+                "put_access_key",
+                encode(&MetaCommand::PutAccessKey(AccessKeyRecord {
+                    name: "backups".into(),
+                    credential: StoredCredential::Plain(Credential {
+                        access_key: "AKB".into(),
+                        secret_key: "SK".into(),
+                    }),
+                    created_ms: 16,
+                    may_create_buckets: true,
+                })),
+            ),
+            ("delete_access_key", encode(&MetaCommand::DeleteAccessKey { access_key: "AKB".into() })),
+            (
+                "set_grant",
+                encode(&MetaCommand::SetGrant {
+                    access_key: "AKB".into(),
+                    bucket: "photos".into(),
+                    grant: Grant { read: true, write: false, owner: false },
                 }),
             ),
         ]

@@ -100,6 +100,14 @@ pub fn check_upload_id(id: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// An access key id: non-empty, bounded, without U+0000 (it is followed by a bucket name in stored keys).
+pub fn check_access_key(id: &str) -> Result<(), NameError> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES || id.contains('\0') {
+        return Err(NameError::Field("access key id"));
+    }
+    Ok(())
+}
+
 /// A version id as a client or a record names it: hoard's (at most [`MAX_ID_BYTES`]) or `null`.
 pub fn check_version_id(id: &str) -> Result<(), NameError> {
     if id.is_empty() || id.len() > MAX_ID_BYTES {
@@ -230,6 +238,25 @@ impl MetaCommand {
                 Ok(())
             }
             MetaCommand::SetBucketVersioning { bucket, .. } => check_bucket(bucket),
+            MetaCommand::PutAccessKey(record) => {
+                check_access_key(record.credential.access_key())?;
+                bounded(&record.name, MAX_ID_BYTES, "access key name")?;
+                match &record.credential {
+                    StoredCredential::Plain(c) => bounded(&c.secret_key, MAX_KEY_BYTES, "secret key"),
+                    StoredCredential::Sealed { key, secret, .. } => {
+                        check_encryption(key)?;
+                        if secret.len() > MAX_KEY_BYTES {
+                            return Err(NameError::Field("sealed secret key"));
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            MetaCommand::DeleteAccessKey { access_key } => check_access_key(access_key),
+            MetaCommand::SetGrant { access_key, bucket, .. } => {
+                check_access_key(access_key)?;
+                check_bucket(bucket)
+            }
             MetaCommand::PutDeleteMarker { marker, .. } => {
                 check_bucket(&marker.bucket)?;
                 check_key(&marker.key)?;

@@ -87,6 +87,27 @@ pub(crate) fn bucket_conf_key(bucket: &str, setting: &str) -> Vec<u8> {
 /// The `bucket_conf` setting holding a bucket's [`hoard_protocol::VersioningStatus`].
 pub(crate) const VERSIONING: &str = "versioning";
 
+/// `bucket ++ 0x00 ++ access_key` (keyspace `grants`): a bucket's grants sort together, and go with it.
+pub(crate) fn grant_key(bucket: &str, access_key: &str) -> Vec<u8> {
+    let mut out = bucket_prefix(bucket);
+    out.extend_from_slice(access_key.as_bytes());
+    out
+}
+
+/// `access_key ++ 0x00`: every `key_grants` entry of the key starts with it (access key ids hold no 0x00).
+pub(crate) fn key_grants_prefix(access_key: &str) -> Vec<u8> {
+    let mut out = access_key.as_bytes().to_vec();
+    out.push(0);
+    out
+}
+
+/// `access_key ++ 0x00 ++ bucket` (keyspace `key_grants`): the buckets where a key holds a grant.
+pub(crate) fn key_grant_key(access_key: &str, bucket: &str) -> Vec<u8> {
+    let mut out = key_grants_prefix(access_key);
+    out.extend_from_slice(bucket.as_bytes());
+    out
+}
+
 /// Splits the part of an upload key after `bucket ++ 0x00` into (key, upload_id).
 pub(crate) fn split_upload_key(rest: &[u8]) -> Result<(&str, &str)> {
     let sep = rest

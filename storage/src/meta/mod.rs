@@ -136,10 +136,13 @@ pub(crate) enum Ks {
     Versions,
     VersionIdx,
     BucketConf,
+    AccessKeys,
+    Grants,
+    KeyGrants,
 }
 
 impl Ks {
-    const ALL: [Ks; 15] = [
+    const ALL: [Ks; 18] = [
         Ks::RaftLog,
         Ks::RaftMeta,
         Ks::Buckets,
@@ -155,10 +158,13 @@ impl Ks {
         Ks::Versions,
         Ks::VersionIdx,
         Ks::BucketConf,
+        Ks::AccessKeys,
+        Ks::Grants,
+        Ks::KeyGrants,
     ];
 
     /// The keyspaces that make up the state machine: what a snapshot carries.
-    pub(crate) const STATE_MACHINE: [Ks; 11] = [
+    pub(crate) const STATE_MACHINE: [Ks; 14] = [
         Ks::Buckets,
         Ks::Objects,
         Ks::Uploads,
@@ -170,6 +176,9 @@ impl Ks {
         Ks::Versions,
         Ks::VersionIdx,
         Ks::BucketConf,
+        Ks::AccessKeys,
+        Ks::Grants,
+        Ks::KeyGrants,
     ];
 
     /// The keyspace's name on disk. Never rename one: it is the on-disk format.
@@ -190,6 +199,9 @@ impl Ks {
             Ks::Versions => "versions",
             Ks::VersionIdx => "version_idx",
             Ks::BucketConf => "bucket_conf",
+            Ks::AccessKeys => "access_keys",
+            Ks::Grants => "grants",
+            Ks::KeyGrants => "key_grants",
         }
     }
 

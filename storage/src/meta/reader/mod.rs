@@ -53,6 +53,7 @@ use super::Ks;
 use super::Result;
 use super::Store;
 
+mod access;
 mod versions;
 
 pub use versions::VersionEntry;

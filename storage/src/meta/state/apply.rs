@@ -359,6 +359,11 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
                 MetaResponse::VersionRemoved { removed: removed.map(Box::new) }
             }
         }
+        MetaCommand::PutAccessKey(record) => super::access::put_key(tx, record)?,
+        MetaCommand::DeleteAccessKey { access_key } => super::access::delete_key(tx, &access_key)?,
+        MetaCommand::SetGrant { access_key, bucket, grant } => {
+            super::access::set_grant(tx, &access_key, &bucket, grant)?
+        }
         MetaCommand::ForgetGarbage { segments } => {
             for id in segments {
                 let idx = segment_key(id);
@@ -442,7 +447,7 @@ fn commit_record(tx: &mut Txn<'_>, record: ObjectRecord, now_ms: i64) -> Result<
 /// A record wrapped under a key other than a rotation's target may land behind the rotation's cursor
 /// (its writer read the settings before the rotation started): the walk must make one more pass, and a
 /// finished rotation opens again.
-fn note_wrapping_key(tx: &mut Txn<'_>, encryption: &Encryption) -> Result<()> {
+pub(super) fn note_wrapping_key(tx: &mut Txn<'_>, encryption: &Encryption) -> Result<()> {
     let Encryption::SseS3 { key_id, .. } = encryption else {
         return Ok(());
     };
@@ -463,7 +468,7 @@ fn note_wrapping_key(tx: &mut Txn<'_>, encryption: &Encryption) -> Result<()> {
 }
 
 /// The root credential in force: the current form, else the first one (in clear).
-fn stored_credential(tx: &Txn<'_>) -> Result<Option<StoredCredential>> {
+pub(super) fn stored_credential(tx: &Txn<'_>) -> Result<Option<StoredCredential>> {
     root_credential_from(tx.get(Ks::SmMeta, ROOT_CREDENTIAL_V2)?, || tx.get(Ks::SmMeta, ROOT_CREDENTIAL))
 }
 
@@ -512,6 +517,7 @@ fn holds_objects(tx: &Txn<'_>, bucket: &str) -> Result<bool> {
 
 /// Forgets an empty bucket: its record and its settings.
 fn forget_bucket(tx: &mut Txn<'_>, name: String) -> Result<()> {
+    super::access::forget_bucket_grants(tx, &name)?;
     for setting in tx.scan_prefix(Ks::BucketConf, &bucket_prefix(&name))?.into_keys() {
         tx.delete(Ks::BucketConf, setting);
     }

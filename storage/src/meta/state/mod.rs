@@ -64,6 +64,7 @@ use super::TypeConfig;
 use apply::apply_command;
 use txn::Txn;
 
+mod access;
 mod apply;
 mod install;
 mod moves;

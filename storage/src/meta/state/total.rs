@@ -237,6 +237,18 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         (name(), name(), version_id(), time()).prop_map(|(bucket, key, version_id, now_ms)| {
             MetaCommand::DeleteVersion { bucket, key, version_id, now_ms }
         }),
+        (name(), stored_credential(), any::<bool>()).prop_map(|(name, credential, may_create_buckets)| {
+            MetaCommand::PutAccessKey(hoard_protocol::AccessKeyRecord {
+                name,
+                credential,
+                created_ms: 1,
+                may_create_buckets,
+            })
+        }),
+        name().prop_map(|access_key| MetaCommand::DeleteAccessKey { access_key }),
+        (name(), name(), any::<(bool, bool, bool)>()).prop_map(|(access_key, bucket, (read, write, owner))| {
+            MetaCommand::SetGrant { access_key, bucket, grant: hoard_protocol::Grant { read, write, owner } }
+        }),
     ]
 }
 
@@ -360,6 +372,7 @@ fn check_invariants(store: &Store, after: &str) {
         .collect();
     assert_eq!(counted, named, "after {after}: reference counts differ from the records naming segments");
     assert!(nulls.values().all(|&n| n <= 1), "after {after}: a key has two null versions: {nulls:?}");
+    assert_eq!(pairs(Ks::Grants).len(), pairs(Ks::KeyGrants).len(), "after {after}: grants and their index differ");
 }
 
 fn runtime() -> tokio::runtime::Runtime {
