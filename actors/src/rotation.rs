@@ -180,10 +180,7 @@ async fn batch(ctx: &NodeContext, rotation: &Rotation) -> Result<(Vec<Rewrap>, R
             let after = after.clone();
             let page = ctx.meta.read(move |r| r.versions_after(after.as_deref(), ROTATION_BATCH)).await?;
             let target = |v: &VersionRecord| RewrapTarget::Object {
-                bucket: match v {
-                    VersionRecord::Object(o) => o.bucket.clone(),
-                    VersionRecord::DeleteMarker(m) => m.bucket.clone(),
-                },
+                bucket: v.bucket().to_string(),
                 key: v.key().to_string(),
                 version_id: v.version_id().to_string(),
             };

@@ -692,6 +692,13 @@ impl VersionRecord {
         }
     }
 
+    pub fn bucket(&self) -> &str {
+        match self {
+            VersionRecord::Object(o) => &o.bucket,
+            VersionRecord::DeleteMarker(m) => &m.bucket,
+        }
+    }
+
     pub fn key(&self) -> &str {
         match self {
             VersionRecord::Object(o) => &o.key,

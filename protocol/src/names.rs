@@ -130,6 +130,20 @@ fn check_encryption(encryption: &Encryption) -> Result<(), NameError> {
     }
 }
 
+/// A stored credential's secret, in clear or sealed, at most [`MAX_KEY_BYTES`].
+fn check_secret(credential: &StoredCredential) -> Result<(), NameError> {
+    match credential {
+        StoredCredential::Plain(c) => bounded(&c.secret_key, MAX_KEY_BYTES, "secret key"),
+        StoredCredential::Sealed { key, secret, .. } => {
+            check_encryption(key)?;
+            if secret.len() > MAX_KEY_BYTES {
+                return Err(NameError::Field("sealed secret key"));
+            }
+            Ok(())
+        }
+    }
+}
+
 fn check_record(record: &ObjectRecord) -> Result<(), NameError> {
     check_bucket(&record.bucket)?;
     check_key(&record.key)?;
@@ -202,16 +216,7 @@ impl MetaCommand {
             }
             MetaCommand::PutRootCredential { credential, .. } => {
                 bounded(credential.access_key(), MAX_ID_BYTES, "access key")?;
-                match credential {
-                    StoredCredential::Plain(c) => bounded(&c.secret_key, MAX_KEY_BYTES, "secret key"),
-                    StoredCredential::Sealed { key, secret, .. } => {
-                        check_encryption(key)?;
-                        if secret.len() > MAX_KEY_BYTES {
-                            return Err(NameError::Field("sealed secret key"));
-                        }
-                        Ok(())
-                    }
-                }
+                check_secret(credential)
             }
             MetaCommand::ForgetGarbage { .. }
             | MetaCommand::AddJoinToken { .. }
@@ -241,16 +246,7 @@ impl MetaCommand {
             MetaCommand::PutAccessKey(record) => {
                 check_access_key(record.credential.access_key())?;
                 bounded(&record.name, MAX_ID_BYTES, "access key name")?;
-                match &record.credential {
-                    StoredCredential::Plain(c) => bounded(&c.secret_key, MAX_KEY_BYTES, "secret key"),
-                    StoredCredential::Sealed { key, secret, .. } => {
-                        check_encryption(key)?;
-                        if secret.len() > MAX_KEY_BYTES {
-                            return Err(NameError::Field("sealed secret key"));
-                        }
-                        Ok(())
-                    }
-                }
+                check_secret(&record.credential)
             }
             MetaCommand::DeleteAccessKey { access_key } => check_access_key(access_key),
             MetaCommand::SetGrant { access_key, bucket, .. } => {

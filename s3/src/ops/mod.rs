@@ -174,11 +174,6 @@ async fn write_target<'a>(
     Ok((sse::target(sse, customer, record.encryption, &settings)?, versioning))
 }
 
-/// The object version a request names: the current one without a version id (see [`versions::get_version`]).
-async fn get_record(ctx: &NodeContext, bucket: &str, key: &str, version_id: Option<&str>) -> S3Result<ObjectRecord> {
-    versions::get_version(ctx, bucket, key, version_id).await
-}
-
 /// Proposes `cmd`. Every name in it is checked first, whatever route it came by (URL, XML body, header):
 /// nothing the state machine would refuse is ever proposed.
 async fn write(ctx: &NodeContext, cmd: MetaCommand) -> S3Result<MetaResponse> {

@@ -11,7 +11,7 @@ pub(super) async fn read_object(
     with_body: bool,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let customer = sse::customer_key(sse_c_headers!(i), secure)?;
-    let rec = get_record(ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
+    let rec = versions::get_version(ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
     check_read_conditions(
         &rec,
         i.if_match.as_ref(),
@@ -193,7 +193,7 @@ pub(super) async fn object_attributes(
     secure: Secure,
 ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
     let customer = sse::customer_key(sse_c_headers!(i), secure)?;
-    let rec = get_record(ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
+    let rec = versions::get_version(ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
     if customer.is_some() || matches!(rec.encryption, Encryption::SseC { .. }) {
         sse::for_read(ctx, &rec.encryption, customer.as_ref()).await?;
     }

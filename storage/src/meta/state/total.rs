@@ -346,10 +346,7 @@ fn check_invariants(store: &Store, after: &str) {
     let filed = pairs(Ks::Versions);
     for (k, v) in &filed {
         let version: VersionRecord = decode(v).unwrap();
-        let (bucket, key) = match &version {
-            VersionRecord::Object(o) => (o.bucket.clone(), o.key.clone()),
-            VersionRecord::DeleteMarker(m) => (m.bucket.clone(), m.key.clone()),
-        };
+        let (bucket, key) = (version.bucket().to_string(), version.key().to_string());
         if let VersionRecord::Object(o) = &version {
             o.segments.iter().for_each(|s| *named.entry(s.id).or_default() += 1);
         }

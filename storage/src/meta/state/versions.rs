@@ -50,12 +50,9 @@ fn next_seq(tx: &mut Txn<'_>) -> Result<u64> {
 
 /// Files `version` as its key's newest noncurrent version.
 pub(super) fn file_version(tx: &mut Txn<'_>, version: VersionRecord) -> Result<()> {
-    let (bucket, key) = match &version {
-        VersionRecord::Object(o) => (o.bucket.clone(), o.key.clone()),
-        VersionRecord::DeleteMarker(m) => (m.bucket.clone(), m.key.clone()),
-    };
-    let map_key = version_key(&bucket, &key, next_seq(tx)?);
-    tx.put(Ks::VersionIdx, version_idx_key(&bucket, &key, public_version_id(version.version_id())), map_key.clone());
+    let map_key = version_key(version.bucket(), version.key(), next_seq(tx)?);
+    let public = public_version_id(version.version_id());
+    tx.put(Ks::VersionIdx, version_idx_key(version.bucket(), version.key(), public), map_key.clone());
     tx.put(Ks::Versions, map_key, encode(&version));
     Ok(())
 }
@@ -78,16 +75,9 @@ fn remove_filed(tx: &mut Txn<'_>, filed: &Filed, now_ms: i64) -> Result<()> {
         }
     }
     let public = public_version_id(version.version_id());
-    tx.delete(Ks::VersionIdx, version_idx_key(&bucket_of(version), version.key(), public));
+    tx.delete(Ks::VersionIdx, version_idx_key(version.bucket(), version.key(), public));
     tx.delete(Ks::Versions, filed.map_key.clone());
     Ok(())
-}
-
-fn bucket_of(version: &VersionRecord) -> String {
-    match version {
-        VersionRecord::Object(o) => o.bucket.clone(),
-        VersionRecord::DeleteMarker(m) => m.bucket.clone(),
-    }
 }
 
 /// Makes way for a new current version of `bucket/key` (an object, or a delete marker, `null` when it is the
