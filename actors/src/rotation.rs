@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use hoard_protocol::AccessKeyRecord;
 use hoard_protocol::Encryption;
 use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
@@ -186,9 +187,26 @@ async fn batch(ctx: &NodeContext, rotation: &Rotation) -> Result<(Vec<Rewrap>, R
             };
             let rewraps = rewraps_of(ctx, &page, to, version_encryption, target).await?;
             let next = |after| RotationCursor::Versions { after };
+            Ok((rewraps, next_cursor(&page, next, RotationCursor::AccessKeys { after: None })))
+        }
+        RotationCursor::AccessKeys { after } => {
+            let after = after.clone();
+            let page = ctx.meta.read(move |r| r.access_keys_after(after.as_deref(), ROTATION_BATCH)).await?;
+            let target = |k: &AccessKeyRecord| RewrapTarget::AccessKey { access_key: k.credential.access_key().into() };
+            let rewraps = rewraps_of(ctx, &page, to, access_key_encryption, target).await?;
+            let next = |after| RotationCursor::AccessKeys { after };
             Ok((rewraps, next_cursor(&page, next, RotationCursor::End)))
         }
         RotationCursor::End => Ok((Vec::new(), RotationCursor::End)),
+    }
+}
+
+/// How an access key's secret is sealed (one in clear has no data key).
+fn access_key_encryption(record: &AccessKeyRecord) -> &Encryption {
+    static UNSEALED: Encryption = Encryption::None;
+    match &record.credential {
+        StoredCredential::Sealed { key, .. } => key,
+        StoredCredential::Plain(_) => &UNSEALED,
     }
 }
 

@@ -437,13 +437,12 @@ fn service() -> S3Service {
     config.xml_max_body_size = hoard_s3::gate::MAX_XML_BODY;
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(config))));
     builder.set_auth(hoard_s3::auth::Credentials::new([(ACCESS_KEY.to_string(), SECRET_KEY.to_string())]));
-    builder.set_access(hoard_s3::frontend::RecordOperation);
     builder.build()
 }
 
 /// Builds an HTTP request from the input and sends it through hoard's gate ([`hoard_s3::gate::refuse`]) and, if
 /// the gate lets it through (as in hoard's frontend), through an s3s service configured as hoard's (hoard's
-/// credentials check, access hook and XML body limit) whose operations all answer NotImplemented. This
+/// credentials check and XML body limit; s3s's own access check, which refuses anonymous requests) whose operations all answer NotImplemented. This
 /// exercises SigV4 header and presigned-query parsing, the aws-chunked decoder and s3s's request parsing as
 /// hoard sees them. The input format is in the `request` module; an input with the sign flag set is signed with
 /// the service's own key at the current time, so that it gets past authentication.

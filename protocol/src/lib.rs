@@ -275,6 +275,10 @@ pub enum RotationCursor {
     Versions {
         after: Option<Vec<u8>>,
     },
+    /// Among the access keys' sealed secrets (after the versions).
+    AccessKeys {
+        after: Option<Vec<u8>>,
+    },
 }
 
 /// One data key to rewrap: applied only if the record still carries `before`.
@@ -299,6 +303,10 @@ pub enum RewrapTarget {
     },
     /// The sealed root credential's data key.
     RootCredential,
+    /// The data key sealing an access key's secret.
+    AccessKey {
+        access_key: String,
+    },
 }
 
 /// A committed object: everything needed to read it back.
@@ -592,6 +600,86 @@ pub enum MetaCommand {
         bucket: String,
         grant: Grant,
     },
+    /// Sets (or with `None` removes) one of a bucket's access settings. The value is kept as the S3 layer
+    /// gave it (which validated it); at most [`MAX_BUCKET_SETTING`] bytes.
+    SetBucketSetting {
+        bucket: String,
+        setting: BucketSetting,
+        value: Option<String>,
+    },
+    /// CreateBucket with its owner and first settings in one step: `owner` (an access key; `None` for root)
+    /// gets a full grant and is recorded as the bucket's owner, and `settings` (an ACL asked for at creation)
+    /// are set. Refused with [`MetaResponse::NoSuchAccessKey`] when the owner's key was deleted meanwhile.
+    CreateOwnedBucket {
+        record: BucketRecord,
+        owner: Option<String>,
+        settings: Vec<(BucketSetting, String)>,
+    },
+    /// Sets (or with `None` removes) the ACL of one version of an object (`version_id` as stored); kept with the
+    /// version, under [`ACL_METADATA`] in its metadata. [`MetaResponse::NoSuchKey`] when the version is gone.
+    SetObjectAcl {
+        bucket: String,
+        key: String,
+        version_id: String,
+        acl: Option<String>,
+    },
+    /// Lets an access key create buckets, or stops it ([`MetaResponse::NoSuchAccessKey`] if there is none).
+    SetKeyCreatesBuckets {
+        access_key: String,
+        allowed: bool,
+    },
+}
+
+/// A bucket's access settings besides grants (`SetBucketSetting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketSetting {
+    /// The bucket's ACL (canned or explicit grants).
+    Acl,
+    /// The bucket policy, as the client wrote it.
+    Policy,
+    /// Block Public Access.
+    PublicAccessBlock,
+    /// CORS rules.
+    Cors,
+}
+
+impl BucketSetting {
+    /// Its name in the state machine's keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            BucketSetting::Acl => "acl",
+            BucketSetting::Policy => "policy",
+            BucketSetting::PublicAccessBlock => "public_access_block",
+            BucketSetting::Cors => "cors",
+        }
+    }
+}
+
+/// The most bytes a bucket setting may hold (a bucket policy may be 20 KiB; CORS rules up to 64 KiB).
+pub const MAX_BUCKET_SETTING: usize = 128 * 1024;
+
+/// Where an object version's ACL is kept among its metadata: a name no client's metadata can have (it is not
+/// an HTTP header token), which the S3 layer drops from what clients send and never shows.
+pub const ACL_METADATA: &str = "\u{0}acl";
+
+impl ObjectHeaders {
+    /// The ACL kept with the version, if one was set.
+    pub fn acl(&self) -> Option<&str> {
+        self.user_metadata.get(ACL_METADATA).map(String::as_str)
+    }
+
+    /// Sets or removes the kept ACL.
+    pub fn set_acl(&mut self, acl: Option<String>) {
+        match acl {
+            Some(acl) => self.user_metadata.insert(ACL_METADATA.to_string(), acl),
+            None => self.user_metadata.remove(ACL_METADATA),
+        };
+    }
+
+    /// The metadata clients may see (without the kept ACL).
+    pub fn client_metadata(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.user_metadata.iter().filter(|(k, _)| k.as_str() != ACL_METADATA)
+    }
 }
 
 /// An access key besides root (`hoard key create`).
@@ -887,6 +975,8 @@ pub enum MetaResponse {
     AccessKeyExists,
     /// There is no access key of that id.
     NoSuchAccessKey,
+    /// The object (or the version named) does not exist.
+    NoSuchKey,
 }
 
 /// A raft node's address, as the membership config stores it.
@@ -1175,6 +1265,49 @@ mod tests {
                     access_key: "AKB".into(),
                     bucket: "photos".into(),
                     grant: Grant { read: true, write: false, owner: false },
+                }),
+            ),
+            (
+                "set_bucket_setting",
+                encode(&MetaCommand::SetBucketSetting {
+                    bucket: "photos".into(),
+                    setting: BucketSetting::Cors,
+                    value: Some("{}".into()),
+                }),
+            ),
+            (
+                "create_owned_bucket",
+                encode(&MetaCommand::CreateOwnedBucket {
+                    record: BucketRecord { name: "photos".into(), created_ms: 17, encryption: None },
+                    owner: Some("AKB".into()),
+                    settings: vec![(BucketSetting::Acl, "{}".into())],
+                }),
+            ),
+            (
+                "set_object_acl",
+                encode(&MetaCommand::SetObjectAcl {
+                    bucket: "photos".into(),
+                    key: "cat.jpg".into(),
+                    version_id: "v1".into(),
+                    acl: None,
+                }),
+            ),
+            ("no_such_key", encode(&MetaResponse::NoSuchKey)),
+            (
+                "set_key_creates_buckets",
+                encode(&MetaCommand::SetKeyCreatesBuckets { access_key: "AKB".into(), allowed: true }),
+            ),
+            (
+                "rewrap_access_keys",
+                encode(&MetaCommand::RewrapBatch {
+                    to_key_id: "k2".into(),
+                    rewraps: vec![Rewrap {
+                        target: RewrapTarget::AccessKey { access_key: "AKB".into() },
+                        before: Encryption::None,
+                        after: Encryption::None,
+                    }],
+                    cursor: RotationCursor::AccessKeys { after: Some(b"AKB".to_vec()) },
+                    now_ms: 18,
                 }),
             ),
         ]

@@ -248,10 +248,30 @@ impl MetaCommand {
                 bounded(&record.name, MAX_ID_BYTES, "access key name")?;
                 check_secret(&record.credential)
             }
-            MetaCommand::DeleteAccessKey { access_key } => check_access_key(access_key),
+            MetaCommand::DeleteAccessKey { access_key } | MetaCommand::SetKeyCreatesBuckets { access_key, .. } => {
+                check_access_key(access_key)
+            }
             MetaCommand::SetGrant { access_key, bucket, .. } => {
                 check_access_key(access_key)?;
                 check_bucket(bucket)
+            }
+            MetaCommand::SetBucketSetting { bucket, value, .. } => {
+                check_bucket(bucket)?;
+                value.as_deref().map_or(Ok(()), |v| bounded(v, crate::MAX_BUCKET_SETTING, "bucket setting"))
+            }
+            MetaCommand::CreateOwnedBucket { record, owner, settings } => {
+                check_bucket(&record.name)?;
+                owner.as_deref().map_or(Ok(()), check_access_key)?;
+                if settings.len() > 4 {
+                    return Err(NameError::Field("bucket settings"));
+                }
+                settings.iter().try_for_each(|(_, v)| bounded(v, crate::MAX_BUCKET_SETTING, "bucket setting"))
+            }
+            MetaCommand::SetObjectAcl { bucket, key, version_id, acl } => {
+                check_bucket(bucket)?;
+                check_key(key)?;
+                check_version_id(version_id)?;
+                acl.as_deref().map_or(Ok(()), |v| bounded(v, crate::MAX_BUCKET_SETTING, "object ACL"))
             }
             MetaCommand::PutDeleteMarker { marker, .. } => {
                 check_bucket(&marker.bucket)?;
@@ -287,6 +307,7 @@ impl MetaCommand {
                             check_upload_id(upload_id)?;
                         }
                         RewrapTarget::RootCredential => {}
+                        RewrapTarget::AccessKey { access_key } => check_access_key(access_key)?,
                     }
                 }
                 Ok(())

@@ -1,7 +1,8 @@
 //! The admin API on the S3 port: fault injection (`POST /?hoard-faults&action=arm&point=P&fault=F[&times=N]`,
 //! `POST /?hoard-faults&action=disarm&point=P`, `GET /?hoard-faults` to list) and the cluster commands of
-//! [`crate::cluster`] (`?hoard-cluster&action=...`). Requests are SigV4-signed like any S3 request (s3s
-//! checks the signature; anonymous requests are refused).
+//! [`crate::cluster`] (`?hoard-cluster&action=...`) and the access keys of [`crate::keys`] (`?hoard-keys&...`).
+//! Requests are SigV4-signed like any S3 request (s3s checks the signature) by root: anonymous requests and
+//! other keys are refused.
 //!
 //! A node started without fault injection answers 403 to fault requests and arms nothing.
 
@@ -23,6 +24,7 @@ use s3s::S3Result;
 
 use crate::cluster;
 use crate::cluster::CLUSTER_PARAM;
+use crate::keys::KEYS_PARAM;
 
 /// The query parameter that marks an admin request.
 pub const ADMIN_PARAM: &str = "hoard-faults";
@@ -46,6 +48,8 @@ pub struct AdminRoute {
     pub faults: Option<Arc<dyn FaultAdmin>>,
     /// The root credential is the operator's (environment), not one hoard keeps and may rotate.
     pub root_given: bool,
+    /// Who signed: admin calls are root's alone.
+    pub credentials: crate::auth::SharedCredentials,
 }
 
 /// A point in [`FAULT_POINTS`], or `disk.<slot>` of one of the node's `disks`.
@@ -93,7 +97,19 @@ pub const ADMIN_OPERATION: &str = "Admin";
 #[async_trait::async_trait]
 impl S3Route for AdminRoute {
     fn is_match(&self, _method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
-        uri.path() == "/" && query_pairs(uri).iter().any(|(k, _)| k == ADMIN_PARAM || k == CLUSTER_PARAM)
+        uri.path() == "/"
+            && query_pairs(uri).iter().any(|(k, _)| k == ADMIN_PARAM || k == CLUSTER_PARAM || k == KEYS_PARAM)
+    }
+
+    async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
+        if let Some(op) = req.extensions.get::<crate::frontend::Operation>() {
+            op.set(ADMIN_OPERATION);
+        }
+        match &req.credentials {
+            Some(c) if self.credentials.is_root(&c.access_key).await? => Ok(()),
+            Some(_) => Err(s3_error!(AccessDenied, "Only root may call the admin API")),
+            None => Err(s3_error!(AccessDenied, "Signature is required")),
+        }
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
@@ -102,6 +118,11 @@ impl S3Route for AdminRoute {
         }
         let q = query_pairs(&req.uri);
         let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        if get(KEYS_PARAM).is_some() {
+            let secure = req.extensions.get::<crate::sse::Secure>().is_some_and(|s| s.0);
+            let local = req.extensions.get::<crate::access::ClientAddr>().is_some_and(|a| a.0.is_loopback());
+            return crate::keys::call(&self.ctx, &req.method, secure || local, get).await;
+        }
         if get(CLUSTER_PARAM).is_some() {
             let secure = req.extensions.get::<crate::sse::Secure>().is_some_and(|s| s.0);
             return self.cluster(&req.method, secure, get).await;

@@ -7,7 +7,9 @@
 //!   holds one ([`seal`]), so the Raft log and snapshots never hold its secret in clear; in clear otherwise.
 //! - A stored credential is read from the local state machine at every signed request and opened again only
 //!   when it changed, so `hoard cluster rotate-root-key` takes effect on every node as soon as the node has
-//!   applied it, with no restart.
+//!   applied it, with no restart. Access keys besides root (`hoard key create`) are kept the same way (sealed
+//!   where the node has a master key) and looked up after root: deleting one refuses its next request on
+//!   every node that has applied the delete.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,19 +97,84 @@ impl S3Auth for Credentials {
     }
 }
 
-/// The node's credentials, shared by the S3 layer's SigV4 check and the browser form uploads' (whose
-/// signature is in the form, see `post`).
+/// Who may sign requests on a node: root, then the access keys kept in metadata. Shared by the S3 layer's
+/// SigV4 check and the browser form uploads' (whose signature is in the form, see `post`).
 #[derive(Clone)]
-pub struct SharedCredentials(pub Arc<Credentials>);
+pub struct SharedCredentials {
+    pub root: Arc<Credentials>,
+    /// `None` only where no metadata is at hand (the fuzz harness): root alone signs.
+    pub keys: Option<Arc<AccessKeys>>,
+}
+
+impl SharedCredentials {
+    pub fn new(root: Credentials, ctx: Option<NodeContext>) -> Self {
+        let keys = ctx.map(|ctx| Arc::new(AccessKeys { ctx, opened: Mutex::new(HashMap::new()) }));
+        SharedCredentials { root: Arc::new(root), keys }
+    }
+
+    /// Whether `access_key` is root's (now: a rotated-away root key is nobody's).
+    pub async fn is_root(&self, access_key: &str) -> S3Result<bool> {
+        match self.root.as_ref() {
+            Credentials::Given(keys) => Ok(keys.contains_key(access_key)),
+            Credentials::Stored(kept) => Ok(kept.current().await?.access_key == access_key),
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl S3Auth for SharedCredentials {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        self.0.get_secret_key(access_key).await
+        match self.root.get_secret_key(access_key).await {
+            Err(e) if *e.code() == s3s::S3ErrorCode::InvalidAccessKeyId => match &self.keys {
+                Some(keys) => keys.secret(access_key).await,
+                None => Err(e),
+            },
+            found => found,
+        }
     }
 }
 
-/// A fresh root credential: 20 characters of access key, 40 of secret, from the node's random source.
+/// The most opened access-key secrets a node keeps at once; past it the cache starts again empty.
+const MAX_OPENED_KEYS: usize = 4096;
+
+/// The access keys besides root (`hoard key create`), read from the local state machine at every request,
+/// each opened again only when its stored form changed (a deleted key is refused at once; a sealed secret
+/// is opened by the KeyKeeper once, not at every request).
+pub struct AccessKeys {
+    ctx: NodeContext,
+    opened: Mutex<HashMap<String, (StoredCredential, Arc<Credential>)>>,
+}
+
+impl AccessKeys {
+    async fn secret(&self, access_key: &str) -> S3Result<SecretKey> {
+        let ctx = &self.ctx;
+        let record =
+            ctx.meta.local().and_then(|r| r.access_key(access_key).map_err(|e| ActorError::Meta(e.to_string())));
+        let Some(record) = record.or_s3()? else {
+            return Err(unknown_key());
+        };
+        let cached = {
+            let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+            opened.get(access_key).filter(|(known, _)| *known == record.credential).map(|(_, c)| c.clone())
+        };
+        let credential = match cached {
+            Some(c) => c,
+            None => {
+                let credential = Arc::new(open(ctx, &record.credential).await.or_s3()?);
+                let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+                if opened.len() >= MAX_OPENED_KEYS {
+                    opened.clear();
+                }
+                opened.insert(access_key.to_string(), (record.credential, credential.clone()));
+                credential
+            }
+        };
+        Ok(SecretKey::from(credential.secret_key.clone()))
+    }
+}
+
+/// A fresh credential (root's, or an access key's): 20 characters of access key, 40 of secret, from the node's
+/// random source.
 pub fn generate(ctx: &NodeContext) -> Credential {
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const MIXED: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

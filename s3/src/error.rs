@@ -17,6 +17,10 @@ pub fn to_s3(e: ActorError) -> S3Error {
         ActorError::Refused(MetaResponse::NoSuchBucket) => {
             s3_error!(NoSuchBucket, "The specified bucket does not exist")
         }
+        ActorError::Refused(MetaResponse::NoSuchKey) => s3_error!(NoSuchKey, "The specified key does not exist."),
+        ActorError::Refused(MetaResponse::NoSuchAccessKey) => {
+            s3_error!(InvalidArgument, "There is no access key of that id")
+        }
         ActorError::Refused(MetaResponse::NoSuchUpload) => {
             s3_error!(NoSuchUpload, "The specified multipart upload does not exist")
         }

@@ -44,12 +44,9 @@ use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use s3s::access::S3Access;
-use s3s::access::S3AccessContext;
 use s3s::s3_error;
 use s3s::service::S3Service;
 use s3s::Body;
-use s3s::S3Result;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -194,7 +191,7 @@ fn request_span(req: &Request<Incoming>) -> tracing::Span {
     span
 }
 
-/// The S3 operation of a request, set once it is known (see [`RecordOperation`]).
+/// The S3 operation of a request, set once it is known (see [`crate::access::Authorize`]).
 #[derive(Clone, Default)]
 pub struct Operation(Arc<OnceLock<String>>);
 
@@ -207,24 +204,6 @@ impl Operation {
     /// The operation, or [`UNKNOWN_OPERATION`] if the request was refused before it was known.
     pub fn name(&self) -> &str {
         self.0.get().map(String::as_str).unwrap_or(UNKNOWN_OPERATION)
-    }
-}
-
-/// s3s's access check, which runs once a request is authenticated and its operation resolved: it notes the
-/// operation for the metrics, then refuses anonymous requests as s3s's own default check does.
-pub struct RecordOperation;
-
-#[async_trait::async_trait]
-impl S3Access for RecordOperation {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let name = cx.s3_op().name().to_string();
-        if let Some(op) = cx.extensions_mut().get::<Operation>() {
-            op.set(name);
-        }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signature is required")),
-        }
     }
 }
 

@@ -9,9 +9,9 @@
 //!   is refused.
 //! - The dates a SigV4 signature names (`x-amz-date`, `X-Amz-Date`, and the date of the credential scope)
 //!   are digits where digits belong, checked here before any parser does arithmetic on them.
-//! - A request that carries no signature at all carries no body: anonymous access is never given more than
-//!   its headers' worth of memory. (Anonymous requests are all refused later today; where a future
-//!   grant lets one in, it still comes without a body.)
+//! - A request that carries no signature at all may carry a body (a PUT to a bucket whose ACL or policy lets
+//!   anyone write), but nothing of it is read before the request is authorised: the S3 layer decides it
+//!   ([`crate::access`]) before it reads a body, and refuses it there by default.
 //! - Browser form uploads (`POST /bucket` of `multipart/form-data`) carry their signature in the form, not in
 //!   the headers: they pass on to [`crate::post`], which checks it before the file is read. A form posted
 //!   anywhere else is refused.
@@ -99,10 +99,6 @@ pub fn refuse<B>(req: &Request<B>) -> Option<S3Error> {
         }
         return Some(s3_error!(MethodNotAllowed, "A browser form upload is posted to its bucket's URL (POST /bucket)"));
     }
-    let signed = authorization.is_some() || param("X-Amz-Signature").is_some() || param("X-Amz-Credential").is_some();
-    if !signed && has_body(headers) {
-        return Some(s3_error!(AccessDenied, "Anonymous requests may not carry a body"));
-    }
     if buffers_whole_body(req.method(), req.uri().path(), &params) {
         match content_length(headers) {
             Some(len) if len > MAX_XML_BODY as u64 => {
@@ -151,11 +147,6 @@ fn is_form(headers: &HeaderMap) -> bool {
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
-}
-
-/// Whether the request declares a body: a non-zero length, or a chunked one.
-fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING) || content_length(headers).is_some_and(|n| n > 0)
 }
 
 /// Whether the S3 layer reads this request's body whole into memory to parse it: every POST (DeleteObjects,
@@ -248,11 +239,11 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_requests_carry_no_body_and_forms_go_to_their_bucket() {
+    fn anonymous_bodies_go_on_to_be_authorised_and_forms_go_to_their_bucket() {
         let anon_put = req("PUT", "/b/k", &[("content-length", "10")]);
-        assert_eq!(code(refuse(&anon_put)).as_deref(), Some("AccessDenied"));
+        assert_eq!(code(refuse(&anon_put)), None, "authorised before its body is read");
         let anon_chunked = req("POST", "/b?delete", &[("transfer-encoding", "chunked")]);
-        assert_eq!(code(refuse(&anon_chunked)).as_deref(), Some("AccessDenied"));
+        assert_eq!(code(refuse(&anon_chunked)).as_deref(), Some("MissingContentLength"), "XML bodies have a length");
         assert_eq!(code(refuse(&req("GET", "/b/k", &[("content-length", "0")]))), None);
         let form = req("POST", "/b", &[("content-type", "multipart/form-data; boundary=x"), ("content-length", "9")]);
         assert_eq!(code(refuse(&form)), None, "a form upload is signed in its form, checked by the post module");

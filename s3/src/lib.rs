@@ -1,14 +1,19 @@
 //! `hoard-s3`: the S3 front door — the HTTP listener, SigV4 and XML through s3s, the per-request
 //! session actor, and the mapping of hoard's errors to S3 error codes.
 
+pub mod access;
+pub mod acl;
 pub mod admin;
 pub mod auth;
 pub mod cluster;
+pub mod cors;
 pub mod error;
 pub mod frontend;
 pub mod gate;
+pub mod keys;
 pub mod listener;
 pub mod ops;
+pub mod policy;
 pub mod post;
 pub mod session;
 pub mod sse;
@@ -39,15 +44,15 @@ pub fn frontend(
     secure: bool,
 ) -> Arc<Frontend> {
     let s3 = HoardS3 { ctx: ctx.clone(), sessions };
-    let credentials = auth::SharedCredentials(Arc::new(credentials));
+    let credentials = auth::SharedCredentials::new(credentials, Some(ctx.clone()));
     let post = post::PostObject { s3: s3.clone(), credentials: credentials.clone() };
     let mut builder = S3ServiceBuilder::new(s3);
     let mut config = S3Config::default();
     config.xml_max_body_size = gate::MAX_XML_BODY;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
-    let root_given = credentials.0.is_given();
-    builder.set_auth(credentials);
-    builder.set_access(frontend::RecordOperation);
-    builder.set_route(AdminRoute { ctx: ctx.clone(), faults, root_given });
+    let root_given = credentials.root.is_given();
+    builder.set_auth(credentials.clone());
+    builder.set_access(access::Authorize { ctx: ctx.clone(), credentials: credentials.clone() });
+    builder.set_route(AdminRoute { ctx: ctx.clone(), faults, root_given, credentials });
     Arc::new(Frontend { ctx, s3: builder.build(), post, secure: sse::Secure(secure), refusals: Default::default() })
 }

@@ -420,7 +420,8 @@ async fn serve<I>(
     let counted = activity.clone();
     let conn = builder.serve_connection(
         io,
-        hyper::service::service_fn(move |req| {
+        hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(crate::access::ClientAddr(peer.ip()));
             let service = service.clone();
             counted.started();
             let in_flight = InFlight(counted.clone());

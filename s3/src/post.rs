@@ -90,6 +90,42 @@ impl PostObject {
         }
     }
 
+    async fn principal(&self, access_key: &str) -> S3Result<crate::access::Principal> {
+        Ok(if self.credentials.is_root(access_key).await? {
+            crate::access::Principal::Root
+        } else {
+            crate::access::Principal::Key(access_key.to_string())
+        })
+    }
+
+    /// Whether `principal` may PUT `key` (and set its ACL, when the form asks for one).
+    fn authorize(
+        &self,
+        extensions: &http::Extensions,
+        principal: &crate::access::Principal,
+        bucket: &str,
+        key: &str,
+        asks_for_acl: bool,
+    ) -> S3Result<()> {
+        use crate::access::AccessRequest;
+        let reader = self.s3.ctx.meta.local().map_err(crate::error::to_s3)?;
+        let req = AccessRequest {
+            principal,
+            op: "PutObject",
+            bucket: Some(bucket),
+            key: Some(key),
+            version_id: None,
+            secure: extensions.get::<crate::sse::Secure>().is_some_and(|s| s.0),
+            source_ip: extensions.get::<crate::access::ClientAddr>().map(|a| a.0),
+            prefix: None,
+        };
+        crate::access::decide(&reader, &req)?;
+        if asks_for_acl {
+            crate::access::decide(&reader, &AccessRequest { op: "PutObjectAcl", ..req })?;
+        }
+        Ok(())
+    }
+
     async fn upload(&self, req: Request<Body>) -> S3Result<Response<Body>> {
         let (parts, body) = req.into_parts();
         let raw_bucket = parts.uri.path().trim_start_matches('/').trim_end_matches('/');
@@ -125,6 +161,10 @@ impl PostObject {
             s3_error!(RequestTimeout, "Your form was not read in time: its fields must arrive within 60 s.")
         })?;
         let (fields, file, (access_key, length_range, key)) = before_file?;
+        // Allowed as a PUT of the key by the form's signer would be, before the file is read.
+        let principal = crate::access::Caller(self.principal(&access_key).await?);
+        let asks_for_acl = fields.iter().any(|(k, v)| (k == "acl" && v != "private") || k.starts_with("x-amz-grant-"));
+        self.authorize(&parts.extensions, &principal.0, &bucket, &key, asks_for_acl)?;
         gate.open();
         let too_large = Arc::new(Mutex::new(None));
         let (min, max) = length_range.unwrap_or((0, MAX_PUT_SIZE as u64));
@@ -135,7 +175,11 @@ impl PostObject {
             method: http::Method::PUT,
             uri: parts.uri.clone(),
             headers: http::HeaderMap::new(),
-            extensions: parts.extensions,
+            extensions: {
+                let mut extensions = parts.extensions;
+                extensions.insert(principal);
+                extensions
+            },
             credentials: Some(s3s::auth::Credentials {
                 access_key,
                 secret_key: s3s::auth::SecretKey::from(String::new()),
@@ -492,6 +536,11 @@ fn put_input(fields: &Fields, bucket: String, key: String, body: StreamingBlob) 
         .sse_customer_algorithm(get("x-amz-server-side-encryption-customer-algorithm"))
         .sse_customer_key(get("x-amz-server-side-encryption-customer-key"))
         .sse_customer_key_md5(get("x-amz-server-side-encryption-customer-key-md5"))
+        .acl(get("acl").map(ObjectCannedACL::from))
+        .grant_read(get("x-amz-grant-read"))
+        .grant_read_acp(get("x-amz-grant-read-acp"))
+        .grant_write_acp(get("x-amz-grant-write-acp"))
+        .grant_full_control(get("x-amz-grant-full-control"))
         .build()
         .map_err(|e| s3_error!(InvalidArgument, "The form does not make a PutObject: {e}"))?;
     input.content_length = None;

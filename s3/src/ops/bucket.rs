@@ -5,8 +5,17 @@
 //! - hoard has no object lock. No bucket is created with it (asking for it is refused and creates nothing) and
 //!   none can be given it later, so every bucket answers the object lock APIs as an AWS bucket created without
 //!   it does; a missing bucket is `NoSuchBucket` first.
+//! - A bucket made by an access key is that key's: it gets a full grant, in the same entry that makes the
+//!   bucket. A key lists only the buckets it holds a grant in.
+
+use hoard_protocol::BucketSetting;
+use s3s::S3ErrorCode;
 
 use super::*;
+use crate::access::Caller;
+use crate::access::Principal;
+use crate::acl::Acl;
+use crate::acl::ROOT_ID;
 
 pub(super) async fn create_bucket(
     s3: &HoardS3,
@@ -22,13 +31,39 @@ pub(super) async fn create_bucket(
                  x-amz-bucket-object-lock-enabled)"
             ));
         }
+        let creator = Caller::of(&req.extensions);
+        let owner_id = creator.canonical_id().unwrap_or(ROOT_ID).to_string();
+        let known =
+            |id: &str| id == ROOT_ID || ctx.meta.local().ok().and_then(|r| r.access_key(id).ok().flatten()).is_some();
+        let acl = Acl::from_request(&AclRequest::from(&req.input), &owner_id, &owner_id, known)?;
         let name = req.input.bucket;
-        let cmd = MetaCommand::CreateBucket(BucketRecord {
-            name: name.clone(),
-            created_ms: ctx.env.now_ms(),
-            encryption: None,
-        });
-        write(&ctx, cmd).await?;
+        let record = BucketRecord { name: name.clone(), created_ms: ctx.env.now_ms(), encryption: None };
+        let owner = match creator {
+            Principal::Key(id) => Some(id),
+            _ => None,
+        };
+        let cmd = match (owner, acl) {
+            (None, None) => MetaCommand::CreateBucket(record),
+            (owner, acl) => {
+                let settings = acl.map(|a| (BucketSetting::Acl, a.to_json())).into_iter().collect();
+                MetaCommand::CreateOwnedBucket { record, owner, settings }
+            }
+        };
+        match write(&ctx, cmd).await {
+            // Another key's bucket: the name is taken, not this caller's.
+            Err(e) if *e.code() == S3ErrorCode::BucketAlreadyOwnedByYou => {
+                let b = name.clone();
+                let owner = ctx.meta.read(move |r| r.bucket_owner(&b)).await.or_s3()?;
+                if owner.as_deref().unwrap_or(ROOT_ID) != owner_id {
+                    return Err(s3_error!(
+                        BucketAlreadyExists,
+                        "The requested bucket name is not available. Please select a different name and try again."
+                    ));
+                }
+                return Err(e);
+            }
+            other => other?,
+        };
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
     })
     .await
@@ -147,13 +182,19 @@ pub(super) async fn delete_bucket_encryption(
 
 pub(super) async fn list_buckets(
     s3: &HoardS3,
-    _req: S3Request<ListBucketsInput>,
+    req: S3Request<ListBucketsInput>,
 ) -> S3Result<S3Response<ListBucketsOutput>> {
     let ctx = s3.ctx.clone();
     session::run(&s3.sessions, async move {
         let buckets = ctx.meta.read(|r| r.buckets()).await.or_s3()?;
+        // A key sees the buckets it holds a grant in, and no others.
+        let visible = match Caller::of(&req.extensions) {
+            Principal::Key(id) => Some(ctx.meta.read(move |r| r.grants_of(&id)).await.or_s3()?),
+            _ => None,
+        };
         let buckets = buckets
             .into_iter()
+            .filter(|b| visible.as_ref().is_none_or(|v| v.contains_key(&b.name)))
             .map(|b| Bucket { name: Some(b.name), creation_date: Some(ts(b.created_ms)), bucket_region: None })
             .collect();
         Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(owner()), ..Default::default() }))

@@ -56,6 +56,7 @@ use s3s::S3Response;
 use s3s::S3Result;
 use s3s::S3;
 
+use crate::acl::AclRequest;
 use crate::error::name_error;
 use crate::error::OrS3;
 use crate::session;
@@ -71,6 +72,7 @@ mod conditions;
 mod listing;
 mod multipart;
 mod object;
+mod permissions;
 mod read;
 mod versions;
 
@@ -134,7 +136,22 @@ fn headers_from(
         content_language,
         cache_control,
         expires,
-        user_metadata: metadata.map(|m| m.into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default(),
+        // The name a version's ACL is kept under is no client's to set.
+        user_metadata: metadata
+            .map(|m| m.into_iter().filter(|(k, _)| k != hoard_protocol::ACL_METADATA).collect::<BTreeMap<_, _>>())
+            .unwrap_or_default(),
+    }
+}
+
+/// Headers with the ACL a write asked for (none: the source's, when copied, is dropped).
+trait WithAcl {
+    fn with_acl(self, acl: Option<String>) -> Self;
+}
+
+impl WithAcl for ObjectHeaders {
+    fn with_acl(mut self, acl: Option<String>) -> Self {
+        self.set_acl(acl);
+        self
     }
 }
 
@@ -503,6 +520,82 @@ impl S3 for HoardS3 {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         multipart::list_multipart_uploads(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_bucket_acl(&self, req: S3Request<PutBucketAclInput>) -> S3Result<S3Response<PutBucketAclOutput>> {
+        permissions::put_bucket_acl(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> S3Result<S3Response<GetBucketAclOutput>> {
+        permissions::get_bucket_acl(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn put_object_acl(&self, req: S3Request<PutObjectAclInput>) -> S3Result<S3Response<PutObjectAclOutput>> {
+        permissions::put_object_acl(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn get_object_acl(&self, req: S3Request<GetObjectAclInput>) -> S3Result<S3Response<GetObjectAclOutput>> {
+        permissions::get_object_acl(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        permissions::put_bucket_policy(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        permissions::get_bucket_policy(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        permissions::delete_bucket_policy(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        permissions::get_bucket_policy_status(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<PutPublicAccessBlockOutput>> {
+        permissions::put_public_access_block(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        permissions::get_public_access_block(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        permissions::delete_public_access_block(self, req).await
     }
 }
 

@@ -13,6 +13,7 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
             i.object_lock_retain_until_date.as_ref(),
             i.object_lock_legal_hold_status.as_ref(),
         )?;
+        let acl = permissions::write_acl(ctx, &req.extensions, &i.bucket, AclRequest::from(&i)).await?;
         let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
         let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
         let expected = expected_checksums(
@@ -62,7 +63,8 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
                 i.cache_control,
                 i.expires,
                 i.metadata,
-            ),
+            )
+            .with_acl(acl),
             checksums: checksums.clone(),
             segments,
             encryption: seal.map(|s| s.encryption).unwrap_or_default(),
@@ -206,13 +208,27 @@ pub(super) async fn delete_objects(
         let quiet = i.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
+        // Each key is authorised as its own DeleteObject would be (a policy may deny some keys and not others).
+        let principal = crate::access::Caller::of(&req.extensions);
+        let reader = ctx.meta.local().or_s3()?;
+        let may_delete = |key: &str, version_id: Option<&str>| {
+            let req = crate::access::AccessRequest {
+                principal: &principal,
+                op: "DeleteObject",
+                bucket: Some(&i.bucket),
+                key: Some(key),
+                version_id,
+                secure: secure_of(&req.extensions).0,
+                source_ip: req.extensions.get::<crate::access::ClientAddr>().map(|a| a.0),
+                prefix: None,
+            };
+            crate::access::decide(&reader, &req)
+        };
         // Proposed together, so Raft commits them in a few batched log appends.
-        let results = futures::future::join_all(
-            i.delete
-                .objects
-                .iter()
-                .map(|obj| versions::delete_one(&ctx, &i.bucket, &obj.key, obj.version_id.as_deref(), versioning)),
-        )
+        let results = futures::future::join_all(i.delete.objects.iter().map(|obj| async {
+            may_delete(&obj.key, obj.version_id.as_deref())?;
+            versions::delete_one(&ctx, &i.bucket, &obj.key, obj.version_id.as_deref(), versioning).await
+        }))
         .await;
         for (obj, result) in i.delete.objects.into_iter().zip(results) {
             match result {
@@ -271,6 +287,7 @@ pub(super) async fn copy_object(
             i.copy_source_if_unmodified_since.as_ref(),
         )?;
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let acl = permissions::write_acl(&ctx, &req.extensions, &i.bucket, AclRequest::from(&i)).await?;
         let changes_encryption = i.server_side_encryption.is_some() || customer.is_some();
         // A copy of an older version onto its own key restores it: only the current one is a copy onto itself.
         let onto_itself = src_bucket == i.bucket && src_key == i.key && !replace && !changes_encryption && {
@@ -299,7 +316,8 @@ pub(super) async fn copy_object(
             )
         } else {
             src.headers.clone()
-        };
+        }
+        .with_acl(acl);
         let (mut record, written) = match (&source_key, &target) {
             // Plain to plain, or encrypted to encrypted: the copy shares the source's ciphertext (or
             // bytes), with the data key wrapped for the destination. Metadata only, no bytes move.

@@ -177,11 +177,8 @@ fn parse_expires(s: &Option<String>) -> Option<Timestamp> {
 }
 
 fn metadata_of(h: &ObjectHeaders) -> Option<Metadata> {
-    if h.user_metadata.is_empty() {
-        None
-    } else {
-        Some(h.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-    }
+    let metadata: Metadata = h.client_metadata().map(|(k, v)| (k.clone(), v.clone())).collect();
+    (!metadata.is_empty()).then_some(metadata)
 }
 
 /// GetObjectAttributes: what S3 asks for of the object (or of the version named), without its bytes. An SSE-C

@@ -87,6 +87,9 @@ pub(crate) fn bucket_conf_key(bucket: &str, setting: &str) -> Vec<u8> {
 /// The `bucket_conf` setting holding a bucket's [`hoard_protocol::VersioningStatus`].
 pub(crate) const VERSIONING: &str = "versioning";
 
+/// The `bucket_conf` setting naming the access key that owns a bucket (none: root).
+pub(crate) const OWNER: &str = "owner";
+
 /// `bucket ++ 0x00 ++ access_key` (keyspace `grants`): a bucket's grants sort together, and go with it.
 pub(crate) fn grant_key(bucket: &str, access_key: &str) -> Vec<u8> {
     let mut out = bucket_prefix(bucket);

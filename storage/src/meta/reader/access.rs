@@ -4,12 +4,16 @@ use std::collections::BTreeMap;
 
 use hoard_protocol::decode;
 use hoard_protocol::AccessKeyRecord;
+use hoard_protocol::BucketSetting;
 use hoard_protocol::Grant;
 
 use super::MetaReader;
+use crate::meta::keys::bucket_conf_key;
+use crate::meta::keys::bucket_prefix;
 use crate::meta::keys::grant_key;
 use crate::meta::keys::key_grants_prefix;
 use crate::meta::keys::utf8;
+use crate::meta::keys::OWNER;
 use crate::meta::Ks;
 use crate::meta::Result;
 
@@ -32,6 +36,29 @@ impl MetaReader {
     pub fn grant(&self, bucket: &str, access_key: &str) -> Result<Grant> {
         let stored = self.store.ks(Ks::Grants).get(grant_key(bucket, access_key))?;
         Ok(stored.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+    }
+
+    /// Every key holding a grant in `bucket`, with the grant.
+    pub fn bucket_grants(&self, bucket: &str) -> Result<BTreeMap<String, Grant>> {
+        let prefix = bucket_prefix(bucket);
+        let mut out = BTreeMap::new();
+        for guard in self.store.ks(Ks::Grants).prefix(&prefix) {
+            let (key, value) = guard.into_inner()?;
+            out.insert(utf8(&key[prefix.len()..])?.to_string(), decode(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// The access key that owns `bucket`; `None` for root's buckets.
+    pub fn bucket_owner(&self, bucket: &str) -> Result<Option<String>> {
+        let stored = self.store.ks(Ks::BucketConf).get(bucket_conf_key(bucket, OWNER))?;
+        Ok(stored.map(|v| decode(&v)).transpose()?)
+    }
+
+    /// One of the bucket's access settings, as it was set.
+    pub fn bucket_setting(&self, bucket: &str, setting: BucketSetting) -> Result<Option<String>> {
+        let stored = self.store.ks(Ks::BucketConf).get(bucket_conf_key(bucket, setting.name()))?;
+        Ok(stored.map(|v| decode(&v)).transpose()?)
     }
 
     /// Every bucket where `access_key` holds a grant, with the grant; one consistent view.

@@ -420,6 +420,15 @@ impl MetaReader {
         self.page_after(Ks::Versions, after, limit)
     }
 
+    /// Like [`MetaReader::objects_after`], over access keys.
+    pub fn access_keys_after(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, hoard_protocol::AccessKeyRecord)>> {
+        self.page_after(Ks::AccessKeys, after, limit)
+    }
+
     /// Like [`MetaReader::objects_after`], over multipart uploads in progress.
     pub fn uploads_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, UploadRecord)>> {
         self.page_after(Ks::Uploads, after, limit)

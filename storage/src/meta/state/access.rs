@@ -5,17 +5,25 @@
 //! - `grants` (`bucket\0key → Grant`) and `key_grants` (`key\0bucket`) hold the same pairs, written and removed
 //!   together; a grant of nothing is no entry. Deleting a key removes its grants; deleting a bucket removes the
 //!   grants on it.
+//! - A bucket's owner (`bucket_conf` `owner`) is an access key that held a full grant when the bucket was made
+//!   in the same entry; a bucket without one is root's. Settings are stored as the S3 layer gave them, bounded
+//!   by [`MAX_BUCKET_SETTING`] (checked again here: applying never trusts the proposer).
 
 use hoard_protocol::encode;
 use hoard_protocol::AccessKeyRecord;
+use hoard_protocol::BucketRecord;
+use hoard_protocol::BucketSetting;
 use hoard_protocol::Grant;
 use hoard_protocol::MetaResponse;
+use hoard_protocol::MAX_BUCKET_SETTING;
 
+use crate::meta::keys::bucket_conf_key;
 use crate::meta::keys::bucket_prefix;
 use crate::meta::keys::grant_key;
 use crate::meta::keys::key_grant_key;
 use crate::meta::keys::key_grants_prefix;
 use crate::meta::keys::utf8;
+use crate::meta::keys::OWNER;
 use crate::meta::Ks;
 use crate::meta::Result;
 
@@ -63,6 +71,59 @@ pub(super) fn set_grant(tx: &mut Txn<'_>, access_key: &str, bucket: &str, grant:
         tx.put(Ks::KeyGrants, key_grant_key(access_key, bucket), Vec::new());
     }
     Ok(MetaResponse::Ok)
+}
+
+pub(super) fn set_bucket_setting(
+    tx: &mut Txn<'_>,
+    bucket: &str,
+    setting: BucketSetting,
+    value: Option<String>,
+) -> Result<MetaResponse> {
+    if !tx.exists(Ks::Buckets, bucket.as_bytes())? {
+        return Ok(MetaResponse::NoSuchBucket);
+    }
+    let key = bucket_conf_key(bucket, setting.name());
+    match value {
+        Some(v) if v.len() > MAX_BUCKET_SETTING => return Ok(too_large()),
+        Some(v) => tx.put(Ks::BucketConf, key, encode(&v)),
+        None => tx.delete(Ks::BucketConf, key),
+    }
+    Ok(MetaResponse::Ok)
+}
+
+pub(super) fn create_owned_bucket(
+    tx: &mut Txn<'_>,
+    record: BucketRecord,
+    owner: Option<String>,
+    settings: Vec<(BucketSetting, String)>,
+) -> Result<MetaResponse> {
+    if tx.exists(Ks::Buckets, record.name.as_bytes())? {
+        return Ok(MetaResponse::BucketAlreadyExists);
+    }
+    if let Some(owner) = &owner {
+        if !tx.exists(Ks::AccessKeys, owner.as_bytes())? {
+            return Ok(MetaResponse::NoSuchAccessKey);
+        }
+    }
+    if settings.iter().any(|(_, v)| v.len() > MAX_BUCKET_SETTING) {
+        return Ok(too_large());
+    }
+    let name = record.name.clone();
+    tx.put(Ks::Buckets, name.as_bytes().to_vec(), encode(&record));
+    if let Some(owner) = owner {
+        let full = Grant { read: true, write: true, owner: true };
+        tx.put(Ks::Grants, grant_key(&name, &owner), encode(&full));
+        tx.put(Ks::KeyGrants, key_grant_key(&owner, &name), Vec::new());
+        tx.put(Ks::BucketConf, bucket_conf_key(&name, OWNER), encode(&owner));
+    }
+    for (setting, value) in settings {
+        tx.put(Ks::BucketConf, bucket_conf_key(&name, setting.name()), encode(&value));
+    }
+    Ok(MetaResponse::Ok)
+}
+
+fn too_large() -> MetaResponse {
+    MetaResponse::Refused { reason: "a bucket setting is larger than hoard keeps".into() }
 }
 
 /// Removes every grant on `bucket` (it is being deleted).

@@ -364,6 +364,33 @@ pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<Me
         MetaCommand::SetGrant { access_key, bucket, grant } => {
             super::access::set_grant(tx, &access_key, &bucket, grant)?
         }
+        MetaCommand::SetKeyCreatesBuckets { access_key, allowed } => {
+            match tx.get_decoded::<hoard_protocol::AccessKeyRecord>(Ks::AccessKeys, access_key.as_bytes())? {
+                None => MetaResponse::NoSuchAccessKey,
+                Some(mut record) => {
+                    record.may_create_buckets = allowed;
+                    tx.put(Ks::AccessKeys, access_key.into_bytes(), encode(&record));
+                    MetaResponse::Ok
+                }
+            }
+        }
+        MetaCommand::SetBucketSetting { bucket, setting, value } => {
+            super::access::set_bucket_setting(tx, &bucket, setting, value)?
+        }
+        MetaCommand::CreateOwnedBucket { record, owner, settings } => {
+            super::access::create_owned_bucket(tx, record, owner, settings)?
+        }
+        MetaCommand::SetObjectAcl { bucket, key, version_id, acl } => {
+            match versions::find_object(tx, &bucket, &key, &version_id)? {
+                None => MetaResponse::NoSuchKey,
+                Some(found) => {
+                    let mut object = found.object().clone();
+                    object.headers.set_acl(acl);
+                    found.store(tx, object);
+                    MetaResponse::Ok
+                }
+            }
+        }
         MetaCommand::ForgetGarbage { segments } => {
             for id in segments {
                 let idx = segment_key(id);
@@ -495,6 +522,19 @@ fn apply_rewrap(tx: &mut Txn<'_>, rewrap: Rewrap) -> Result<bool> {
                     Ok(true)
                 }
                 _ => Ok(false),
+            }
+        }
+        RewrapTarget::AccessKey { access_key } => {
+            match tx.get_decoded::<hoard_protocol::AccessKeyRecord>(Ks::AccessKeys, access_key.as_bytes())? {
+                Some(mut record) => match record.credential {
+                    StoredCredential::Sealed { access_key, key, secret } if key == rewrap.before => {
+                        record.credential = StoredCredential::Sealed { access_key, key: rewrap.after, secret };
+                        tx.put(Ks::AccessKeys, record.credential.access_key().as_bytes().to_vec(), encode(&record));
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                },
+                None => Ok(false),
             }
         }
         RewrapTarget::RootCredential => match tx.get_decoded::<StoredCredential>(Ks::SmMeta, ROOT_CREDENTIAL_V2)? {

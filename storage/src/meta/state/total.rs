@@ -115,6 +115,7 @@ fn cursor() -> impl Strategy<Value = RotationCursor> {
         Just(RotationCursor::Objects { after: None }),
         Just(RotationCursor::Uploads { after: None }),
         Just(RotationCursor::Versions { after: None }),
+        Just(RotationCursor::AccessKeys { after: None }),
     ]
 }
 
@@ -123,6 +124,7 @@ fn rewrap() -> impl Strategy<Value = Rewrap> {
         (name(), name(), name()).prop_map(|(bucket, key, version_id)| RewrapTarget::Object { bucket, key, version_id }),
         (name(), name(), name()).prop_map(|(bucket, key, upload_id)| RewrapTarget::Upload { bucket, key, upload_id }),
         Just(RewrapTarget::RootCredential),
+        name().prop_map(|access_key| RewrapTarget::AccessKey { access_key }),
     ];
     (target, encryption(), encryption()).prop_map(|(target, before, after)| Rewrap { target, before, after })
 }
@@ -249,7 +251,28 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         (name(), name(), any::<(bool, bool, bool)>()).prop_map(|(access_key, bucket, (read, write, owner))| {
             MetaCommand::SetGrant { access_key, bucket, grant: hoard_protocol::Grant { read, write, owner } }
         }),
+        (name(), 0u8..4, prop::option::of(name())).prop_map(|(bucket, s, value)| MetaCommand::SetBucketSetting {
+            bucket,
+            setting: setting(s),
+            value,
+        }),
+        (name(), prop::option::of(name()), prop::collection::vec((0u8..4, name()), 0..3)).prop_map(
+            |(name, owner, settings)| MetaCommand::CreateOwnedBucket {
+                record: BucketRecord { name, created_ms: 1, encryption: None },
+                owner,
+                settings: settings.into_iter().map(|(s, v)| (setting(s), v)).collect(),
+            }
+        ),
+        (name(), any::<bool>())
+            .prop_map(|(access_key, allowed)| MetaCommand::SetKeyCreatesBuckets { access_key, allowed }),
+        (name(), name(), version_id(), prop::option::of(name()))
+            .prop_map(|(bucket, key, version_id, acl)| { MetaCommand::SetObjectAcl { bucket, key, version_id, acl } }),
     ]
+}
+
+fn setting(n: u8) -> hoard_protocol::BucketSetting {
+    use hoard_protocol::BucketSetting::*;
+    [Acl, Policy, PublicAccessBlock, Cors][usize::from(n) % 4]
 }
 
 fn disk() -> impl Strategy<Value = DiskRef> {
