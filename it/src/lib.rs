@@ -41,6 +41,18 @@ pub fn client_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk
     aws_sdk_s3::Client::from_conf(config_for(endpoint, access_key, secret_key).build())
 }
 
+/// A client for `endpoint` that signs nothing: the anonymous caller of S3's access rules.
+pub fn anonymous_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .allow_no_auth()
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+    aws_sdk_s3::Client::from_conf(config.build())
+}
+
 /// A client for an in-process test node (plain HTTP; see `tls_client` for a node serving HTTPS).
 pub fn client(node: &TestNode) -> aws_sdk_s3::Client {
     client_for(&node.endpoint(), node.access_key(), node.secret_key())
@@ -404,6 +416,17 @@ pub fn hoard_cli(args: &[&str]) -> Output {
         .args(args)
         .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
         .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the hoard binary")
+}
+
+/// Runs the `hoard` binary with `args`, signing admin calls with the given key pair.
+pub fn hoard_cli_as(access_key: &str, secret_key: &str, args: &[&str]) -> Output {
+    Command::new(hoard_bin())
+        .args(args)
+        .env("HOARD_ROOT_ACCESS_KEY", access_key)
+        .env("HOARD_ROOT_SECRET_KEY", secret_key)
         .stdin(Stdio::null())
         .output()
         .expect("running the hoard binary")

@@ -8,6 +8,7 @@ pub mod config;
 pub mod debug;
 pub mod disk_sup;
 pub mod faults;
+pub mod key_cli;
 pub mod maintenance_sup;
 pub mod meta_sup;
 pub mod node;

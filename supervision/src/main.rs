@@ -23,6 +23,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Encryption across the cluster: encrypt, status, rotate-key.
     Cluster(hoard::cluster_cli::ClusterArgs),
+    /// Access keys besides root and their grants: create, list, info, delete, allow, deny.
+    Key(hoard::key_cli::KeyArgs),
     /// Tools for testing a running node.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -46,6 +48,12 @@ fn main() -> anyhow::Result<()> {
         Command::Debug(DebugCommand::Fault(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let out = runtime.block_on(hoard::debug::run(args))?;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Key(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let out = runtime.block_on(hoard::key_cli::run(args))?;
             print!("{out}");
             Ok(())
         }
