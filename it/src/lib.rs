@@ -445,6 +445,13 @@ pub fn aws_tls(endpoint: &str, ca: &Path, args: &[&str]) -> Output {
         .expect("the aws CLI is installed (pip install awscli)")
 }
 
+/// Runs the aws CLI against `endpoint`, signing with the given key pair.
+pub fn aws_as(endpoint: &str, access_key: &str, secret_key: &str, args: &[&str]) -> Output {
+    let mut cmd = aws_command(endpoint, args);
+    cmd.env("AWS_ACCESS_KEY_ID", access_key).env("AWS_SECRET_ACCESS_KEY", secret_key);
+    cmd.output().expect("the aws CLI is installed (pip install awscli)")
+}
+
 fn aws_command(endpoint: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("aws");
     cmd.arg("--endpoint-url")
@@ -467,6 +474,7 @@ pub fn boto3(script: &str, endpoint: &str, ca: Option<&Path>) -> Output {
     cmd.arg(dir.join(script))
         .current_dir(&dir)
         .env("HOARD_ENDPOINT", endpoint)
+        .env("HOARD_BIN", hoard_bin())
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env("AWS_CONFIG_FILE", "/dev/null")

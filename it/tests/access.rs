@@ -26,12 +26,15 @@ use aws_sdk_s3::types::Tagging;
 use aws_sdk_s3::types::VersioningConfiguration;
 use aws_sdk_s3::Client;
 use hoard_it::anonymous_client;
+use hoard_it::aws;
+use hoard_it::aws_as;
 use hoard_it::client;
 use hoard_it::client_for;
 use hoard_it::failure;
 use hoard_it::get;
 use hoard_it::hoard_cli;
 use hoard_it::put;
+use hoard_it::TestCluster;
 use hoard_it::TestNode;
 
 /// An access key made with `hoard key create`.
@@ -617,4 +620,69 @@ async fn block_public_access_stops_public_acls_and_policies() {
     assert_eq!(curl_status(&format!("{ep}/bpa/was-public"), false), 403);
     root.delete_public_access_block().bucket("bpa").send().await.expect("delete block");
     assert_eq!(curl_status(&format!("{ep}/bpa/was-public"), false), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_aws_cli_works_as_a_key_within_its_grants() {
+    let node = TestNode::builder().start().await.expect("node");
+    let ep = node.endpoint();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maker = create_key(&node, "cli", &["--create-buckets"]);
+    let cli = |args: &[&str]| tokio::task::block_in_place(|| aws_as(&ep, &maker.id, &maker.secret, args));
+    let ok = |out: Output| {
+        assert!(out.status.success(), "aws failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(cli(&["s3", "mb", "s3://cli-bucket"]));
+    tokio::task::block_in_place(|| ok(aws(&ep, &["s3", "mb", "s3://roots-only"])));
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, b"<p>public page</p>").expect("write");
+    let path = file.to_str().expect("utf-8");
+    ok(cli(&["s3", "cp", path, "s3://cli-bucket/page.html", "--acl", "public-read"]));
+    let listed = ok(cli(&["s3", "ls"]));
+    assert!(listed.contains("cli-bucket") && !listed.contains("roots-only"), "{listed}");
+    assert_eq!(curl_body(&format!("{ep}/cli-bucket/page.html")), b"<p>public page</p>");
+    let denied = cli(&["s3", "ls", "s3://roots-only"]);
+    assert!(!denied.status.success() && String::from_utf8_lossy(&denied.stderr).contains("AccessDenied"));
+    // The owner sets its bucket's policy with s3api, and reads it back.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::cli-bucket/page.html"}]}"#;
+    ok(cli(&["s3api", "put-bucket-policy", "--bucket", "cli-bucket", "--policy", policy]));
+    let got = ok(cli(&["s3api", "get-bucket-policy", "--bucket", "cli-bucket", "--output", "text"]));
+    assert_eq!(got.trim(), policy);
+    assert_eq!(curl_status(&format!("{ep}/cli-bucket/page.html"), false), 403, "the Deny beats the public ACL");
+    let status = ok(cli(&["s3api", "get-bucket-policy-status", "--bucket", "cli-bucket", "--output", "json"]));
+    assert!(status.contains("\"IsPublic\": false"), "{status}");
+    let acl = ok(cli(&["s3api", "get-object-acl", "--bucket", "cli-bucket", "--key", "page.html", "--output", "json"]));
+    assert!(acl.contains("AllUsers") && acl.contains(&maker.id), "{acl}");
+}
+
+/// Polls `check` until it holds (a node applies a committed entry shortly after the leader does; no event
+/// tells a client when).
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_and_grants_made_through_one_node_hold_on_every_node() {
+    let cluster = TestCluster::builder().nodes(3).disks_per_node(2).start().await.expect("cluster");
+    let root = client(cluster.node(1));
+    root.create_bucket().bucket("everywhere").send().await.expect("create");
+    put(&root, "everywhere", "k", b"replicated").await;
+    let key = create_key(cluster.node(1), "spread", &[]);
+    allow(cluster.node(2), &key, "everywhere", &["--read"]);
+    let on3 = client_of(cluster.node(3), &key);
+    until("the grant reaches node 3", || async { on3.get_object().bucket("everywhere").key("k").send().await.is_ok() })
+        .await;
+    assert_eq!(get(&on3, "everywhere", "k").await, b"replicated");
+    stdout(&key_cli(cluster.node(3), &["delete", &key.id]));
+    let on1 = client_of(cluster.node(1), &key);
+    until("the delete reaches node 1", || async {
+        let got = on1.get_object().bucket("everywhere").key("k").send().await;
+        got.err().and_then(|e| e.code().map(str::to_string)).as_deref() == Some("InvalidAccessKeyId")
+    })
+    .await;
 }

@@ -42,3 +42,8 @@ async fn boto3_browser_form_uploads() {
 async fn boto3_attributes_checksums_listings_and_object_lock() {
     run("details.py").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_access_keys_acls_presigned_forms_and_policies() {
+    run("access.py").await;
+}

@@ -1,7 +1,7 @@
 //! The root credential hoard keeps: sealed under the master key in metadata (never on disk in clear),
 //! rotated with `hoard cluster rotate-root-key` over HTTPS (the old pair stops working at once, the new one
 //! survives restarts), carried through a master-key rotation, and sealed at the first start with a key when
-//! it was kept in clear before.
+//! it was kept in clear before. Access keys' secrets are kept the same way.
 
 use std::path::Path;
 use std::process::Command;
@@ -114,8 +114,25 @@ async fn a_kept_root_secret_is_sealed_on_disk_and_rotates_over_https() {
     assert!(answers.iter().all(|a| *a == answers[0]), "the answers tell the paths apart: {answers:?}");
     assert!(!answers[0].contains("os error") && !answers[0].contains("No such file"), "{}", answers[0]);
 
-    // A master-key rotation carries the sealed credential to the new key: the node starts with only the
-    // new key and the credential still opens.
+    // An access key's secret is kept sealed like root's.
+    let mut cmd = Command::new(hoard_bin());
+    cmd.args(["key", "--endpoint", &node.endpoint(), "create", "app"]).env("AWS_CA_BUNDLE", &cert.cert);
+    let out = cmd.env("HOARD_ROOT_ACCESS_KEY", &new_access).env("HOARD_ROOT_SECRET_KEY", &new_secret).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |name: &str| text.lines().find_map(|l| l.trim().strip_prefix(name)).expect(name).to_string();
+    let (app_access, app_secret) = (field("AWS_ACCESS_KEY_ID="), field("AWS_SECRET_ACCESS_KEY="));
+    assert!(text.contains("sealed under the master key"), "{text}");
+    let mut cmd = Command::new(hoard_bin());
+    cmd.args(["key", "--endpoint", &node.endpoint(), "allow", "--read", &app_access, "creds"]);
+    cmd.env("AWS_CA_BUNDLE", &cert.cert).env("HOARD_ROOT_ACCESS_KEY", &new_access);
+    assert!(cmd.env("HOARD_ROOT_SECRET_KEY", &new_secret).status().unwrap().success());
+    let app = no_retry(node.client_as(&app_access, &app_secret));
+    assert_eq!(get(&app, "creds", "k").await, b"kept through rotations");
+    assert!(!holds(&everything_under(&data), &app_secret), "an access key's secret is on disk in clear");
+
+    // A master-key rotation carries the sealed credentials to the new key: the node starts with only the
+    // new key and they still open.
     let out = cli(
         &node.endpoint(),
         (&new_access, &new_secret),
@@ -129,6 +146,8 @@ async fn a_kept_root_secret_is_sealed_on_disk_and_rotates_over_https() {
     assert_eq!(get(&fresh, "creds", "k").await, b"kept through rotations");
     let (status, _) = failure(no_retry(node.client_as(&access, &secret)).list_buckets().send().await);
     assert_eq!(status, 403, "the old pair stays refused after a restart");
+    let app = no_retry(node.client_as(&app_access, &app_secret));
+    assert_eq!(get(&app, "creds", "k").await, b"kept through rotations", "the access key opens under the new key");
     assert!(!holds(&everything_under(&data), &new_secret), "the rotated secret is on disk in clear");
 }
 
