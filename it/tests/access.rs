@@ -539,6 +539,14 @@ async fn an_explicit_deny_beats_every_allow_and_unsupported_policies_are_refused
     assert_eq!(curl_status(&format!("{ep}/pol?list-type=2&prefix=public/"), false), 200);
     assert_eq!(curl_status(&format!("{ep}/pol?list-type=2&prefix=secret/"), false), 403);
     assert_eq!(curl_status(&format!("{ep}/pol?list-type=2"), false), 403);
+    // aws:SourceIp: the test's client is 127.0.0.1.
+    for (range, expect) in [("127.0.0.0/8", 200), ("10.0.0.0/8", 403), ("::1/128", 403)] {
+        let by_ip = format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::pol/*","Condition":{{"IpAddress":{{"aws:SourceIp":"{range}"}}}}}}]}}"#
+        );
+        root.put_bucket_policy().bucket("pol").policy(by_ip).send().await.expect("put policy");
+        assert_eq!(curl_status(&format!("{ep}/pol/public/a"), false), expect, "{range}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -685,4 +693,26 @@ async fn keys_and_grants_made_through_one_node_hold_on_every_node() {
         got.err().and_then(|e| e.code().map(str::to_string)).as_deref() == Some("InvalidAccessKeyId")
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_anonymous_body_is_refused_before_any_of_it_is_read() {
+    let node = TestNode::builder().start().await.expect("node");
+    client(&node).create_bucket().bucket("private").send().await.expect("create");
+    // It says 10 GiB follow and sends none of them: the answer comes at once, from the headers alone.
+    for (method, path) in
+        [("PUT", "/private/big"), ("POST", "/private?delete"), ("PUT", "/private/k?partNumber=1&uploadId=x")]
+    {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 10737418240\r\nConnection: close\r\n\r\n",
+            node.addr()
+        );
+        let deadline = std::time::Duration::from_secs(5);
+        let (status, body) = hoard_it::raw_exchange(node.addr(), &head, b"", deadline).await.expect("an answer");
+        let body = String::from_utf8_lossy(&body);
+        assert!(status == 403 || status == 400, "{method} {path}: {status} {body}");
+        assert!(body.contains("AccessDenied") || body.contains("MaxMessageLengthExceeded"), "{body}");
+    }
+    let listed = client(&node).list_objects_v2().bucket("private").send().await.expect("list");
+    assert_eq!(listed.key_count(), Some(0), "nothing was stored");
 }
