@@ -212,7 +212,8 @@ fn denied() -> S3Error {
     s3_error!(AccessDenied, "Access Denied")
 }
 
-fn meta<T>(r: hoard_storage::meta::Result<T>) -> S3Result<T> {
+/// A read of the state machine, its error as S3's.
+pub(crate) fn meta<T>(r: hoard_storage::meta::Result<T>) -> S3Result<T> {
     r.map_err(|e| ActorError::Meta(e.to_string())).or_s3()
 }
 

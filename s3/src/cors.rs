@@ -12,8 +12,14 @@
 //! - Matching costs at most linear time in the request's values, which are bounded ([`MAX_REQUEST_VALUE`]
 //!   bytes, [`MAX_REQUESTED_HEADERS`] names); a longer request matches no rule.
 //! - The stored form is versioned JSON (`{"v":"1",...}`): a form this code does not know is an error.
-//! - Pure: nothing here reads metadata or decides the status of a refused preflight (the caller answers 403).
+//! - A preflight is answered as S3 answers it, checked in this order: no `Origin` is 400 BadRequest; a bucket
+//!   that does not exist, or has no rules, is 403 AccessForbidden; an `Access-Control-Request-Method` that is
+//!   missing or not one of the five methods is 400 BadRequest; no matching rule is 403 AccessForbidden.
+//! - An actual request is matched as S3 matches it: by its `Access-Control-Request-Method` when it carries one
+//!   (its own method otherwise), and by its `Access-Control-Request-Headers` when it carries them.
+//! - Pure: nothing here reads metadata; the caller hands in the request's headers and the bucket's stored form.
 
+use hoard_protocol::names;
 use http::header;
 use http::HeaderMap;
 use http::HeaderName;
@@ -22,6 +28,7 @@ use s3s::dto;
 use s3s::dto::CORSConfiguration;
 use s3s::s3_error;
 use s3s::S3Error;
+use s3s::S3ErrorCode;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -198,6 +205,114 @@ impl CorsRule {
         h.insert(header::VARY, HeaderValue::from_static(VARY));
         Some(h)
     }
+}
+
+/// The bucket a path-style request path (`/bucket`, `/bucket/key`) names, percent-decoded; `None` when it names
+/// none (`/`, or what cannot be a bucket's name). hoard serves path-style requests only.
+pub fn path_bucket(path: &str) -> Option<String> {
+    let first = path.strip_prefix('/')?.split('/').next()?;
+    let bucket = percent_encoding::percent_decode_str(first).decode_utf8().ok()?;
+    names::check_bucket(&bucket).ok()?;
+    Some(bucket.into_owned())
+}
+
+/// A preflight (`OPTIONS`) as it came: 400 BadRequest without `Origin`, as S3 answers before anything is read.
+pub struct Preflight<'a> {
+    origin: &'a HeaderValue,
+    method: Option<&'a HeaderValue>,
+    request_headers: Option<&'a HeaderValue>,
+}
+
+impl<'a> Preflight<'a> {
+    pub fn of(headers: &'a HeaderMap) -> Result<Preflight<'a>, S3Error> {
+        let origin = headers
+            .get(header::ORIGIN)
+            .ok_or_else(|| bad_request("Insufficient information. Origin request header needed.".into()))?;
+        Ok(Preflight {
+            origin,
+            method: headers.get(header::ACCESS_CONTROL_REQUEST_METHOD),
+            request_headers: headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
+        })
+    }
+
+    /// The answer for a bucket that exists (`bucket_exists`) and holds `stored` (the stored form of its rules,
+    /// if it has any): the headers of a 200, or the error to send.
+    pub fn answer(&self, bucket_exists: bool, stored: Option<&str>) -> Result<HeaderMap, S3Error> {
+        if !bucket_exists {
+            return Err(forbidden("CORSResponse: Bucket not found"));
+        }
+        let stored = stored.ok_or_else(|| forbidden("CORSResponse: CORS is not enabled for this bucket."))?;
+        let rules = CorsRules::from_json(stored)?;
+        let method = self.method.and_then(|m| m.to_str().ok()).filter(|m| METHODS.contains(m)).ok_or_else(|| {
+            let named = self.method.map_or("null".into(), |m| String::from_utf8_lossy(m.as_bytes()).into_owned());
+            let named: String = named.chars().take(MAX_ECHOED_METHOD).collect();
+            bad_request(format!("Invalid Access-Control-Request-Method: {named}"))
+        })?;
+        let not_allowed = || forbidden(NOT_ALLOWED);
+        let origin = self.origin.to_str().map_err(|_| not_allowed())?;
+        let requested = match self.request_headers {
+            None => "",
+            Some(h) => h.to_str().map_err(|_| not_allowed())?,
+        };
+        rules.preflight(origin, method, requested).ok_or_else(not_allowed)
+    }
+}
+
+/// What an actual (non-`OPTIONS`) request with an `Origin` asks of its bucket's rules, kept while it is served.
+pub struct CrossOrigin {
+    pub bucket: String,
+    method: String,
+    origin: HeaderValue,
+    request_method: Option<HeaderValue>,
+    request_headers: Option<HeaderValue>,
+}
+
+impl CrossOrigin {
+    /// `None` when the request has no `Origin` (it is then no cross-origin request, and nothing is read for it)
+    /// or names no bucket.
+    pub fn of<B>(req: &http::Request<B>) -> Option<CrossOrigin> {
+        let headers = req.headers();
+        let origin = headers.get(header::ORIGIN)?.clone();
+        Some(CrossOrigin {
+            bucket: path_bucket(req.uri().path())?,
+            method: req.method().as_str().to_owned(),
+            origin,
+            request_method: headers.get(header::ACCESS_CONTROL_REQUEST_METHOD).cloned(),
+            request_headers: headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned(),
+        })
+    }
+
+    /// The headers its response gets from `rules` (whatever the response's status); `None` when no rule matches.
+    pub fn headers(&self, rules: &CorsRules) -> Option<HeaderMap> {
+        let origin = self.origin.to_str().ok()?;
+        let method = match &self.request_method {
+            Some(m) => m.to_str().ok()?,
+            None => &self.method,
+        };
+        match &self.request_headers {
+            Some(requested) => rules.preflight(origin, method, requested.to_str().ok()?),
+            None => rules.response_headers(origin, method),
+        }
+    }
+}
+
+/// The longest `Access-Control-Request-Method` echoed in an error message.
+const MAX_ECHOED_METHOD: usize = 64;
+const NOT_ALLOWED: &str = "CORSResponse: This CORS request is not allowed. This is usually because the evalution of \
+     Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted \
+     by the resource's CORS spec.";
+
+/// S3's codes for a refused preflight, which s3s does not know.
+fn bad_request(message: String) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom("BadRequest".into()), message);
+    e.set_status_code(http::StatusCode::BAD_REQUEST);
+    e
+}
+
+fn forbidden(message: &'static str) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom("AccessForbidden".into()), message);
+    e.set_status_code(http::StatusCode::FORBIDDEN);
+    e
 }
 
 fn malformed_xml() -> S3Error {
@@ -556,6 +671,108 @@ mod tests {
         for bad in ["x-a\r\nSet-Cookie: y", "x a", "x-a;b", "ü"] {
             assert!(rules.preflight("https://a.com", "GET", bad).is_none(), "{bad:?}");
         }
+    }
+
+    fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::Request<()> {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("a request")
+    }
+
+    fn answer(headers: &[(&str, &str)], exists: bool, stored: Option<&str>) -> Result<HeaderMap, (u16, String)> {
+        let req = request("OPTIONS", "/b/k", headers);
+        Preflight::of(req.headers()).and_then(|p| p.answer(exists, stored)).map_err(|e| {
+            let status = e.status_code().map_or(0, |s| s.as_u16());
+            (status, format!("{}: {}", e.code().as_str(), e.message().unwrap_or_default()))
+        })
+    }
+
+    #[test]
+    fn a_preflight_is_refused_in_the_order_s3_checks_it() {
+        let mut r = rule(&["https://a.com"], &["PUT"]);
+        r.allowed_headers = strings(&["content-type"]);
+        let stored = CorsRules { rules: vec![r] }.to_json();
+        let stored = Some(stored.as_str());
+        let (origin, put) = (("origin", "https://a.com"), ("access-control-request-method", "PUT"));
+        let refusal = |h: &[(&str, &str)], exists, stored| answer(h, exists, stored).expect_err("refused");
+
+        let no_origin = refusal(&[put], false, None);
+        assert_eq!(no_origin, (400, "BadRequest: Insufficient information. Origin request header needed.".into()));
+        assert_eq!(
+            refusal(&[origin, put], false, None),
+            (403, "AccessForbidden: CORSResponse: Bucket not found".into())
+        );
+        let not_enabled = refusal(&[origin], true, None);
+        assert_eq!(not_enabled, (403, "AccessForbidden: CORSResponse: CORS is not enabled for this bucket.".into()));
+        let no_method = refusal(&[origin], true, stored);
+        assert_eq!(no_method, (400, "BadRequest: Invalid Access-Control-Request-Method: null".into()));
+        let (status, message) = refusal(&[origin, ("access-control-request-method", "PATCH")], true, stored);
+        assert_eq!((status, message.as_str()), (400, "BadRequest: Invalid Access-Control-Request-Method: PATCH"));
+        for asked in [
+            [("origin", "https://b.com"), put, ("x", "")],
+            [origin, ("access-control-request-method", "GET"), ("x", "")],
+            [origin, put, ("access-control-request-headers", "x-amz-meta-a")],
+        ] {
+            let (status, message) = refusal(&asked, true, stored);
+            assert_eq!(status, 403, "{asked:?}");
+            assert!(
+                message.starts_with("AccessForbidden: CORSResponse: This CORS request is not allowed."),
+                "{message}"
+            );
+        }
+        let h =
+            answer(&[origin, put, ("access-control-request-headers", "Content-Type")], true, stored).expect("a match");
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some("https://a.com"));
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_METHODS), Some("PUT"));
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_HEADERS), Some("content-type"));
+    }
+
+    #[test]
+    fn a_long_invalid_method_is_echoed_cut_short() {
+        let long = "X".repeat(1000);
+        let stored = CorsRules { rules: vec![rule(&["*"], &["GET"])] }.to_json();
+        let asked = [("origin", "https://a.com"), ("access-control-request-method", long.as_str())];
+        let (_, message) = answer(&asked, true, Some(&stored)).expect_err("refused");
+        assert!(message.len() < 200, "{message}");
+    }
+
+    #[test]
+    fn only_paths_naming_a_bucket_name_one() {
+        assert_eq!(path_bucket("/b"), Some("b".to_owned()));
+        assert_eq!(path_bucket("/b/"), Some("b".to_owned()));
+        assert_eq!(path_bucket("/b/some/key"), Some("b".to_owned()));
+        assert_eq!(path_bucket("/%62/k"), Some("b".to_owned()), "percent-decoded");
+        for none in ["/", "", "b/k", "//k", "/%00/k", "/%FF/k"] {
+            assert_eq!(path_bucket(none), None, "{none:?}");
+        }
+    }
+
+    #[test]
+    fn an_actual_request_is_matched_by_its_method_or_the_method_it_says_it_will_use() {
+        let rules = CorsRules { rules: vec![rule(&["https://a.com"], &["GET"])] };
+        let origin = ("origin", "https://a.com");
+        let headers = |method, h: &[(&str, &str)]| {
+            CrossOrigin::of(&request(method, "/b/k", h)).expect("a cross-origin request").headers(&rules)
+        };
+        let h = headers("GET", &[origin]).expect("a match");
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some("https://a.com"));
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), Some("true"));
+        assert!(headers("PUT", &[origin]).is_none(), "PUT is not allowed");
+        assert!(headers("GET", &[origin, ("access-control-request-method", "PUT")]).is_none(), "as S3: the asked one");
+        assert!(headers("PUT", &[origin, ("access-control-request-method", "GET")]).is_some());
+        assert!(headers("GET", &[origin, ("access-control-request-headers", "x-a")]).is_none(), "headers checked");
+        assert!(headers("GET", &[("origin", "https://b.com")]).is_none());
+    }
+
+    #[test]
+    fn a_request_without_an_origin_or_a_bucket_is_no_cross_origin_request() {
+        assert!(CrossOrigin::of(&request("GET", "/b/k", &[])).is_none());
+        assert!(CrossOrigin::of(&request("GET", "/b/k", &[("referer", "https://a.com/")])).is_none());
+        assert!(CrossOrigin::of(&request("GET", "/", &[("origin", "https://a.com")])).is_none(), "ListBuckets");
+        let asked = CrossOrigin::of(&request("POST", "/b", &[("origin", "https://a.com")]));
+        assert_eq!(asked.map(|a| a.bucket), Some("b".to_owned()));
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //!
 //! A path that is not UTF-8 once percent-decoded is refused (400 `InvalidURI`) before anything else.
 //!
+//! CORS (rules in `cors`): an `OPTIONS` naming a bucket is a preflight, answered here from the bucket's rules
+//! and metered as [`PREFLIGHT_OPERATION`]. A request with an `Origin` gets the CORS headers its bucket's rules
+//! give it on whatever response it gets, errors included; a request without one costs no metadata read.
+//!
 //! A PUT body with no declared length (`Transfer-Encoding: chunked`, or an HTTP/2 stream without
 //! `Content-Length`) is taken as S3 takes it: signed `UNSIGNED-PAYLOAD`, or `aws-chunked` with
 //! `x-amz-decoded-content-length`. It streams like any body and may carry at most [`MAX_PUT_SIZE`] bytes, the
@@ -34,6 +38,7 @@ use hoard_actors::metrics::FinishedRequest;
 use hoard_actors::metrics::NodeMetrics;
 use hoard_actors::metrics::UNKNOWN_OPERATION;
 use hoard_actors::NodeContext;
+use hoard_protocol::BucketSetting;
 use http::Request;
 use http::Response;
 use http::StatusCode;
@@ -51,6 +56,9 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::access::meta;
+use crate::cors;
+use crate::error::OrS3;
 use crate::error::BODY_TOO_LARGE;
 use crate::ops::MAX_PUT_SIZE;
 use crate::sse::Secure;
@@ -93,6 +101,10 @@ impl Frontend {
                 return Ok(resp.map(Metered::unmetered));
             }
         }
+        // CORS: an `OPTIONS` naming a bucket is a preflight, answered here (it is no S3 operation and is never
+        // signed); another request with an `Origin` gets its bucket's CORS headers on whatever it is answered.
+        let preflight = preflight_bucket(&req);
+        let cross_origin = if preflight.is_none() { cors::CrossOrigin::of(&req) } else { None };
         let mut req = req;
         hide_customer_keys(req.headers_mut());
         join_repeated_content_encoding(req.headers_mut());
@@ -111,14 +123,22 @@ impl Frontend {
                 Body::http_body(metered)
             }
         });
-        let refused = undecodable_path(&req)
-            .or_else(|| crate::gate::refuse(&req))
-            .or_else(|| decoded_too_large(&req))
-            .map(|e| e.to_http_response().unwrap_or_else(|_| plain(StatusCode::BAD_REQUEST, "bad request\n")));
-        let resp = match refused {
-            Some(resp) => resp,
-            None if crate::post::is_form_upload(&req) => self.post.handle(req).instrument(span.clone()).await,
-            None => match self.s3.call(req).instrument(span.clone()).await {
+        // A preflight is no S3 request: what the gate checks (signatures, bodies) is not its concern.
+        let refused = match preflight {
+            Some(_) => None,
+            None => undecodable_path(&req)
+                .or_else(|| crate::gate::refuse(&req))
+                .or_else(|| decoded_too_large(&req))
+                .map(|e| e.to_http_response().unwrap_or_else(|_| plain(StatusCode::BAD_REQUEST, "bad request\n"))),
+        };
+        let mut resp = match (preflight, refused) {
+            (Some(bucket), _) => {
+                operation.set(PREFLIGHT_OPERATION);
+                span.in_scope(|| self.preflight(&bucket, req.headers()))
+            }
+            (None, Some(resp)) => resp,
+            (None, None) if crate::post::is_form_upload(&req) => self.post.handle(req).instrument(span.clone()).await,
+            (None, None) => match self.s3.call(req).instrument(span.clone()).await {
                 Ok(resp) => resp,
                 Err(e) => {
                     tracing::error!(parent: &span, error = ?e, "s3 service error");
@@ -126,6 +146,9 @@ impl Frontend {
                 }
             },
         };
+        if let Some(asked) = cross_origin {
+            self.add_cors_headers(&asked, resp.headers_mut());
+        }
         let status = resp.status().as_u16();
         if resp.status().is_client_error() && operation.name() == UNKNOWN_OPERATION {
             self.refusals.note(status);
@@ -139,6 +162,52 @@ impl Frontend {
         let meter = Meter { metrics, operation, status, start, received, sent: sent.clone(), _span: span };
         Ok(resp.map(|inner| Metered { inner, count: sent, _meter: Some(meter) }))
     }
+}
+
+/// The operation a preflight is metered and traced as.
+pub const PREFLIGHT_OPERATION: &str = "PreflightRequest";
+
+impl Frontend {
+    /// The answer to a preflight naming `bucket`, from the rules in the local state machine (a preflight is a
+    /// browser asking before each cross-origin request: no Raft round trip for it).
+    fn preflight(&self, bucket: &str, headers: &http::HeaderMap) -> Response<Body> {
+        let answer = cors::Preflight::of(headers).and_then(|preflight| {
+            let reader = self.ctx.meta.local().or_s3()?;
+            let exists = meta(reader.bucket(bucket))?.is_some();
+            let stored = if exists { meta(reader.bucket_setting(bucket, BucketSetting::Cors))? } else { None };
+            preflight.answer(exists, stored.as_deref())
+        });
+        match answer {
+            Ok(cors_headers) => {
+                let mut r = Response::new(Body::empty());
+                r.headers_mut().extend(cors_headers);
+                r
+            }
+            Err(e) => e.to_http_response().unwrap_or_else(|_| plain(StatusCode::FORBIDDEN, "forbidden\n")),
+        }
+    }
+
+    /// Adds to a response the CORS headers its bucket's rules give the request, if any match. Nothing is added
+    /// when the rules cannot be read: a browser then refuses the response, which is the safe side.
+    fn add_cors_headers(&self, asked: &cors::CrossOrigin, response: &mut http::HeaderMap) {
+        let stored =
+            self.ctx.meta.local().or_s3().and_then(|r| meta(r.bucket_setting(&asked.bucket, BucketSetting::Cors)));
+        let rules = match stored {
+            Ok(None) => return,
+            Ok(Some(text)) => cors::CorsRules::from_json(&text),
+            Err(e) => Err(e),
+        };
+        match rules {
+            Ok(rules) => response.extend(asked.headers(&rules).unwrap_or_default()),
+            Err(e) => tracing::error!(bucket = %asked.bucket, error = %e, "the bucket's CORS rules cannot be read"),
+        }
+    }
+}
+
+/// The bucket a preflight names: an `OPTIONS` of `/bucket` or `/bucket/key`. `None` for any other request
+/// (an `OPTIONS /` goes on to s3s, which knows no such operation).
+fn preflight_bucket<B>(req: &Request<B>) -> Option<String> {
+    (req.method() == http::Method::OPTIONS).then(|| cors::path_bucket(req.uri().path())).flatten()
 }
 
 /// How often at most a line about refused, unauthenticated requests is logged.
@@ -511,6 +580,18 @@ mod tests {
         assert_eq!(put(max + 1, "PUT"), Some(s3s::S3ErrorCode::EntityTooLarge));
         assert_eq!(put(max, "PUT"), None);
         assert_eq!(put(max + 1, "GET"), None);
+    }
+
+    #[test]
+    fn only_an_options_naming_a_bucket_is_a_preflight() {
+        let at = |method: &str, uri: &str| {
+            preflight_bucket(&Request::builder().method(method).uri(uri).body(()).expect("a request"))
+        };
+        assert_eq!(at("OPTIONS", "/bkt/some/key?X-Amz-Signature=0"), Some("bkt".to_owned()));
+        assert_eq!(at("OPTIONS", "/bkt"), Some("bkt".to_owned()));
+        assert_eq!(at("OPTIONS", "/"), None, "no bucket: not a preflight hoard answers");
+        assert_eq!(at("GET", "/bkt/k"), None);
+        assert_eq!(at("PUT", "/bkt/k"), None);
     }
 
     #[test]
