@@ -716,3 +716,111 @@ async fn an_anonymous_body_is_refused_before_any_of_it_is_read() {
     let listed = client(&node).list_objects_v2().bucket("private").send().await.expect("list");
     assert_eq!(listed.key_count(), Some(0), "nothing was stored");
 }
+
+/// A raw HTTP/1.1 request with no signature; its status and body.
+async fn anonymous_raw(node: &TestNode, method: &str, target: &str) -> (u16, String) {
+    let head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", node.addr());
+    let (status, body) =
+        hoard_it::raw_exchange(node.addr(), &head, b"", std::time::Duration::from_secs(5)).await.expect("an answer");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_is_authorised_is_what_the_operation_acts_on() {
+    let node = TestNode::builder().start().await.expect("node");
+    let root = client(&node);
+    root.create_bucket().bucket("victim").send().await.expect("create");
+    put(&root, "victim", "secret.txt", b"TOP SECRET").await;
+    let thief = create_key(&node, "thief", &["--create-buckets"]);
+    let t = client_of(&node, &thief);
+    t.create_bucket().bucket("mine").send().await.expect("create");
+    // A copy source is read as the copy reads it, however it is encoded.
+    for source in ["victim/secret.txt", "%2Fvictim/secret.txt", "/victim/secret.txt", "victim%2Fsecret.txt"] {
+        let copied = t.copy_object().bucket("mine").key("stolen").copy_source(source).send().await;
+        assert_eq!(status(copied), 403, "copy from {source}");
+        let upload = t.create_multipart_upload().bucket("mine").key("stolen").send().await.expect("upload");
+        let part = t
+            .upload_part_copy()
+            .bucket("mine")
+            .key("stolen")
+            .upload_id(upload.upload_id().unwrap_or_default())
+            .part_number(1)
+            .copy_source(source)
+            .send()
+            .await;
+        assert_eq!(status(part), 403, "part copy from {source}");
+    }
+    assert_eq!(status(t.get_object().bucket("mine").key("stolen").send().await), 404, "nothing was copied");
+
+    // Query names are read decoded, as the operation reads them: an encoded versionId is a versionId.
+    root.create_bucket().bucket("vbk").send().await.expect("create");
+    let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    root.put_bucket_versioning().bucket("vbk").versioning_configuration(on).send().await.expect("versioning");
+    let draft = root.put_object().bucket("vbk").key("doc").body(ByteStream::from_static(b"PRIVATE DRAFT"));
+    let draft = draft.send().await.expect("put").version_id().expect("a version").to_string();
+    let public = root.put_object().bucket("vbk").key("doc").acl(ObjectCannedAcl::PublicRead);
+    public.body(ByteStream::from_static(b"published")).send().await.expect("put");
+    assert_eq!(anonymous_raw(&node, "GET", "/vbk/doc").await.0, 200);
+    for name in ["versionId", "%76ersionId"] {
+        let (s, body) = anonymous_raw(&node, "GET", &format!("/vbk/doc?{name}={draft}")).await;
+        assert_eq!(s, 403, "{name}: {body}");
+    }
+    // And a listing's prefix too, encoded or with '+' for a space.
+    root.put_object().bucket("vbk").key("secret files/a").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let policy = r#"{"Statement":[
+        {"Effect":"Allow","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::vbk"},
+        {"Effect":"Deny","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::vbk","Condition":{"StringLike":{"s3:prefix":"secret*"}}}
+    ]}"#;
+    root.put_bucket_policy().bucket("vbk").policy(policy).send().await.expect("policy");
+    assert_eq!(anonymous_raw(&node, "GET", "/vbk?list-type=2&prefix=public").await.0, 200);
+    for query in ["prefix=secret", "%70refix=secret", "prefix=secret+files/"] {
+        assert_eq!(anonymous_raw(&node, "GET", &format!("/vbk?list-type=2&{query}")).await.0, 403, "{query}");
+    }
+    // Anonymous GETs may not rename what they are served as (S3 refuses it too).
+    let (s, body) = anonymous_raw(&node, "GET", "/vbk/doc?response-content-type=text/html").await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("InvalidRequest"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_an_owner_grant_opens_objects_and_revoking_a_creator_takes_its_rights() {
+    let node = TestNode::builder().start().await.expect("node");
+    let root = client(&node);
+    let ep = node.endpoint();
+    root.create_bucket().bucket("wob").send().await.expect("create");
+    let writer = create_key(&node, "writer", &[]);
+    allow(&node, &writer, "wob", &["--read", "--write"]);
+    let w = client_of(&node, &writer);
+    // A writer's objects are the bucket owner's: it cannot open them, by header or afterwards.
+    let private = w.put_object().bucket("wob").key("p").acl(ObjectCannedAcl::Private);
+    private.body(ByteStream::from_static(b"x")).send().await.expect("a private write needs no more than write");
+    let owned = w.put_object().bucket("wob").key("q").acl(ObjectCannedAcl::BucketOwnerFullControl);
+    owned.body(ByteStream::from_static(b"x")).send().await.expect("bucket-owner-full-control too");
+    let open = w.put_object_acl().bucket("wob").key("p").acl(ObjectCannedAcl::PublicRead).send().await;
+    assert_eq!(status(open), 403);
+    let fresh = w.put_object().bucket("wob").key("fresh").acl(ObjectCannedAcl::PublicRead);
+    assert_eq!(status(fresh.body(ByteStream::from_static(b"x")).send().await), 403, "a new key is no exception");
+    assert_eq!(status(w.get_object().bucket("wob").key("fresh").send().await), 404, "nothing was stored");
+    for key in ["p", "q"] {
+        assert_eq!(curl_status(&format!("{ep}/wob/{key}"), false), 403, "{key}");
+        let acl = root.get_object_acl().bucket("wob").key(key).send().await.expect("acl");
+        assert_eq!(acl.owner().and_then(|o| o.id()), Some("hoard"), "the bucket's owner owns {key}");
+    }
+    // A bucket's creator holds what its grant says, and no more once it is taken.
+    let maker = create_key(&node, "maker", &["--create-buckets"]);
+    let m = client_of(&node, &maker);
+    m.create_bucket().bucket("made").send().await.expect("create");
+    put(&m, "made", "own", b"mine").await;
+    stdout(&key_cli(&node, &["deny", &maker.id, "made"]));
+    assert_eq!(status(m.get_object().bucket("made").key("own").send().await), 403);
+    assert_eq!(status(m.list_objects_v2().bucket("made").send().await), 403);
+    let again = m.put_object().bucket("made").key("more").body(ByteStream::from_static(b"x")).send().await;
+    assert_eq!(status(again), 403);
+    let reopen = m.put_bucket_acl().bucket("made").acl(BucketCannedAcl::PublicReadWrite).send().await;
+    assert_eq!(status(reopen), 403);
+    // A policy that lets anyone read objects does not tell them which keys exist.
+    let read_only = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::made/*"}]}"#;
+    root.put_bucket_policy().bucket("made").policy(read_only).send().await.expect("policy");
+    assert_eq!(curl_status(&format!("{ep}/made/own"), false), 200);
+    assert_eq!(curl_status(&format!("{ep}/made/missing"), false), 403);
+}

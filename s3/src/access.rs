@@ -22,6 +22,7 @@ use hoard_actors::error::ActorError;
 use hoard_actors::NodeContext;
 use hoard_protocol::BucketSetting;
 use hoard_protocol::Grant;
+use hoard_protocol::ObjectRecord;
 use hoard_protocol::VersionRecord;
 use hoard_storage::meta::MetaReader;
 use s3s::access::S3Access;
@@ -70,10 +71,9 @@ impl Principal {
 pub struct Caller(pub Principal);
 
 impl Caller {
-    /// The caller of a request that passed [`Authorize`] (root where none was recorded: only root's own
-    /// requests skip the check, in tests without authentication).
+    /// The caller of a request that passed [`Authorize`] (anonymous where none was recorded).
     pub fn of(extensions: &http::Extensions) -> Principal {
-        extensions.get::<Caller>().map(|c| c.0.clone()).unwrap_or(Principal::Root)
+        extensions.get::<Caller>().map(|c| c.0.clone()).unwrap_or(Principal::Anonymous)
     }
 }
 
@@ -302,10 +302,19 @@ impl AccessRequest<'_> {
 
 /// Decides one request: `Ok` when it may go on. `reader` is the node's local state machine.
 pub fn decide(reader: &MetaReader, req: &AccessRequest<'_>) -> S3Result<()> {
+    decide_by(reader, req, &rule(req.op))
+}
+
+/// Decides whether a write may give the new object an ACL of its own: the owner's grant or a policy's `Allow` of
+/// `s3:PutObjectAcl`, never an ACL (the object has none yet) nor the 404 a missing key gets on a read.
+pub fn decide_new_acl(reader: &MetaReader, req: &AccessRequest<'_>) -> S3Result<()> {
+    decide_by(reader, req, &Rule { need: Need::Owner, action: "s3:PutObjectAcl", acl: None })
+}
+
+fn decide_by(reader: &MetaReader, req: &AccessRequest<'_>, rule: &Rule) -> S3Result<()> {
     if *req.principal == Principal::Root {
         return Ok(());
     }
-    let rule = rule(req.op);
     let Some(bucket) = req.bucket else {
         return match (rule.need, req.principal) {
             (Need::Signed, Principal::Key(_)) => Ok(()),
@@ -320,24 +329,133 @@ pub fn decide(reader: &MetaReader, req: &AccessRequest<'_>) -> S3Result<()> {
         let may = meta(reader.access_key(id))?.is_some_and(|k| k.may_create_buckets);
         return if may { Ok(()) } else { Err(denied()) };
     }
-    let Some(access) = BucketAccess::load(reader, bucket)? else {
-        // Answered NoSuchBucket by the operation, to anyone, as S3 does.
-        return Ok(());
-    };
-    let grant = match req.principal {
-        Principal::Key(id) => meta(reader.grant(bucket, id))?,
-        _ => Grant::default(),
-    };
-    match allowed(reader, &access, &grant, req, &rule)? {
-        Verdict::Allowed => Ok(()),
-        Verdict::Denied => Err(denied()),
-        Verdict::Missing => {
-            // A read of a key that is not there: 404 only to those who may list the bucket.
-            let list = AccessRequest { op: "ListObjects", key: None, version_id: None, prefix: None, ..req.clone() };
-            match allowed(reader, &access, &grant, &list, &self::rule("ListObjects"))? {
-                Verdict::Allowed => Ok(()),
-                _ => Err(denied()),
+    match BucketDecider::load(reader, req.principal, bucket)? {
+        Some(decider) => decider.decide_by(req, rule),
+        // As S3 answers anyone; and nothing goes on to act on a bucket that this node does not know.
+        None => Err(s3_error!(NoSuchBucket, "The specified bucket does not exist")),
+    }
+}
+
+/// What deciding requests of one caller to one bucket reads, read once (DeleteObjects decides each key with it).
+pub struct BucketDecider {
+    reader: MetaReader,
+    access: BucketAccess,
+    grant: Grant,
+}
+
+impl BucketDecider {
+    /// `None` when the bucket does not exist.
+    pub fn load(reader: &MetaReader, principal: &Principal, bucket: &str) -> S3Result<Option<BucketDecider>> {
+        let Some(access) = BucketAccess::load(reader, bucket)? else { return Ok(None) };
+        let grant = match principal {
+            Principal::Key(id) => meta(reader.grant(bucket, id))?,
+            _ => Grant::default(),
+        };
+        Ok(Some(BucketDecider { reader: reader.clone(), access, grant }))
+    }
+
+    /// Decides a request to this decider's bucket, by the caller it was loaded for.
+    pub fn decide(&self, req: &AccessRequest<'_>) -> S3Result<()> {
+        self.decide_by(req, &rule(req.op))
+    }
+
+    fn decide_by(&self, req: &AccessRequest<'_>, rule: &Rule) -> S3Result<()> {
+        if *req.principal == Principal::Root {
+            return Ok(());
+        }
+        match self.allowed(req, rule)? {
+            Verdict::Allowed => Ok(()),
+            Verdict::Denied => Err(denied()),
+            Verdict::Missing => {
+                // A read of a key that is not there: 404 only to those who may list the bucket.
+                let list =
+                    AccessRequest { op: "ListObjects", key: None, version_id: None, prefix: None, ..req.clone() };
+                match self.allowed(&list, &self::rule("ListObjects"))? {
+                    Verdict::Allowed => Ok(()),
+                    _ => Err(denied()),
+                }
             }
+        }
+    }
+
+    /// The version a request names, if it is there (`Err(Denied)` for a delete marker named by id).
+    fn version(&self, req: &AccessRequest<'_>) -> S3Result<Result<Option<ObjectRecord>, Verdict>> {
+        let (Some(bucket), Some(key)) = (req.bucket, req.key) else { return Ok(Err(Verdict::Denied)) };
+        Ok(Ok(match req.version_id {
+            None => meta(self.reader.object(bucket, key))?,
+            Some(id) => match meta(self.reader.version(bucket, key, id))? {
+                Some(VersionRecord::Object(o)) => Some(o),
+                // A delete marker has no ACL; S3 answers its owner 405, others 403.
+                Some(VersionRecord::DeleteMarker(_)) => return Ok(Err(Verdict::Denied)),
+                None => None,
+            },
+        }))
+    }
+
+    fn allowed(&self, req: &AccessRequest<'_>, rule: &Rule) -> S3Result<Verdict> {
+        let access = &self.access;
+        let action = action_of(rule, req.version_id.is_some());
+        let mut decision = Decision::Default;
+        if let Some(policy) = &access.policy {
+            let (mut preq, resource) = req.policy_request(action);
+            preq.resource = &resource;
+            decision = policy.evaluate(&preq);
+            if decision == Decision::Deny {
+                return Ok(Verdict::Denied);
+            }
+            if decision == Decision::Allow
+                && access.block.restrict_public_buckets
+                && policy.is_public()
+                && *req.principal == Principal::Anonymous
+            {
+                decision = Decision::Default;
+            }
+        }
+        let by_grant = match rule.need {
+            Need::Read => self.grant.read,
+            Need::Write => self.grant.write,
+            Need::Owner => self.grant.owner,
+            _ => false,
+        };
+        if by_grant {
+            return Ok(Verdict::Allowed);
+        }
+        let object_read = matches!(rule.acl, Some((AclOn::Object, AclPermission::Read)));
+        if decision == Decision::Allow {
+            // Allowed to read a key, not to learn whether it is there: that takes the right to list.
+            if object_read {
+                return Ok(match self.version(req)? {
+                    Ok(Some(_)) => Verdict::Allowed,
+                    Ok(None) => Verdict::Missing,
+                    Err(v) => v,
+                });
+            }
+            return Ok(Verdict::Allowed);
+        }
+        let caller = req.principal.canonical_id();
+        // A bucket's owner holds what its grant says: ACLs name it as owner, they give it nothing more (so
+        // `hoard key deny` takes from a bucket's creator what it takes from any key).
+        if caller == Some(access.owner.as_str()) {
+            return Ok(Verdict::Denied);
+        }
+        let ignore_public = access.block.ignore_public_acls;
+        match rule.acl {
+            Some((AclOn::Bucket, perm)) if access.acl_or_private().allows(caller, perm, ignore_public) => {
+                Ok(Verdict::Allowed)
+            }
+            Some((AclOn::Object, perm)) => {
+                let record = match self.version(req)? {
+                    Ok(Some(record)) => record,
+                    Ok(None) => return Ok(Verdict::Missing),
+                    Err(v) => return Ok(v),
+                };
+                let acl = match record.headers.acl() {
+                    Some(text) => Acl::from_json(text).map_err(|_| unreadable("object acl", &access.bucket))?,
+                    None => Acl::private(&access.owner),
+                };
+                Ok(if acl.allows(caller, perm, ignore_public) { Verdict::Allowed } else { Verdict::Denied })
+            }
+            _ => Ok(Verdict::Denied),
         }
     }
 }
@@ -347,67 +465,6 @@ enum Verdict {
     Denied,
     /// Nothing allowed it but the object it names is not there.
     Missing,
-}
-
-fn allowed(
-    reader: &MetaReader,
-    access: &BucketAccess,
-    grant: &Grant,
-    req: &AccessRequest<'_>,
-    rule: &Rule,
-) -> S3Result<Verdict> {
-    let action = action_of(rule, req.version_id.is_some());
-    let mut decision = Decision::Default;
-    if let Some(policy) = &access.policy {
-        let (mut preq, resource) = req.policy_request(action);
-        preq.resource = &resource;
-        decision = policy.evaluate(&preq);
-        if decision == Decision::Deny {
-            return Ok(Verdict::Denied);
-        }
-        if decision == Decision::Allow
-            && access.block.restrict_public_buckets
-            && policy.is_public()
-            && *req.principal == Principal::Anonymous
-        {
-            decision = Decision::Default;
-        }
-    }
-    let by_grant = match rule.need {
-        Need::Read => grant.read,
-        Need::Write => grant.write,
-        Need::Owner => grant.owner,
-        _ => false,
-    };
-    if by_grant || decision == Decision::Allow {
-        return Ok(Verdict::Allowed);
-    }
-    let caller = req.principal.canonical_id();
-    let ignore_public = access.block.ignore_public_acls;
-    match rule.acl {
-        Some((AclOn::Bucket, perm)) if access.acl_or_private().allows(caller, perm, ignore_public) => {
-            Ok(Verdict::Allowed)
-        }
-        Some((AclOn::Object, perm)) => {
-            let (Some(bucket), Some(key)) = (req.bucket, req.key) else { return Ok(Verdict::Denied) };
-            let record = match req.version_id {
-                None => meta(reader.object(bucket, key))?,
-                Some(id) => match meta(reader.version(bucket, key, id))? {
-                    Some(VersionRecord::Object(o)) => Some(o),
-                    // A delete marker has no ACL; S3 answers its owner 405, others 403.
-                    Some(VersionRecord::DeleteMarker(_)) => return Ok(Verdict::Denied),
-                    None => None,
-                },
-            };
-            let Some(record) = record else { return Ok(Verdict::Missing) };
-            let acl = match record.headers.acl() {
-                Some(text) => Acl::from_json(text).map_err(|_| unreadable("object acl", bucket))?,
-                None => Acl::private(&access.owner),
-            };
-            Ok(if acl.allows(caller, perm, ignore_public) { Verdict::Allowed } else { Verdict::Denied })
-        }
-        _ => Ok(Verdict::Denied),
-    }
 }
 
 /// s3s's access check: names the request's operation (for the metrics and traces), then decides it with
@@ -428,26 +485,15 @@ impl Authorize {
     }
 }
 
-/// The bucket and key named by `x-amz-copy-source` (`bucket/key` or `/bucket/key`, percent-encoded, with an
-/// optional `?versionId=`).
+/// The bucket, key and version named by `x-amz-copy-source`, parsed by the parser the operation uses (s3s's),
+/// so that what is authorised is what is copied. `None`: not a `bucket/key` source.
 pub fn copy_source(value: &str) -> Option<(String, String, Option<String>)> {
-    let (path, query) = match value.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (value, None),
-    };
-    let path = percent_encoding::percent_decode_str(path.trim_start_matches('/')).decode_utf8().ok()?;
-    let (bucket, key) = path.split_once('/')?;
-    let version = query
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("versionId=")))
-        .map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned());
-    Some((bucket.to_string(), key.to_string(), version))
-}
-
-fn query_param<'u>(uri: &'u http::Uri, name: &str) -> Option<std::borrow::Cow<'u, str>> {
-    uri.query()?.split('&').find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy())
-    })
+    match s3s::dto::CopySource::parse(value).ok()? {
+        s3s::dto::CopySource::Bucket { bucket, key, version_id } => {
+            Some((bucket.to_string(), key.to_string(), version_id.map(|v| v.to_string())))
+        }
+        _ => None,
+    }
 }
 
 #[async_trait::async_trait]
@@ -469,10 +515,20 @@ impl S3Access for Authorize {
         };
         let secure = cx.extensions_mut().get::<Secure>().is_some_and(|s| s.0);
         let source_ip = cx.extensions_mut().get::<ClientAddr>().map(|a| a.0);
-        let version_id = query_param(cx.uri(), "versionId").map(|v| v.into_owned());
+        // Names and values decoded as s3s decodes them (`%76ersionId` is `versionId`, `+` a space), so the
+        // version and prefix decided on are the ones the operation acts on.
+        let params = crate::gate::form_urlencoded(cx.uri().query().unwrap_or(""));
+        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let version_id = param("versionId");
         // A listing without a prefix lists from the root: `s3:prefix` is "" then, as AWS evaluates it.
         let listing = matches!(op.as_str(), "ListObjects" | "ListObjectsV2" | "ListObjectVersions");
-        let prefix = query_param(cx.uri(), "prefix").map(|v| v.into_owned()).or_else(|| listing.then(String::new));
+        let prefix = param("prefix").or_else(|| listing.then(String::new));
+        if principal == Principal::Anonymous && params.iter().any(|(k, _)| k.starts_with("response-")) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Request specific response headers cannot be used for anonymous GET requests."
+            ));
+        }
         let reader = self.ctx.meta.local().or_s3()?;
         let req = AccessRequest {
             principal: &principal,
@@ -486,30 +542,35 @@ impl S3Access for Authorize {
         };
         decide(&reader, &req)?;
         if asks_for_acl(cx.headers()) && matches!(op.as_str(), "PutObject" | "CopyObject" | "CreateMultipartUpload") {
-            decide(&reader, &AccessRequest { op: "PutObjectAcl", ..req.clone() })?;
+            decide_new_acl(&reader, &req)?;
         }
         if matches!(op.as_str(), "CopyObject" | "UploadPartCopy") {
-            let source = cx.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok()).and_then(copy_source);
-            // A missing or malformed source is the operation's to refuse.
-            if let Some((bucket, key, version_id)) = source {
-                let read = AccessRequest {
-                    op: "GetObject",
-                    bucket: Some(&bucket),
-                    key: Some(&key),
-                    version_id: version_id.as_deref(),
-                    prefix: None,
-                    ..req.clone()
-                };
-                decide(&reader, &read)?;
-            }
+            let header = cx.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok());
+            // A source that is not a bucket and key is refused here, not left for the operation to read.
+            let (bucket, key, version_id) = header.and_then(copy_source).ok_or_else(denied)?;
+            let read = AccessRequest {
+                op: "GetObject",
+                bucket: Some(&bucket),
+                key: Some(&key),
+                version_id: version_id.as_deref(),
+                prefix: None,
+                ..req.clone()
+            };
+            decide(&reader, &read)?;
         }
         Ok(())
     }
 }
 
-/// Whether a write asks for an ACL of its own (a canned one other than `private`, or explicit grants).
+/// Whether a canned ACL leaves a new object as private as no ACL would: its owner is the bucket's owner, so
+/// the `bucket-owner-*` ACLs give nobody anything more.
+pub fn canned_is_private(canned: &str) -> bool {
+    matches!(canned, "private" | "bucket-owner-read" | "bucket-owner-full-control")
+}
+
+/// Whether a write asks for an ACL of its own (a canned one that is not private, or explicit grants).
 pub fn asks_for_acl(headers: &http::HeaderMap) -> bool {
-    let canned = headers.get("x-amz-acl").is_some_and(|v| v.as_bytes() != b"private");
+    let canned = headers.get("x-amz-acl").is_some_and(|v| v.to_str().map_or(true, |v| !canned_is_private(v)));
     canned || headers.keys().any(|k| k.as_str().starts_with("x-amz-grant-"))
 }
 
@@ -620,9 +681,11 @@ mod tests {
     }
 
     #[test]
-    fn copy_sources_name_bucket_key_and_version() {
-        assert_eq!(copy_source("/b/a%20b/c"), Some(("b".into(), "a b/c".into(), None)));
-        assert_eq!(copy_source("b/k?versionId=v1"), Some(("b".into(), "k".into(), Some("v1".into()))));
+    fn copy_sources_are_read_as_the_operation_reads_them() {
+        assert_eq!(copy_source("/bkt/a%20b/c"), Some(("bkt".into(), "a b/c".into(), None)));
+        assert_eq!(copy_source("bkt/k?versionId=v1"), Some(("bkt".into(), "k".into(), Some("v1".into()))));
+        // An encoded leading slash names the bucket after it, as the copy itself reads it.
+        assert_eq!(copy_source("%2Fvictim/secret.txt"), Some(("victim".into(), "secret.txt".into(), None)));
         assert_eq!(copy_source("nokey"), None);
     }
 
@@ -632,6 +695,8 @@ mod tests {
         assert!(!asks_for_acl(&h));
         h.insert("x-amz-acl", http::HeaderValue::from_static("private"));
         assert!(!asks_for_acl(&h));
+        h.insert("x-amz-acl", http::HeaderValue::from_static("bucket-owner-full-control"));
+        assert!(!asks_for_acl(&h), "the bucket's owner owns the object anyway");
         h.insert("x-amz-acl", http::HeaderValue::from_static("public-read"));
         assert!(asks_for_acl(&h));
         let mut h = http::HeaderMap::new();

@@ -164,7 +164,8 @@ fn buffers_whole_body(method: &Method, path: &str, params: &[(String, String)]) 
 }
 
 /// The query's pairs, percent-decoded; a pair that does not decode is kept as sent.
-fn form_urlencoded(query: &str) -> Vec<(String, String)> {
+/// A query's parameters, names and values decoded as s3s decodes them (`+` is a space).
+pub(crate) fn form_urlencoded(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

@@ -121,7 +121,7 @@ impl PostObject {
         };
         crate::access::decide(&reader, &req)?;
         if asks_for_acl {
-            crate::access::decide(&reader, &AccessRequest { op: "PutObjectAcl", ..req })?;
+            crate::access::decide_new_acl(&reader, &req)?;
         }
         Ok(())
     }
@@ -163,7 +163,9 @@ impl PostObject {
         let (fields, file, (access_key, length_range, key)) = before_file?;
         // Allowed as a PUT of the key by the form's signer would be, before the file is read.
         let principal = crate::access::Caller(self.principal(&access_key).await?);
-        let asks_for_acl = fields.iter().any(|(k, v)| (k == "acl" && v != "private") || k.starts_with("x-amz-grant-"));
+        let asks_for_acl = fields
+            .iter()
+            .any(|(k, v)| (k == "acl" && !crate::access::canned_is_private(v)) || k.starts_with("x-amz-grant-"));
         self.authorize(&parts.extensions, &principal.0, &bucket, &key, asks_for_acl)?;
         gate.open();
         let too_large = Arc::new(Mutex::new(None));

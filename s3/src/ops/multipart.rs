@@ -28,7 +28,7 @@ pub(super) async fn create_multipart_upload(
             i.object_lock_retain_until_date.as_ref(),
             i.object_lock_legal_hold_status.as_ref(),
         )?;
-        let acl = permissions::write_acl(&ctx, &req.extensions, &i.bucket, AclRequest::from(&i)).await?;
+        let acl = permissions::write_acl(&ctx, &i.bucket, AclRequest::from(&i)).await?;
         let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
         let checksum = upload_checksum_of(i.checksum_algorithm.as_ref(), i.checksum_type.as_ref())?;
         let (target, _) = write_target(&ctx, &i.bucket, i.server_side_encryption.as_ref(), customer.as_ref()).await?;

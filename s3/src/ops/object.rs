@@ -1,6 +1,9 @@
 //! Whole objects: PutObject, GetObject and HeadObject (read back by `read`), DeleteObject(s), CopyObject.
 
 use super::*;
+use crate::access::AccessRequest;
+use crate::access::BucketDecider;
+use crate::access::ClientAddr;
 
 pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
     let this = s3.clone();
@@ -13,7 +16,7 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
             i.object_lock_retain_until_date.as_ref(),
             i.object_lock_legal_hold_status.as_ref(),
         )?;
-        let acl = permissions::write_acl(ctx, &req.extensions, &i.bucket, AclRequest::from(&i)).await?;
+        let acl = permissions::write_acl(ctx, &i.bucket, AclRequest::from(&i)).await?;
         let customer = sse::customer_key(sse_c_headers!(i), secure_of(&req.extensions))?;
         let content_md5 = parse_content_md5(i.content_md5.as_ref())?;
         let expected = expected_checksums(
@@ -208,25 +211,37 @@ pub(super) async fn delete_objects(
         let quiet = i.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        // Each key is authorised as its own DeleteObject would be (a policy may deny some keys and not others).
-        let principal = crate::access::Caller::of(&req.extensions);
-        let reader = ctx.meta.local().or_s3()?;
-        let may_delete = |key: &str, version_id: Option<&str>| {
-            let req = crate::access::AccessRequest {
-                principal: &principal,
-                op: "DeleteObject",
-                bucket: Some(&i.bucket),
-                key: Some(key),
-                version_id,
-                secure: secure_of(&req.extensions).0,
-                source_ip: req.extensions.get::<crate::access::ClientAddr>().map(|a| a.0),
-                prefix: None,
-            };
-            crate::access::decide(&reader, &req)
+        // Each key is authorised as its own DeleteObject would be (a policy may deny some keys and not others),
+        // the bucket's settings read once, off the async workers (a policy's patterns may cost time per key).
+        let allowed = {
+            let principal = crate::access::Caller::of(&req.extensions);
+            let (secure, source_ip) = (secure_of(&req.extensions).0, req.extensions.get::<ClientAddr>().map(|a| a.0));
+            let reader = ctx.meta.local().or_s3()?;
+            let bucket = i.bucket.clone();
+            let keys: Vec<(String, Option<String>)> =
+                i.delete.objects.iter().map(|o| (o.key.clone(), o.version_id.clone())).collect();
+            tokio::task::spawn_blocking(move || {
+                let decider = BucketDecider::load(&reader, &principal, &bucket)?.ok_or_else(no_such_bucket)?;
+                let decide = |(key, version_id): &(String, Option<String>)| {
+                    decider.decide(&AccessRequest {
+                        principal: &principal,
+                        op: "DeleteObject",
+                        bucket: Some(&bucket),
+                        key: Some(key),
+                        version_id: version_id.as_deref(),
+                        secure,
+                        source_ip,
+                        prefix: None,
+                    })
+                };
+                Ok::<_, S3Error>(keys.iter().map(decide).collect::<Vec<_>>())
+            })
+            .await
+            .map_err(|e| s3_error!(InternalError, "{e}"))??
         };
         // Proposed together, so Raft commits them in a few batched log appends.
-        let results = futures::future::join_all(i.delete.objects.iter().map(|obj| async {
-            may_delete(&obj.key, obj.version_id.as_deref())?;
+        let results = futures::future::join_all(i.delete.objects.iter().zip(allowed).map(|(obj, allowed)| async {
+            allowed?;
             versions::delete_one(&ctx, &i.bucket, &obj.key, obj.version_id.as_deref(), versioning).await
         }))
         .await;
@@ -287,7 +302,7 @@ pub(super) async fn copy_object(
             i.copy_source_if_unmodified_since.as_ref(),
         )?;
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let acl = permissions::write_acl(&ctx, &req.extensions, &i.bucket, AclRequest::from(&i)).await?;
+        let acl = permissions::write_acl(&ctx, &i.bucket, AclRequest::from(&i)).await?;
         let changes_encryption = i.server_side_encryption.is_some() || customer.is_some();
         // A copy of an older version onto its own key restores it: only the current one is a copy onto itself.
         let onto_itself = src_bucket == i.bucket && src_key == i.key && !replace && !changes_encryption && {

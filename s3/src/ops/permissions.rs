@@ -8,7 +8,8 @@
 //!   no key is refused, never kept to match nobody.
 //! - With BlockPublicAcls, a public ACL (on the bucket, or on an object, by header or by PutObjectAcl) is refused
 //!   403 and nothing changes; with BlockPublicPolicy, a public policy is.
-//! - A write's ACL is the writer's: copying an object never copies its source's ACL.
+//! - An object's ACL names its bucket's owner as owner, whoever wrote it; a write's ACL is the one it asks for
+//!   (copying an object never copies its source's), and one no more open than private is not kept.
 
 use hoard_actors::NodeContext;
 use hoard_protocol::BucketSetting;
@@ -27,7 +28,6 @@ use super::versions::get_version;
 use super::write;
 use super::HoardS3;
 use crate::access::BucketAccess;
-use crate::access::Caller;
 use crate::access::PublicAccessBlock;
 use crate::acl::Acl;
 use crate::acl::AclRequest;
@@ -62,12 +62,7 @@ async fn set(ctx: &NodeContext, bucket: String, setting: BucketSetting, value: O
 /// The ACL a write asks for (`x-amz-acl`, `x-amz-grant-*`), as the new version keeps it: `None` when it asks
 /// for none (the object is then private to the bucket's owner and the writer's grants). Refused as S3 refuses
 /// it when it names unknown keys, or is public where Block Public Access forbids.
-pub(super) async fn write_acl(
-    ctx: &NodeContext,
-    extensions: &http::Extensions,
-    bucket: &str,
-    asked: AclRequest<'_>,
-) -> S3Result<Option<String>> {
+pub(super) async fn write_acl(ctx: &NodeContext, bucket: &str, asked: AclRequest<'_>) -> S3Result<Option<String>> {
     if asked.canned.is_none()
         && asked.grant_read.is_none()
         && asked.grant_read_acp.is_none()
@@ -77,13 +72,14 @@ pub(super) async fn write_acl(
         return Ok(None);
     }
     let access = bucket_access(ctx, bucket).await?;
-    let writer = Caller::of(extensions);
-    let owner = writer.canonical_id().unwrap_or(&access.owner).to_string();
-    let Some(acl) = Acl::from_request(&asked, &owner, &access.owner, known_key(ctx)?)? else { return Ok(None) };
+    // Objects are their bucket owner's, whoever wrote them (one account): a writer gains no rights over what
+    // it wrote beyond its grant.
+    let owner = access.owner.as_str();
+    let Some(acl) = Acl::from_request(&asked, owner, owner, known_key(ctx)?)? else { return Ok(None) };
     if acl.is_public() && access.block.block_public_acls {
         return Err(blocked());
     }
-    Ok(Some(acl.to_json()))
+    Ok((acl != Acl::private(owner)).then(|| acl.to_json()))
 }
 
 pub(super) async fn put_bucket_acl(
