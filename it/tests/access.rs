@@ -443,6 +443,12 @@ async fn public_read_objects_are_readable_with_curl_and_nothing_else_is() {
     assert!(all_users, "{acl:?}");
     put(&root, "site", "index.html", b"<h1>new</h1>").await;
     assert_eq!(curl_status(&format!("{ep}/site/index.html"), false), 403, "a new write is private again");
+    // authenticated-read: any key may read it, with or without a grant; anonymous callers may not.
+    let members = root.put_object().bucket("site").key("members.html").acl(ObjectCannedAcl::AuthenticatedRead);
+    members.body(ByteStream::from_static(b"members")).send().await.expect("put");
+    let stranger = create_key(&node, "stranger", &[]);
+    assert_eq!(get(&client_of(&node, &stranger), "site", "members.html").await, b"members");
+    assert_eq!(curl_status(&format!("{ep}/site/members.html"), false), 403);
     // A public-read bucket lets anyone list it (and then a missing key is 404), but not read private objects.
     root.put_bucket_acl().bucket("site").acl(BucketCannedAcl::PublicRead).send().await.expect("bucket acl");
     let listing = String::from_utf8(curl_body(&format!("{ep}/site?list-type=2"))).expect("xml");
