@@ -259,6 +259,14 @@ impl BucketAccess {
     pub fn acl_or_private(&self) -> Acl {
         self.acl.clone().unwrap_or_else(|| Acl::private(&self.owner))
     }
+
+    /// The ACL of one of the bucket's object versions, or the private one when it has none.
+    pub fn object_acl(&self, record: &ObjectRecord) -> S3Result<Acl> {
+        match record.headers.acl() {
+            Some(text) => Acl::from_json(text).map_err(|_| unreadable("object acl", &self.bucket)),
+            None => Ok(Acl::private(&self.owner)),
+        }
+    }
 }
 
 /// One request as the authorisation sees it.
@@ -449,11 +457,8 @@ impl BucketDecider {
                     Ok(None) => return Ok(Verdict::Missing),
                     Err(v) => return Ok(v),
                 };
-                let acl = match record.headers.acl() {
-                    Some(text) => Acl::from_json(text).map_err(|_| unreadable("object acl", &access.bucket))?,
-                    None => Acl::private(&access.owner),
-                };
-                Ok(if acl.allows(caller, perm, ignore_public) { Verdict::Allowed } else { Verdict::Denied })
+                let allows = access.object_acl(&record)?.allows(caller, perm, ignore_public);
+                Ok(if allows { Verdict::Allowed } else { Verdict::Denied })
             }
             _ => Ok(Verdict::Denied),
         }

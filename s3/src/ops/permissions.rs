@@ -113,6 +113,18 @@ pub(super) async fn get_bucket_acl(
     .await
 }
 
+/// The bucket's access settings and the object version a request names.
+async fn object_version(
+    ctx: &NodeContext,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> S3Result<(BucketAccess, hoard_protocol::ObjectRecord)> {
+    super::check_key(key)?;
+    let access = bucket_access(ctx, bucket).await?;
+    Ok((access, get_version(ctx, bucket, key, version_id).await?))
+}
+
 pub(super) async fn put_object_acl(
     s3: &HoardS3,
     req: S3Request<PutObjectAclInput>,
@@ -120,14 +132,9 @@ pub(super) async fn put_object_acl(
     let ctx = s3.ctx.clone();
     session::run(&s3.sessions, async move {
         let i = &req.input;
-        super::check_key(&i.key)?;
-        let access = bucket_access(&ctx, &i.bucket).await?;
-        let record = get_version(&ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
-        let owner = match record.headers.acl() {
-            Some(text) => Acl::from_json(text)?.owner,
-            None => access.owner.clone(),
-        };
-        let acl = Acl::from_request(&AclRequest::from(i), &owner, &access.owner, known_key(&ctx)?)?
+        let (access, record) = object_version(&ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
+        let owner = access.owner.as_str();
+        let acl = Acl::from_request(&AclRequest::from(i), owner, owner, known_key(&ctx)?)?
             .ok_or_else(|| s3_error!(MissingSecurityHeader, "Your request was missing a required header: x-amz-acl"))?;
         if acl.is_public() && access.block.block_public_acls {
             return Err(blocked());
@@ -166,14 +173,8 @@ pub(super) async fn get_object_acl(
     let ctx = s3.ctx.clone();
     session::run(&s3.sessions, async move {
         let i = &req.input;
-        super::check_key(&i.key)?;
-        let access = bucket_access(&ctx, &i.bucket).await?;
-        let record = get_version(&ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
-        let acl = match record.headers.acl() {
-            Some(text) => Acl::from_json(text)?,
-            None => Acl::private(&access.owner),
-        };
-        let dto = acl.to_dto();
+        let (access, record) = object_version(&ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
+        let dto = access.object_acl(&record)?.to_dto();
         Ok(S3Response::new(GetObjectAclOutput { grants: dto.grants, owner: dto.owner, request_charged: None }))
     })
     .await
