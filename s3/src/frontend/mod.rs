@@ -13,16 +13,13 @@
 //!
 //! A path that is not UTF-8 once percent-decoded is refused (400 `InvalidURI`) before anything else.
 //!
-//! CORS (rules in `cors`): an `OPTIONS` naming a bucket is a preflight, answered here from the bucket's rules
-//! and metered as [`PREFLIGHT_OPERATION`]. A request with an `Origin` gets the CORS headers its bucket's rules
-//! give it on whatever response it gets, errors included; a request without one costs no metadata read.
+//! CORS (rules in `cors`, hooks in `cross_origin`): an `OPTIONS` naming a bucket is a preflight, answered here
+//! from the bucket's rules and metered as [`PREFLIGHT_OPERATION`]. A request with an `Origin` gets the CORS
+//! headers its bucket's rules give it on whatever response it gets, errors included; a request without one costs
+//! no metadata read.
 //!
 //! A PUT body with no declared length (`Transfer-Encoding: chunked`, or an HTTP/2 stream without
-//! `Content-Length`) is taken as S3 takes it: signed `UNSIGNED-PAYLOAD`, or `aws-chunked` with
-//! `x-amz-decoded-content-length`. It streams like any body and may carry at most [`MAX_PUT_SIZE`] bytes, the
-//! most one PUT (or part) may. Only a body signed whole (its SHA-256 in `x-amz-content-sha256`) needs its length
-//! up front, and s3s answers 411 `MissingContentLength` for it. Nothing in hoard reads a request body's size
-//! hint (see [`UndeclaredLength`]).
+//! `Content-Length`) is taken as S3 takes it (see `body`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -38,7 +35,6 @@ use hoard_actors::metrics::FinishedRequest;
 use hoard_actors::metrics::NodeMetrics;
 use hoard_actors::metrics::UNKNOWN_OPERATION;
 use hoard_actors::NodeContext;
-use hoard_protocol::BucketSetting;
 use http::Request;
 use http::Response;
 use http::StatusCode;
@@ -56,12 +52,19 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::access::meta;
 use crate::cors;
-use crate::error::OrS3;
-use crate::error::BODY_TOO_LARGE;
 use crate::ops::MAX_PUT_SIZE;
 use crate::sse::Secure;
+
+mod body;
+mod cross_origin;
+#[cfg(test)]
+mod tests;
+
+use body::decoded_too_large;
+use body::is_unsigned_put_without_length;
+use body::UndeclaredLength;
+use cross_origin::preflight_bucket;
 
 pub struct Frontend {
     pub ctx: NodeContext,
@@ -166,49 +169,6 @@ impl Frontend {
 
 /// The operation a preflight is metered and traced as.
 pub const PREFLIGHT_OPERATION: &str = "PreflightRequest";
-
-impl Frontend {
-    /// The answer to a preflight naming `bucket`, from the rules in the local state machine (a preflight is a
-    /// browser asking before each cross-origin request: no Raft round trip for it).
-    fn preflight(&self, bucket: &str, headers: &http::HeaderMap) -> Response<Body> {
-        let answer = cors::Preflight::of(headers).and_then(|preflight| {
-            let reader = self.ctx.meta.local().or_s3()?;
-            let exists = meta(reader.bucket(bucket))?.is_some();
-            let stored = if exists { meta(reader.bucket_setting(bucket, BucketSetting::Cors))? } else { None };
-            preflight.answer(exists, stored.as_deref())
-        });
-        match answer {
-            Ok(cors_headers) => {
-                let mut r = Response::new(Body::empty());
-                r.headers_mut().extend(cors_headers);
-                r
-            }
-            Err(e) => e.to_http_response().unwrap_or_else(|_| plain(StatusCode::FORBIDDEN, "forbidden\n")),
-        }
-    }
-
-    /// Adds to a response the CORS headers its bucket's rules give the request, if any match. Nothing is added
-    /// when the rules cannot be read: a browser then refuses the response, which is the safe side.
-    fn add_cors_headers(&self, asked: &cors::CrossOrigin, response: &mut http::HeaderMap) {
-        let stored =
-            self.ctx.meta.local().or_s3().and_then(|r| meta(r.bucket_setting(&asked.bucket, BucketSetting::Cors)));
-        let rules = match stored {
-            Ok(None) => return,
-            Ok(Some(text)) => cors::CorsRules::from_json(&text),
-            Err(e) => Err(e),
-        };
-        match rules {
-            Ok(rules) => response.extend(asked.headers(&rules).unwrap_or_default()),
-            Err(e) => tracing::error!(bucket = %asked.bucket, error = %e, "the bucket's CORS rules cannot be read"),
-        }
-    }
-}
-
-/// The bucket a preflight names: an `OPTIONS` of `/bucket` or `/bucket/key`. `None` for any other request
-/// (an `OPTIONS /` goes on to s3s, which knows no such operation).
-fn preflight_bucket<B>(req: &Request<B>) -> Option<String> {
-    (req.method() == http::Method::OPTIONS).then(|| cors::path_bucket(req.uri().path())).flatten()
-}
 
 /// How often at most a line about refused, unauthenticated requests is logged.
 const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -348,94 +308,6 @@ fn undecodable_path<B>(req: &Request<B>) -> Option<s3s::S3Error> {
     decoded.is_err().then(|| s3_error!(InvalidURI, "Couldn't parse the specified URI."))
 }
 
-/// Whether `req` is a PUT whose body has no declared length and is signed `UNSIGNED-PAYLOAD`: the body
-/// [`UndeclaredLength`] is for.
-fn is_unsigned_put_without_length<B: http_body::Body>(req: &Request<B>) -> bool {
-    req.method() == http::Method::PUT
-        && !req.headers().contains_key(http::header::CONTENT_LENGTH)
-        && http_body::Body::size_hint(req.body()).exact().is_none()
-        && req.headers().get("x-amz-content-sha256").is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD")
-}
-
-/// An `aws-chunked` PUT that says it will carry more than one PUT may: refused before anything is read. (With a
-/// `Content-Length` the object layer would refuse it too; without one, this is the only bound.)
-fn decoded_too_large<B>(req: &Request<B>) -> Option<s3s::S3Error> {
-    let decoded = req.headers().get("x-amz-decoded-content-length")?.to_str().ok()?.trim().parse::<u64>().ok()?;
-    (req.method() == http::Method::PUT && decoded > MAX_PUT_SIZE as u64)
-        .then(|| s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size of 5 GiB"))
-}
-
-/// The body of a PUT signed `UNSIGNED-PAYLOAD` that declares no length, as S3 takes it: streamed, and failed
-/// (with [`BODY_TOO_LARGE`], which the object layer answers as `EntityTooLarge`) once more than `limit` bytes
-/// have come.
-///
-/// s3s refuses such a body as MinIO does (411 `MissingContentLength`), knowing it by a size hint that is not
-/// exact. So until it is first read, which s3s's check always comes before, this body's size hint says
-/// `limit` bytes exactly; from then on it is the connection's own.
-struct UndeclaredLength<B> {
-    inner: B,
-    limit: u64,
-    /// Data bytes passed so far.
-    read: u64,
-    /// Whether a frame was asked for yet.
-    polled: bool,
-}
-
-impl<B> UndeclaredLength<B> {
-    fn new(inner: B, limit: u64) -> UndeclaredLength<B> {
-        UndeclaredLength { inner, limit, read: 0, polled: false }
-    }
-}
-
-/// What an [`UndeclaredLength`] body fails with past its limit.
-#[derive(Debug)]
-struct BodyTooLarge;
-
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(BODY_TOO_LARGE)
-    }
-}
-
-impl std::error::Error for BodyTooLarge {}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<B> http_body::Body for UndeclaredLength<B>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.polled = true;
-        let frame = match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
-            None => return Poll::Ready(None),
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            Some(Ok(frame)) => frame,
-        };
-        self.read += frame.data_ref().map_or(0, |d| d.len() as u64);
-        if self.read > self.limit {
-            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-        }
-        Poll::Ready(Some(Ok(frame)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        if self.polled {
-            self.inner.size_hint()
-        } else {
-            SizeHint::with_exact(self.limit)
-        }
-    }
-}
-
 /// The request headers that carry a customer's key (SSE-C).
 const CUSTOMER_KEY_HEADERS: [&str; 2] =
     ["x-amz-server-side-encryption-customer-key", "x-amz-copy-source-server-side-encryption-customer-key"];
@@ -476,131 +348,4 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     *r.status_mut() = status;
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn customer_keys_are_never_printed_with_a_request() {
-        let mut h = http::HeaderMap::new();
-        h.insert("x-amz-server-side-encryption-customer-key", http::HeaderValue::from_static("S2V5S2V5S2V5"));
-        h.insert("x-amz-copy-source-server-side-encryption-customer-key", http::HeaderValue::from_static("T2xkT2xk"));
-        h.insert("x-amz-server-side-encryption-customer-algorithm", http::HeaderValue::from_static("AES256"));
-        hide_customer_keys(&mut h);
-        let printed = format!("{h:?}");
-        assert!(!printed.contains("S2V5S2V5S2V5") && !printed.contains("T2xkT2xk"), "{printed}");
-        assert!(printed.contains("AES256"), "other headers print as before: {printed}");
-        assert_eq!(h["x-amz-server-side-encryption-customer-key"], "S2V5S2V5S2V5", "the value itself is kept");
-    }
-
-    /// A body of `chunks` whose length nobody declared, as hyper gives a chunked one.
-    struct Chunked(std::collections::VecDeque<Bytes>);
-
-    impl http_body::Body for Chunked {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    fn chunked(chunks: &[&'static [u8]]) -> Chunked {
-        Chunked(chunks.iter().map(|c| Bytes::from_static(c)).collect())
-    }
-
-    async fn next<B: http_body::Body + Unpin>(b: &mut B) -> Option<Result<Frame<B::Data>, B::Error>> {
-        futures::future::poll_fn(|cx| Pin::new(&mut *b).poll_frame(cx)).await
-    }
-
-    #[tokio::test]
-    async fn a_body_without_a_length_streams_up_to_its_limit_and_fails_past_it() {
-        let mut body = UndeclaredLength::new(chunked(&[b"abcd", b"efgh"]), 8);
-        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(8), "until read: what s3s's check asks");
-        let first = next(&mut body).await.expect("a frame").expect("data");
-        assert_eq!(first.into_data().ok(), Some(Bytes::from_static(b"abcd")));
-        assert_eq!(http_body::Body::size_hint(&body).exact(), None, "once read: the connection's own hint");
-        assert!(next(&mut body).await.expect("a frame").is_ok(), "exactly the limit is allowed");
-        assert!(next(&mut body).await.is_none());
-
-        let mut body = UndeclaredLength::new(chunked(&[b"abcd", b"efgh", b"ijkl"]), 7);
-        assert!(next(&mut body).await.expect("a frame").is_ok());
-        let err = next(&mut body).await.expect("a frame").expect_err("past the limit");
-        let s3 = crate::error::to_s3(hoard_actors::error::ActorError::Body(err.to_string()));
-        assert_eq!(s3.code(), &s3s::S3ErrorCode::EntityTooLarge, "answered as S3 answers a body too large");
-    }
-
-    #[test]
-    fn only_unsigned_puts_that_declare_no_length_get_an_undeclared_length_body() {
-        let put = |headers: &[(&str, &str)], method: &str| {
-            let mut b = Request::builder().method(method).uri("/b/k");
-            for (k, v) in headers {
-                b = b.header(*k, *v);
-            }
-            b.body(chunked(&[b"x"])).expect("a request")
-        };
-        let unsigned = ("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
-        assert!(is_unsigned_put_without_length(&put(&[unsigned], "PUT")));
-        assert!(!is_unsigned_put_without_length(&put(&[unsigned, ("content-length", "1")], "PUT")));
-        assert!(!is_unsigned_put_without_length(&put(&[unsigned], "POST")));
-        let whole = ("x-amz-content-sha256", "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
-        assert!(!is_unsigned_put_without_length(&put(&[whole], "PUT")), "a body signed whole needs its length");
-        let streamed = ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
-        assert!(!is_unsigned_put_without_length(&put(&[streamed], "PUT")), "aws-chunked has its decoded length");
-        let empty = Request::builder().method("PUT").uri("/b/k").header(unsigned.0, unsigned.1).body(Body::empty());
-        assert!(!is_unsigned_put_without_length(&empty.expect("a request")), "a body known to be empty has a length");
-    }
-
-    #[test]
-    fn a_path_that_is_not_utf8_once_decoded_is_an_invalid_uri() {
-        let at = |path: &str| {
-            let req = Request::builder().uri(path).body(()).expect("a request");
-            undecodable_path(&req).map(|e| e.code().clone())
-        };
-        for bad in ["/b/%FF", "/b/a%C3%28", "/%E9/k", "/b/%ED%A0%80"] {
-            assert_eq!(at(bad), Some(s3s::S3ErrorCode::InvalidURI), "{bad}");
-        }
-        for good in ["/b/%C3%A9", "/b/plain", "/", "/b/%25FF", "/b/%F0%9F%A6%80"] {
-            assert_eq!(at(good), None, "{good}");
-        }
-    }
-
-    #[test]
-    fn an_aws_chunked_put_may_declare_at_most_5_gib() {
-        let put = |decoded: u64, method: &str| {
-            let b = Request::builder().method(method).uri("/b/k").header("x-amz-decoded-content-length", decoded);
-            decoded_too_large(&b.body(()).expect("a request")).map(|e| e.code().clone())
-        };
-        let max = MAX_PUT_SIZE as u64;
-        assert_eq!(put(max + 1, "PUT"), Some(s3s::S3ErrorCode::EntityTooLarge));
-        assert_eq!(put(max, "PUT"), None);
-        assert_eq!(put(max + 1, "GET"), None);
-    }
-
-    #[test]
-    fn only_an_options_naming_a_bucket_is_a_preflight() {
-        let at = |method: &str, uri: &str| {
-            preflight_bucket(&Request::builder().method(method).uri(uri).body(()).expect("a request"))
-        };
-        assert_eq!(at("OPTIONS", "/bkt/some/key?X-Amz-Signature=0"), Some("bkt".to_owned()));
-        assert_eq!(at("OPTIONS", "/bkt"), Some("bkt".to_owned()));
-        assert_eq!(at("OPTIONS", "/"), None, "no bucket: not a preflight hoard answers");
-        assert_eq!(at("GET", "/bkt/k"), None);
-        assert_eq!(at("PUT", "/bkt/k"), None);
-    }
-
-    #[test]
-    fn repeated_content_encodings_become_one_comma_separated_header() {
-        let mut h = http::HeaderMap::new();
-        h.append(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
-        h.append(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("aws-chunked"));
-        join_repeated_content_encoding(&mut h);
-        let all: Vec<_> = h.get_all(http::header::CONTENT_ENCODING).iter().collect();
-        assert_eq!(all, vec!["gzip,aws-chunked"]);
-    }
 }
