@@ -8,9 +8,10 @@ use s3s::path::S3Path;
 use s3s::s3_error;
 use s3s::S3Result;
 
-use super::decide::decide;
 use super::decide::decide_new_acl;
+use super::decide::decide_read;
 use super::decide::AccessRequest;
+use super::decide::ObjectAclCheck;
 use super::denied;
 use super::Caller;
 use super::ClientAddr;
@@ -93,7 +94,10 @@ impl S3Access for Authorize {
             source_ip,
             prefix: prefix.as_deref(),
         };
-        decide(&reader, &req)?;
+        // A read let in by the object's ACL alone is checked again on the version it serves (see ObjectAclCheck).
+        if let Some(check) = decide_read(&reader, &req)? {
+            cx.extensions_mut().insert(ReadAclCheck(check));
+        }
         if asks_for_acl(cx.headers()) && matches!(op.as_str(), "PutObject" | "CopyObject" | "CreateMultipartUpload") {
             decide_new_acl(&reader, &req)?;
         }
@@ -109,7 +113,9 @@ impl S3Access for Authorize {
                 prefix: None,
                 ..req.clone()
             };
-            decide(&reader, &read)?;
+            if let Some(check) = decide_read(&reader, &read)? {
+                cx.extensions_mut().insert(SourceAclCheck(check));
+            }
         }
         Ok(())
     }
@@ -126,3 +132,11 @@ pub fn asks_for_acl(headers: &http::HeaderMap) -> bool {
     let canned = headers.get("x-amz-acl").is_some_and(|v| v.to_str().map_or(true, |v| !canned_is_private(v)));
     canned || headers.keys().any(|k| k.as_str().starts_with("x-amz-grant-"))
 }
+
+/// The object ACL a read was let in by, to check again on the version it serves.
+#[derive(Debug, Clone)]
+pub struct ReadAclCheck(pub ObjectAclCheck);
+
+/// The same, for a copy's source.
+#[derive(Debug, Clone)]
+pub struct SourceAclCheck(pub ObjectAclCheck);

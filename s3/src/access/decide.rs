@@ -35,6 +35,7 @@ fn unreadable(what: &str, bucket: &str) -> S3Error {
 }
 
 /// What the authorisation of requests to one bucket reads of it.
+#[derive(Debug)]
 pub struct BucketAccess {
     pub bucket: String,
     /// The owning key's canonical id ([`ROOT_ID`] for root's buckets).
@@ -121,22 +122,47 @@ impl AccessRequest<'_> {
 
 /// Decides one request: `Ok` when it may go on. `reader` is the node's local state machine.
 pub fn decide(reader: &MetaReader, req: &AccessRequest<'_>) -> S3Result<()> {
+    decide_by(reader, req, &rule(req.op)).map(|_| ())
+}
+
+/// Decides a read of an object: `Ok(Some(check))` when only the ACL of the version read here lets the caller
+/// in, so the version the operation then reads must pass `check` too (it may be a newer one).
+pub fn decide_read(reader: &MetaReader, req: &AccessRequest<'_>) -> S3Result<Option<ObjectAclCheck>> {
     decide_by(reader, req, &rule(req.op))
+}
+
+/// What let a caller read an object through its ACL, checked again on the version the read serves.
+#[derive(Debug, Clone)]
+pub struct ObjectAclCheck {
+    pub(super) caller: Option<String>,
+    pub(super) access: std::sync::Arc<BucketAccess>,
+    pub(super) perm: AclPermission,
+}
+
+impl ObjectAclCheck {
+    /// `Ok` when the version about to be served lets the caller in as the one decided on did.
+    pub fn verify(&self, record: &ObjectRecord) -> S3Result<()> {
+        let ignore_public = self.access.block.ignore_public_acls;
+        match self.access.object_acl(record)?.allows(self.caller.as_deref(), self.perm, ignore_public) {
+            true => Ok(()),
+            false => Err(denied()),
+        }
+    }
 }
 
 /// Decides whether a write may give the new object an ACL of its own: the owner's grant or a policy's `Allow` of
 /// `s3:PutObjectAcl`, never an ACL (the object has none yet) nor the 404 a missing key gets on a read.
 pub fn decide_new_acl(reader: &MetaReader, req: &AccessRequest<'_>) -> S3Result<()> {
-    decide_by(reader, req, &Rule { need: Need::Owner, action: "s3:PutObjectAcl", acl: None })
+    decide_by(reader, req, &Rule { need: Need::Owner, action: "s3:PutObjectAcl", acl: None }).map(|_| ())
 }
 
-fn decide_by(reader: &MetaReader, req: &AccessRequest<'_>, rule: &Rule) -> S3Result<()> {
+fn decide_by(reader: &MetaReader, req: &AccessRequest<'_>, rule: &Rule) -> S3Result<Option<ObjectAclCheck>> {
     if *req.principal == Principal::Root {
-        return Ok(());
+        return Ok(None);
     }
     let Some(bucket) = req.bucket else {
         return match (rule.need, req.principal) {
-            (Need::Signed, Principal::Key(_)) => Ok(()),
+            (Need::Signed, Principal::Key(_)) => Ok(None),
             _ => Err(denied()),
         };
     };
@@ -146,7 +172,7 @@ fn decide_by(reader: &MetaReader, req: &AccessRequest<'_>, rule: &Rule) -> S3Res
     if rule.need == Need::CreateBucket {
         let Principal::Key(id) = req.principal else { return Err(denied()) };
         let may = meta(reader.access_key(id))?.is_some_and(|k| k.may_create_buckets);
-        return if may { Ok(()) } else { Err(denied()) };
+        return if may { Ok(None) } else { Err(denied()) };
     }
     match BucketDecider::load(reader, req.principal, bucket)? {
         Some(decider) => decider.decide_by(req, rule),
@@ -158,7 +184,7 @@ fn decide_by(reader: &MetaReader, req: &AccessRequest<'_>, rule: &Rule) -> S3Res
 /// What deciding requests of one caller to one bucket reads, read once (DeleteObjects decides each key with it).
 pub struct BucketDecider {
     reader: MetaReader,
-    access: BucketAccess,
+    access: std::sync::Arc<BucketAccess>,
     grant: Grant,
 }
 
@@ -170,27 +196,32 @@ impl BucketDecider {
             Principal::Key(id) => meta(reader.grant(bucket, id))?,
             _ => Grant::default(),
         };
-        Ok(Some(BucketDecider { reader: reader.clone(), access, grant }))
+        Ok(Some(BucketDecider { reader: reader.clone(), access: std::sync::Arc::new(access), grant }))
     }
 
     /// Decides a request to this decider's bucket, by the caller it was loaded for.
     pub fn decide(&self, req: &AccessRequest<'_>) -> S3Result<()> {
-        self.decide_by(req, &rule(req.op))
+        self.decide_by(req, &rule(req.op)).map(|_| ())
     }
 
-    fn decide_by(&self, req: &AccessRequest<'_>, rule: &Rule) -> S3Result<()> {
+    fn decide_by(&self, req: &AccessRequest<'_>, rule: &Rule) -> S3Result<Option<ObjectAclCheck>> {
         if *req.principal == Principal::Root {
-            return Ok(());
+            return Ok(None);
         }
         match self.allowed(req, rule)? {
-            Verdict::Allowed => Ok(()),
+            Verdict::Allowed => Ok(None),
+            Verdict::ByObjectAcl(perm) => Ok(Some(ObjectAclCheck {
+                caller: req.principal.canonical_id().map(str::to_string),
+                access: self.access.clone(),
+                perm,
+            })),
             Verdict::Denied => Err(denied()),
             Verdict::Missing => {
                 // A read of a key that is not there: 404 only to those who may list the bucket.
                 let list =
                     AccessRequest { op: "ListObjects", key: None, version_id: None, prefix: None, ..req.clone() };
                 match self.allowed(&list, &self::rule("ListObjects"))? {
-                    Verdict::Allowed => Ok(()),
+                    Verdict::Allowed => Ok(None),
                     _ => Err(denied()),
                 }
             }
@@ -269,7 +300,7 @@ impl BucketDecider {
                     Err(v) => return Ok(v),
                 };
                 let allows = access.object_acl(&record)?.allows(caller, perm, ignore_public);
-                Ok(if allows { Verdict::Allowed } else { Verdict::Denied })
+                Ok(if allows { Verdict::ByObjectAcl(perm) } else { Verdict::Denied })
             }
             _ => Ok(Verdict::Denied),
         }
@@ -278,6 +309,8 @@ impl BucketDecider {
 
 enum Verdict {
     Allowed,
+    /// Allowed by the ACL of the object version read here, with this permission.
+    ByObjectAcl(AclPermission),
     Denied,
     /// Nothing allowed it but the object it names is not there.
     Missing,

@@ -129,3 +129,37 @@ fn only_non_private_acls_and_grants_ask_for_an_acl() {
     h.insert("x-amz-grant-read", http::HeaderValue::from_static("id=\"AK\""));
     assert!(asks_for_acl(&h));
 }
+
+#[test]
+fn a_read_let_in_by_one_versions_acl_is_refused_another_version() {
+    use super::decide::ObjectAclCheck;
+    let access = std::sync::Arc::new(BucketAccess {
+        bucket: "b".into(),
+        owner: ROOT_ID.into(),
+        acl: None,
+        policy: None,
+        block: PublicAccessBlock::default(),
+    });
+    let record = |acl: Option<String>| {
+        let mut headers = hoard_protocol::ObjectHeaders::default();
+        headers.set_acl(acl);
+        hoard_protocol::ObjectRecord {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: "v".into(),
+            size: 0,
+            etag: String::new(),
+            last_modified_ms: 0,
+            headers,
+            checksums: Default::default(),
+            segments: Vec::new(),
+            encryption: Default::default(),
+            inline: Some(Vec::new()),
+        }
+    };
+    let public = crate::acl::Acl::canned("public-read", ROOT_ID, ROOT_ID).expect("canned");
+    let check = ObjectAclCheck { caller: None, access, perm: AclPermission::Read };
+    assert!(check.verify(&record(Some(public.to_json()))).is_ok(), "the public version is served");
+    let refused = check.verify(&record(None)).expect_err("a private version replaced it meanwhile");
+    assert_eq!(refused.code(), &s3s::S3ErrorCode::AccessDenied);
+}

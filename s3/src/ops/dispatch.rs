@@ -134,7 +134,8 @@ impl S3 for HoardS3 {
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
         let ctx = self.ctx.clone();
         let secure = secure_of(&req.extensions);
-        session::run(&self.sessions, async move { object_attributes(&ctx, req.input, secure).await }).await
+        let check = req.extensions.get::<crate::access::ReadAclCheck>().cloned();
+        session::run(&self.sessions, async move { object_attributes(&ctx, req.input, secure, check).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]

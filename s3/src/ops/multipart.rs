@@ -161,6 +161,9 @@ pub(super) async fn upload_part_copy(
         let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
         let upload = get_upload(ctx, &i.bucket, &i.key, &i.upload_id).await?;
         let src = versions::get_copy_source(ctx, &src_bucket, &src_key, src_version.as_deref()).await?;
+        if let Some(check) = req.extensions.get::<crate::access::SourceAclCheck>() {
+            check.0.verify(&src)?;
+        }
         check_copy_conditions(
             &src,
             i.copy_source_if_match.as_ref(),

@@ -4,6 +4,8 @@ use super::*;
 use crate::access::AccessRequest;
 use crate::access::BucketDecider;
 use crate::access::ClientAddr;
+use crate::access::ReadAclCheck;
+use crate::access::SourceAclCheck;
 
 pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
     let this = s3.clone();
@@ -103,7 +105,8 @@ pub(super) async fn put_object(s3: &HoardS3, req: S3Request<PutObjectInput>) -> 
 pub(super) async fn get_object(s3: &HoardS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     let ctx = s3.ctx.clone();
     let secure = secure_of(&req.extensions);
-    session::run(&s3.sessions, async move { read_object(&ctx, req.input, secure, true).await }).await
+    let check = req.extensions.get::<ReadAclCheck>().cloned();
+    session::run(&s3.sessions, async move { read_object(&ctx, req.input, secure, true, check).await }).await
 }
 
 pub(super) async fn head_object(
@@ -112,6 +115,7 @@ pub(super) async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let ctx = s3.ctx.clone();
     let secure = secure_of(&req.extensions);
+    let check = req.extensions.get::<ReadAclCheck>().cloned();
     session::run(&s3.sessions, async move {
         let i = req.input;
         let as_get = GetObjectInput {
@@ -136,7 +140,7 @@ pub(super) async fn head_object(
             sse_customer_key_md5: i.sse_customer_key_md5,
             ..Default::default()
         };
-        let got = read_object(&ctx, as_get, secure, false).await?;
+        let got = read_object(&ctx, as_get, secure, false, check).await?;
         let o = got.output;
         let out = HeadObjectOutput {
             accept_ranges: o.accept_ranges,
@@ -294,6 +298,9 @@ pub(super) async fn copy_object(
         let source_customer = sse::customer_key(sse_c_headers!(i, copy_source), secure)?;
         let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
         let src = versions::get_copy_source(&ctx, &src_bucket, &src_key, src_version.as_deref()).await?;
+        if let Some(check) = req.extensions.get::<SourceAclCheck>() {
+            check.0.verify(&src)?;
+        }
         check_copy_conditions(
             &src,
             i.copy_source_if_match.as_ref(),

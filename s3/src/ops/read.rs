@@ -2,6 +2,7 @@
 //! streams of inline and coded objects.
 
 use super::*;
+use crate::access::ReadAclCheck;
 
 /// GetObject, and HeadObject without the body: conditions, range or part, headers, checksums.
 pub(super) async fn read_object(
@@ -9,9 +10,13 @@ pub(super) async fn read_object(
     i: GetObjectInput,
     secure: Secure,
     with_body: bool,
+    acl_check: Option<ReadAclCheck>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let customer = sse::customer_key(sse_c_headers!(i), secure)?;
     let rec = versions::get_version(ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
+    if let Some(check) = acl_check {
+        check.0.verify(&rec)?;
+    }
     check_read_conditions(
         &rec,
         i.if_match.as_ref(),
@@ -188,9 +193,13 @@ pub(super) async fn object_attributes(
     ctx: &NodeContext,
     i: GetObjectAttributesInput,
     secure: Secure,
+    acl_check: Option<ReadAclCheck>,
 ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
     let customer = sse::customer_key(sse_c_headers!(i), secure)?;
     let rec = versions::get_version(ctx, &i.bucket, &i.key, i.version_id.as_deref()).await?;
+    if let Some(check) = acl_check {
+        check.0.verify(&rec)?;
+    }
     if customer.is_some() || matches!(rec.encryption, Encryption::SseC { .. }) {
         sse::for_read(ctx, &rec.encryption, customer.as_ref()).await?;
     }
