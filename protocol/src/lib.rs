@@ -682,6 +682,10 @@ impl ObjectHeaders {
     }
 }
 
+/// The most access keys a cluster keeps besides root (each is looked up at every request it signs; the number
+/// bounds the Raft state they take).
+pub const MAX_ACCESS_KEYS: usize = 10_000;
+
 /// An access key besides root (`hoard key create`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKeyRecord {

@@ -28,9 +28,7 @@ use crate::error::OrS3;
 /// The query parameter that marks a key admin request.
 pub const KEYS_PARAM: &str = "hoard-keys";
 
-/// The most access keys a cluster keeps (each is looked up at every request it signs; the number bounds the
-/// Raft state they take).
-pub const MAX_ACCESS_KEYS: usize = 10_000;
+pub use hoard_protocol::MAX_ACCESS_KEYS;
 
 /// What `create` answers: the only time the secret is shown.
 #[derive(Debug, Serialize, Deserialize)]

@@ -35,6 +35,9 @@ pub(super) fn put_key(tx: &mut Txn<'_>, record: AccessKeyRecord) -> Result<MetaR
     if root.is_some_and(|r| r.access_key() == id) || tx.exists(Ks::AccessKeys, id.as_bytes())? {
         return Ok(MetaResponse::AccessKeyExists);
     }
+    if tx.scan_prefix(Ks::AccessKeys, &[])?.len() >= hoard_protocol::MAX_ACCESS_KEYS {
+        return Ok(MetaResponse::Refused { reason: "the cluster holds as many access keys as it may".into() });
+    }
     if let hoard_protocol::StoredCredential::Sealed { key, .. } = &record.credential {
         super::apply::note_wrapping_key(tx, key)?;
     }
