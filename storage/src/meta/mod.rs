@@ -21,6 +21,7 @@ mod keys;
 mod log;
 mod reader;
 mod repair_queue;
+pub mod runtime;
 mod snapshot;
 mod state;
 #[cfg(test)]
@@ -83,7 +84,7 @@ openraft::declare_raft_types!(
         Node = NodeAddr,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = SnapshotFile,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = runtime::HoardRuntime,
 );
 
 /// A running metadata Raft node.
