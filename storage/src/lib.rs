@@ -5,6 +5,7 @@ pub mod disk;
 pub mod ec;
 pub mod env;
 pub mod error;
+pub mod exec;
 pub mod identity;
 pub mod md5;
 pub mod meta;

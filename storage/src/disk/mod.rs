@@ -28,6 +28,7 @@ use crate::error::StorageError;
 
 mod file;
 mod mem;
+pub mod sim;
 mod writer;
 
 pub use file::FileDisk;
