@@ -1,8 +1,11 @@
 //! The parts of hoard's deterministic simulation: the bytes its workload writes (`body`), the operations it
-//! draws from a seed (`workload`), what must hold of every run (`oracle`), and the run's trace hash (`trace`).
+//! draws from a seed (`workload`), the client that sends them (`client`) and the driver that tells the oracle
+//! what happened (`run`), what must hold of every run (`oracle`), and the run's trace hash (`trace`).
 
 pub mod body;
+pub mod client;
 pub mod oracle;
+pub mod run;
 pub mod trace;
 pub mod workload;
 

@@ -8,17 +8,23 @@ use sha2::Sha256;
 
 pub struct Trace {
     hasher: Sha256,
+    /// Print every event as it is recorded (`HOARD_SIM_VERBOSE=1`).
+    verbose: bool,
 }
 
 impl Default for Trace {
     fn default() -> Self {
-        Trace { hasher: Sha256::new() }
+        Trace { hasher: Sha256::new(), verbose: std::env::var("HOARD_SIM_VERBOSE").is_ok_and(|v| v == "1") }
     }
 }
 
 impl Trace {
     pub fn record(&mut self, event: impl Display) {
-        self.hasher.update(event.to_string().as_bytes());
+        let line = event.to_string();
+        if self.verbose {
+            eprintln!("{line}");
+        }
+        self.hasher.update(line.as_bytes());
         self.hasher.update(b"\n");
     }
 

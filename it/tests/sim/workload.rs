@@ -7,12 +7,23 @@ use rand::Rng as _;
 use rand::SeedableRng as _;
 
 /// How a version is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Sse {
     Plain,
     SseS3,
     /// With this customer key.
     SseC([u8; 32]),
+}
+
+/// Names the mode, never the customer's key.
+impl std::fmt::Debug for Sse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sse::Plain => "Plain",
+            Sse::SseS3 => "SseS3",
+            Sse::SseC(_) => "SseC",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

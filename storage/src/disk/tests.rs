@@ -138,6 +138,14 @@ macro_rules! for_both_disks {
                 }
             )*
         }
+        mod sim_disk {
+            $(
+                #[test]
+                fn $behaviour() {
+                    super::$behaviour(&super::sim::SimDisk::new("sim", 1, Default::default()));
+                }
+            )*
+        }
         mod buffered_file_disk {
             $(
                 #[test]
