@@ -16,22 +16,30 @@
 //!   probe or job that answers in time marks it healthy again.
 //! - Slowness is never damage: a timed-out or refused job is not reported to repair.
 //! - Fault point `disk.<slot>` runs on the disk's thread before each job (stall it and the disk hangs).
+//! - In inline mode ([`exec`], the simulation) a disk has no threads: each job is a task of its own on the
+//!   calling thread's runtime, [`DISK_THREADS`] of them at a time and at most [`DISK_QUEUE`] waiting, and its
+//!   fault point waits asynchronously, in virtual time. The rules above hold with tasks for threads (a stalled
+//!   job holds its permit, as it would hold its thread).
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use std::time::Instant;
 
+use futures::FutureExt as _;
 use hoard_storage::disk::Disk;
+use hoard_storage::exec;
 use tokio::sync::oneshot;
 use tokio::sync::watch;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::error::ActorError;
 use crate::error::Result;
@@ -76,6 +84,25 @@ struct Job {
 /// What a job does with the disk it is given (or the error a fault injected in its place).
 type RunJob = Box<dyn FnOnce(std::result::Result<&dyn Disk, ActorError>) + Send>;
 
+/// Who runs a disk's jobs.
+enum Runner {
+    /// The disk's own threads, fed through a queue of [`DISK_QUEUE`].
+    Threads(mpsc::SyncSender<Job>),
+    /// Inline mode: a task per job.
+    Tasks(Arc<Tasks>),
+}
+
+/// A disk's jobs as tasks on the calling thread's runtime (inline mode): each waits for one of
+/// [`DISK_THREADS`] permits, as a job waits for a thread.
+struct Tasks {
+    disk: Arc<dyn Disk>,
+    faults: Arc<dyn FaultInjector>,
+    point: String,
+    threads: Semaphore,
+    /// Jobs started and not done: those holding a permit, and the queue behind them.
+    pending: AtomicUsize,
+}
+
 /// One disk's threads and health. Cheap to clone; the threads end when the last clone is dropped (once
 /// their current job returns).
 #[derive(Clone)]
@@ -86,7 +113,7 @@ pub struct DiskIo {
 struct IoInner {
     slot: u32,
     label: String,
-    jobs: mpsc::SyncSender<Job>,
+    runner: Runner,
     next_id: AtomicU64,
     /// Job id → when it was submitted, for jobs not answered yet.
     outstanding: Mutex<HashMap<u64, Instant>>,
@@ -101,41 +128,21 @@ struct IoInner {
 }
 
 impl DiskIo {
-    /// Starts `disk`'s threads. `slot` names the disk in logs and its fault point.
+    /// Starts `disk`'s threads (none in inline mode). `slot` names the disk in logs and its fault point.
     pub fn new(slot: u32, disk: Arc<dyn Disk>, faults: Arc<dyn FaultInjector>) -> DiskIo {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(DISK_QUEUE);
-        let queue = Arc::new(Mutex::new(queue));
         let point = format!("disk.{slot}");
-        for n in 0..DISK_THREADS {
-            let (queue, disk, faults, point) = (queue.clone(), disk.clone(), faults.clone(), point.clone());
-            let spawned = std::thread::Builder::new().name(format!("hoard-disk{slot}-{n}")).spawn(move || loop {
-                // One thread waits on the queue at a time; the others wait on the lock.
-                let job = match queue.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                };
-                if let Some(started) = job.started {
-                    let _ = started.send(Instant::now());
-                }
-                // A stall holds this thread as a hung disk would; an injected error (or panic) fails the
-                // job as a failing disk would, and the thread goes on.
-                let fault =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| faults::hit_blocking(faults.as_ref(), &point)));
-                match fault {
-                    Ok(Ok(())) => (job.run)(Ok(disk.as_ref())),
-                    Ok(Err(e)) => (job.run)(Err(e)),
-                    Err(_) => (job.run)(Err(ActorError::Injected(point.clone()))),
-                }
-            });
-            if let Err(e) = spawned {
-                tracing::error!(disk = slot, error = %e, "could not start a disk I/O thread");
-            }
-        }
+        let label = disk.label();
+        let runner = if exec::is_inline() {
+            let threads = Semaphore::new(DISK_THREADS);
+            Runner::Tasks(Arc::new(Tasks { disk, faults, point, threads, pending: AtomicUsize::new(0) }))
+        } else {
+            Runner::Threads(spawn_threads(slot, disk, faults, point))
+        };
         DiskIo {
             inner: Arc::new(IoInner {
                 slot,
-                label: disk.label(),
-                jobs,
+                label,
+                runner,
                 next_id: AtomicU64::new(0),
                 outstanding: Mutex::new(HashMap::new()),
                 read_latency_us: AtomicU64::new(0),
@@ -148,8 +155,8 @@ impl DiskIo {
         }
     }
 
-    /// Runs `f` on one of the disk's threads. A panic in `f` is resumed in the caller, as if it had
-    /// panicked itself. Refused at once (`Unavailable`) when the disk's queue is full.
+    /// Runs `f` on one of the disk's threads (in a task of its own in inline mode). A panic in `f` is resumed
+    /// in the caller, as if it had panicked itself. Refused at once (`Unavailable`) when the disk's queue is full.
     pub async fn run<T, F>(&self, kind: IoKind, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -171,7 +178,7 @@ impl DiskIo {
         let job = Job { started: Some(started_tx), run };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         self.inner.outstanding().insert(id, Instant::now());
-        if let Err(e) = self.inner.jobs.try_send(job) {
+        if let Err(e) = self.inner.runner.submit(job) {
             self.inner.outstanding().remove(&id);
             // A full queue says the disk is busy, not that it is slow: counted, but no strike.
             self.inner.slow_jobs.fetch_add(1, Ordering::Relaxed);
@@ -189,7 +196,7 @@ impl DiskIo {
                 return;
             };
             let mut done = done;
-            let slow = tokio::time::sleep_until(tokio::time::Instant::from_std(started + SLOW_IO));
+            let slow = tokio::time::sleep_until(started + SLOW_IO);
             let on_time = tokio::select! {
                 _ = &mut done => true,
                 _ = slow => false,
@@ -212,12 +219,14 @@ impl DiskIo {
     pub fn release<T: Send + 'static>(&self, value: T) {
         let job = Job { started: None, run: Box::new(move |_| drop(value)) };
         if let Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) =
-            self.inner.jobs.try_send(job)
+            self.inner.runner.submit(job)
         {
             let run = move || (job.run)(Err(ActorError::Unavailable("released")));
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(run)),
-                Err(_) => run(),
+            match (&self.inner.runner, tokio::runtime::Handle::try_current()) {
+                // The disk's threads are this seam's own: the blocking pool stands in for them when they are full.
+                #[allow(clippy::disallowed_methods)]
+                (Runner::Threads(_), Ok(runtime)) => drop(runtime.spawn_blocking(run)),
+                _ => run(),
             }
         }
     }
@@ -290,6 +299,82 @@ impl DiskIo {
             let _ = io.run(IoKind::Read, |disk| Ok(disk.len(hoard_storage::identity::DISK_MARKER).is_ok())).await;
             io.inner.probing.store(false, Ordering::Release);
         });
+    }
+}
+
+/// Starts the disk's [`DISK_THREADS`] threads, serving jobs from the queue it returns the sending end of.
+fn spawn_threads(
+    slot: u32,
+    disk: Arc<dyn Disk>,
+    faults: Arc<dyn FaultInjector>,
+    point: String,
+) -> mpsc::SyncSender<Job> {
+    let (jobs, queue) = mpsc::sync_channel::<Job>(DISK_QUEUE);
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..DISK_THREADS {
+        let (queue, disk, faults, point) = (queue.clone(), disk.clone(), faults.clone(), point.clone());
+        let spawned = std::thread::Builder::new().name(format!("hoard-disk{slot}-{n}")).spawn(move || loop {
+            // One thread waits on the queue at a time; the others wait on the lock.
+            let job = match queue.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            };
+            if let Some(started) = job.started {
+                let _ = started.send(Instant::now());
+            }
+            // A stall holds this thread as a hung disk would; an injected error (or panic) fails the
+            // job as a failing disk would, and the thread goes on.
+            let fault = std::panic::catch_unwind(AssertUnwindSafe(|| faults::hit_blocking(faults.as_ref(), &point)));
+            serve(job.run, fault, disk.as_ref(), &point);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(disk = slot, error = %e, "could not start a disk I/O thread");
+        }
+    }
+    jobs
+}
+
+/// Runs a job after its fault point: with the disk, or with the error the point injected in its place.
+fn serve(run: RunJob, fault: std::thread::Result<Result<()>>, disk: &dyn Disk, point: &str) {
+    match fault {
+        Ok(Ok(())) => run(Ok(disk)),
+        Ok(Err(e)) => run(Err(e)),
+        Err(_) => run(Err(ActorError::Injected(point.to_string()))),
+    }
+}
+
+impl Runner {
+    /// Hands `job` to the disk's threads, or starts its task; refused when the queue is full.
+    fn submit(&self, job: Job) -> std::result::Result<(), mpsc::TrySendError<Job>> {
+        match self {
+            Runner::Threads(jobs) => jobs.try_send(job),
+            Runner::Tasks(tasks) => tasks.submit(job),
+        }
+    }
+}
+
+impl Tasks {
+    fn submit(self: &Arc<Self>, job: Job) -> std::result::Result<(), mpsc::TrySendError<Job>> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(mpsc::TrySendError::Disconnected(job));
+        };
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= DISK_THREADS + DISK_QUEUE {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(mpsc::TrySendError::Full(job));
+        }
+        let tasks = self.clone();
+        runtime.spawn(async move {
+            // The semaphore is never closed.
+            let thread = tasks.threads.acquire().await;
+            if let Some(started) = job.started {
+                let _ = started.send(Instant::now());
+            }
+            let fault = AssertUnwindSafe(faults::hit(tasks.faults.as_ref(), &tasks.point)).catch_unwind().await;
+            serve(job.run, fault, tasks.disk.as_ref(), &tasks.point);
+            drop(thread);
+            tasks.pending.fetch_sub(1, Ordering::AcqRel);
+        });
+        Ok(())
     }
 }
 
@@ -426,5 +511,65 @@ mod tests {
             }
         });
         assert!(caught_up.await.is_ok(), "no job outstanding once every one has answered");
+    }
+
+    /// In inline mode a disk has no threads: its jobs are tasks on the caller's thread, a panic still reaches
+    /// the caller, a disk stalled at its fault point is degraded after three slow jobs in virtual time, and a
+    /// hung disk's queue refuses work past its bound.
+    #[test]
+    fn in_inline_mode_jobs_are_tasks_judged_in_virtual_time() {
+        exec::set_inline(true);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        runtime.block_on(async {
+            let faults = Arc::new(Armed::default());
+            let io = disk_io(faults.clone());
+            assert!(matches!(io.inner.runner, Runner::Tasks(_)));
+            let me = std::thread::current().id();
+            assert_eq!(io.run(IoKind::Read, |_| Ok(std::thread::current().id())).await.unwrap(), me);
+            let panicked = tokio::spawn({
+                let io = io.clone();
+                async move { io.run(IoKind::Write, |_| -> Result<()> { panic!("boom") }).await }
+            })
+            .await;
+            assert!(panicked.unwrap_err().is_panic());
+
+            faults.0.lock().unwrap().insert("disk.3".into(), Fault::Stall(SLOW_IO * 2));
+            let begun = Instant::now();
+            for _ in 0..STRIKES_TO_DEGRADE {
+                io.run(IoKind::Read, |_| Ok(())).await.unwrap();
+            }
+            assert!(begun.elapsed() >= SLOW_IO * 2 * STRIKES_TO_DEGRADE, "the stalls passed in virtual time");
+            assert!(*io.inner.degraded.borrow(), "three slow jobs degrade the disk");
+            faults.0.lock().unwrap().clear();
+            for _ in 0..3 {
+                if !io.is_degraded() {
+                    break;
+                }
+                io.degraded_cleared().await;
+            }
+            assert!(!io.is_degraded(), "a probe marks the disk healthy");
+
+            let gate = Gate::new();
+            faults.0.lock().unwrap().insert("disk.3".into(), Fault::Gate(gate.clone()));
+            let stuck: Vec<_> = (0..DISK_THREADS + DISK_QUEUE)
+                .map(|_| {
+                    let io = io.clone();
+                    tokio::spawn(async move { io.run(IoKind::Read, |_| Ok(())).await })
+                })
+                .collect();
+            gate.reached(DISK_THREADS).await;
+            // Paused time does not move while tasks run: a bounded number of yields, not a timeout.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(io.inner.outstanding().len(), DISK_THREADS + DISK_QUEUE, "every job was taken");
+            let refused = io.run(IoKind::Read, |_| Ok(())).now_or_never();
+            assert!(matches!(refused, Some(Err(ActorError::Unavailable(_)))), "a full queue refuses at once");
+            gate.open();
+            for job in stuck {
+                job.await.unwrap().unwrap();
+            }
+        });
+        exec::set_inline(false);
     }
 }

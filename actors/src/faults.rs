@@ -12,6 +12,7 @@ use std::sync::Condvar;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use hoard_storage::exec;
 use tokio::sync::Notify;
 
 use crate::error::ActorError;
@@ -157,18 +158,57 @@ pub async fn hit(injector: &dyn FaultInjector, point: &str) -> Result<()> {
 }
 
 /// The blocking twin of [`hit`], for points inside blocking disk or CPU work.
+///
+/// In inline mode ([`exec`], the simulation) the work runs on the simulation's one thread, which must not
+/// wait: a stall passes at once (virtual time cannot move inside blocking work), and a gate that is not open
+/// panics rather than hang the whole cluster. Faults that must wait there are armed at an async point (a
+/// disk's `disk.<slot>` waits asynchronously in inline mode).
 pub fn hit_blocking(injector: &dyn FaultInjector, point: &str) -> Result<()> {
     match injector.check(point) {
         None => Ok(()),
         Some(Fault::Panic) => panic!("injected panic at {point}"),
         Some(Fault::Error) => Err(ActorError::Injected(point.to_string())),
+        Some(Fault::Stall(_)) if exec::is_inline() => Ok(()),
         Some(Fault::Stall(d)) => {
             std::thread::sleep(d);
+            Ok(())
+        }
+        Some(Fault::Gate(g)) if exec::is_inline() => {
+            g.arrive();
+            assert!(g.is_open(), "a closed gate at {point} would hang the simulation's only thread");
             Ok(())
         }
         Some(Fault::Gate(g)) => {
             g.pass_blocking();
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Armed(Fault);
+
+    impl FaultInjector for Armed {
+        fn check(&self, _point: &str) -> Option<Fault> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn in_inline_mode_a_blocking_point_never_waits() {
+        exec::set_inline(true);
+        // A minute's stall would hold this test for a minute.
+        assert!(hit_blocking(&Armed(Fault::Stall(Duration::from_secs(60))), "p").is_ok());
+        let gate = Gate::new();
+        let closed = std::panic::catch_unwind(|| hit_blocking(&Armed(Fault::Gate(gate.clone())), "p"));
+        assert!(closed.is_err(), "a closed gate fails loudly instead of hanging");
+        gate.open();
+        assert!(hit_blocking(&Armed(Fault::Gate(gate.clone())), "p").is_ok());
+        assert_eq!(gate.0.arrivals.load(Ordering::Acquire), 2, "each arrival is counted");
+        assert!(matches!(hit_blocking(&Armed(Fault::Error), "p"), Err(ActorError::Injected(_))));
+        exec::set_inline(false);
     }
 }

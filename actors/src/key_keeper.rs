@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use hoard_protocol::Encryption;
 use hoard_protocol::WrappedKey;
+use hoard_storage::exec;
 use hoard_storage::seal::DataKey;
 use hoard_storage::seal::MasterKey;
 use hoard_storage::seal::DATA_ID_LEN;
@@ -203,12 +204,12 @@ impl KeyKeeperState {
     }
 }
 
-/// Reads a master key file on a blocking thread, within [`KEY_FILE_DEADLINE`]: a slow or stuck file system
-/// delays only this answer, never the actor's thread. The error names the file and what was wrong, never the
-/// key or the file's size.
+/// Reads a master key file on a blocking thread (inline in the simulation), within [`KEY_FILE_DEADLINE`]: a
+/// slow or stuck file system delays only this answer, never the actor's thread. The error names the file and
+/// what was wrong, never the key or the file's size.
 async fn read_key(path: &Path) -> Result<MasterKey> {
     let owned = path.to_path_buf();
-    let read = tokio::task::spawn_blocking(move || MasterKey::load(&owned));
+    let read = exec::blocking(move || MasterKey::load(&owned));
     match tokio::time::timeout(KEY_FILE_DEADLINE, read).await {
         Err(_) => Err(ActorError::Timeout("reading the master key file")),
         Ok(Err(_)) => Err(ActorError::Unavailable("the master key file reader")),

@@ -16,9 +16,8 @@
 //!
 //! Fault point: `repair.rebuild` (before a segment's shard files are rebuilt).
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::collections::HashMap;
-use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -55,15 +54,16 @@ pub struct RepairState {
     ctx: NodeContext,
 }
 
-/// What repair knows of damage, behind one lock so the on-disk queue follows it in order.
+/// What repair knows of damage, behind one lock so the on-disk queue follows it in order. Ordered maps: segments
+/// queued together are passed over in id order, the same order in every run of a simulation.
 #[derive(Default)]
 struct Book {
     /// The on-disk queue's contents: every segment with damage not yet repaired, and its damaged shards.
-    known: HashMap<SegmentId, (Segment, BTreeSet<u8>)>,
+    known: BTreeMap<SegmentId, (Segment, BTreeSet<u8>)>,
     /// Segments reported since their last pass began: each is due one (more) pass.
-    due: HashSet<SegmentId>,
+    due: BTreeSet<SegmentId>,
     /// Failed passes in a row, per segment (for the timed retries).
-    failures: HashMap<SegmentId, u32>,
+    failures: BTreeMap<SegmentId, u32>,
 }
 
 /// Timed retries of a segment whose pass failed for a passing reason (a peer restarting, a disk not answering):

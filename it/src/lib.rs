@@ -325,6 +325,8 @@ impl HoardProcess {
     }
 
     /// Polls `/health/ready` until it answers 200 (the process exposes no other readiness event).
+    // A real process takes real time: the deadline is the wall clock's.
+    #[allow(clippy::disallowed_methods)]
     pub fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -403,9 +405,9 @@ pub fn no_retry(c: aws_sdk_s3::Client) -> aws_sdk_s3::Client {
 /// nowhere else: a supervisor's counters, or a request's metrics, which move on the node's own tasks after
 /// the client already has its answer.
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

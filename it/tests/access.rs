@@ -673,9 +673,9 @@ async fn the_aws_cli_works_as_a_key_within_its_grants() {
 /// Polls `check` until it holds (a node applies a committed entry shortly after the leader does; no event
 /// tells a client when).
 async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

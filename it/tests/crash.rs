@@ -218,6 +218,8 @@ async fn shard_write_errors_within_parity_still_commit() {
 
 /// Waits until an upload in flight has put at least `bytes` into unfinished shard files, or fails if
 /// `upload` ended first.
+// A real `hoard` process takes real time: the wall clock bounds it.
+#[allow(clippy::disallowed_methods)]
 async fn wait_for_unfinished_bytes<T>(disks: &[PathBuf], bytes: u64, upload: &tokio::task::JoinHandle<T>) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while unfinished_bytes(disks) < bytes {
@@ -455,7 +457,7 @@ async fn killed_meta_actor_is_restarted_on_the_same_store() {
     meta.get_cell().kill();
 
     // The restart happens on the supervisor's task; nothing signals its end to a client, so poll with a bound.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let current = node.context().meta.slot.get().map(|r| r.get_id());
         if current.is_ok_and(|id| id != old_id) {
@@ -464,7 +466,7 @@ async fn killed_meta_actor_is_restarted_on_the_same_store() {
                 break;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "meta was not restarted in time");
+        assert!(tokio::time::Instant::now() < deadline, "meta was not restarted in time");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(node.stats().meta.restarts.load(std::sync::atomic::Ordering::Relaxed) >= 1);

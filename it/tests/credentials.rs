@@ -19,6 +19,8 @@ use hoard_it::HoardProcess;
 use hoard_it::TestCert;
 
 /// The credential a process printed at its first start (it prints it once, just after it is ready).
+// A real `hoard` process takes real time: the wall clock bounds it.
+#[allow(clippy::disallowed_methods)]
 fn printed(node: &HoardProcess) -> (String, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -99,6 +99,8 @@ impl Project {
         SocketAddr::from(([127, 0, 0, 1], self.ports[node]))
     }
 
+    // Containers take real time: the wall clock bounds them.
+    #[allow(clippy::disallowed_methods)]
     fn wait_ready(&self, node: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while http_get(self.addr(node), "/health/ready").is_none_or(|(s, _)| s != 200) {
@@ -165,6 +167,8 @@ fn seed_of(key: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Containers take real time: the wall clock bounds them.
+#[allow(clippy::disallowed_methods)]
 async fn a_cut_off_leader_loses_nothing_acknowledged_and_catches_up() {
     if let Err(why) = docker_works() {
         eprintln!("SKIPPED docker_cluster: {why}");

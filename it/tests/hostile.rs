@@ -40,6 +40,8 @@ fn raw(addr: SocketAddr, head: &str) -> (u16, String) {
 
 /// Waits until the server closes `s` (a read returns end of file or an error) and says how long that took;
 /// panics if it stays open for `limit`.
+// A real `hoard` process takes real time: the wall clock bounds it.
+#[allow(clippy::disallowed_methods)]
 async fn wait_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Duration {
     let start = Instant::now();
     let mut buf = [0u8; 64];
@@ -209,6 +211,8 @@ fn unauthenticated_bodies_are_refused_before_they_are_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// A real `hoard` process takes real time: the wall clock bounds it.
+#[allow(clippy::disallowed_methods)]
 async fn silent_connections_from_one_address_never_lock_out_another() {
     let dir = tempfile::tempdir().unwrap();
     let hoard = HoardProcess::start(
@@ -285,6 +289,8 @@ async fn silent_tls_slow_http2_and_idle_connections_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// A real `hoard` process takes real time: the wall clock bounds it.
+#[allow(clippy::disallowed_methods)]
 async fn bad_signatures_leak_nothing_and_cannot_flood_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let hoard = HoardProcess::start_logging(&dir.path().join("data"), "debug", &[]).unwrap();

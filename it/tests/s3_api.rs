@@ -1606,6 +1606,8 @@ async fn upload_part_copy_refuses_bad_ranges_and_missing_sources() -> anyhow::Re
 /// 1 GiB in 64 parts of 16 MiB, generated on the fly and checked while streaming back; at most a few parts
 /// are in memory at any time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Makes test data on the blocking pool, started ahead of the stream that sends it; a real-time test, never inline.
+#[allow(clippy::disallowed_methods)]
 async fn a_one_gib_multipart_object_streams_back_byte_identical() -> anyhow::Result<()> {
     const PART: usize = 16 * MIB;
     const PARTS: usize = 64;

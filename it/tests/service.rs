@@ -23,6 +23,8 @@ fn signal(process: &HoardProcess, name: &str) {
 }
 
 /// Waits for the process to exit, at most `deadline`.
+// A real `hoard` process takes real time: the wall clock bounds it.
+#[allow(clippy::disallowed_methods)]
 fn exit_status(process: &mut HoardProcess, deadline: Duration) -> ExitStatus {
     let child = process.child.as_mut().expect("the process runs");
     let until = Instant::now() + deadline;
@@ -98,6 +100,8 @@ async fn sigterm_lets_a_put_in_flight_finish_and_exits_cleanly() {
 /// A request in flight holds the stop for at most `--shutdown-timeout`; a second signal does not wait at all.
 /// Either way the half-sent object is not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// A real `hoard` process takes real time: the wall clock bounds it.
+#[allow(clippy::disallowed_methods)]
 async fn a_stalled_request_holds_the_stop_no_longer_than_its_deadline_and_a_second_signal_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
     let mut process = HoardProcess::start(&dir.path().join("data"), &["--shutdown-timeout", "2"]).unwrap();

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use std::time::Instant;
 
 use aws_sdk_s3::Client;
 use hoard::Fault;
@@ -15,6 +14,8 @@ use hoard_it::metric;
 use hoard_it::pattern;
 use hoard_it::put;
 use hoard_it::TestNode;
+// The node's own clock: the same as the wall clock here, and what the node judges its disks by.
+use tokio::time::Instant;
 
 const MIB: usize = 1024 * 1024;
 

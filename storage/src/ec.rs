@@ -313,6 +313,8 @@ mod tests {
     }
 
     #[test]
+    // Measures the machine's real time, which no simulated clock stands in for.
+    #[allow(clippy::disallowed_methods)]
     fn encode_is_fast_enough_for_one_mib_blocks() {
         // A smoke check, not a benchmark: in debug builds this is much slower than release, so only guard
         // against something pathological (a quadratic copy, byte-at-a-time coding).

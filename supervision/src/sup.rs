@@ -23,7 +23,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use ractor::Actor;
@@ -32,6 +31,7 @@ use ractor::ActorProcessingErr;
 use ractor::ActorRef;
 use ractor::SpawnErr;
 use ractor::SupervisionEvent;
+use tokio::time::Instant;
 
 /// How long a stopping supervisor waits for each child to stop.
 pub const CHILD_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);

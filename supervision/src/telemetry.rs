@@ -89,6 +89,9 @@ impl Telemetry {
     pub async fn shutdown(self) {
         if let Some(provider) = self.provider {
             tracing::info!("flushing the trace export");
+            // Not through `exec::blocking`: it waits on the exporter's own thread, which inline mode cannot stand in
+            // for, and only `hoard serve` exports traces, never a simulated node.
+            #[allow(clippy::disallowed_methods)]
             let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
             if let Ok(Err(e)) = done {
                 eprintln!("hoard: traces not all exported at shutdown: {e}");

@@ -50,7 +50,7 @@ use crate::node::NodeStats;
 use crate::node::PeerOptions;
 use hoard_actors::peer_tls::ClusterCa;
 use hoard_actors::transport::actor::PeerListen;
-use hoard_storage::env::Env as _;
+use hoard_storage::env::Env;
 use hoard_storage::env::SystemEnv;
 use std::sync::Arc;
 
@@ -250,6 +250,7 @@ pub struct TestClusterBuilder {
     parity_shards: u8,
     fault_injection: bool,
     grpc: bool,
+    env: Option<Arc<dyn Env>>,
 }
 
 impl TestClusterBuilder {
@@ -282,6 +283,12 @@ impl TestClusterBuilder {
         self.fault_injection = on;
         self
     }
+    /// The time and randomness every node sees (default: each node the system's). One seeded `SimEnv` shared by
+    /// the nodes is what makes a run repeatable.
+    pub fn env(mut self, env: Arc<dyn Env>) -> Self {
+        self.env = Some(env);
+        self
+    }
 
     /// Starts every node at once (a new group needs a majority of its members to elect a leader).
     pub async fn start(self) -> anyhow::Result<TestCluster> {
@@ -310,6 +317,9 @@ impl TestClusterBuilder {
                     .parity_shards(self.parity_shards)
                     .fault_injection(self.fault_injection);
                 b.opts.node_id = id;
+                if let Some(env) = &self.env {
+                    b.opts.env = env.clone();
+                }
                 match &peering {
                     Some(peers) => {
                         let mut p = peers[&id].clone();
@@ -385,6 +395,7 @@ impl TestCluster {
             parity_shards: 2,
             fault_injection: false,
             grpc: false,
+            env: None,
         }
     }
 

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
 use std::time::Duration;
-use std::time::Instant;
 
 use bytes::Bytes;
 use hoard_protocol::rpc;
@@ -51,6 +50,7 @@ use openraft::raft::VoteResponse;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsConnector;
 use tonic::transport::Channel;

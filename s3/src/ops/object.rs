@@ -216,7 +216,8 @@ pub(super) async fn delete_objects(
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         // Each key is authorised as its own DeleteObject would be (a policy may deny some keys and not others),
-        // the bucket's settings read once, off the async workers (a policy's patterns may cost time per key).
+        // the bucket's settings read once, off the async workers (a policy's patterns may cost time per key;
+        // inline in the simulation).
         let allowed = {
             let principal = crate::access::Caller::of(&req.extensions);
             let (secure, source_ip) = (secure_of(&req.extensions).0, req.extensions.get::<ClientAddr>().map(|a| a.0));
@@ -224,7 +225,7 @@ pub(super) async fn delete_objects(
             let bucket = i.bucket.clone();
             let keys: Vec<(String, Option<String>)> =
                 i.delete.objects.iter().map(|o| (o.key.clone(), o.version_id.clone())).collect();
-            tokio::task::spawn_blocking(move || {
+            hoard_storage::exec::blocking(move || {
                 let decider = BucketDecider::load(&reader, &principal, &bucket)?.ok_or_else(no_such_bucket)?;
                 let decide = |(key, version_id): &(String, Option<String>)| {
                     decider.decide(&AccessRequest {

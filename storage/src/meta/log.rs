@@ -3,7 +3,9 @@
 //! Invariants:
 //! - Entries are reported flushed (`LogFlushed`) only after the journal is fsynced (`SyncAll`). The fsync
 //!   runs on one dedicated thread, in the order the appends were written, so a later append's flush is
-//!   never reported before an earlier one's; appends queued while an fsync runs share the next one.
+//!   never reported before an earlier one's; appends queued while an fsync runs share the next one. A store
+//!   opened in inline mode ([`crate::exec`], the simulation) has no such thread: each append is fsynced and
+//!   reported before `append` returns, which keeps the same order.
 //! - `save_vote` returns only once the vote is fsynced.
 //! - `purge` fsyncs first: the state machine's writes (same journal, not fsynced by apply) must be durable
 //!   before the log entries that could rebuild them disappear.
@@ -57,50 +59,71 @@ pub(crate) fn sto<T>(
 
 /// One write waiting for its fsync: a log append (told when it is durable), or a node-local write that
 /// only asks to become durable soon. It holds the store so the database outlives the fsync.
-struct FlushJob {
+pub(crate) struct FlushJob {
     store: Arc<Store>,
     callback: Option<LogFlushed<TypeConfig>>,
 }
 
-/// The sending end of the fsync thread. The thread ends when the store (and so this sender) is dropped.
-pub(crate) struct Flusher {
-    tx: mpsc::Sender<FlushJob>,
+/// Where fsyncs run: the sending end of the fsync thread, which ends when the store (and so this sender) is
+/// dropped; or, for a store opened in inline mode, the caller.
+pub(crate) enum Flusher {
+    Thread(mpsc::Sender<FlushJob>),
+    Inline,
 }
 
 impl Flusher {
     pub(crate) fn spawn() -> Result<Flusher> {
+        if crate::exec::is_inline() {
+            return Ok(Flusher::Inline);
+        }
         let (tx, rx) = mpsc::channel::<FlushJob>();
         std::thread::Builder::new().name("hoard-meta-fsync".into()).spawn(move || flush_loop(rx))?;
-        Ok(Flusher { tx })
+        Ok(Flusher::Thread(tx))
     }
 
     /// Makes everything written to `store` so far durable soon, without waiting for it (the next group
     /// commit covers it). A failed fsync is logged.
     pub(crate) fn request(&self, store: Arc<Store>) {
-        // A send fails only once the thread has stopped, i.e. the store is closing.
-        let _ = self.tx.send(FlushJob { store, callback: None });
+        self.submit(FlushJob { store, callback: None });
+    }
+
+    /// Hands `job` to the fsync thread, or fsyncs at once in inline mode.
+    fn submit(&self, job: FlushJob) {
+        match self {
+            // A send fails only once the thread has stopped, i.e. the store is closing.
+            Flusher::Thread(tx) => {
+                if let Err(mpsc::SendError(FlushJob { callback: Some(callback), .. })) = tx.send(job) {
+                    callback.log_io_completed(Err(io::Error::other("the metadata fsync thread has stopped")));
+                }
+            }
+            Flusher::Inline => flush(vec![job]),
+        }
     }
 }
 
 fn flush_loop(rx: mpsc::Receiver<FlushJob>) {
     while let Ok(first) = rx.recv() {
         // Group commit: one fsync covers every append written before it.
-        let store = first.store.clone();
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
-        let result = store.db.persist(PersistMode::SyncAll);
-        drop(store);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "fsync of the metadata journal failed");
-        }
-        for job in jobs {
-            let outcome = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::other(format!("fsync of the metadata journal failed: {e}"))),
-            };
-            if let Some(callback) = job.callback {
-                callback.log_io_completed(outcome);
-            }
+        flush(jobs);
+    }
+}
+
+/// One fsync of the store of `jobs` (a flusher serves one store), then each append waiting is told.
+fn flush(jobs: Vec<FlushJob>) {
+    let Some(first) = jobs.first() else { return };
+    let result = first.store.db.persist(PersistMode::SyncAll);
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "fsync of the metadata journal failed");
+    }
+    for job in jobs {
+        let outcome = match &result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::other(format!("fsync of the metadata journal failed: {e}"))),
+        };
+        if let Some(callback) = job.callback {
+            callback.log_io_completed(outcome);
         }
     }
 }
@@ -247,10 +270,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         sto(self.write_entries(entries), StorageIOError::write_logs)?;
-        let job = FlushJob { store: self.store.clone(), callback: Some(callback) };
-        if let Err(mpsc::SendError(FlushJob { callback: Some(callback), .. })) = self.store.flusher.tx.send(job) {
-            callback.log_io_completed(Err(io::Error::other("the metadata fsync thread has stopped")));
-        }
+        self.store.flusher.submit(FlushJob { store: self.store.clone(), callback: Some(callback) });
         Ok(())
     }
 
@@ -266,5 +286,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.remove_range(Bound::Unbounded, Bound::Included(log_id.index), Some(&log_id)),
             StorageIOError::write_logs,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::test_support::bucket;
+    use crate::meta::test_support::config;
+    use crate::meta::test_support::TestNode;
+
+    /// In inline mode (the simulation) a store starts no fsync thread: each append is fsynced and reported on
+    /// the calling task, so a one-node group elects itself and commits on a current-thread runtime.
+    #[test]
+    fn a_store_opened_inline_fsyncs_on_the_calling_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        crate::exec::set_inline(true);
+        runtime.block_on(async {
+            let node = TestNode::start(dir.path(), config()).await;
+            assert!(matches!(node.log.store.flusher, Flusher::Inline));
+            node.write(bucket("b")).await;
+            assert!(node.reader.bucket("b").unwrap().is_some());
+            node.stop().await;
+        });
+        crate::exec::set_inline(false);
+        let (log, _, _) = crate::meta::open(dir.path()).unwrap();
+        assert!(matches!(log.store.flusher, Flusher::Thread(_)), "a store opened outside inline mode has its thread");
     }
 }

@@ -253,13 +253,14 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore, MetaReader)> {
     Ok((LogStore::new(store.clone()), state_machine, MetaReader::new(store)))
 }
 
-/// Runs blocking work (an fsync) off the async runtime and waits for it.
+/// Runs blocking work (an fsync) off the async runtime, or inline in inline mode ([`crate::exec`]), and waits
+/// for it.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| MetaError::Background(e.to_string()))?
+    crate::exec::blocking(f).await.map_err(|e| MetaError::Background(e.to_string()))?
 }
 
 /// The network of a one-node cluster: there are no peers, so every RPC fails as unreachable.
