@@ -99,7 +99,7 @@ struct Tasks {
     faults: Arc<dyn FaultInjector>,
     point: String,
     threads: Semaphore,
-    /// Jobs started and not done: those holding a permit, and the queue behind them.
+    /// Jobs submitted and not done: those holding a permit, and the queue behind them.
     pending: AtomicUsize,
 }
 

@@ -1,8 +1,8 @@
 //! The same seed gives the same run: a three-node in-process cluster on one current-thread runtime with paused
-//! time, its blocking work inline (`hoard_storage::exec`), its time and randomness from one seeded `SimEnv` and its
-//! Raft elections from the seeded thread generator, makes the same trace every time: each node's Raft state after
-//! each step, what each S3 request answered, where each object's shards went (segment ids are drawn from the seed)
-//! and how much virtual time each step took. The requests are real ones, from `aws-sdk-s3` over loopback TCP.
+//! time, its blocking work inline (`hoard_storage::exec`), its time and randomness from one seeded `VirtualEnv`
+//! and its Raft elections from the seeded thread generator, makes the same trace every time: each node's Raft
+//! state after each step, what each S3 request answered, where each object's shards went (segment ids are drawn
+//! from the seed) and how much virtual time each step took. The requests are real ones, from `aws-sdk-s3` over loopback TCP.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +14,12 @@ use hoard_it::md5_hex;
 use hoard_it::no_retry;
 use hoard_it::pattern;
 use hoard_it::TestCluster;
-use hoard_storage::env::SimEnv;
+use hoard_storage::env::VirtualEnv;
 use hoard_storage::exec;
 use hoard_storage::meta::runtime::seed_raft_rng;
 
 const SEED: u64 = 0x5eed_cafe;
-/// The simulated clock's (fixed) time: 2026-01-01.
+/// The simulated clock's time at the start of a run: 2026-01-01 (it moves with virtual time).
 const START_MS: i64 = 1_767_225_600_000;
 /// PUT and GET pairs a run makes.
 const STEPS: u64 = 20;
@@ -56,7 +56,7 @@ fn run(seed: u64) -> Vec<String> {
 
 async fn traced(seed: u64) -> Vec<String> {
     let began = tokio::time::Instant::now();
-    let env = Arc::new(SimEnv::new(seed, START_MS));
+    let env = Arc::new(VirtualEnv::new(seed, START_MS));
     let cluster = TestCluster::builder().nodes(NODES as usize).disks_per_node(2).env(env).start().await.unwrap();
     let mut trace = Vec::new();
     let leader = cluster.leader(1, None).await.unwrap();

@@ -15,7 +15,8 @@
 //! - [`FileDisk`] writes around the page cache (O_DIRECT, in aligned 256 KiB chunks, the last partial block
 //!   through the cache) where the file system allows it, and through the page cache elsewhere; durability is
 //!   the same either way, since commit fsyncs.
-//! - The API is blocking; async callers run it under `spawn_blocking`.
+//! - The API is blocking; async callers run it off the async runtime (a disk's own I/O threads in `hoard-actors`'
+//!   `disk_io`), or inline in the simulation ([`crate::exec`]).
 //!
 //! Parts: this file (the seam and name rules), `file` ([`FileDisk`]), `writer` (its writers: direct I/O,
 //! write-behind), `mem` ([`MemDisk`]).
