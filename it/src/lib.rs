@@ -624,3 +624,43 @@ pub fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
         b = b.get(size + 2..).context("a chunk's end")?;
     }
 }
+
+/// The headers that sign a request to `host` by SigV4 as S3 clients sign (in the `Authorization` header), for
+/// `headers` (signed too, not returned) and `body`. `path_and_query` is signed as it is sent: already
+/// percent-encoded, never normalised; the payload's hash is sent in `x-amz-content-sha256`. Dated by the real
+/// clock, which the node checks a signature against whatever a simulation's clock says.
+pub fn sigv4_headers(
+    host: &str,
+    (access_key, secret_key): (&str, &str),
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: aws_sigv4::http_request::SignableBody<'_>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use aws_sigv4::http_request::PayloadChecksumKind;
+    use aws_sigv4::http_request::PercentEncodingMode;
+    use aws_sigv4::http_request::SignableRequest;
+    use aws_sigv4::http_request::SigningSettings;
+    use aws_sigv4::http_request::UriPathNormalizationMode;
+    let uri = format!("http://{host}{path_and_query}");
+    let mut all: Vec<(&str, &str)> = vec![("host", host)];
+    all.extend_from_slice(headers);
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let identity = Credentials::new(access_key, secret_key, None, None, "hoard-it").into();
+    let now_ms = hoard_storage::env::Env::now_ms(&hoard_storage::env::SystemEnv);
+    let now = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now_ms)?);
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(now)
+        .settings(settings)
+        .build()?
+        .into();
+    let request = SignableRequest::new(method, uri, all.into_iter(), body)?;
+    let (instructions, _) = aws_sigv4::http_request::sign(request, &params)?.into_parts();
+    Ok(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}

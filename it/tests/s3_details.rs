@@ -7,10 +7,8 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
-use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::BucketVersioningStatus;
 use aws_sdk_s3::types::CompletedMultipartUpload;
@@ -23,12 +21,7 @@ use aws_sdk_s3::types::ObjectLockRetention;
 use aws_sdk_s3::types::ObjectLockRetentionMode;
 use aws_sdk_s3::types::VersioningConfiguration;
 use aws_sdk_s3::Client;
-use aws_sigv4::http_request::PayloadChecksumKind;
-use aws_sigv4::http_request::PercentEncodingMode;
 use aws_sigv4::http_request::SignableBody;
-use aws_sigv4::http_request::SignableRequest;
-use aws_sigv4::http_request::SigningSettings;
-use aws_sigv4::http_request::UriPathNormalizationMode;
 use base64::Engine as _;
 use hoard_it::client;
 use hoard_it::failure;
@@ -106,30 +99,10 @@ fn signed(
     body: SignableBody<'_>,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let host = node.addr().to_string();
-    let uri = format!("http://{host}{path_and_query}");
-    let mut all: Vec<(&str, &str)> = vec![("host", host.as_str())];
-    all.extend_from_slice(headers);
-    let mut settings = SigningSettings::default();
-    // As S3 signs: the path is encoded once (it already is), never normalised, and the payload's hash is sent.
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let identity = Credentials::new(node.access_key(), node.secret_key(), None, None, "s3-details").into();
-    // The server checks the date against its clock, the real one.
-    let now_ms = hoard_storage::env::Env::now_ms(&hoard_storage::env::SystemEnv);
-    let now = UNIX_EPOCH + Duration::from_millis(u64::try_from(now_ms)?);
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("s3")
-        .time(now)
-        .settings(settings)
-        .build()?
-        .into();
-    let request = SignableRequest::new(method, uri, all.iter().copied(), body)?;
-    let (instructions, _) = aws_sigv4::http_request::sign(request, &params)?.into_parts();
+    let credential = (node.access_key(), node.secret_key());
+    let signature = hoard_it::sigv4_headers(&host, credential, method, path_and_query, headers, body)?;
     let mut out: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    out.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
+    out.extend(signature);
     Ok(out)
 }
 

@@ -112,6 +112,16 @@ impl SharedCredentials {
         SharedCredentials { root: Arc::new(root), keys }
     }
 
+    /// Who signed with `access_key`: root, an access key, or nobody (`None`).
+    pub async fn principal(&self, access_key: Option<&str>) -> S3Result<crate::access::Principal> {
+        use crate::access::Principal;
+        match access_key {
+            None => Ok(Principal::Anonymous),
+            Some(key) if self.is_root(key).await? => Ok(Principal::Root),
+            Some(key) => Ok(Principal::Key(key.to_string())),
+        }
+    }
+
     /// Whether `access_key` is root's (now: a rotated-away root key is nobody's).
     pub async fn is_root(&self, access_key: &str) -> S3Result<bool> {
         match self.root.as_ref() {

@@ -90,14 +90,6 @@ impl PostObject {
         }
     }
 
-    async fn principal(&self, access_key: &str) -> S3Result<crate::access::Principal> {
-        Ok(if self.credentials.is_root(access_key).await? {
-            crate::access::Principal::Root
-        } else {
-            crate::access::Principal::Key(access_key.to_string())
-        })
-    }
-
     /// Whether `principal` may PUT `key` (and set its ACL, when the form asks for one).
     fn authorize(
         &self,
@@ -162,7 +154,7 @@ impl PostObject {
         })?;
         let (fields, file, (access_key, length_range, key)) = before_file?;
         // Allowed as a PUT of the key by the form's signer would be, before the file is read.
-        let principal = crate::access::Caller(self.principal(&access_key).await?);
+        let principal = crate::access::Caller(self.credentials.principal(Some(&access_key)).await?);
         let asks_for_acl = fields
             .iter()
             .any(|(k, v)| (k == "acl" && !crate::access::canned_is_private(v)) || k.starts_with("x-amz-grant-"));

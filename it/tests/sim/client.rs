@@ -5,17 +5,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
-use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::PayloadChecksumKind;
-use aws_sigv4::http_request::PercentEncodingMode;
 use aws_sigv4::http_request::SignableBody;
-use aws_sigv4::http_request::SignableRequest;
-use aws_sigv4::http_request::SigningSettings;
-use aws_sigv4::http_request::UriPathNormalizationMode;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
@@ -71,7 +63,10 @@ impl Client {
         headers: &[(String, String)],
         body: Vec<u8>,
     ) -> anyhow::Result<Answer> {
-        let signed = self.sign(method, path_and_query, headers, &body)?;
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let credential = (self.access_key.as_str(), self.secret_key.as_str());
+        let body_ref = SignableBody::Bytes(&body);
+        let signed = hoard_it::sigv4_headers(&self.host, credential, method, path_and_query, &pairs, body_ref)?;
         let mut req = http::Request::builder().method(method).uri(path_and_query).header("host", &self.host);
         for (k, v) in headers.iter().chain(signed.iter()) {
             req = req.header(k.as_str(), v.as_str());
@@ -88,37 +83,6 @@ impl Client {
         drop(sender);
         conn.abort();
         Ok(Answer { status, headers, body })
-    }
-
-    fn sign(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        let uri = format!("http://{}{path_and_query}", self.host);
-        let mut all: Vec<(&str, &str)> = vec![("host", self.host.as_str())];
-        all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut settings = SigningSettings::default();
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        let identity = Credentials::new(&self.access_key, &self.secret_key, None, None, "hoard-sim").into();
-        // The node checks a signature's date against the real clock, whatever the simulation's is.
-        let now_ms = hoard_storage::env::Env::now_ms(&hoard_storage::env::SystemEnv);
-        let now = UNIX_EPOCH + Duration::from_millis(u64::try_from(now_ms)?);
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("s3")
-            .time(now)
-            .settings(settings)
-            .build()?
-            .into();
-        let request = SignableRequest::new(method, uri, all.into_iter(), SignableBody::Bytes(body))?;
-        let (instructions, _) = aws_sigv4::http_request::sign(request, &params)?.into_parts();
-        Ok(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 }
 

@@ -28,17 +28,6 @@ pub struct Authorize {
     pub credentials: SharedCredentials,
 }
 
-impl Authorize {
-    /// Who signed: root, an access key, or nobody.
-    pub async fn principal(&self, access_key: Option<&str>) -> S3Result<Principal> {
-        match access_key {
-            None => Ok(Principal::Anonymous),
-            Some(key) if self.credentials.is_root(key).await? => Ok(Principal::Root),
-            Some(key) => Ok(Principal::Key(key.to_string())),
-        }
-    }
-}
-
 /// The bucket, key and version named by `x-amz-copy-source`, parsed by the parser the operation uses (s3s's),
 /// so that what is authorised is what is copied. `None`: not a `bucket/key` source.
 pub fn copy_source(value: &str) -> Option<(String, String, Option<String>)> {
@@ -57,7 +46,7 @@ impl S3Access for Authorize {
         if let Some(operation) = cx.extensions_mut().get::<Operation>() {
             operation.set(op.clone());
         }
-        let principal = self.principal(cx.credentials().map(|c| c.access_key.as_str())).await?;
+        let principal = self.credentials.principal(cx.credentials().map(|c| c.access_key.as_str())).await?;
         cx.extensions_mut().insert(Caller(principal.clone()));
         if principal == Principal::Root {
             return Ok(());
