@@ -15,6 +15,7 @@ pub mod get;
 pub mod key_keeper;
 pub mod meta;
 pub mod metrics;
+pub mod net;
 pub mod peer_tls;
 pub mod pool;
 pub mod put;
@@ -123,6 +124,8 @@ pub struct NodeContext {
     pub transport: Arc<dyn Transport>,
     /// What `/metrics` serves.
     pub metrics: Arc<NodeMetrics>,
+    /// Where the node's sockets come from.
+    pub net: Arc<dyn net::Net>,
 }
 
 impl NodeContext {

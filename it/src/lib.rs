@@ -628,13 +628,26 @@ pub fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// The headers that sign a request to `host` by SigV4 as S3 clients sign (in the `Authorization` header), for
 /// `headers` (signed too, not returned) and `body`. `path_and_query` is signed as it is sent: already
 /// percent-encoded, never normalised; the payload's hash is sent in `x-amz-content-sha256`. Dated by the real
-/// clock, which the node checks a signature against whatever a simulation's clock says.
+/// clock.
 pub fn sigv4_headers(
     host: &str,
-    (access_key, secret_key): (&str, &str),
+    credential: (&str, &str),
     method: &str,
     path_and_query: &str,
     headers: &[(&str, &str)],
+    body: aws_sigv4::http_request::SignableBody<'_>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let now_ms = hoard_storage::env::Env::now_ms(&hoard_storage::env::SystemEnv);
+    sigv4_headers_at(now_ms, host, credential, method, (path_and_query, headers), body)
+}
+
+/// [`sigv4_headers`] dated `now_ms` (a simulation signs by its own clock, which its nodes check against).
+pub fn sigv4_headers_at(
+    now_ms: i64,
+    host: &str,
+    (access_key, secret_key): (&str, &str),
+    method: &str,
+    (path_and_query, headers): (&str, &[(&str, &str)]),
     body: aws_sigv4::http_request::SignableBody<'_>,
 ) -> anyhow::Result<Vec<(String, String)>> {
     use aws_sigv4::http_request::PayloadChecksumKind;
@@ -650,7 +663,6 @@ pub fn sigv4_headers(
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     let identity = Credentials::new(access_key, secret_key, None, None, "hoard-it").into();
-    let now_ms = hoard_storage::env::Env::now_ms(&hoard_storage::env::SystemEnv);
     let now = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now_ms)?);
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)

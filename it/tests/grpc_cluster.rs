@@ -111,7 +111,7 @@ async fn a_caller_without_a_certificate_from_the_cluster_ca_is_refused() {
     let rogue = ClusterCa::generate(&cluster_id).unwrap();
     let identity = rogue.issue(2, "127.0.0.1").unwrap();
     let tls = peer_tls::client_config(node.cluster_ca_pem().unwrap(), &identity).unwrap();
-    let outsider = Peers::new(2, &cluster_id, tls);
+    let outsider = Peers::new(2, &cluster_id, tls, hoard_actors::net::tcp());
     let refused = tokio::time::timeout(Duration::from_secs(10), outsider.link(1, &addr.to_string()).unwrap().check())
         .await
         .expect("the refusal is prompt");

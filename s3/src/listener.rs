@@ -2,7 +2,8 @@
 //! and HTTP/2 with hyper, in clear or over TLS (one listener per address; a node may run both).
 //!
 //! Invariants:
-//! - Every accepted socket has TCP_NODELAY set: small requests must not wait on Nagle's algorithm.
+//! - Sockets come from the node's [`Net`] (the operating system's TCP, with TCP_NODELAY on every accepted
+//!   socket: small requests must not wait on Nagle's algorithm).
 //! - The listener never does a request's work itself; each request runs in its own session actor.
 //! - At most [`ConnectionLimits::max_connections`] connections are open at once (at the cap the listener
 //!   stops accepting: clients wait in the kernel's backlog), and at most
@@ -33,6 +34,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hoard_actors::net::Net;
 use http_body::Frame;
 use http_body::SizeHint;
 use hyper_util::rt::TokioExecutor;
@@ -42,7 +44,6 @@ use hyper_util::server::conn::auto;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
 use ractor::ActorRef;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -166,6 +167,8 @@ pub struct ListenerArgs {
     pub limits: ConnectionLimits,
     /// The node's graceful stop.
     pub drain: Drain,
+    /// Where the listening socket comes from.
+    pub net: Arc<dyn Net>,
 }
 
 pub struct ListenerState {
@@ -183,7 +186,7 @@ impl Actor for Listener {
             // Restarted while the node stops: the address stays closed.
             return Ok(ListenerState { accept: tokio::spawn(async {}) });
         }
-        let listener = TcpListener::bind(args.addr).await?;
+        let mut listener = args.net.bind(args.addr).await?;
         let local = listener.local_addr()?;
         let scheme = if args.tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %local, scheme, "S3 endpoint listening");
@@ -223,7 +226,6 @@ impl Actor for Listener {
                     continue;
                 };
                 let activity = slot.activity.clone();
-                let _ = socket.set_nodelay(true);
                 let service = frontend.clone();
                 let acceptor = acceptor.clone();
                 let drain = drain.clone();

@@ -29,6 +29,8 @@ pub struct Armed {
 pub struct FaultRegistry {
     any: AtomicBool,
     armed: Mutex<BTreeMap<String, Armed>>,
+    /// How many times each point has fired.
+    fired: Mutex<BTreeMap<String, u64>>,
 }
 
 impl FaultRegistry {
@@ -65,6 +67,11 @@ impl FaultRegistry {
         let m = self.armed.lock().unwrap_or_else(|p| p.into_inner());
         m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
+
+    /// How many times each point has fired since the node started.
+    pub fn fired(&self) -> BTreeMap<String, u64> {
+        self.fired.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl FaultInjector for FaultRegistry {
@@ -82,6 +89,8 @@ impl FaultInjector for FaultRegistry {
                 self.any.store(!m.is_empty(), Ordering::Release);
             }
         }
+        drop(m);
+        *self.fired.lock().unwrap_or_else(|p| p.into_inner()).entry(point.to_string()).or_default() += 1;
         Some(fault)
     }
 }
@@ -122,6 +131,7 @@ mod tests {
         assert_eq!(r.check("ec.encode"), Some(Fault::Panic));
         assert_eq!(r.check("ec.encode"), None);
         assert!(r.list().is_empty());
+        assert_eq!(r.fired().get("ec.encode"), Some(&2), "two firings counted, the unarmed check not");
     }
 
     #[test]

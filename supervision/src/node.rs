@@ -23,6 +23,7 @@ use hoard_actors::meta::InProcessForward;
 use hoard_actors::meta::MetaHandle;
 use hoard_actors::meta::MetaSetup;
 use hoard_actors::metrics::NodeMetrics;
+use hoard_actors::net::Net;
 use hoard_actors::peer_tls;
 use hoard_actors::peer_tls::ClusterCa;
 use hoard_actors::peer_tls::NodeIdentity;
@@ -50,6 +51,7 @@ use hoard_protocol::StoredCredential;
 use hoard_s3::listener::ConnectionLimits;
 use hoard_s3::listener::Drain;
 use hoard_s3::tls::TlsFiles;
+use hoard_storage::disk::Disk;
 use hoard_storage::env::Env;
 use hoard_storage::env::SystemEnv;
 use hoard_storage::identity;
@@ -133,6 +135,11 @@ pub struct NodeOptions {
     /// How long a graceful stop (SIGTERM, Ctrl-C) waits for requests in flight.
     pub shutdown_timeout: Duration,
     pub env: Arc<dyn Env>,
+    /// Where the node's sockets come from (the operating system's TCP; a simulation's network).
+    pub net: Arc<dyn Net>,
+    /// Disks given ready-made, in slot order, instead of the directories of `disks` (a simulation's
+    /// in-memory disks); they are not assigned identities.
+    pub given_disks: Option<Vec<Arc<dyn Disk>>>,
 }
 
 /// The default of `--shutdown-timeout`.
@@ -162,6 +169,8 @@ impl NodeOptions {
             limits: ConnectionLimits::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             env: Arc::new(SystemEnv),
+            net: hoard_actors::net::tcp(),
+            given_disks: None,
         }
     }
 
@@ -268,7 +277,21 @@ impl Node {
             tracing::warn!("no --master-key-file: this node stores objects unencrypted and refuses SSE-S3");
         }
         std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
-        let assigned = identity::assign(&opts.data_dir, &paths, opts.env.as_ref()).context("disks")?;
+        // Each disk, with the directory it is (for the log) and whether it replaces a lost one.
+        let given: Vec<(Arc<dyn Disk>, String, bool)> = match &opts.given_disks {
+            Some(disks) => {
+                disks.iter().enumerate().map(|(i, d)| (d.clone(), format!("given disk {i}"), false)).collect()
+            }
+            None => {
+                let assigned = identity::assign(&opts.data_dir, &paths, opts.env.as_ref()).context("disks")?;
+                let replaced = assigned.replaced;
+                let disks = assigned.disks.into_iter().enumerate().map(|(i, d)| {
+                    let label = d.root().display().to_string();
+                    (Arc::new(d) as Arc<dyn Disk>, label, replaced.contains(&(i as u32)))
+                });
+                disks.collect()
+            }
+        };
         let workers = if opts.workers == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
         } else {
@@ -277,16 +300,15 @@ impl Node {
         let registry = Arc::new(FaultRegistry::new());
         let faults: Arc<dyn FaultInjector> = if opts.fault_injection { registry.clone() } else { Arc::new(NoFaults) };
         let mut disks: Vec<ShardHandle> = Vec::new();
-        for (i, disk) in assigned.disks.into_iter().enumerate() {
-            let label = disk.root().display().to_string();
-            if assigned.replaced.contains(&(i as u32)) {
+        for (i, (disk, label, replaced)) in given.into_iter().enumerate() {
+            if replaced {
                 tracing::warn!(
                     disk = %label,
                     slot = i,
                     "a new, empty directory takes the place of a lost disk; reads use parity until repair refills it"
                 );
             }
-            disks.push(ShardHandle::new(i as u32, Arc::new(disk), faults.clone()));
+            disks.push(ShardHandle::new(i as u32, disk, faults.clone()));
         }
         let meta = MetaHandle::default();
         let revoked = Arc::new(RevokedNodes::default());
@@ -295,7 +317,7 @@ impl Node {
                 let client = peer_tls::client_config(&p.ca_pem, &p.identity).context("peer TLS")?;
                 let server = peer_tls::server_config(&p.cluster_id, &p.ca_pem, &p.identity, revoked.clone())
                     .context("peer TLS")?;
-                Some((Peers::new(opts.node_id, &p.cluster_id, client), server))
+                Some((Peers::new(opts.node_id, &p.cluster_id, client, opts.net.clone()), server))
             }
             None => None,
         };
@@ -345,6 +367,7 @@ impl Node {
                 (None, None) => Arc::new(LocalOnly),
             },
             metrics: Arc::new(NodeMetrics::new()),
+            net: opts.net.clone(),
         };
         let stats = Arc::new(NodeStats::default());
         for (name, sup) in stats.named() {

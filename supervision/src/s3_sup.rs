@@ -76,7 +76,7 @@ pub fn spec(
                     None => Credentials::stored(ctx.clone()),
                 };
                 let frontend = hoard_s3::frontend(ctx.clone(), parent.clone(), credentials, faults.clone(), secure);
-                let endpoint = endpoint.clone();
+                let (endpoint, net) = (endpoint.clone(), ctx.net.clone());
                 async move {
                     let at = endpoint.bound.borrow().unwrap_or(endpoint.addr);
                     let args = ListenerArgs {
@@ -86,6 +86,7 @@ pub fn spec(
                         tls: endpoint.tls,
                         limits,
                         drain: endpoint.drain,
+                        net,
                     };
                     let (r, _) =
                         Listener::spawn_linked(Some(format!("listener-{}", uniq())), Listener, args, parent).await?;

@@ -60,8 +60,8 @@ impl Actor for PeerServerActor {
     async fn pre_start(&self, _me: ActorRef<()>, args: PeerServerArgs) -> Result<PeerServerTask, ActorProcessingErr> {
         let bound = args.listen.bound.lock().unwrap_or_else(|p| p.into_inner()).take();
         let listener = match bound {
-            Some(l) => tokio::net::TcpListener::from_std(l)?,
-            None => tokio::net::TcpListener::bind(args.listen.addr).await?,
+            Some(l) => crate::net::TcpNet::listener(tokio::net::TcpListener::from_std(l)?),
+            None => args.ctx.net.bind(args.listen.addr).await?,
         };
         tracing::info!(addr = %args.listen.addr, "serving peers (mutual TLS)");
         let join = args.join.map(|(tls, authority)| (tls, JoinService::new(args.ctx.clone(), authority)));

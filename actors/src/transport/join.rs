@@ -145,7 +145,10 @@ pub fn add_pending(dir: &Path, hash: [u8; 32], expires_ms: i64) -> std::io::Resu
 /// that do not parse are dropped (and the latter logged). Answers how many were recorded.
 pub async fn import_pending(dir: &Path, ctx: &NodeContext) -> Result<usize> {
     let path = dir.join(PENDING_TOKENS);
-    let text = match tokio::fs::read_to_string(&path).await {
+    let reading = path.clone();
+    let read = hoard_storage::exec::blocking(move || std::fs::read_to_string(reading)).await;
+    let read = read.map_err(|e| ActorError::Invalid(format!("{}: {e}", path.display())))?;
+    let text = match read {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(ActorError::Invalid(format!("{}: {e}", path.display()))),
@@ -170,7 +173,12 @@ pub async fn import_pending(dir: &Path, ctx: &NodeContext) -> Result<usize> {
             other => return Err(ActorError::Refused(other)),
         }
     }
-    tokio::fs::remove_file(&path).await.map_err(|e| ActorError::Invalid(format!("{}: {e}", path.display())))?;
+    let removing = path.clone();
+    let removed = hoard_storage::exec::blocking(move || std::fs::remove_file(removing)).await;
+    removed
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| ActorError::Invalid(format!("{}: {e}", path.display())))?;
     Ok(added)
 }
 
@@ -289,7 +297,7 @@ pub async fn request_join(
     let tls = peer_tls::join_client_config(pin).map_err(|e| ActorError::Invalid(e.to_string()))?;
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(peer_tls::cluster_name(cluster_id))
         .map_err(|e| ActorError::Invalid(e.to_string()))?;
-    let channel = super::peer::channel("join", peer, tls, name)?;
+    let channel = super::peer::channel(&crate::net::tcp(), "join", peer, tls, name)?;
     let mut client = JoinClient::new(channel)
         .max_decoding_message_size(policy::MAX_JOIN_MESSAGE)
         .max_encoding_message_size(policy::MAX_JOIN_MESSAGE);

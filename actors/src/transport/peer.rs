@@ -68,6 +68,7 @@ use crate::error::Result;
 use crate::meta::Forward;
 use crate::meta::ForwardError;
 use crate::meta::ForwardFuture;
+use crate::net::Net;
 use crate::peer_tls;
 use crate::shard::Shard;
 
@@ -188,6 +189,7 @@ pub struct Peers {
     me: NodeId,
     cluster_id: String,
     tls: Arc<rustls::ClientConfig>,
+    net: Arc<dyn Net>,
     links: RwLock<BTreeMap<NodeId, Arc<PeerLink>>>,
     heard: tokio::sync::watch::Sender<u64>,
     /// Nodes being drained or removed: no new shard goes to them.
@@ -195,10 +197,11 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(me: NodeId, cluster_id: &str, tls: Arc<rustls::ClientConfig>) -> Arc<Peers> {
+    /// The links of node `me` of `cluster_id`, whose connections `net` makes.
+    pub fn new(me: NodeId, cluster_id: &str, tls: Arc<rustls::ClientConfig>, net: Arc<dyn Net>) -> Arc<Peers> {
         let heard = tokio::sync::watch::Sender::new(0);
         let (links, leaving) = (RwLock::new(BTreeMap::new()), RwLock::new(BTreeSet::new()));
-        Arc::new(Peers { me, cluster_id: cluster_id.to_string(), tls, links, heard, leaving })
+        Arc::new(Peers { me, cluster_id: cluster_id.to_string(), tls, net, links, heard, leaving })
     }
 
     /// Sets the nodes being drained or removed (from the metadata, by the peer watch).
@@ -261,9 +264,9 @@ impl Peers {
     /// then HTTP/2.
     fn connect(&self, node: NodeId, addr: &str) -> Result<PeerLink> {
         let name = peer_tls::server_name(&self.cluster_id, node).map_err(|e| ActorError::Invalid(e.to_string()))?;
-        let (tls, target) = (self.tls.clone(), addr.to_string());
+        let (tls, target, net) = (self.tls.clone(), addr.to_string(), self.net.clone());
         let label = format!("node-{node}");
-        let connect: Connector = Arc::new(move || channel(&label, &target, tls.clone(), name.clone()));
+        let connect: Connector = Arc::new(move || channel(&net, &label, &target, tls.clone(), name.clone()));
         let first = connect()?;
         let heard = self.heard.clone();
         Ok(PeerLink {
@@ -283,20 +286,20 @@ type Connector = Arc<dyn Fn() -> Result<Channel> + Send + Sync>;
 /// A channel to `addr` (`label` names it) that connects on first use: TCP, then TLS verified as `name`,
 /// then HTTP/2.
 pub(crate) fn channel(
+    net: &Arc<dyn Net>,
     label: &str,
     addr: &str,
     tls: Arc<rustls::ClientConfig>,
     name: tokio_rustls::rustls::pki_types::ServerName<'static>,
 ) -> Result<Channel> {
     let connector = TlsConnector::from(tls);
-    let target = addr.to_string();
+    let (target, net) = (addr.to_string(), net.clone());
     let connect = tower::service_fn(move |_: http::Uri| {
-        let (connector, name, target) = (connector.clone(), name.clone(), target.clone());
+        let (connector, name, target, net) = (connector.clone(), name.clone(), target.clone(), net.clone());
         async move {
             let tls = tokio::time::timeout(policy::CONNECT, async {
-                let tcp = tokio::net::TcpStream::connect(&target).await?;
-                tcp.set_nodelay(true)?;
-                connector.connect(name, tcp).await
+                let conn = net.connect(target).await?;
+                connector.connect(name, conn).await
             })
             .await
             .map_err(|_| NotConnected(std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to a peer")))?
@@ -704,7 +707,8 @@ mod tests {
     async fn a_call_that_never_connected_is_not_sent() {
         let ca = ClusterCa::generate("c0ffee").unwrap();
         let identity = ca.issue(1, "127.0.0.1").unwrap();
-        let peers = Peers::new(1, "c0ffee", peer_tls::client_config(ca.cert_pem(), &identity).unwrap());
+        let peers =
+            Peers::new(1, "c0ffee", peer_tls::client_config(ca.cert_pem(), &identity).unwrap(), crate::net::tcp());
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let cmd = MetaCommand::DeleteBucket { name: "b".into() };
         let addr = NodeAddr { addr: closed.to_string() };

@@ -30,7 +30,6 @@ use hoard_storage::meta::TypeConfig;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::raft::VoteRequest;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
 use tonic::Request;
@@ -45,6 +44,7 @@ use super::wire;
 use crate::meta::read_outcome;
 use crate::meta::write_outcome;
 use crate::meta::ForwardError;
+use crate::net::Listener;
 use crate::peer_tls;
 use crate::peer_tls::RevokedNodes;
 use crate::shard::ShardHandle;
@@ -304,7 +304,7 @@ pub struct ServerTls {
 
 /// Serves `services` on `listener` with mutual TLS until the returned task is dropped; a connection asking
 /// for the join protocol gets only the join service.
-pub fn serve(listener: TcpListener, tls: ServerTls, services: Services) -> PeerServerTask {
+pub fn serve(mut listener: Box<dyn Listener>, tls: ServerTls, services: Services) -> PeerServerTask {
     let (tx, rx) = mpsc::channel(64);
     let (join_tx, join_rx) = mpsc::channel(policy::JOIN_CONNECTIONS);
     let join_slots = Arc::new(tokio::sync::Semaphore::new(policy::JOIN_CONNECTIONS));
@@ -333,7 +333,6 @@ pub fn serve(listener: TcpListener, tls: ServerTls, services: Services) -> PeerS
                     continue;
                 }
             };
-            let _ = tcp.set_nodelay(true);
             let (members, join_tls, tx, join_tx) = (members.clone(), join_tls.clone(), tx.clone(), join_tx.clone());
             let token = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let join_slots = join_slots.clone();

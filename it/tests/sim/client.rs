@@ -49,6 +49,8 @@ impl Answer {
 
 pub struct Client {
     pub dial: Dial,
+    /// The clock requests are signed by.
+    pub env: Arc<dyn hoard_storage::env::Env>,
     pub host: String,
     pub access_key: String,
     pub secret_key: String,
@@ -66,7 +68,9 @@ impl Client {
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let credential = (self.access_key.as_str(), self.secret_key.as_str());
         let body_ref = SignableBody::Bytes(&body);
-        let signed = hoard_it::sigv4_headers(&self.host, credential, method, path_and_query, &pairs, body_ref)?;
+        let now = self.env.now_ms();
+        let target = (path_and_query, pairs.as_slice());
+        let signed = hoard_it::sigv4_headers_at(now, &self.host, credential, method, target, body_ref)?;
         let mut req = http::Request::builder().method(method).uri(path_and_query).header("host", &self.host);
         for (k, v) in headers.iter().chain(signed.iter()) {
             req = req.header(k.as_str(), v.as_str());

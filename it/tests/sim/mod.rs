@@ -4,8 +4,11 @@
 
 pub mod body;
 pub mod client;
+pub mod cluster;
+pub mod driver;
 pub mod oracle;
 pub mod run;
+pub mod schedule;
 pub mod trace;
 pub mod workload;
 

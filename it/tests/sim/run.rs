@@ -2,6 +2,7 @@
 //! trace what happened. Requests go one at a time, each at its own logical instant.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::body;
 use super::client::path_of;
@@ -33,7 +34,12 @@ pub struct Run<'c> {
     known: BTreeMap<String, Option<Known>>,
     /// The customer key reads offer when an object asks for one.
     customer: Option<[u8; 32]>,
+    /// How many times a request that got no answer, or a 5xx, is sent again (as S3 clients do).
+    retries: u32,
 }
+
+/// How long a request may take before the client gives up on it (and retries).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl<'c> Run<'c> {
     pub fn new(client: &'c Client, bucket: &str) -> Run<'c> {
@@ -45,7 +51,23 @@ impl<'c> Run<'c> {
             clock: 0,
             known: BTreeMap::new(),
             customer: None,
+            retries: 0,
         }
+    }
+
+    /// Sends a request again up to `n` times when it got no answer or a 5xx, after a growing pause.
+    pub fn with_retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Creates the run's bucket (a retry whose first try made it is told the caller owns it already).
+    pub async fn create_bucket(&mut self) {
+        let path = format!("/{}", self.bucket);
+        let a = self.send("PUT", &path, Vec::new(), Vec::new()).await;
+        let code = a.code();
+        self.trace.record(format!("create bucket -> {} {code}", a.status));
+        assert!(a.status == 200 || code == "BucketAlreadyOwnedByYou", "the bucket was not made: {} {code}", a.status);
     }
 
     /// The versions the keys hold now, as far as acknowledgements tell: (tag, length, encryption).
@@ -59,9 +81,20 @@ impl<'c> Run<'c> {
     }
 
     async fn send(&mut self, method: &str, target: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Answer {
-        match self.client.send(method, target, &headers, body).await {
-            Ok(answer) => answer,
-            Err(e) => Answer { status: 0, headers: Default::default(), body: e.to_string().into_bytes() },
+        let mut attempt = 0;
+        loop {
+            let sent = tokio::time::timeout(REQUEST_TIMEOUT, self.client.send(method, target, &headers, body.clone()));
+            let answer = match sent.await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => Answer { status: 0, headers: Default::default(), body: format!("{e:#}").into_bytes() },
+                Err(_) => Answer { status: 0, headers: Default::default(), body: b"timed out".to_vec() },
+            };
+            if !(answer.status == 0 || answer.status >= 500) || attempt >= self.retries {
+                return answer;
+            }
+            attempt += 1;
+            self.trace.record(format!("retry {attempt} of {method} {target}: {} {}", answer.status, answer.code()));
+            tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
         }
     }
 

@@ -8,24 +8,39 @@ use sha2::Sha256;
 
 pub struct Trace {
     hasher: Sha256,
+    /// Every event, in order (a replay that parts from its first run says where).
+    lines: Vec<String>,
     /// Print every event as it is recorded (`HOARD_SIM_VERBOSE=1`).
     verbose: bool,
 }
 
 impl Default for Trace {
     fn default() -> Self {
-        Trace { hasher: Sha256::new(), verbose: std::env::var("HOARD_SIM_VERBOSE").is_ok_and(|v| v == "1") }
+        Trace {
+            hasher: Sha256::new(),
+            lines: Vec::new(),
+            verbose: std::env::var("HOARD_SIM_VERBOSE").is_ok_and(|v| v == "1"),
+        }
     }
 }
 
 impl Trace {
+    /// Records `event`; inside a simulation, at the simulated instant it happened.
     pub fn record(&mut self, event: impl Display) {
-        let line = event.to_string();
+        let line = match turmoil::sim_elapsed() {
+            Some(at) => format!("[{} ms] {event}", at.as_millis()),
+            None => event.to_string(),
+        };
         if self.verbose {
             eprintln!("{line}");
         }
         self.hasher.update(line.as_bytes());
         self.hasher.update(b"\n");
+        self.lines.push(line);
+    }
+
+    pub fn lines(&self) -> &[String] {
+        &self.lines
     }
 
     /// The hash of every event so far, as hex.

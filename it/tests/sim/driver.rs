@@ -1,0 +1,365 @@
+//! One seeded run of a whole simulated cluster: the nodes on turmoil hosts (`cluster`), the workload from a
+//! client host (`run`), the faults of the seed's schedule (`schedule`) applied between turmoil's steps, and the
+//! oracle's checks throughout and at the end, once every fault is healed.
+
+use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hoard::Fault as NodeFault;
+use hoard_storage::disk::sim::SimOp;
+use hoard_storage::exec;
+use hoard_storage::meta::runtime::seed_raft_rng;
+use sha2::Digest as _;
+
+use super::body;
+use super::client::Client;
+use super::client::Dial;
+use super::client::Io;
+use super::cluster;
+use super::cluster::Shape;
+use super::cluster::SimNode;
+use super::cluster::TurmoilEnv;
+use super::oracle::Oracle;
+use super::run::Run;
+use super::schedule;
+use super::schedule::Fault;
+use super::trace::Trace;
+use super::workload;
+
+/// What a run is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub shape: Shape,
+    /// S3 operations of the workload, over `keys` keys.
+    pub ops: usize,
+    pub keys: usize,
+    /// Faults of the schedule, spread over `span_ms` of simulated time.
+    pub faults: usize,
+    pub span_ms: u64,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            shape: Shape { nodes: 3, disks_per_node: 2, data_shards: 4, parity_shards: 2 },
+            ops: 40,
+            keys: 5,
+            faults: 10,
+            span_ms: 20_000,
+        }
+    }
+}
+
+/// What a run found.
+pub struct Outcome {
+    pub violations: Vec<String>,
+    pub trace_hash: String,
+    pub trace: Vec<String>,
+    /// Simulated time the run took.
+    pub sim_ms: u64,
+    /// Fault points that fired.
+    pub points_fired: BTreeSet<String>,
+}
+
+/// The client's side of a run, shared with the driver (one thread: `Rc`).
+#[derive(Default)]
+struct Shared {
+    /// The workload has sent its last operation: heal everything.
+    workload_done: Cell<bool>,
+    /// Every fault is healed.
+    healed: Arc<tokio::sync::Notify>,
+    /// The client's oracle and trace when it is done.
+    finished: RefCell<Option<(Oracle, Trace, Vec<u64>)>>,
+}
+
+/// A dialer of the simulated nodes' S3 endpoints, each connection to the next node in turn.
+fn dial(nodes: usize) -> Dial {
+    let next = Arc::new(AtomicUsize::new(0));
+    Arc::new(move || {
+        let n = next.fetch_add(1, Ordering::Relaxed) % nodes + 1;
+        Box::pin(async move {
+            let stream =
+                turmoil::net::TcpStream::connect(format!("{}:{}", cluster::host(n as u64), cluster::S3_PORT)).await?;
+            Ok(Box::new(stream) as Box<dyn Io>)
+        })
+    })
+}
+
+/// Runs `plan` from `seed` to its end: the workload, the faults, the heal, the final reads and the scans.
+pub fn run(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
+    exec::set_inline(true);
+    seed_raft_rng(seed);
+    let outcome = run_inline(seed, plan);
+    exec::set_inline(false);
+    outcome
+}
+
+fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
+    // Metadata directories in memory where the machine has it: fsync there costs nothing.
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() { tempfile::tempdir_in(shm)? } else { tempfile::tempdir()? };
+    let env = Arc::new(TurmoilEnv::new(seed));
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_secs(3_600))
+        .tick_duration(Duration::from_millis(1))
+        .rng_seed(seed)
+        .build();
+    let mut nodes = cluster::add_nodes(&mut sim, seed, plan.shape, dir.path(), env.clone())?;
+    let shared = Rc::new(Shared::default());
+    {
+        let shared = shared.clone();
+        sim.client("client", async move {
+            let client = Client {
+                dial: dial(plan.shape.nodes),
+                // s3s checks a signature's date against the real clock (the one thing of a run that reads it,
+                // within its 15 minutes of allowed skew): requests are signed by it.
+                env: Arc::new(hoard_storage::env::SystemEnv),
+                host: "hoard".into(),
+                access_key: cluster::ACCESS_KEY.into(),
+                secret_key: cluster::SECRET_KEY.into(),
+            };
+            let mut run = Run::new(&client, "sim").with_retries(8);
+            // The bucket, once the cluster answers (its group elects a leader first).
+            run.create_bucket().await;
+            for op in workload::draw(seed, plan.ops, plan.keys, seed << 20) {
+                run.op(&op).await;
+            }
+            shared.workload_done.set(true);
+            shared.healed.notified().await;
+            // Healed: every key reads as its last acknowledged version (or one whose outcome was never told).
+            for k in 0..plan.keys {
+                run.read(&format!("k{k}"), None).await;
+            }
+            let current = run.current().into_iter().filter(|(_, len, sse)| *len >= 16 && *sse == workload::Sse::Plain);
+            let plain: Vec<u64> = current.map(|(tag, _, _)| tag).collect();
+            *shared.finished.borrow_mut() = Some((run.oracle, run.trace, plain));
+            Ok(())
+        });
+    }
+
+    let schedule = schedule::draw(seed, plan.shape.nodes as u64, plan.shape.disks_per_node, plan.faults, plan.span_ms);
+    let mut faults = Faults { due: schedule.into_iter().collect(), ends: Vec::new(), out: None, log: Vec::new() };
+    let mut leaders: Vec<(u64, u64)> = Vec::new();
+    let mut points_fired = BTreeSet::new();
+    let mut healed = false;
+    loop {
+        let done = sim.step().map_err(|e| anyhow::anyhow!("the simulation failed: {e}"))?;
+        let now = sim.elapsed().as_millis() as u64;
+        if !healed {
+            faults.apply(now, &mut sim, &mut nodes, &mut points_fired);
+        }
+        if sim.elapsed().as_millis() % 50 == 0 {
+            observe_leaders(&nodes, &mut leaders);
+        }
+        if !healed && shared.workload_done.get() {
+            faults.heal_all(&mut sim, &mut nodes);
+            healed = true;
+            shared.healed.notify_one();
+        }
+        if done {
+            break;
+        }
+    }
+    observe_leaders(&nodes, &mut leaders);
+    let sim_ms = sim.elapsed().as_millis() as u64;
+    fired(&nodes, &mut points_fired);
+    drop(sim);
+
+    let Some((mut oracle, mut trace, plain)) = shared.finished.borrow_mut().take() else {
+        anyhow::bail!("the client did not finish");
+    };
+    for line in &faults.log {
+        trace.record(line);
+    }
+    for (term, leader) in leaders {
+        oracle.observe_leader(term, leader);
+    }
+    // No plaintext of an encrypted version on any disk or in any node's metadata; the scan does find every plain
+    // version still held (it can see plaintext when there is some).
+    // The bytes stored are part of the trace: the same seed stores the same ciphertext under the same names.
+    let mut seen = BTreeSet::new();
+    for node in &nodes {
+        for (d, disk) in node.disks.iter().enumerate() {
+            let mut stored = sha2::Sha256::new();
+            for (name, bytes) in disk.committed_files() {
+                oracle.check_disk_file(&format!("{}/{}", node.host, name), &bytes);
+                seen.extend(body::tags_in(&bytes));
+                stored.update(name.as_bytes());
+                stored.update(&bytes);
+            }
+            trace.record(format!("{} disk {d}: {}", node.host, hex::encode(stored.finalize())));
+        }
+    }
+    for (name, bytes) in cluster::files_under(dir.path()) {
+        oracle.check_disk_file(&name, &bytes);
+        seen.extend(body::tags_in(&bytes));
+    }
+    let mut violations = oracle.violations().to_vec();
+    if let Some(missing) = plain.iter().find(|t| !seen.contains(t)) {
+        violations.push(format!("the disk scan did not find plain version {missing}"));
+    }
+    Ok(Outcome { violations, trace_hash: trace.hash(), trace: trace.lines().to_vec(), sim_ms, points_fired })
+}
+
+/// The schedule's faults as they strike and heal.
+struct Faults {
+    due: std::collections::VecDeque<(u64, Fault)>,
+    /// (when, what) of faults to undo.
+    ends: Vec<(u64, End)>,
+    /// The node out now (crashed or cut off), if any.
+    out: Option<u64>,
+    /// What was done, for the trace.
+    log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Repair(u64),
+    Restart(u64),
+    Reappear(u64, usize),
+}
+
+impl Faults {
+    /// Applies the faults due at `now` and undoes those whose time is up; `fired` gathers the fault points a
+    /// crashed node had fired.
+    fn apply(&mut self, now: u64, sim: &mut turmoil::Sim<'_>, nodes: &mut [SimNode], fired: &mut BTreeSet<String>) {
+        while let Some(i) = self.ends.iter().position(|(at, _)| *at <= now) {
+            let (_, end) = self.ends.remove(i);
+            self.end(now, end, sim, nodes);
+        }
+        while self.due.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, fault)) = self.due.pop_front() else { break };
+            let node_of = |f: &Fault| match f {
+                Fault::Partition { node, .. }
+                | Fault::Crash { node, .. }
+                | Fault::Panic { node, .. }
+                | Fault::DiskErrors { node, .. }
+                | Fault::DiskVanish { node, .. }
+                | Fault::Rot { node, .. } => Some(*node),
+                Fault::Latency { .. } => None,
+            };
+            let target = node_of(&fault);
+            // One node out at a time, and nothing done to a node that is down.
+            let blocked = match (&fault, target) {
+                (Fault::Partition { .. } | Fault::Crash { .. } | Fault::DiskVanish { .. }, Some(_)) => {
+                    self.out.is_some()
+                }
+                (_, Some(n)) => !nodes[(n - 1) as usize].up,
+                _ => false,
+            };
+            if blocked {
+                self.log.push(format!("{now} ms: skipped {fault:?}"));
+                continue;
+            }
+            self.log.push(format!("{now} ms: {fault:?}"));
+            match fault {
+                Fault::Partition { node, ms } => {
+                    for other in nodes.iter().filter(|n| n.id != node) {
+                        sim.partition(cluster::host(node), other.host.clone());
+                    }
+                    self.out = Some(node);
+                    self.ends.push((now + ms, End::Repair(node)));
+                }
+                Fault::Crash { node, ms } => {
+                    let n = &mut nodes[(node - 1) as usize];
+                    // The node's handles go first: nothing of the old process may outlive it.
+                    if let Some(running) = n.running.borrow_mut().take() {
+                        fired.extend(running.faults.fired().into_keys());
+                    }
+                    sim.crash(n.host.clone());
+                    for disk in &n.disks {
+                        disk.crash();
+                    }
+                    n.up = false;
+                    self.out = Some(node);
+                    self.ends.push((now + ms, End::Restart(node)));
+                }
+                Fault::Panic { node, point } => {
+                    if let Some(running) = nodes[(node - 1) as usize].running.borrow().as_ref() {
+                        running.faults.arm_times(point, NodeFault::Panic, Some(1));
+                    }
+                }
+                Fault::DiskErrors { node, disk, op, n } => {
+                    nodes[(node - 1) as usize].disks[disk].fail_next(SimOp::ALL[op % SimOp::ALL.len()], n);
+                }
+                Fault::DiskVanish { node, disk, ms } => {
+                    nodes[(node - 1) as usize].disks[disk].vanish();
+                    self.out = Some(node);
+                    self.ends.push((now + ms, End::Reappear(node, disk)));
+                }
+                Fault::Rot { node, disk, pick } => {
+                    let d = &nodes[(node - 1) as usize].disks[disk];
+                    let files = d.committed_files();
+                    if let Some((name, bytes)) = files.get(pick as usize % files.len().max(1)) {
+                        if !bytes.is_empty() {
+                            let _ = d.corrupt(name, pick % bytes.len() as u64);
+                        }
+                    }
+                }
+                Fault::Latency { ms } => sim.set_max_message_latency(Duration::from_millis(ms)),
+            }
+        }
+    }
+
+    fn end(&mut self, now: u64, end: End, sim: &mut turmoil::Sim<'_>, nodes: &mut [SimNode]) {
+        self.log.push(format!("{now} ms: end {end:?}"));
+        match end {
+            End::Repair(node) => {
+                for other in nodes.iter().filter(|n| n.id != node) {
+                    sim.repair(cluster::host(node), other.host.clone());
+                }
+            }
+            End::Restart(node) => {
+                let n = &mut nodes[(node - 1) as usize];
+                sim.bounce(n.host.clone());
+                n.up = true;
+            }
+            End::Reappear(node, disk) => nodes[(node - 1) as usize].disks[disk].reappear(false),
+        }
+        self.out = None;
+    }
+
+    /// Undoes every fault still in force and stops drawing new ones.
+    fn heal_all(&mut self, sim: &mut turmoil::Sim<'_>, nodes: &mut [SimNode]) {
+        let now = sim.elapsed().as_millis() as u64;
+        for (_, end) in std::mem::take(&mut self.ends) {
+            self.end(now, end, sim, nodes);
+        }
+        self.due.clear();
+        sim.set_max_message_latency(Duration::ZERO);
+        for node in nodes.iter() {
+            if let Some(running) = node.running.borrow().as_ref() {
+                running.faults.disarm_all();
+            }
+        }
+        self.log.push(format!("{now} ms: healed"));
+    }
+}
+
+/// Records the leader each running node is, by term.
+fn observe_leaders(nodes: &[SimNode], leaders: &mut Vec<(u64, u64)>) {
+    for node in nodes {
+        let Some(running) = node.running.borrow().clone() else { continue };
+        let Ok(raft) = running.ctx.meta.raft.try_lock() else { continue };
+        let Some(raft) = raft.as_ref() else { continue };
+        let m = raft.metrics().borrow().clone();
+        if m.state.is_leader() && !leaders.contains(&(m.current_term, m.id)) {
+            leaders.push((m.current_term, m.id));
+        }
+    }
+}
+
+/// Adds the points that fired on each running node to `out`.
+fn fired(nodes: &[SimNode], out: &mut BTreeSet<String>) {
+    for node in nodes {
+        if let Some(running) = node.running.borrow().as_ref() {
+            out.extend(running.faults.fired().into_keys());
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The faults of a simulated run, drawn from its seed: when each strikes (simulated milliseconds from the
+//! start) and what it does. The driver applies them between turmoil's steps; a fault that would take a second
+//! node out while one is already out is skipped (and the trace says so), so a majority of the metadata group and
+//! enough shards of every stripe stay reachable and the workload can make progress.
+
+use rand::rngs::StdRng;
+use rand::Rng as _;
+use rand::SeedableRng as _;
+
+/// The named fault points of a node (`hoard::faults::FAULT_POINTS`), each made to panic once.
+pub use hoard::faults::FAULT_POINTS;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// The node is cut off from the other nodes (both ways) for `ms`; the client still reaches it.
+    Partition { node: u64, ms: u64 },
+    /// The node's host crashes (kill -9: its runtime and memory go, its disks lose what was never durable) and
+    /// starts again after `ms`.
+    Crash { node: u64, ms: u64 },
+    /// The actor that next reaches `point` on the node panics (once).
+    Panic { node: u64, point: &'static str },
+    /// The next `n` calls of one kind on one disk fail with an I/O error.
+    DiskErrors { node: u64, disk: usize, op: usize, n: u32 },
+    /// One disk drops off the bus for `ms`, then comes back with its files.
+    DiskVanish { node: u64, disk: usize, ms: u64 },
+    /// A committed file of one disk gets a flipped byte (bit rot).
+    Rot { node: u64, disk: usize, pick: u64 },
+    /// Every message between two nodes takes up to `ms` more (delays reorder messages of different links).
+    Latency { ms: u64 },
+}
+
+/// `count` faults for a run of `nodes` nodes of `disks` disks each, spread over `span_ms` of simulated time.
+pub fn draw(seed: u64, nodes: u64, disks: usize, count: usize, span_ms: u64) -> Vec<(u64, Fault)> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17_5eed);
+    let mut out: Vec<(u64, Fault)> = (0..count)
+        .map(|_| {
+            let at = rng.gen_range(500..span_ms.max(501));
+            let node = rng.gen_range(1..=nodes);
+            let disk = rng.gen_range(0..disks);
+            let fault = match rng.gen_range(0..100u32) {
+                0..=19 => Fault::Partition { node, ms: rng.gen_range(200..3_000) },
+                20..=34 => Fault::Crash { node, ms: rng.gen_range(200..3_000) },
+                35..=59 => Fault::Panic { node, point: FAULT_POINTS[rng.gen_range(0..FAULT_POINTS.len())] },
+                60..=74 => Fault::DiskErrors { node, disk, op: rng.gen_range(0..7), n: rng.gen_range(1..4) },
+                75..=84 => Fault::DiskVanish { node, disk, ms: rng.gen_range(200..3_000) },
+                85..=92 => Fault::Rot { node, disk, pick: rng.gen() },
+                _ => Fault::Latency { ms: rng.gen_range(0..50) },
+            };
+            (at, fault)
+        })
+        .collect();
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_draws_the_same_faults_in_time_order() {
+        let a = draw(7, 3, 2, 40, 20_000);
+        assert_eq!(a, draw(7, 3, 2, 40, 20_000));
+        assert_ne!(a, draw(8, 3, 2, 40, 20_000));
+        assert!(a.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert!(a.iter().all(|(at, _)| (500..20_000).contains(at)));
+    }
+}
