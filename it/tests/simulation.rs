@@ -98,19 +98,41 @@ async fn a_seeded_workload_against_one_node_meets_the_oracle() {
 
 /// The whole cluster simulated (three nodes of two in-memory disks each on turmoil's network, one seeded
 /// schedule of crashes, partitions, actor panics, disk errors, vanishing disks, bit rot and delays) under the
-/// seeded workload: the oracle holds throughout and once everything is healed.
+/// seeded workload: the oracle holds throughout and once everything is healed. Every seed runs; each failing
+/// one prints the line that replays it. The fixed seeds (one per fault point: `schedule::point_of`) make every
+/// named fault point fire.
 #[test]
 fn a_simulated_cluster_meets_the_oracle_under_faults() {
-    for seed in sim::seeds(&[1, 2, 3]) {
-        let began = wall_clock();
-        let out = sim::driver::run(seed, sim::driver::Plan::default()).expect("the run");
-        let line = sim::replay_line(seed, &out.trace_hash);
-        assert!(out.violations.is_empty(), "{line}\n{}", out.violations.join("\n"));
-        let took = began.elapsed().as_secs_f64();
-        eprintln!(
-            "seed {seed}: trace {}, {} ms simulated in {took:.1} s; fired {:?}",
-            out.trace_hash, out.sim_ms, out.points_fired
-        );
+    let fixed: Vec<u64> = (0..sim::schedule::FAULT_POINTS.len() as u64).collect();
+    let seeds = sim::seeds(&fixed);
+    let began = wall_clock();
+    let mut failures = Vec::new();
+    let mut fired = std::collections::BTreeSet::new();
+    for &seed in &seeds {
+        let one = wall_clock();
+        match sim::driver::run(seed, sim::driver::Plan::for_seed(seed)) {
+            Ok(out) if out.violations.is_empty() => {
+                eprintln!(
+                    "seed {seed}: trace {}, {} ms simulated in {:.1} s; fired {:?}",
+                    out.trace_hash,
+                    out.sim_ms,
+                    one.elapsed().as_secs_f64(),
+                    out.points_fired
+                );
+                fired.extend(out.points_fired);
+            }
+            Ok(out) => {
+                failures.push(format!("{}\n  {}", sim::replay_line(seed, &out.trace_hash), out.violations.join("\n  ")))
+            }
+            Err(e) => failures.push(format!("{}\n  {e:#}", sim::replay_line(seed, "none: the run did not finish"))),
+        }
+    }
+    let minutes = began.elapsed().as_secs_f64() / 60.0;
+    eprintln!("{} seeds, {} failed, {:.1} seeds per minute", seeds.len(), failures.len(), seeds.len() as f64 / minutes);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if seeds == fixed {
+        let missed: Vec<_> = sim::schedule::FAULT_POINTS.iter().filter(|p| !fired.contains(**p)).collect();
+        assert!(missed.is_empty(), "fault points the fixed seeds never fired: {missed:?}");
     }
 }
 
@@ -119,8 +141,8 @@ fn a_simulated_cluster_meets_the_oracle_under_faults() {
 #[test]
 fn the_same_seed_replays_the_same_cluster_run() {
     let seed = sim::seeds(&[7])[0];
-    let first = sim::driver::run(seed, sim::driver::Plan::default()).expect("the first run");
-    let second = sim::driver::run(seed, sim::driver::Plan::default()).expect("the second run");
+    let first = sim::driver::run(seed, sim::driver::Plan::for_seed(seed)).expect("the first run");
+    let second = sim::driver::run(seed, sim::driver::Plan::for_seed(seed)).expect("the second run");
     if let Some(at) = first.trace.iter().zip(&second.trace).position(|(a, b)| a != b) {
         panic!("the runs part at event {at}:\n  first:  {}\n  second: {}", first.trace[at], second.trace[at]);
     }

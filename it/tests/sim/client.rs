@@ -110,3 +110,10 @@ pub fn path_of(bucket: &str, key: &str) -> String {
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
     format!("/{bucket}/{}", percent_encoding::utf8_percent_encode(key, KEEP))
 }
+
+/// A query parameter's value as it goes in a URL (every byte but unreserved ones percent-encoded).
+pub fn query_value(value: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(value, KEEP).to_string()
+}

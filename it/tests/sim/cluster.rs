@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use hoard::faults::FaultRegistry;
 use hoard::node::PeerOptions;
@@ -159,7 +158,11 @@ pub fn add_nodes(
         let disks: Vec<SimDisk> = (0..shape.disks_per_node)
             .map(|d| {
                 let disk_seed = seed ^ (id << 32) ^ d as u64;
-                SimDisk::new(format!("n{id}d{d}"), disk_seed, SimDiskConfig::default()).with_clock(env.clone())
+                // A crash tears half the unfinished temp files and loses what the disk's cache held (the driver
+                // decides which crashes may lose anything).
+                let config =
+                    SimDiskConfig { torn_temp_on_crash: 0.5, lose_unsynced_commits: true, ..Default::default() };
+                SimDisk::new(format!("n{id}d{d}"), disk_seed, config).with_clock(env.clone())
             })
             .collect();
         let mut opts = NodeOptions::new(dir.join(host(id)));
@@ -172,7 +175,7 @@ pub fn add_nodes(
         // SSE-C over the simulated network's plain HTTP, as behind a TLS proxy.
         opts.trust_proxy_tls = true;
         opts.scrub_interval = None;
-        opts.scrub_grace = Duration::from_secs(60);
+        opts.scrub_grace = super::driver::SCRUB_GRACE;
         opts.workers = 1;
         opts.fault_injection = true;
         opts.env = env.clone();

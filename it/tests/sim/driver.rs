@@ -32,10 +32,15 @@ use super::schedule::Fault;
 use super::trace::Trace;
 use super::workload;
 
+/// Simulated time a run may take: one that has not finished by then is stuck (a liveness failure).
+const LIMIT: Duration = Duration::from_secs(900);
+
 /// What a run is made of.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub shape: Shape,
+    /// Rotate the master key halfway through the workload (through the admin API).
+    pub rotate: bool,
     /// S3 operations of the workload, over `keys` keys.
     pub ops: usize,
     pub keys: usize,
@@ -44,14 +49,26 @@ pub struct Plan {
     pub span_ms: u64,
 }
 
+impl Plan {
+    /// A seed's run: 3 to 5 nodes of two disks each, 4+2 coding; a master-key rotation in every third run and
+    /// wherever the seed's sure fault point is the rotation's.
+    pub fn for_seed(seed: u64) -> Plan {
+        // Rebalance has something to even out only where stripes are narrower than the cluster.
+        let nodes = if schedule::point_of(seed) == "rebalance.commit" { 5 } else { 3 + (seed % 3) as usize };
+        let rotate = seed % 3 == 0 || schedule::point_of(seed) == "rotation.batch";
+        Plan { shape: Shape { nodes, ..Plan::default().shape }, rotate, ..Plan::default() }
+    }
+}
+
 impl Default for Plan {
     fn default() -> Self {
         Plan {
             shape: Shape { nodes: 3, disks_per_node: 2, data_shards: 4, parity_shards: 2 },
+            rotate: false,
             ops: 40,
             keys: 5,
-            faults: 10,
-            span_ms: 20_000,
+            faults: 12,
+            span_ms: 10_000,
         }
     }
 }
@@ -78,6 +95,12 @@ struct Shared {
     finished: RefCell<Option<(Oracle, Trace, Vec<u64>)>>,
 }
 
+/// How often the disks' caches are flushed, in simulated milliseconds.
+const SYNC_EVERY_MS: u64 = 250;
+
+/// Scrub's grace period in a run: files younger than this are never taken for orphans.
+pub const SCRUB_GRACE: Duration = Duration::from_secs(5);
+
 /// A dialer of the simulated nodes' S3 endpoints, each connection to the next node in turn.
 fn dial(nodes: usize) -> Dial {
     let next = Arc::new(AtomicUsize::new(0));
@@ -91,8 +114,29 @@ fn dial(nodes: usize) -> Dial {
     })
 }
 
+/// Log lines stamped with the simulated time.
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match turmoil::sim_elapsed() {
+            Some(at) => write!(w, "[{} ms]", at.as_millis()),
+            None => write!(w, "[-]"),
+        }
+    }
+}
+
 /// Runs `plan` from `seed` to its end: the workload, the faults, the heal, the final reads and the scans.
 pub fn run(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
+    // `HOARD_SIM_LOG=hoard_actors=debug,...` prints the nodes' logs, stamped with simulated time.
+    let _logs = std::env::var("HOARD_SIM_LOG").ok().map(|filter| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_timer(SimTime)
+            .with_writer(std::io::stderr)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    });
     exec::set_inline(true);
     seed_raft_rng(seed);
     let outcome = run_inline(seed, plan);
@@ -106,7 +150,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     let dir = if shm.is_dir() { tempfile::tempdir_in(shm)? } else { tempfile::tempdir()? };
     let env = Arc::new(TurmoilEnv::new(seed));
     let mut sim = turmoil::Builder::new()
-        .simulation_duration(Duration::from_secs(3_600))
+        .simulation_duration(LIMIT)
         .tick_duration(Duration::from_millis(1))
         .rng_seed(seed)
         .build();
@@ -114,6 +158,15 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     let shared = Rc::new(Shared::default());
     {
         let shared = shared.clone();
+        let slots: Vec<_> = nodes.iter().map(|n| n.running.clone()).collect();
+        let rotated_key = dir.path().join("rotated.key");
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(
+            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed ^ 0x2222),
+            &mut key,
+        );
+        std::fs::write(&rotated_key, key)?;
+        let sure = schedule::point_of(seed);
         sim.client("client", async move {
             let client = Client {
                 dial: dial(plan.shape.nodes),
@@ -127,7 +180,10 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
             let mut run = Run::new(&client, "sim").with_retries(8);
             // The bucket, once the cluster answers (its group elects a leader first).
             run.create_bucket().await;
-            for op in workload::draw(seed, plan.ops, plan.keys, seed << 20) {
+            for (i, op) in workload::draw(seed, plan.ops, plan.keys, seed << 20).into_iter().enumerate() {
+                if plan.rotate && i == plan.ops / 2 {
+                    run.rotate_key(&rotated_key).await;
+                }
                 run.op(&op).await;
             }
             shared.workload_done.set(true);
@@ -136,7 +192,12 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
             for k in 0..plan.keys {
                 run.read(&format!("k{k}"), None).await;
             }
-            let current = run.current().into_iter().filter(|(_, len, sse)| *len >= 16 && *sse == workload::Sse::Plain);
+            maintain(&slots, &mut run, sure).await;
+            // Plain versions kept whole in the metadata may sit in a compressed block there: the scan's control
+            // is the versions on the disks.
+            let on_disks = |len: usize| len > hoard_actors::INLINE_MAX;
+            let current =
+                run.current().into_iter().filter(|(_, len, sse)| on_disks(*len) && *sse == workload::Sse::Plain);
             let plain: Vec<u64> = current.map(|(tag, _, _)| tag).collect();
             *shared.finished.borrow_mut() = Some((run.oracle, run.trace, plain));
             Ok(())
@@ -144,7 +205,8 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     }
 
     let schedule = schedule::draw(seed, plan.shape.nodes as u64, plan.shape.disks_per_node, plan.faults, plan.span_ms);
-    let mut faults = Faults { due: schedule.into_iter().collect(), ends: Vec::new(), out: None, log: Vec::new() };
+    let mut faults =
+        Faults { due: schedule.into_iter().collect(), ends: Vec::new(), out: None, damaged: None, log: Vec::new() };
     let mut leaders: Vec<(u64, u64)> = Vec::new();
     let mut points_fired = BTreeSet::new();
     let mut healed = false;
@@ -154,11 +216,24 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
         if !healed {
             faults.apply(now, &mut sim, &mut nodes, &mut points_fired);
         }
-        if sim.elapsed().as_millis() % 50 == 0 {
+        if now % 50 == 0 {
             observe_leaders(&nodes, &mut leaders);
+        }
+        if now % SYNC_EVERY_MS == 0 {
+            // The operating system's periodic flush: what was committed so far survives a crash even on a disk
+            // whose cache loses unsynced commits.
+            nodes.iter().flat_map(|n| &n.disks).for_each(|d| d.sync_point());
         }
         if !healed && shared.workload_done.get() {
             faults.heal_all(&mut sim, &mut nodes);
+            if schedule::point_of(seed) == "repair.rebuild" {
+                // Something for repair to rebuild (bit rot in every shard file of the damaged node), and the first
+                // rebuild on each node panics.
+                for running in nodes.iter().filter_map(|n| n.running.borrow().clone()) {
+                    running.faults.arm_times("repair.rebuild", NodeFault::Panic, Some(1));
+                }
+                faults.rot_node(now, &nodes);
+            }
             healed = true;
             shared.healed.notify_one();
         }
@@ -169,6 +244,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     observe_leaders(&nodes, &mut leaders);
     let sim_ms = sim.elapsed().as_millis() as u64;
     fired(&nodes, &mut points_fired);
+    let orphans = orphans(&nodes);
     drop(sim);
 
     let Some((mut oracle, mut trace, plain)) = shared.finished.borrow_mut().take() else {
@@ -201,10 +277,105 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
         seen.extend(body::tags_in(&bytes));
     }
     let mut violations = oracle.violations().to_vec();
+    violations.extend(orphans);
     if let Some(missing) = plain.iter().find(|t| !seen.contains(t)) {
         violations.push(format!("the disk scan did not find plain version {missing}"));
     }
     Ok(Outcome { violations, trace_hash: trace.hash(), trace: trace.lines().to_vec(), sim_ms, points_fired })
+}
+
+/// Once healed: scrub every node after the grace period (it verifies each shard on the node's disks, reports
+/// damage, including shards a crash or a lost disk left missing, to repair, and deletes orphans), wait for every
+/// repair; twice (the seed's `sure` fault point may have made a repair panic and lose its job, left for the
+/// second round). With `sure` the KeyKeeper's start or rebalance's commit, each node panics there once more now. Then a last scrub must find every shard whole: every
+/// object has full redundancy. Failures of the maintenance calls themselves are violations too.
+async fn maintain(slots: &[Rc<RefCell<Option<cluster::Running>>>], run: &mut Run<'_>, sure: &'static str) {
+    let running: Vec<cluster::Running> = slots.iter().filter_map(|s| s.borrow().clone()).collect();
+    if sure == "rebalance.commit" || sure == "key_keeper.start" {
+        for node in &running {
+            node.faults.arm_times(sure, NodeFault::Panic, Some(1));
+        }
+    }
+    if sure == "key_keeper.start" {
+        // An SSE-S3 write through each node (connections go to the nodes in turn) makes its KeyKeeper fail
+        // once; it panics again as it starts over, and starts the time after.
+        for (i, node) in running.iter().enumerate() {
+            node.faults.arm_times("key_keeper.wrap", NodeFault::Panic, Some(1));
+            let op = workload::Op::Put {
+                key: format!("sse{i}"),
+                tag: (1 << 41) + i as u64,
+                len: 100,
+                sse: workload::Sse::SseS3,
+            };
+            run.op(&op).await;
+        }
+    }
+    if sure == "rebalance.commit" {
+        // Enough stripes for some disks to hold more than others, then rebalance evens them out in the
+        // background while the grace period runs (the leader's does).
+        for i in 0..12 {
+            let op = workload::Op::Put {
+                key: format!("fill{i}"),
+                tag: (1 << 40) + i,
+                len: 40_000,
+                sse: workload::Sse::Plain,
+            };
+            run.op(&op).await;
+        }
+        for node in &running {
+            let _ = node.ctx.rebalance.kick();
+        }
+    }
+    tokio::time::sleep(SCRUB_GRACE + Duration::from_secs(1)).await;
+    const LAST: usize = 2;
+    for round in 0..=LAST {
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(node) = slot.borrow().clone() else {
+                run.oracle.violation(format!("node {} is not running after the heal", i + 1));
+                continue;
+            };
+            match node.ctx.scrub.run().await {
+                Ok(report) => {
+                    run.trace.record(format!("scrub {round} on node {}: {report:?}", i + 1));
+                    if round == LAST && report.damaged_shards > 0 {
+                        let n = report.damaged_shards;
+                        run.oracle.violation(format!("after repair node {} still holds {n} damaged shards", i + 1));
+                    }
+                }
+                Err(e) => run.oracle.violation(format!("scrub {round} on node {} failed: {e}", i + 1)),
+            }
+            if round < LAST {
+                if let Err(e) = node.ctx.repair.flush().await {
+                    run.oracle.violation(format!("repair on node {} failed: {e}", i + 1));
+                }
+            }
+        }
+    }
+}
+
+/// Shard files no committed object or upload part names, once scrub has run past the grace period: each is an
+/// orphan (or garbage, a replaced version's) that scrub should have deleted.
+fn orphans(nodes: &[SimNode]) -> Vec<String> {
+    let Some(reader) = nodes.iter().find_map(|n| n.running.borrow().as_ref().and_then(|r| r.ctx.meta.local().ok()))
+    else {
+        return vec!["no node can read the metadata at the end".into()];
+    };
+    let (referenced, _) = match reader.references_and_queued() {
+        Ok(known) => known,
+        Err(e) => return vec![format!("the metadata's references do not read: {e}")],
+    };
+    let mut out = Vec::new();
+    for node in nodes {
+        for (d, disk) in node.disks.iter().enumerate() {
+            for (name, _) in disk.committed_files() {
+                match hoard_storage::shard_file::parse_shard_name(&name) {
+                    Some((segment, _)) if referenced.contains(&segment) => {}
+                    _ => out.push(format!("an orphan outlived scrub: {} disk {d}: {name}", node.host)),
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The schedule's faults as they strike and heal.
@@ -214,6 +385,9 @@ struct Faults {
     ends: Vec<(u64, End)>,
     /// The node out now (crashed or cut off), if any.
     out: Option<u64>,
+    /// The one node whose disks may lose data for good (unsynced commits at a crash, bit rot): damage on one node
+    /// is at most its two shards of a stripe, which parity covers. Crashes elsewhere lose nothing durable.
+    damaged: Option<u64>,
     /// What was done, for the trace.
     log: Vec<String>,
 }
@@ -267,7 +441,11 @@ impl Faults {
                     self.ends.push((now + ms, End::Repair(node)));
                 }
                 Fault::Crash { node, ms } => {
+                    let lossy = self.may_damage(node);
                     let n = &mut nodes[(node - 1) as usize];
+                    if !lossy {
+                        n.disks.iter().for_each(|d| d.sync_point());
+                    }
                     // The node's handles go first: nothing of the old process may outlive it.
                     if let Some(running) = n.running.borrow_mut().take() {
                         fired.extend(running.faults.fired().into_keys());
@@ -283,17 +461,30 @@ impl Faults {
                 Fault::Panic { node, point } => {
                     if let Some(running) = nodes[(node - 1) as usize].running.borrow().as_ref() {
                         running.faults.arm_times(point, NodeFault::Panic, Some(1));
+                        if point == "key_keeper.start" {
+                            // The KeyKeeper starts again once something makes it fail.
+                            running.faults.arm_times("key_keeper.wrap", NodeFault::Panic, Some(1));
+                        }
                     }
                 }
                 Fault::DiskErrors { node, disk, op, n } => {
                     nodes[(node - 1) as usize].disks[disk].fail_next(SimOp::ALL[op % SimOp::ALL.len()], n);
                 }
                 Fault::DiskVanish { node, disk, ms } => {
-                    nodes[(node - 1) as usize].disks[disk].vanish();
+                    // A device dropping off the bus loses its cache as a power cut does.
+                    let d = &nodes[(node - 1) as usize].disks[disk];
+                    if !self.may_damage(node) {
+                        d.sync_point();
+                    }
+                    d.vanish();
                     self.out = Some(node);
                     self.ends.push((now + ms, End::Reappear(node, disk)));
                 }
                 Fault::Rot { node, disk, pick } => {
+                    if !self.may_damage(node) {
+                        self.log.push(format!("{now} ms: no rot: node {node} is not the damaged node"));
+                        continue;
+                    }
                     let d = &nodes[(node - 1) as usize].disks[disk];
                     let files = d.committed_files();
                     if let Some((name, bytes)) = files.get(pick as usize % files.len().max(1)) {
@@ -303,6 +494,30 @@ impl Faults {
                     }
                 }
                 Fault::Latency { ms } => sim.set_max_message_latency(Duration::from_millis(ms)),
+            }
+        }
+    }
+
+    /// Flips a byte in the middle of every file on the damaged node (or node 1): at most its two shards of a
+    /// stripe.
+    fn rot_node(&mut self, now: u64, nodes: &[SimNode]) {
+        let node = self.damaged.unwrap_or(1);
+        self.damaged = Some(node);
+        for disk in &nodes[(node - 1) as usize].disks {
+            for (name, bytes) in disk.committed_files() {
+                let _ = disk.corrupt(&name, bytes.len() as u64 / 2);
+            }
+        }
+        self.log.push(format!("{now} ms: rot in every file of node {node}"));
+    }
+
+    /// Whether `node` may lose data for good (it is, or now becomes, the damaged node).
+    fn may_damage(&mut self, node: u64) -> bool {
+        match self.damaged {
+            Some(d) => d == node,
+            None => {
+                self.damaged = Some(node);
+                true
             }
         }
     }
@@ -333,6 +548,10 @@ impl Faults {
         }
         self.due.clear();
         sim.set_max_message_latency(Duration::ZERO);
+        // I/O errors still owed to calls that never came.
+        for disk in nodes.iter().flat_map(|n| &n.disks) {
+            SimOp::ALL.iter().for_each(|op| disk.fail_next(*op, 0));
+        }
         for node in nodes.iter() {
             if let Some(running) = node.running.borrow().as_ref() {
                 running.faults.disarm_all();

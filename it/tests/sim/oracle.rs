@@ -129,6 +129,11 @@ impl Oracle {
         }
     }
 
+    /// A violation found outside the oracle's own checks (by the driver's scans and maintenance).
+    pub fn violation(&mut self, what: String) {
+        self.violations.push(what);
+    }
+
     pub fn violations(&self) -> &[String] {
         &self.violations
     }

@@ -128,6 +128,15 @@ impl<'c> Run<'c> {
         }
     }
 
+    /// Starts a rotation of the master key to the key in `file` (a path every node reads), through the admin
+    /// API; the rotation then runs in the background while the workload goes on.
+    pub async fn rotate_key(&mut self, file: &std::path::Path) {
+        let file = super::client::query_value(&file.display().to_string());
+        let target = format!("/?hoard-cluster=&action=rotate-key&key-file={file}");
+        let a = self.send("POST", &target, Vec::new(), Vec::new()).await;
+        self.trace.record(format!("rotate-key -> {} {}", a.status, a.code()));
+    }
+
     async fn put(&mut self, key: &str, tag: u64, len: usize, sse: Sse) {
         self.remember_customer(sse);
         let t0 = self.tick();

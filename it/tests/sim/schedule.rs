@@ -29,9 +29,18 @@ pub enum Fault {
     Latency { ms: u64 },
 }
 
-/// `count` faults for a run of `nodes` nodes of `disks` disks each, spread over `span_ms` of simulated time.
+/// The fault point a seed is sure to arm: consecutive seeds take every point in turn, so any
+/// `FAULT_POINTS.len()` consecutive seeds arm them all.
+pub fn point_of(seed: u64) -> &'static str {
+    FAULT_POINTS[(seed % FAULT_POINTS.len() as u64) as usize]
+}
+
+/// `count` faults for a run of `nodes` nodes of `disks` disks each, spread over `span_ms` of simulated time;
+/// among them a panic at [`point_of`] the seed.
 pub fn draw(seed: u64, nodes: u64, disks: usize, count: usize, span_ms: u64) -> Vec<(u64, Fault)> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17_5eed);
+    let sure =
+        (rng.gen_range(500..span_ms.max(501)), Fault::Panic { node: rng.gen_range(1..=nodes), point: point_of(seed) });
     let mut out: Vec<(u64, Fault)> = (0..count)
         .map(|_| {
             let at = rng.gen_range(500..span_ms.max(501));
@@ -49,6 +58,7 @@ pub fn draw(seed: u64, nodes: u64, disks: usize, count: usize, span_ms: u64) -> 
             (at, fault)
         })
         .collect();
+    out.push(sure);
     out.sort_by_key(|(at, _)| *at);
     out
 }
@@ -64,5 +74,13 @@ mod tests {
         assert_ne!(a, draw(8, 3, 2, 40, 20_000));
         assert!(a.windows(2).all(|w| w[0].0 <= w[1].0));
         assert!(a.iter().all(|(at, _)| (500..20_000).contains(at)));
+        let armed = |seed| {
+            draw(seed, 3, 2, 0, 20_000).into_iter().filter_map(|(_, f)| match f {
+                Fault::Panic { point, .. } => Some(point),
+                _ => None,
+            })
+        };
+        let every: std::collections::BTreeSet<_> = (0..FAULT_POINTS.len() as u64).flat_map(armed).collect();
+        assert_eq!(every.len(), FAULT_POINTS.len(), "consecutive seeds arm every point");
     }
 }
