@@ -55,7 +55,7 @@ impl Plan {
     pub fn for_seed(seed: u64) -> Plan {
         // Rebalance has something to even out only where stripes are narrower than the cluster.
         let nodes = if schedule::point_of(seed) == "rebalance.commit" { 5 } else { 3 + (seed % 3) as usize };
-        let rotate = seed % 3 == 0 || schedule::point_of(seed) == "rotation.batch";
+        let rotate = seed.is_multiple_of(3) || schedule::point_of(seed) == "rotation.batch";
         Plan { shape: Shape { nodes, ..Plan::default().shape }, rotate, ..Plan::default() }
     }
 }
@@ -216,10 +216,10 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
         if !healed {
             faults.apply(now, &mut sim, &mut nodes, &mut points_fired);
         }
-        if now % 50 == 0 {
+        if now.is_multiple_of(50) {
             observe_leaders(&nodes, &mut leaders);
         }
-        if now % SYNC_EVERY_MS == 0 {
+        if now.is_multiple_of(SYNC_EVERY_MS) {
             // The operating system's periodic flush: what was committed so far survives a crash even on a disk
             // whose cache loses unsynced commits.
             nodes.iter().flat_map(|n| &n.disks).for_each(|d| d.sync_point());
