@@ -364,8 +364,9 @@ impl RepairHandle {
         self.book().known.len()
     }
 
-    /// Waits until every report made before this call has been handled.
+    /// Waits until every report made before this call has been handled (by the next incarnation of the actor
+    /// when it is being restarted: it picks the queue up).
     pub async fn flush(&self) -> Result<()> {
-        self.slot.call(RepairMsg::Flush, REPAIR_FLUSH_DEADLINE).await
+        self.slot.call_waiting(RepairMsg::Flush, REPAIR_FLUSH_DEADLINE).await
     }
 }

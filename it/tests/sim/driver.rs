@@ -153,6 +153,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
         .simulation_duration(LIMIT)
         .tick_duration(Duration::from_millis(1))
         .rng_seed(seed)
+        .repair_rate(MEND_RATE)
         .build();
     let mut nodes = cluster::add_nodes(&mut sim, seed, plan.shape, dir.path(), env.clone())?;
     let shared = Rc::new(Shared::default());
@@ -182,6 +183,9 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
             run.create_bucket().await;
             for (i, op) in workload::draw(seed, plan.ops, plan.keys, seed << 20).into_iter().enumerate() {
                 if plan.rotate && i == plan.ops / 2 {
+                    if sure == "rotation.batch" {
+                        arm_everywhere(&slots, sure);
+                    }
                     run.rotate_key(&rotated_key).await;
                 }
                 run.op(&op).await;
@@ -286,27 +290,26 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
 
 /// Once healed: scrub every node after the grace period (it verifies each shard on the node's disks, reports
 /// damage, including shards a crash or a lost disk left missing, to repair, and deletes orphans), wait for every
-/// repair; twice (the seed's `sure` fault point may have made a repair panic and lose its job, left for the
-/// second round). With `sure` the KeyKeeper's start or rebalance's commit, each node panics there once more now. Then a last scrub must find every shard whole: every
-/// object has full redundancy. Failures of the maintenance calls themselves are violations too.
+/// repair; twice. Before that, the seed's `sure` fault point is armed on every node once more and passed: by an
+/// encrypted write through each node for the write path's points and the KeyKeeper's start, by a rebalance for
+/// its commit (repair's rebuild is armed at the heal, the rotation's batch before the rotation). Then a last
+/// scrub must find every shard whole: every object has full redundancy. Failures of the maintenance calls
+/// themselves are violations too.
 async fn maintain(slots: &[Rc<RefCell<Option<cluster::Running>>>], run: &mut Run<'_>, sure: &'static str) {
     let running: Vec<cluster::Running> = slots.iter().filter_map(|s| s.borrow().clone()).collect();
-    if sure == "rebalance.commit" || sure == "key_keeper.start" {
-        for node in &running {
-            node.faults.arm_times(sure, NodeFault::Panic, Some(1));
-        }
+    if WRITE_POINTS.contains(&sure) || sure == "key_keeper.start" || sure == "rebalance.commit" {
+        arm_everywhere(slots, sure);
     }
-    if sure == "key_keeper.start" {
-        // An SSE-S3 write through each node (connections go to the nodes in turn) makes its KeyKeeper fail
-        // once; it panics again as it starts over, and starts the time after.
+    if WRITE_POINTS.contains(&sure) || sure == "key_keeper.start" {
+        // An SSE-S3 write through each node (connections go to the nodes in turn) passes every point of the write
+        // path; with the KeyKeeper's start armed, the KeyKeeper fails at the wrap, panics again as it starts
+        // over, and starts the time after.
         for (i, node) in running.iter().enumerate() {
-            node.faults.arm_times("key_keeper.wrap", NodeFault::Panic, Some(1));
-            let op = workload::Op::Put {
-                key: format!("sse{i}"),
-                tag: (1 << 41) + i as u64,
-                len: 100,
-                sse: workload::Sse::SseS3,
-            };
+            if sure == "key_keeper.start" {
+                node.faults.arm_times("key_keeper.wrap", NodeFault::Panic, Some(1));
+            }
+            let tag = (1 << 41) + i as u64;
+            let op = workload::Op::Put { key: format!("sse{i}"), tag, len: 40_000, sse: workload::Sse::SseS3 };
             run.op(&op).await;
         }
     }
@@ -397,7 +400,15 @@ enum End {
     Repair(u64),
     Restart(u64),
     Reappear(u64, usize),
+    /// Held messages between two nodes are delivered.
+    Release(u64, u64),
+    /// A flaky link is sound again.
+    Mend(u64, u64),
 }
+
+/// Odds that a message on a flaky link breaks it (it mends with [`MEND_RATE`] odds per message).
+const FLAKY_FAIL_RATE: f64 = 0.05;
+const MEND_RATE: f64 = 0.3;
 
 impl Faults {
     /// Applies the faults due at `now` and undoes those whose time is up; `fired` gathers the fault points a
@@ -416,7 +427,7 @@ impl Faults {
                 | Fault::DiskErrors { node, .. }
                 | Fault::DiskVanish { node, .. }
                 | Fault::Rot { node, .. } => Some(*node),
-                Fault::Latency { .. } => None,
+                Fault::Latency { .. } | Fault::Hold { .. } | Fault::Flaky { .. } => None,
             };
             let target = node_of(&fault);
             // One node out at a time, and nothing done to a node that is down.
@@ -494,6 +505,14 @@ impl Faults {
                     }
                 }
                 Fault::Latency { ms } => sim.set_max_message_latency(Duration::from_millis(ms)),
+                Fault::Hold { node, other, ms } => {
+                    sim.hold(cluster::host(node), cluster::host(other));
+                    self.ends.push((now + ms, End::Release(node, other)));
+                }
+                Fault::Flaky { node, other, ms } => {
+                    sim.set_link_fail_rate(cluster::host(node), cluster::host(other), FLAKY_FAIL_RATE);
+                    self.ends.push((now + ms, End::Mend(node, other)));
+                }
             }
         }
     }
@@ -536,6 +555,15 @@ impl Faults {
                 n.up = true;
             }
             End::Reappear(node, disk) => nodes[(node - 1) as usize].disks[disk].reappear(false),
+            End::Release(node, other) => {
+                sim.release(cluster::host(node), cluster::host(other));
+                return;
+            }
+            End::Mend(node, other) => {
+                sim.set_link_fail_rate(cluster::host(node), cluster::host(other), 0.0);
+                sim.repair(cluster::host(node), cluster::host(other));
+                return;
+            }
         }
         self.out = None;
     }
@@ -571,6 +599,17 @@ fn observe_leaders(nodes: &[SimNode], leaders: &mut Vec<(u64, u64)>) {
         if m.state.is_leader() && !leaders.contains(&(m.current_term, m.id)) {
             leaders.push((m.current_term, m.id));
         }
+    }
+}
+
+/// The fault points an encrypted write of a coded object passes.
+const WRITE_POINTS: [&str; 6] =
+    ["put.after_shards", "put.before_commit", "shard.write", "ec.encode", "encryptor.seal", "key_keeper.wrap"];
+
+/// Arms `point` to panic once on every running node.
+fn arm_everywhere(slots: &[Rc<RefCell<Option<cluster::Running>>>], point: &str) {
+    for node in slots.iter().filter_map(|s| s.borrow().clone()) {
+        node.faults.arm_times(point, NodeFault::Panic, Some(1));
     }
 }
 

@@ -27,6 +27,10 @@ pub enum Fault {
     Rot { node: u64, disk: usize, pick: u64 },
     /// Every message between two nodes takes up to `ms` more (delays reorder messages of different links).
     Latency { ms: u64 },
+    /// Messages between two nodes are held for `ms`, then delivered at once.
+    Hold { node: u64, other: u64, ms: u64 },
+    /// The link between two nodes drops messages for `ms`: each message may break it, and it mends at random.
+    Flaky { node: u64, other: u64, ms: u64 },
 }
 
 /// The fault point a seed is sure to arm: consecutive seeds take every point in turn, so any
@@ -45,15 +49,19 @@ pub fn draw(seed: u64, nodes: u64, disks: usize, count: usize, span_ms: u64) -> 
         .map(|_| {
             let at = rng.gen_range(500..span_ms.max(501));
             let node = rng.gen_range(1..=nodes);
+            // Another node than `node`.
+            let other = (node - 1 + rng.gen_range(1..nodes)) % nodes + 1;
             let disk = rng.gen_range(0..disks);
             let fault = match rng.gen_range(0..100u32) {
-                0..=19 => Fault::Partition { node, ms: rng.gen_range(200..3_000) },
-                20..=34 => Fault::Crash { node, ms: rng.gen_range(200..3_000) },
-                35..=59 => Fault::Panic { node, point: FAULT_POINTS[rng.gen_range(0..FAULT_POINTS.len())] },
-                60..=74 => Fault::DiskErrors { node, disk, op: rng.gen_range(0..7), n: rng.gen_range(1..4) },
-                75..=84 => Fault::DiskVanish { node, disk, ms: rng.gen_range(200..3_000) },
-                85..=92 => Fault::Rot { node, disk, pick: rng.gen() },
-                _ => Fault::Latency { ms: rng.gen_range(0..50) },
+                0..=14 => Fault::Partition { node, ms: rng.gen_range(200..3_000) },
+                15..=27 => Fault::Crash { node, ms: rng.gen_range(200..3_000) },
+                28..=49 => Fault::Panic { node, point: FAULT_POINTS[rng.gen_range(0..FAULT_POINTS.len())] },
+                50..=61 => Fault::DiskErrors { node, disk, op: rng.gen_range(0..7), n: rng.gen_range(1..4) },
+                62..=70 => Fault::DiskVanish { node, disk, ms: rng.gen_range(200..3_000) },
+                71..=77 => Fault::Rot { node, disk, pick: rng.gen() },
+                78..=85 => Fault::Latency { ms: rng.gen_range(0..50) },
+                86..=92 => Fault::Hold { node, other, ms: rng.gen_range(50..2_000) },
+                _ => Fault::Flaky { node, other, ms: rng.gen_range(200..3_000) },
             };
             (at, fault)
         })
@@ -74,6 +82,14 @@ mod tests {
         assert_ne!(a, draw(8, 3, 2, 40, 20_000));
         assert!(a.windows(2).all(|w| w[0].0 <= w[1].0));
         assert!(a.iter().all(|(at, _)| (500..20_000).contains(at)));
+        let pairs = a.iter().filter_map(|(_, f)| match f {
+            Fault::Hold { node, other, .. } | Fault::Flaky { node, other, .. } => Some((*node, *other)),
+            _ => None,
+        });
+        assert!(
+            pairs.clone().count() > 0 && pairs.clone().all(|(n, o)| n != o && (1..=3).contains(&o)),
+            "links join two nodes"
+        );
         let armed = |seed| {
             draw(seed, 3, 2, 0, 20_000).into_iter().filter_map(|(_, f)| match f {
                 Fault::Panic { point, .. } => Some(point),
