@@ -1,5 +1,7 @@
-//! hoard's deterministic simulation: a seeded workload of S3 operations against the system under a seeded
-//! schedule of faults, checked by one oracle (`sim/oracle.rs`). This file holds the runs; `sim/` the parts.
+//! hoard's deterministic simulation: a seeded workload of S3 operations against a whole cluster in one process
+//! (turmoil's network, in-memory disks, one thread) under a seeded schedule of faults, checked by one oracle
+//! (`sim/oracle.rs`); and the same workload against one real node (real TCP, disks and time). This file holds
+//! the runs; `sim/` the parts.
 //!
 //! `HOARD_SIM_SEED=n` replays one seed; `HOARD_SIM_SEEDS=n` (from `HOARD_SIM_SEED_START`) runs a campaign.
 
@@ -15,25 +17,6 @@ fn seeds_come_from_the_environment_or_the_fixed_set() {
     }
     let line = sim::replay_line(8812345, "abc");
     assert!(line.contains("HOARD_SIM_SEED=8812345") && line.contains("abc"), "{line}");
-}
-
-/// Every file under `dir`, recursively, sorted by path.
-fn files_under(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                out.push((path.display().to_string(), bytes));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// One seed's workload against one node (real disks, real time), every request checked by the oracle, every
@@ -69,7 +52,7 @@ async fn one_node_run(seed: u64) -> (Vec<String>, String) {
     }
     node.stop().await;
     let mut seen = std::collections::BTreeSet::new();
-    for (name, bytes) in files_under(dir.path()) {
+    for (name, bytes) in sim::cluster::files_under(dir.path()) {
         run.oracle.check_disk_file(&name, &bytes);
         seen.extend(sim::body::tags_in(&bytes));
     }

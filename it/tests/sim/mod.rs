@@ -1,6 +1,7 @@
 //! The parts of hoard's deterministic simulation: the bytes its workload writes (`body`), the operations it
 //! draws from a seed (`workload`), the client that sends them (`client`) and the driver that tells the oracle
-//! what happened (`run`), what must hold of every run (`oracle`), and the run's trace hash (`trace`).
+//! what happened (`run`), what must hold of every run (`oracle`), the run's trace hash (`trace`), the cluster on
+//! turmoil's network (`cluster`), the faults drawn from a seed (`schedule`) and one whole run (`driver`).
 
 pub mod body;
 pub mod client;
