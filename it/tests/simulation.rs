@@ -72,7 +72,8 @@ async fn one_node_run(seed: u64) -> (Vec<String>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_workload_against_one_node_meets_the_oracle() {
-    for seed in sim::seeds(&[1, 2, 3]) {
+    // At most three seeds (a campaign's first three): a campaign's length is meant for the simulated cluster.
+    for seed in sim::seeds(&[1, 2, 3]).into_iter().take(3) {
         let (violations, hash) = one_node_run(seed).await;
         assert!(violations.is_empty(), "{}\n{}", sim::replay_line(seed, &hash), violations.join("\n"));
         eprintln!("seed {seed}: trace {hash}");
