@@ -106,10 +106,17 @@ fn a_simulated_cluster_meets_the_oracle_under_faults() {
                 );
                 fired.extend(out.points_fired);
             }
+            // Printed as found too: a long campaign tells its failures as it goes.
             Ok(out) => {
-                failures.push(format!("{}\n  {}", sim::replay_line(seed, &out.trace_hash), out.violations.join("\n  ")))
+                let failure = format!("{}\n  {}", sim::replay_line(seed, &out.trace_hash), out.violations.join("\n  "));
+                eprintln!("FAILED {failure}");
+                failures.push(failure);
             }
-            Err(e) => failures.push(format!("{}\n  {e:#}", sim::replay_line(seed, "none: the run did not finish"))),
+            Err(e) => {
+                let failure = format!("{}\n  {e:#}", sim::replay_line(seed, "none: the run did not finish"));
+                eprintln!("FAILED {failure}");
+                failures.push(failure);
+            }
         }
     }
     let minutes = began.elapsed().as_secs_f64() / 60.0;
