@@ -6,7 +6,9 @@
 //!   Nothing it answers contains a master key; key ids are one-way fingerprints.
 //! - The keyring is the configured key plus the target key of the rotation recorded in metadata (its
 //!   file is named there, never its bytes), so a restart mid-rotation, or after one, still holds every
-//!   key records may be wrapped under.
+//!   key records may be wrapped under. A rotation started through another node is picked up on demand: a key id
+//!   the keyring lacks that is the recorded rotation's target is loaded from the file the rotation names, before
+//!   the wrap, unwrap or rewrap that asked for it (so every node reads the records a rotation rewrapped).
 //! - A rotation's rewrap happens inside this actor: the data key is unwrapped and wrapped again without
 //!   leaving it.
 //! - A data key leaves only to the request that will seal or open with it, and is zeroized when that
@@ -60,6 +62,8 @@ pub struct KeyKeeperState {
     /// The key new data keys are wrapped under.
     active: Option<String>,
     faults: Arc<dyn FaultInjector>,
+    /// Where the recorded rotation (and so its target key's file) is read.
+    meta: MetaHandle,
 }
 
 /// What the KeyKeeper holds, by id only.
@@ -108,40 +112,19 @@ impl Actor for KeyKeeper {
         args: KeyKeeperArgs,
     ) -> std::result::Result<KeyKeeperState, ActorProcessingErr> {
         faults::hit(args.faults.as_ref(), "key_keeper.start").await?;
-        let mut state = KeyKeeperState { keys: BTreeMap::new(), active: None, faults: args.faults.clone() };
+        let mut state = KeyKeeperState {
+            keys: BTreeMap::new(),
+            active: None,
+            faults: args.faults.clone(),
+            meta: args.meta.clone(),
+        };
         if let Some(path) = &args.master_key_file {
             let id = state.adopt(read_key(path).await?);
             tracing::info!(key_id = %id, "master key loaded");
             state.active = Some(id);
         }
         // A rotation's target key: named by its file in metadata, loaded like the configured one.
-        let settings = args.meta.read(|r| r.encryption_settings()).await?;
-        if let Some(rotation) = settings.rotation {
-            if let std::collections::btree_map::Entry::Vacant(slot) = state.keys.entry(rotation.to_key_id.clone()) {
-                match read_key(Path::new(&rotation.key_file)).await {
-                    Ok(key) if key.id().as_str() == rotation.to_key_id => {
-                        tracing::warn!(
-                            key_id = %rotation.to_key_id,
-                            key_file = %rotation.key_file,
-                            "loaded the rotated-to master key from the file named by the rotation; make it this node's --master-key-file"
-                        );
-                        slot.insert(key);
-                    }
-                    Ok(other) => tracing::error!(
-                        key_file = %rotation.key_file,
-                        expected = %rotation.to_key_id,
-                        found = %other.id(),
-                        "the rotation's key file now holds another key; records wrapped under the expected key cannot be read"
-                    ),
-                    Err(e) => tracing::error!(
-                        key_file = %rotation.key_file,
-                        key_id = %rotation.to_key_id,
-                        error = %e,
-                        "cannot load the master key a rotation moved to"
-                    ),
-                }
-            }
-        }
+        state.hold_rotation_target(None).await?;
         Ok(state)
     }
 
@@ -158,15 +141,21 @@ impl Actor for KeyKeeper {
             }
             KeyKeeperMsg::Wrap { key, data_id, key_id, reply } => {
                 faults::hit(state.faults.as_ref(), "key_keeper.wrap").await?;
+                state.hold_if_rotation_target(key_id.as_deref()).await;
                 let _ = reply.send(state.wrap(&key, data_id, key_id));
             }
             KeyKeeperMsg::Rewrap { from, to, reply } => {
+                if let Encryption::SseS3 { key_id, .. } = &from {
+                    state.hold_if_rotation_target(Some(key_id)).await;
+                }
+                state.hold_if_rotation_target(Some(&to)).await;
                 let _ = reply.send(state.rewrap(&from, to));
             }
             KeyKeeperMsg::Load { path, reply } => {
                 let _ = reply.send(read_key(&path).await.map(|key| state.adopt(key)));
             }
             KeyKeeperMsg::Unwrap { key_id, key, reply } => {
+                state.hold_if_rotation_target(Some(&key_id)).await;
                 let _ = reply.send(state.unwrap(&key_id, &key));
             }
         }
@@ -175,6 +164,52 @@ impl Actor for KeyKeeper {
 }
 
 impl KeyKeeperState {
+    /// Loads the recorded rotation's target key if the keyring lacks it (`wanted`: only if it is that key). A
+    /// metadata read only when the keyring lacks `wanted`; a file read only for the rotation's own target. What
+    /// cannot be loaded is logged, and the request that wanted it fails as before (unknown key).
+    async fn hold_if_rotation_target(&mut self, wanted: Option<&str>) {
+        if let Some(id) = wanted.filter(|id| !self.keys.contains_key(*id)) {
+            if let Err(e) = self.hold_rotation_target(Some(id)).await {
+                tracing::warn!(key_id = %id, error = %e, "could not read the recorded rotation");
+            }
+        }
+    }
+
+    /// Loads the target key of the rotation recorded in metadata (when `only` is given, only if that is its
+    /// id) from the file the rotation names, unless the keyring holds it.
+    async fn hold_rotation_target(&mut self, only: Option<&str>) -> Result<()> {
+        let settings = self.meta.read(|r| r.encryption_settings()).await?;
+        let Some(rotation) = settings.rotation.filter(|r| only.is_none_or(|id| r.to_key_id == id)) else {
+            return Ok(());
+        };
+        let std::collections::btree_map::Entry::Vacant(slot) = self.keys.entry(rotation.to_key_id.clone()) else {
+            return Ok(());
+        };
+        match read_key(Path::new(&rotation.key_file)).await {
+            Ok(key) if key.id().as_str() == rotation.to_key_id => {
+                tracing::warn!(
+                    key_id = %rotation.to_key_id,
+                    key_file = %rotation.key_file,
+                    "loaded the rotated-to master key from the file named by the rotation; make it this node's --master-key-file"
+                );
+                slot.insert(key);
+            }
+            Ok(other) => tracing::error!(
+                key_file = %rotation.key_file,
+                expected = %rotation.to_key_id,
+                found = %other.id(),
+                "the rotation's key file now holds another key; records wrapped under the expected key cannot be read"
+            ),
+            Err(e) => tracing::error!(
+                key_file = %rotation.key_file,
+                key_id = %rotation.to_key_id,
+                error = %e,
+                "cannot load the master key a rotation moved to"
+            ),
+        }
+        Ok(())
+    }
+
     /// Takes a key into the keyring and answers its id.
     fn adopt(&mut self, key: MasterKey) -> String {
         let id = key.id().as_str().to_string();

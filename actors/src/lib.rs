@@ -140,10 +140,11 @@ impl NodeContext {
 
     /// The layout of a new segment: `data + parity` distinct disks, starting at a random disk so that
     /// nodes with more disks than the stripe is wide spread their load, and leaving out degraded disks
-    /// where there are enough others. With other nodes' disks (an
-    /// in-process cluster), disks are taken from the nodes in turn, so a stripe spans as many nodes as it
-    /// can.
-    pub fn choose_layout(&self) -> ShardLayout {
+    /// where there are enough others. With other nodes' disks, disks are taken from the nodes in turn, so a
+    /// stripe spans as many nodes as it can. Never two shards on one disk: a node that knows fewer distinct
+    /// disks than a stripe is wide (one just started that has not heard from its peers yet) refuses the write
+    /// (`Quorum`, a 503 the client retries) rather than put a stripe's shards together.
+    pub fn choose_layout(&self) -> error::Result<ShardLayout> {
         let me = self.config.node_id;
         let width = self.config.data_shards as usize + self.config.parity_shards as usize;
         // Degraded disks get no new data while the node has enough others; without them the stripe could
@@ -166,14 +167,19 @@ impl NodeContext {
         let deepest = by_node.values().map(Vec::len).max().unwrap_or(0);
         let all: Vec<DiskRef> =
             (0..deepest).flat_map(|i| by_node.values().filter_map(move |disks| disks.get(i).copied())).collect();
-        let n = all.len().max(1);
+        let n = all.len();
+        if n < width {
+            return Err(error::ActorError::Quorum(format!(
+                "{n} distinct disks are known and a stripe needs {width}; this node has not heard from enough peers"
+            )));
+        }
         let start = (self.env.random_u64() % n as u64) as usize;
         let disks = (0..width).filter_map(|i| all.get((start + i) % n).copied()).collect();
-        ShardLayout {
+        Ok(ShardLayout {
             data: self.config.data_shards,
             parity: self.config.parity_shards,
             block_size: self.config.block_size,
             disks,
-        }
+        })
     }
 }

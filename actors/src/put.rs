@@ -197,7 +197,7 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut layout = ctx.choose_layout();
+    let mut layout = ctx.choose_layout()?;
     let id = SegmentId(ctx.env.random_u128());
     let width = layout.width();
     // Blocks are cut from the plaintext; a sealed block is stored with its tag.

@@ -11,6 +11,9 @@
 //!   the node, or a crash of this actor, picks up the rest. A failed pass leaves its shards queued; they are
 //!   tried again with the segment's next pass (the next report, the next start, or a peer coming back), and
 //!   after 1, 2, 4 … 32 s when the failure was a peer or disk out of reach.
+//! - A report is a suspicion, not a verdict: the shards reported are read like the others, and every piece whose
+//!   checksum holds is a source, so a segment rebuilds whenever `data` of its pieces are whole, however many
+//!   shards were reported (rewriting a whole shard writes the same bytes).
 //! - Reports are deduplicated: a segment is `due` at most once; a report that arrives while the segment is
 //!   being rebuilt makes it due again, and that pass takes every shard still known damaged.
 //!
@@ -197,9 +200,13 @@ pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8])
         writers.push((i, shard.create(header).await?));
     }
     let blocks = shard_file::block_count(segment.size, layout.block_size);
+    // The shards being rebuilt are read too: a report may name a shard that is whole (a read that could not
+    // reach it, a block that was damaged elsewhere in the file), and every piece whose checksum holds is a
+    // source. Skipping them would make a segment with more reported shards than parity unrepairable for good.
+    let sources = BTreeSet::new();
     for block in 0..blocks {
         let block_len = shard_file::block_len(segment.size, layout.block_size, block);
-        let pieces = read_pieces(ctx, segment, block, block_len, &targets).await;
+        let pieces = read_pieces(ctx, segment, block, block_len, &sources).await;
         let all = ctx.ec.reconstruct_all(layout.data, layout.parity, pieces).await?;
         for (i, w) in writers.iter_mut() {
             let piece = all.get(*i as usize).ok_or(ActorError::Invalid("reconstruction lost a piece".into()))?;

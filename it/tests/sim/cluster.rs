@@ -41,6 +41,8 @@ pub const S3_PORT: u16 = 9000;
 pub const PEER_PORT: u16 = 7000;
 /// The simulated wall clock at the start of a run: 2026-01-01.
 pub const START_MS: i64 = 1_767_225_600_000;
+/// How long a started node waits to hear from its peers before it counts as started.
+const PEERS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub const ACCESS_KEY: &str = "SIMROOTACCESSKEY0001";
 pub const SECRET_KEY: &str = "sim-root-secret-key-0000000000000000000";
 
@@ -118,6 +120,8 @@ pub struct SimNode {
     pub host: String,
     pub disks: Vec<SimDisk>,
     pub running: Rc<RefCell<Option<Running>>>,
+    /// How many times the node has started (told as each start completes).
+    pub starts: tokio::sync::watch::Receiver<u64>,
     pub up: bool,
 }
 
@@ -154,12 +158,13 @@ pub fn add_nodes(
     let members: BTreeMap<u64, NodeAddr> =
         ids.clone().map(|id| (id, NodeAddr { addr: format!("{}:{PEER_PORT}", host(id)) })).collect();
     let mut nodes = Vec::new();
+    let others = shape.nodes - 1;
     for id in ids {
         let disks: Vec<SimDisk> = (0..shape.disks_per_node)
             .map(|d| {
                 let disk_seed = seed ^ (id << 32) ^ d as u64;
-                // A crash tears half the unfinished temp files and loses what the disk's cache held (the driver
-                // decides which crashes may lose anything).
+                // A crash tears half the unfinished temp files; the one crash of the seed's damage also loses what
+                // the disk's cache held (the driver flushes the caches before every other crash).
                 let config =
                     SimDiskConfig { torn_temp_on_crash: 0.5, lose_unsynced_commits: true, ..Default::default() };
                 SimDisk::new(format!("n{id}d{d}"), disk_seed, config).with_clock(env.clone())
@@ -192,18 +197,26 @@ pub fn add_nodes(
         });
         let running: Rc<RefCell<Option<Running>>> = Rc::new(RefCell::new(None));
         let slot = running.clone();
+        let (started, starts) = tokio::sync::watch::channel(0u64);
+        let started = Rc::new(started);
         sim.host(host(id), move || {
-            let (opts, slot) = (opts.clone(), slot.clone());
+            let (opts, slot, started) = (opts.clone(), slot.clone(), started.clone());
             async move {
                 let node = Node::start(opts).await.map_err(|e| format!("node {id} did not start: {e:#}"))?;
+                // Started means serving with its peers in reach, as an operator waits for before going on (a node
+                // cut off meanwhile goes on after the wait).
+                if let Some(peers) = &node.peers {
+                    let _ = peers.wait_for(others, PEERS_WAIT).await;
+                }
                 *slot.borrow_mut() = Some(Running { faults: node.faults.clone(), ctx: node.ctx.clone() });
+                started.send_modify(|n| *n += 1);
                 // The node runs until its host crashes (its runtime, and so the node, is dropped).
                 std::future::pending::<()>().await;
                 drop(node);
                 Ok(())
             }
         });
-        nodes.push(SimNode { id, host: host(id), disks, running, up: true });
+        nodes.push(SimNode { id, host: host(id), disks, running, starts, up: true });
     }
     Ok(nodes)
 }

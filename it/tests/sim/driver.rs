@@ -91,6 +91,10 @@ struct Shared {
     workload_done: Cell<bool>,
     /// Every fault is healed.
     healed: Arc<tokio::sync::Notify>,
+    /// The client asks for the seed's permanent damage (once the cluster is whole again), and is told when it is
+    /// done and the damaged node runs again.
+    damage_wanted: Cell<bool>,
+    damaged: Arc<tokio::sync::Notify>,
     /// The client's oracle and trace when it is done.
     finished: RefCell<Option<(Oracle, Trace, Vec<u64>)>>,
 }
@@ -192,11 +196,21 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
             }
             shared.workload_done.set(true);
             shared.healed.notified().await;
-            // Healed: every key reads as its last acknowledged version (or one whose outcome was never told).
+            run.oracle.healed();
+            // Healed: every key reads as its last acknowledged version (or one whose outcome was never told), and
+            // again once the damage is repaired.
             for k in 0..plan.keys {
                 run.read(&format!("k{k}"), None).await;
             }
-            maintain(&slots, &mut run, sure).await;
+            maintain(&slots, &mut run, sure, &shared).await;
+            // Through every node, each read on its own (connections go to the nodes in turn, and no retry
+            // moves a failure to another node): each node answers for every key.
+            run.set_retries(0);
+            for k in 0..plan.keys {
+                for _ in 0..plan.shape.nodes {
+                    run.read(&format!("k{k}"), None).await;
+                }
+            }
             // Plain versions kept whole in the metadata may sit in a compressed block there: the scan's control
             // is the versions on the disks.
             let on_disks = |len: usize| len > hoard_actors::INLINE_MAX;
@@ -209,17 +223,17 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     }
 
     let schedule = schedule::draw(seed, plan.shape.nodes as u64, plan.shape.disks_per_node, plan.faults, plan.span_ms);
-    let mut faults =
-        Faults { due: schedule.into_iter().collect(), ends: Vec::new(), out: None, damaged: None, log: Vec::new() };
+    let mut faults = Faults { due: schedule.into_iter().collect(), ends: Vec::new(), out: None, log: Vec::new() };
+    let damage = schedule::damage(seed, plan.shape.nodes as u64);
+    // The damaged node's host start count when its crash struck: it is back once the count moves on.
+    let mut damage_pending: Option<u64> = None;
     let mut leaders: Vec<(u64, u64)> = Vec::new();
     let mut points_fired = BTreeSet::new();
     let mut healed = false;
     loop {
         let done = sim.step().map_err(|e| anyhow::anyhow!("the simulation failed: {e}"))?;
         let now = sim.elapsed().as_millis() as u64;
-        if !healed {
-            faults.apply(now, &mut sim, &mut nodes, &mut points_fired);
-        }
+        faults.apply(now, &mut sim, &mut nodes, &mut points_fired);
         if now.is_multiple_of(50) {
             observe_leaders(&nodes, &mut leaders);
         }
@@ -230,16 +244,19 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
         }
         if !healed && shared.workload_done.get() {
             faults.heal_all(&mut sim, &mut nodes);
-            if schedule::point_of(seed) == "repair.rebuild" {
-                // Something for repair to rebuild (bit rot in every shard file of the damaged node), and the first
-                // rebuild on each node panics.
-                for running in nodes.iter().filter_map(|n| n.running.borrow().clone()) {
-                    running.faults.arm_times("repair.rebuild", NodeFault::Panic, Some(1));
-                }
-                faults.rot_node(now, &nodes);
-            }
             healed = true;
             shared.healed.notify_one();
+        }
+        if shared.damage_wanted.replace(false) {
+            let starts = *nodes[(damage.node - 1) as usize].starts.borrow();
+            faults.damage(now, damage, &mut sim, &mut nodes, &mut points_fired);
+            damage_pending = Some(starts);
+        }
+        if let Some(starts) = damage_pending {
+            if !damage.crash || *nodes[(damage.node - 1) as usize].starts.borrow() > starts {
+                damage_pending = None;
+                shared.damaged.notify_one();
+            }
         }
         if done {
             break;
@@ -288,50 +305,69 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     Ok(Outcome { violations, trace_hash: trace.hash(), trace: trace.lines().to_vec(), sim_ms, points_fired })
 }
 
-/// Once healed: scrub every node after the grace period (it verifies each shard on the node's disks, reports
-/// damage, including shards a crash or a lost disk left missing, to repair, and deletes orphans), wait for every
-/// repair; twice. Before that, the seed's `sure` fault point is armed on every node once more and passed: by an
-/// encrypted write through each node for the write path's points and the KeyKeeper's start, by a rebalance for
-/// its commit (repair's rebuild is armed at the heal, the rotation's batch before the rotation). Then a last
-/// scrub must find every shard whole: every object has full redundancy. Failures of the maintenance calls
-/// themselves are violations too.
-async fn maintain(slots: &[Rc<RefCell<Option<cluster::Running>>>], run: &mut Run<'_>, sure: &'static str) {
-    let running: Vec<cluster::Running> = slots.iter().filter_map(|s| s.borrow().clone()).collect();
-    if WRITE_POINTS.contains(&sure) || sure == "key_keeper.start" || sure == "rebalance.commit" {
-        arm_everywhere(slots, sure);
-    }
-    if WRITE_POINTS.contains(&sure) || sure == "key_keeper.start" {
-        // An SSE-S3 write through each node (connections go to the nodes in turn) passes every point of the write
-        // path; with the KeyKeeper's start armed, the KeyKeeper fails at the wrap, panics again as it starts
-        // over, and starts the time after.
-        for (i, node) in running.iter().enumerate() {
-            if sure == "key_keeper.start" {
-                node.faults.arm_times("key_keeper.wrap", NodeFault::Panic, Some(1));
+/// Once healed: after the grace period, scrub every node (it verifies each shard on the node's disks, reports
+/// damage, including shards a crash or a lost disk left missing and writes that committed with fewer shards, to
+/// repair, and deletes orphans) and wait for its repairs; three times. Then a last scrub must find every shard
+/// whole: every object has full redundancy. Failures of the maintenance calls themselves are violations too.
+///
+/// Before that, the seed's `sure` fault point is armed on every node once more and passed: by an encrypted
+/// write through each node for the write path's points and the KeyKeeper's start, by a rebalance for its
+/// commit (repair's rebuild is armed before the damage, the rotation's batch before the rotation). After the first
+/// round has made the cluster whole, the seed's permanent damage strikes one node; the rounds after repair it.
+async fn maintain(
+    slots: &[Rc<RefCell<Option<cluster::Running>>>],
+    run: &mut Run<'_>,
+    sure: &'static str,
+    shared: &Shared,
+) {
+    {
+        // Handles held only here: a node's handles must not outlive it when the damage crashes it (its metadata
+        // store would stay open and locked).
+        let running: Vec<cluster::Running> = slots.iter().filter_map(|s| s.borrow().clone()).collect();
+        if WRITE_POINTS.contains(&sure) || sure == "key_keeper.start" || sure == "rebalance.commit" {
+            arm_everywhere(slots, sure);
+        }
+        if WRITE_POINTS.contains(&sure) || sure == "key_keeper.start" {
+            // An SSE-S3 write through each node (connections go to the nodes in turn) passes every point of the write
+            // path; with the KeyKeeper's start armed, the KeyKeeper fails at the wrap, panics again as it starts
+            // over, and starts the time after.
+            for (i, node) in running.iter().enumerate() {
+                if sure == "key_keeper.start" {
+                    node.faults.arm_times("key_keeper.wrap", NodeFault::Panic, Some(1));
+                }
+                let tag = (1 << 41) + i as u64;
+                let op = workload::Op::Put { key: format!("sse{i}"), tag, len: 40_000, sse: workload::Sse::SseS3 };
+                run.op(&op).await;
             }
-            let tag = (1 << 41) + i as u64;
-            let op = workload::Op::Put { key: format!("sse{i}"), tag, len: 40_000, sse: workload::Sse::SseS3 };
-            run.op(&op).await;
         }
-    }
-    if sure == "rebalance.commit" {
-        // Enough stripes for some disks to hold more than others, then rebalance evens them out in the
-        // background while the grace period runs (the leader's does).
-        for i in 0..12 {
-            let op = workload::Op::Put {
-                key: format!("fill{i}"),
-                tag: (1 << 40) + i,
-                len: 40_000,
-                sse: workload::Sse::Plain,
-            };
-            run.op(&op).await;
-        }
-        for node in &running {
-            let _ = node.ctx.rebalance.kick();
+        if sure == "rebalance.commit" {
+            // Enough stripes for some disks to hold more than others, then rebalance evens them out in the
+            // background while the grace period runs (the leader's does).
+            for i in 0..12 {
+                let op = workload::Op::Put {
+                    key: format!("fill{i}"),
+                    tag: (1 << 40) + i,
+                    len: 40_000,
+                    sse: workload::Sse::Plain,
+                };
+                run.op(&op).await;
+            }
+            for node in &running {
+                let _ = node.ctx.rebalance.kick();
+            }
         }
     }
     tokio::time::sleep(SCRUB_GRACE + Duration::from_secs(1)).await;
-    const LAST: usize = 2;
+    const LAST: usize = 3;
     for round in 0..=LAST {
+        if round == 1 {
+            if sure == "repair.rebuild" {
+                arm_everywhere(slots, sure);
+            }
+            shared.damage_wanted.set(true);
+            shared.damaged.notified().await;
+            run.trace.record("damage done");
+        }
         for (i, slot) in slots.iter().enumerate() {
             let Some(node) = slot.borrow().clone() else {
                 run.oracle.violation(format!("node {} is not running after the heal", i + 1));
@@ -388,9 +424,6 @@ struct Faults {
     ends: Vec<(u64, End)>,
     /// The node out now (crashed or cut off), if any.
     out: Option<u64>,
-    /// The one node whose disks may lose data for good (unsynced commits at a crash, bit rot): damage on one node
-    /// is at most its two shards of a stripe, which parity covers. Crashes elsewhere lose nothing durable.
-    damaged: Option<u64>,
     /// What was done, for the trace.
     log: Vec<String>,
 }
@@ -425,8 +458,7 @@ impl Faults {
                 | Fault::Crash { node, .. }
                 | Fault::Panic { node, .. }
                 | Fault::DiskErrors { node, .. }
-                | Fault::DiskVanish { node, .. }
-                | Fault::Rot { node, .. } => Some(*node),
+                | Fault::DiskVanish { node, .. } => Some(*node),
                 Fault::Latency { .. } | Fault::Hold { .. } | Fault::Flaky { .. } => None,
             };
             let target = node_of(&fault);
@@ -452,11 +484,9 @@ impl Faults {
                     self.ends.push((now + ms, End::Repair(node)));
                 }
                 Fault::Crash { node, ms } => {
-                    let lossy = self.may_damage(node);
                     let n = &mut nodes[(node - 1) as usize];
-                    if !lossy {
-                        n.disks.iter().for_each(|d| d.sync_point());
-                    }
+                    // Honest disks: what was committed survives (unfinished files are dropped or torn).
+                    n.disks.iter().for_each(|d| d.sync_point());
                     // The node's handles go first: nothing of the old process may outlive it.
                     if let Some(running) = n.running.borrow_mut().take() {
                         fired.extend(running.faults.fired().into_keys());
@@ -482,27 +512,12 @@ impl Faults {
                     nodes[(node - 1) as usize].disks[disk].fail_next(SimOp::ALL[op % SimOp::ALL.len()], n);
                 }
                 Fault::DiskVanish { node, disk, ms } => {
-                    // A device dropping off the bus loses its cache as a power cut does.
+                    // Honest: what was committed on it survives (a vanishing device is a power loss for it).
                     let d = &nodes[(node - 1) as usize].disks[disk];
-                    if !self.may_damage(node) {
-                        d.sync_point();
-                    }
+                    d.sync_point();
                     d.vanish();
                     self.out = Some(node);
                     self.ends.push((now + ms, End::Reappear(node, disk)));
-                }
-                Fault::Rot { node, disk, pick } => {
-                    if !self.may_damage(node) {
-                        self.log.push(format!("{now} ms: no rot: node {node} is not the damaged node"));
-                        continue;
-                    }
-                    let d = &nodes[(node - 1) as usize].disks[disk];
-                    let files = d.committed_files();
-                    if let Some((name, bytes)) = files.get(pick as usize % files.len().max(1)) {
-                        if !bytes.is_empty() {
-                            let _ = d.corrupt(name, pick % bytes.len() as u64);
-                        }
-                    }
                 }
                 Fault::Latency { ms } => sim.set_max_message_latency(Duration::from_millis(ms)),
                 Fault::Hold { node, other, ms } => {
@@ -517,27 +532,33 @@ impl Faults {
         }
     }
 
-    /// Flips a byte in the middle of every file on the damaged node (or node 1): at most its two shards of a
-    /// stripe.
-    fn rot_node(&mut self, now: u64, nodes: &[SimNode]) {
-        let node = self.damaged.unwrap_or(1);
-        self.damaged = Some(node);
-        for disk in &nodes[(node - 1) as usize].disks {
-            for (name, bytes) in disk.committed_files() {
-                let _ = disk.corrupt(&name, bytes.len() as u64 / 2);
+    /// The seed's permanent damage on one node: a crash that loses what its disks' caches held since their
+    /// last flush (started again at once), bit rot (a flipped byte in the middle of every file), or both. At
+    /// most the node's two shards of any stripe.
+    fn damage(
+        &mut self,
+        now: u64,
+        damage: schedule::Damage,
+        sim: &mut turmoil::Sim<'_>,
+        nodes: &mut [SimNode],
+        fired: &mut BTreeSet<String>,
+    ) {
+        self.log.push(format!("{now} ms: damage {damage:?}"));
+        let n = &mut nodes[(damage.node - 1) as usize];
+        if damage.rot {
+            for disk in &n.disks {
+                for (name, bytes) in disk.committed_files() {
+                    let _ = disk.corrupt(&name, bytes.len() as u64 / 2);
+                }
             }
         }
-        self.log.push(format!("{now} ms: rot in every file of node {node}"));
-    }
-
-    /// Whether `node` may lose data for good (it is, or now becomes, the damaged node).
-    fn may_damage(&mut self, node: u64) -> bool {
-        match self.damaged {
-            Some(d) => d == node,
-            None => {
-                self.damaged = Some(node);
-                true
+        if damage.crash {
+            if let Some(running) = n.running.borrow_mut().take() {
+                fired.extend(running.faults.fired().into_keys());
             }
+            sim.crash(n.host.clone());
+            n.disks.iter().for_each(|d| d.crash());
+            sim.bounce(n.host.clone());
         }
     }
 

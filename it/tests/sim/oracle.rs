@@ -5,6 +5,7 @@
 //!   (nor "not found" once an acknowledged write had made the key exist), so an acknowledged write is never
 //!   lost, and after the system heals every key reads as its last acknowledged write (or a write whose outcome
 //!   was never told, which may have committed);
+//! - once every fault is healed, a read answers (a version, or not found for a key with none), never fails;
 //! - at most one leader per Raft term;
 //! - no plaintext of an encrypted version on any disk.
 //!
@@ -58,6 +59,8 @@ pub struct Oracle {
     leaders: BTreeMap<u64, u64>,
     encrypted: BTreeSet<u64>,
     violations: Vec<String>,
+    /// Every fault is healed: a read must answer now (a version, or not found), not fail.
+    healed: bool,
 }
 
 impl Oracle {
@@ -102,10 +105,18 @@ impl Oracle {
 
     /// A read of `key` that began at `started` and ended at `finished` with `result`.
     pub fn observe_read(&mut self, key: &str, started: u64, finished: u64, result: &ReadResult) {
+        if let (true, ReadResult::Error(e)) = (self.healed, result) {
+            self.violations.push(format!("read of {key} [{started}, {finished}] failed after the heal: {e}"));
+        }
         let writes = self.keys.get(key).cloned().unwrap_or_default();
         if let Err(why) = check_read(&writes, started, finished, result) {
             self.violations.push(format!("read of {key} [{started}, {finished}]: {why}"));
         }
+    }
+
+    /// Every fault is healed from now on: reads that fail are violations.
+    pub fn healed(&mut self) {
+        self.healed = true;
     }
 
     /// A node reported `leader` as the leader of `term`.
@@ -237,6 +248,18 @@ mod tests {
         o.observe_read("k", 100, 101, &ReadResult::NotFound);
         o.observe_read("k", 102, 103, &whole(1, 10));
         o.observe_read("k", 104, 105, &ReadResult::Error("timeout".into()));
+        assert_eq!(o.violations().len(), 1, "{:?}", o.violations());
+    }
+
+    #[test]
+    fn a_failed_read_is_allowed_until_the_heal_and_a_violation_after() {
+        let mut o = Oracle::new();
+        o.observe_read("k", 1, 2, &ReadResult::Error("503".into()));
+        assert!(o.violations().is_empty());
+        o.healed();
+        o.observe_read("k", 3, 4, &ReadResult::NotFound);
+        assert!(o.violations().is_empty(), "not found is an answer");
+        o.observe_read("k", 5, 6, &ReadResult::Error("503".into()));
         assert_eq!(o.violations().len(), 1, "{:?}", o.violations());
     }
 

@@ -61,6 +61,11 @@ impl<'c> Run<'c> {
         self
     }
 
+    /// Changes how many times a request is sent again from now on.
+    pub fn set_retries(&mut self, n: u32) {
+        self.retries = n;
+    }
+
     /// Creates the run's bucket (a retry whose first try made it is told the caller owns it already).
     pub async fn create_bucket(&mut self) {
         let path = format!("/{}", self.bucket);

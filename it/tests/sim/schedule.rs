@@ -2,6 +2,11 @@
 //! start) and what it does. The driver applies them between turmoil's steps; a fault that would take a second
 //! node out while one is already out is skipped (and the trace says so), so a majority of the metadata group and
 //! enough shards of every stripe stay reachable and the workload can make progress.
+//!
+//! Faults during the workload lose nothing durable: a write may commit with only its write quorum of shards
+//! (`data` of `data + parity`) while a disk or node is out, and until repair makes it whole again one more lost
+//! shard would lose it, as in any erasure-coded store. Permanent damage ([`Damage`]: a crash that loses the disks'
+//! caches, bit rot) strikes one node once the cluster is whole again, where parity covers it.
 
 use rand::rngs::StdRng;
 use rand::Rng as _;
@@ -23,8 +28,6 @@ pub enum Fault {
     DiskErrors { node: u64, disk: usize, op: usize, n: u32 },
     /// One disk drops off the bus for `ms`, then comes back with its files.
     DiskVanish { node: u64, disk: usize, ms: u64 },
-    /// A committed file of one disk gets a flipped byte (bit rot).
-    Rot { node: u64, disk: usize, pick: u64 },
     /// Every message between two nodes takes up to `ms` more (delays reorder messages of different links).
     Latency { ms: u64 },
     /// Messages between two nodes are held for `ms`, then delivered at once.
@@ -53,14 +56,13 @@ pub fn draw(seed: u64, nodes: u64, disks: usize, count: usize, span_ms: u64) -> 
             let other = (node - 1 + rng.gen_range(1..nodes)) % nodes + 1;
             let disk = rng.gen_range(0..disks);
             let fault = match rng.gen_range(0..100u32) {
-                0..=14 => Fault::Partition { node, ms: rng.gen_range(200..3_000) },
-                15..=27 => Fault::Crash { node, ms: rng.gen_range(200..3_000) },
-                28..=49 => Fault::Panic { node, point: FAULT_POINTS[rng.gen_range(0..FAULT_POINTS.len())] },
-                50..=61 => Fault::DiskErrors { node, disk, op: rng.gen_range(0..7), n: rng.gen_range(1..4) },
-                62..=70 => Fault::DiskVanish { node, disk, ms: rng.gen_range(200..3_000) },
-                71..=77 => Fault::Rot { node, disk, pick: rng.gen() },
-                78..=85 => Fault::Latency { ms: rng.gen_range(0..50) },
-                86..=92 => Fault::Hold { node, other, ms: rng.gen_range(50..2_000) },
+                0..=16 => Fault::Partition { node, ms: rng.gen_range(200..3_000) },
+                17..=29 => Fault::Crash { node, ms: rng.gen_range(200..3_000) },
+                30..=51 => Fault::Panic { node, point: FAULT_POINTS[rng.gen_range(0..FAULT_POINTS.len())] },
+                52..=64 => Fault::DiskErrors { node, disk, op: rng.gen_range(0..7), n: rng.gen_range(1..4) },
+                65..=74 => Fault::DiskVanish { node, disk, ms: rng.gen_range(200..3_000) },
+                75..=84 => Fault::Latency { ms: rng.gen_range(0..50) },
+                85..=92 => Fault::Hold { node, other, ms: rng.gen_range(50..2_000) },
                 _ => Fault::Flaky { node, other, ms: rng.gen_range(200..3_000) },
             };
             (at, fault)
@@ -69,6 +71,27 @@ pub fn draw(seed: u64, nodes: u64, disks: usize, count: usize, span_ms: u64) -> 
     out.push(sure);
     out.sort_by_key(|(at, _)| *at);
     out
+}
+
+/// The permanent damage of a run, on one node once the cluster is whole again: a crash that loses what its
+/// disks' caches held since their last flush (and tears unfinished files), bit rot in its files, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    pub node: u64,
+    pub crash: bool,
+    pub rot: bool,
+}
+
+/// The seed's damage (bit rot always where the seed's sure point is repair's rebuild, so it has work).
+pub fn damage(seed: u64, nodes: u64) -> Damage {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xda3a_9e00);
+    let node = rng.gen_range(1..=nodes);
+    let (crash, rot) = match rng.gen_range(0..3u32) {
+        0 => (true, false),
+        1 => (false, true),
+        _ => (true, true),
+    };
+    Damage { node, crash, rot: rot || point_of(seed) == "repair.rebuild" }
 }
 
 #[cfg(test)]
