@@ -77,7 +77,6 @@ impl Default for Plan {
 pub struct Outcome {
     pub violations: Vec<String>,
     pub trace_hash: String,
-    pub trace: Vec<String>,
     /// Simulated time the run took.
     pub sim_ms: u64,
     /// Fault points that fired.
@@ -117,6 +116,40 @@ fn dial(nodes: usize) -> Dial {
         })
     })
 }
+
+/// Whether node `n` answers `/health/ready` with 200 (metadata reads, no actor down awaiting its restart).
+async fn ready(n: u64) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    let asked = async {
+        let mut s = turmoil::net::TcpStream::connect(format!("{}:{}", cluster::host(n), cluster::S3_PORT)).await?;
+        s.write_all(b"GET /health/ready HTTP/1.1\r\nhost: hoard\r\nconnection: close\r\n\r\n").await?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(5), asked).await, Ok(Ok(true)))
+}
+
+/// Waits until every node is ready (a supervisor may hold an actor back after failures in a row: up to 30 s), as
+/// an operator waits for readiness after an incident; a node not ready within [`READY_WITHIN`] is a violation.
+async fn all_ready(nodes: usize, run: &mut Run<'_>) {
+    let until = tokio::time::Instant::now() + READY_WITHIN;
+    for n in 1..=nodes as u64 {
+        // Readiness has no event to await from outside the node: it is asked again every half second.
+        while !ready(n).await {
+            if tokio::time::Instant::now() >= until {
+                run.oracle.violation(format!("node {n} was not ready {} s after the heal", READY_WITHIN.as_secs()));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    run.trace.record("every node ready");
+}
+
+/// How long the nodes have to be ready again after the heal or the damage.
+const READY_WITHIN: Duration = Duration::from_secs(90);
 
 /// Log lines stamped with the simulated time.
 struct SimTime;
@@ -196,6 +229,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
             }
             shared.workload_done.set(true);
             shared.healed.notified().await;
+            all_ready(plan.shape.nodes, &mut run).await;
             run.oracle.healed();
             // Healed: every key reads as its last acknowledged version (or one whose outcome was never told), and
             // again once the damage is repaired.
@@ -205,6 +239,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
             maintain(&slots, &mut run, sure, &shared).await;
             // Through every node, each read on its own (connections go to the nodes in turn, and no retry
             // moves a failure to another node): each node answers for every key.
+            all_ready(plan.shape.nodes, &mut run).await;
             run.set_retries(0);
             for k in 0..plan.keys {
                 for _ in 0..plan.shape.nodes {
@@ -302,7 +337,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     if let Some(missing) = plain.iter().find(|t| !seen.contains(t)) {
         violations.push(format!("the disk scan did not find plain version {missing}"));
     }
-    Ok(Outcome { violations, trace_hash: trace.hash(), trace: trace.lines().to_vec(), sim_ms, points_fired })
+    Ok(Outcome { violations, trace_hash: trace.hash(), sim_ms, points_fired })
 }
 
 /// Once healed: after the grace period, scrub every node (it verifies each shard on the node's disks, reports

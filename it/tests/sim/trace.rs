@@ -8,19 +8,14 @@ use sha2::Sha256;
 
 pub struct Trace {
     hasher: Sha256,
-    /// Every event, in order (a replay that parts from its first run says where).
-    lines: Vec<String>,
+
     /// Print every event as it is recorded (`HOARD_SIM_VERBOSE=1`).
     verbose: bool,
 }
 
 impl Default for Trace {
     fn default() -> Self {
-        Trace {
-            hasher: Sha256::new(),
-            lines: Vec::new(),
-            verbose: std::env::var("HOARD_SIM_VERBOSE").is_ok_and(|v| v == "1"),
-        }
+        Trace { hasher: Sha256::new(), verbose: std::env::var("HOARD_SIM_VERBOSE").is_ok_and(|v| v == "1") }
     }
 }
 
@@ -36,11 +31,6 @@ impl Trace {
         }
         self.hasher.update(line.as_bytes());
         self.hasher.update(b"\n");
-        self.lines.push(line);
-    }
-
-    pub fn lines(&self) -> &[String] {
-        &self.lines
     }
 
     /// The hash of every event so far, as hex.
