@@ -270,6 +270,11 @@ impl DiskIo {
         })
     }
 
+    /// Jobs submitted and not answered yet (a hung disk's reads stay here until it answers).
+    pub fn pending_jobs(&self) -> usize {
+        self.inner.outstanding().len()
+    }
+
     /// Jobs that ran longer than [`SLOW_IO`] or were refused (a full queue), since the node started.
     pub fn slow_jobs(&self) -> u64 {
         self.inner.slow_jobs.load(Ordering::Relaxed)

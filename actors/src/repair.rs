@@ -32,7 +32,9 @@ use bytes::Bytes;
 use hoard_protocol::RepairRecord;
 use hoard_protocol::Segment;
 use hoard_protocol::SegmentId;
+use hoard_storage::error::StorageError;
 use hoard_storage::meta::MetaError;
+use hoard_storage::meta::MetaReader;
 use hoard_storage::meta::RepairQueue;
 use hoard_storage::shard_file;
 use hoard_storage::shard_file::ShardHeader;
@@ -171,6 +173,11 @@ impl Actor for RepairActor {
 }
 
 /// Rebuilds the named shards of one segment; returns how many were rewritten.
+///
+/// The segment's layout is the one its report carried. Rebalance may have moved shards since (a report waits
+/// in the queue while its rebuild keeps failing): a pass that fails for want of pieces looks up where the
+/// records place the segment now, and when that differs, the queue takes the new layout and the pass is made
+/// again with it.
 pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8]) -> Result<usize> {
     let reader = ctx.meta.local()?;
     let referenced = reader.is_referenced(segment.id).map_err(|e| ActorError::Meta(e.to_string()))?;
@@ -178,6 +185,24 @@ pub async fn repair_segment(ctx: &NodeContext, segment: &Segment, shards: &[u8])
         return Ok(0);
     }
     faults::hit(ctx.faults.as_ref(), "repair.rebuild").await?;
+    match rebuild(ctx, &reader, segment, shards).await {
+        Err(e @ ActorError::Storage(StorageError::Ec(_))) => {
+            let current = reader.current_segment(segment.id).map_err(|e| ActorError::Meta(e.to_string()))?;
+            match current {
+                Some(current) if current.layout != segment.layout => {
+                    tracing::info!(segment = %segment.id, "the segment's shards moved since the report: repairing where they are now");
+                    ctx.repair.relayout(&current);
+                    rebuild(ctx, &reader, &current, shards).await
+                }
+                _ => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// One pass of [`repair_segment`] with `segment`'s layout as given.
+async fn rebuild(ctx: &NodeContext, reader: &MetaReader, segment: &Segment, shards: &[u8]) -> Result<usize> {
     let layout = &segment.layout;
     // A shard that rebalance moved away since the damage was reported lives elsewhere now: the copy reported
     // is stale, and rebuilding it would only leave a file no record names.
@@ -238,7 +263,13 @@ pub async fn read_pieces(
             }
             let shard = ctx.shard(*layout.disks.get(i as usize)?)?;
             let header = ShardHeader::for_layout(segment.id, i, layout);
-            shard.read_piece(header, block, block_len, crate::get::PIECE_READ_DEADLINE).await.ok()
+            match shard.read_piece(header, block, block_len, crate::get::PIECE_READ_DEADLINE).await {
+                Ok(piece) => Some(piece),
+                Err(e) => {
+                    tracing::debug!(segment = %segment.id, shard = i, block, error = %e, "piece not read for repair");
+                    None
+                }
+            }
         }
     });
     futures::future::join_all(reads).await
@@ -289,6 +320,16 @@ impl RepairHandle {
                 self.book().due.remove(&id);
                 tracing::warn!(error = %e, "could not report damage to repair");
             }
+        }
+    }
+
+    /// Takes `segment`'s layout for its queued damage (the records place its shards elsewhere now).
+    fn relayout(&self, segment: &Segment) {
+        let mut book = self.book();
+        if let Some((known, shards)) = book.known.get_mut(&segment.id) {
+            *known = segment.clone();
+            let record = RepairRecord { segment: segment.clone(), shards: shards.iter().copied().collect() };
+            self.persist(|q| q.put(&record));
         }
     }
 

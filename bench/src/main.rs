@@ -2,20 +2,23 @@
 //! API with `aws-sdk-s3`. Numbers are printed, never asserted.
 //!
 //! It measures, in this order (`--only` runs one part):
-//! 1. **Server RSS during one large PUT** (`--rss-size`, 1 GiB): VmRSS of the server from `/proc/<pid>/status`
-//!    before the PUT (baseline), then sampled every 20 ms by a separate task until the PUT has completed (peak).
-//!    It runs first, on the fresh server, so the other parts do not raise the baseline. The body is one streamed
-//!    PUT with an explicit Content-Length, generated as 1 MiB chunks (one chunk repeated), so the client never
-//!    holds the object.
+//! 1. **Server RSS during one large PUT and its GET** (`--rss-size`, 1 GiB): VmRSS of the server from
+//!    `/proc/<pid>/status` before each request (baseline), then sampled every 20 ms by a separate task until the
+//!    request has completed (peak). It runs first, on the fresh server, so the other parts do not raise the
+//!    baseline. The PUT body is one stream with an explicit Content-Length, generated as 1 MiB chunks (one chunk
+//!    repeated), and the GET body is counted as it arrives, so the client never holds the object.
 //! 2. **Large objects** (`--large-size` x `--large-count`, spread over `--concurrency` clients): PUT of new
-//!    objects, then GET (every object read four times) throughput as total bytes over wall time. GET bodies are streamed and
-//!    counted, never buffered whole, and every length is checked. Once per `--encryption` mode (plain, SSE-S3,
+//!    objects, then GET throughput as total bytes over wall time. By default each object is read once, right
+//!    after its round's PUTs: a cold read, since hoard writes shard files around the page cache
+//!    (`--get-passes 4` reads each four times, the later passes mostly from the page cache). GET bodies are
+//!    streamed and counted, never buffered whole, and every length is checked. Once per `--encryption` mode (plain, SSE-S3,
 //!    SSE-C by default) in each of `--rounds` rounds, the modes interleaved; the median over the rounds is
 //!    printed with the least and greatest, and each encrypted median with its ratio to the plain one. The
 //!    child server is started with a random master key and `--trust-proxy-tls`, so SSE-C runs over the same
 //!    plain HTTP as the others and the ratio is the cost of encryption alone, not of TLS.
-//! 3. **Small objects** (4 KiB x `--small-count`, same clients): PUT, then GET ops/s, and p50/p99 of the
-//!    per-request latency (nearest rank over all requests).
+//! 3. **Small objects** (`--small-size` x `--small-count`, same clients): PUT, then GET ops/s, p50/p99 of
+//!    the per-request latency (nearest rank over all requests), and the PUT rate over the first and the last
+//!    tenth of the objects (whether the rate holds as the metadata grows).
 //!
 //! The target is a `hoard serve` child on a fresh data directory, deleted afterwards unless `--keep` (hoard
 //! always fsyncs), or a running server given by `--endpoint` (its RSS only with `--pid`). MB/s means 10^6 bytes
@@ -54,15 +57,10 @@ use tokio::time::MissedTickBehavior;
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-/// Size of every small object.
-const SMALL_SIZE: u64 = 4 * KIB;
 /// Chunk size of the generated streaming body of the RSS PUT.
 const STREAM_CHUNK: u64 = MIB;
 /// How often the server's VmRSS is sampled during the RSS PUT.
 const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
-/// How many times each large object is read per round: one pass over 1 GiB takes well under a second,
-/// too short to time steadily.
-const GET_PASSES: usize = 4;
 /// Where the default data directories go, relative to the working directory.
 const DEFAULT_DATA_ROOT: &str = "hoard-bench-data";
 
@@ -98,9 +96,16 @@ struct Args {
     /// Large objects in total, spread over the clients.
     #[arg(long, default_value_t = 16)]
     large_count: usize,
-    /// Small (4 KiB) objects in total, spread over the clients.
+    /// How many times each large object is read per round: 1 (a cold read right after the PUTs) or more
+    /// (the later passes mostly from the page cache).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    get_passes: u64,
+    /// Small objects in total, spread over the clients.
     #[arg(long, default_value_t = 2000)]
     small_count: usize,
+    /// Size of each small object.
+    #[arg(long, default_value = "4KiB", value_parser = parse_size)]
+    small_size: u64,
     /// Concurrent clients, each with its own connection pool.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -292,15 +297,18 @@ async fn run(args: &Args, target: &Target) -> anyhow::Result<()> {
 
 /// The measurements; prints the report at the end.
 async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str) -> anyhow::Result<()> {
-    let mut rss_line = None;
+    let mut rss_lines = Vec::new();
     if args.runs(Part::Rss) {
-        rss_line = Some(match target.pid {
+        match target.pid {
             Some(pid) => {
-                eprintln!("hoard-bench: server RSS during a {} PUT ...", fmt_size(args.rss_size));
-                rss_during_put(&clients[0], bucket, pid, args.rss_size).await?
+                eprintln!("hoard-bench: server RSS during a {} PUT and its GET ...", fmt_size(args.rss_size));
+                rss_lines = rss_during(&clients[0], bucket, pid, args.rss_size).await?;
             }
-            None => (format!("server RSS during {} PUT:", fmt_size(args.rss_size)), "not measured (no --pid)".into()),
-        });
+            None => rss_lines.push((
+                format!("server RSS during {} PUT and GET:", fmt_size(args.rss_size)),
+                "not measured (no --pid)".into(),
+            )),
+        }
     }
 
     let mut lines = Vec::new();
@@ -313,8 +321,9 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
         let mut rates: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); args.encryption.len()];
         for round in 1..=args.rounds {
             for (&mode, (puts, gets)) in args.encryption.iter().zip(&mut rates) {
+                let passes = args.get_passes;
                 eprintln!(
-                    "hoard-bench: round {round}/{}: {count} x {} PUT, then GET x{GET_PASSES}, {} ...",
+                    "hoard-bench: round {round}/{}: {count} x {} PUT, then GET x{passes}, {} ...",
                     args.rounds,
                     fmt_size(size),
                     mode.label()
@@ -323,13 +332,13 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
                 let put =
                     parallel(clients, bucket, count, move |c, bk, i| put(c, bk, mode.key(round, i), b.clone(), mode))
                         .await?;
-                let reads = count * GET_PASSES;
+                let reads = count * usize::try_from(passes)?;
                 let get = parallel(clients, bucket, reads, move |c, bk, i| {
                     get(c, bk, mode.key(round, i % count), size, mode)
                 })
                 .await?;
                 puts.push(mbps(total, put.wall));
-                gets.push(mbps(total * GET_PASSES as u64, get.wall));
+                gets.push(mbps(total * passes, get.wall));
             }
         }
         let summaries: Vec<(Summary, Summary)> = rates.iter().map(|(p, g)| (Summary::of(p), Summary::of(g))).collect();
@@ -342,22 +351,27 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
                 _ => String::new(),
             };
             let label = |op: &str| format!("{op} {} x{count}, {n} clients, {}:", fmt_size(size), mode.label());
+            let reads = match args.get_passes {
+                1 => "GET (cold)".to_string(),
+                p => format!("GET x{p}"),
+            };
             lines.push((label("PUT"), format!("{put}{}", ratio(put.median, |b| b.0.median))));
-            lines.push((label("GET"), format!("{get}{}", ratio(get.median, |b| b.1.median))));
+            lines.push((label(&reads), format!("{get}{}", ratio(get.median, |b| b.1.median))));
         }
     }
     if args.runs(Part::Small) {
-        let count = args.small_count;
-        eprintln!("hoard-bench: {count} x {} PUT, then GET ...", fmt_size(SMALL_SIZE));
-        let body = Bytes::from(pattern(2, SMALL_SIZE as usize));
+        let (count, size) = (args.small_count, args.small_size);
+        eprintln!("hoard-bench: {count} x {} PUT, then GET ...", fmt_size(size));
+        let body = Bytes::from(pattern(2, usize::try_from(size)?));
         let put =
             parallel(clients, bucket, count, move |c, b, i| put(c, b, small_key(i), body.clone(), Mode::Plain)).await?;
-        let get =
-            parallel(clients, bucket, count, move |c, b, i| get(c, b, small_key(i), SMALL_SIZE, Mode::Plain)).await?;
-        lines.push((format!("PUT {} x{count}, {n} clients:", fmt_size(SMALL_SIZE)), put.ops_summary()));
-        lines.push((format!("GET {} x{count}, {n} clients:", fmt_size(SMALL_SIZE)), get.ops_summary()));
+        let get = parallel(clients, bucket, count, move |c, b, i| get(c, b, small_key(i), size, Mode::Plain)).await?;
+        let tenths = put.tenths();
+        lines
+            .push((format!("PUT {} x{count}, {n} clients:", fmt_size(size)), format!("{}{tenths}", put.ops_summary())));
+        lines.push((format!("GET {} x{count}, {n} clients:", fmt_size(size)), get.ops_summary()));
     }
-    lines.extend(rss_line);
+    lines.extend(rss_lines);
 
     println!("{}", target.describe);
     let width = lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
@@ -397,10 +411,11 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Wall time of a batch and the sorted latencies of its requests.
+/// Wall time of a batch, the sorted latencies of its requests, and when each finished (sorted, from the start).
 struct Timings {
     wall: Duration,
     latencies: Vec<Duration>,
+    finished: Vec<Duration>,
 }
 
 impl Timings {
@@ -411,6 +426,19 @@ impl Timings {
             return Duration::ZERO;
         }
         self.latencies[(n * p).div_ceil(100).clamp(1, n) - 1]
+    }
+
+    /// The rate over the first and over the last tenth of the requests to finish (empty under 20 requests).
+    fn tenths(&self) -> String {
+        let n = self.finished.len();
+        let tenth = n / 10;
+        if tenth < 2 {
+            return String::new();
+        }
+        let rate = |from: Duration, to: Duration| tenth as f64 / (to - from).as_secs_f64().max(1e-9);
+        let first = rate(Duration::ZERO, self.finished[tenth - 1]);
+        let last = rate(self.finished[n - tenth - 1], self.finished[n - 1]);
+        format!("   first tenth {first:.0} ops/s, last tenth {last:.0} ops/s")
     }
 
     fn ops_summary(&self) -> String {
@@ -434,25 +462,29 @@ where
     for client in clients {
         let (client, next, op, bucket) = (client.clone(), next.clone(), op.clone(), bucket.to_string());
         tasks.spawn(async move {
-            let mut latencies = Vec::new();
+            let (mut latencies, mut finished) = (Vec::new(), Vec::new());
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= count {
-                    return anyhow::Ok(latencies);
+                    return anyhow::Ok((latencies, finished));
                 }
                 let t = Instant::now();
                 op(client.clone(), bucket.clone(), i).await?;
                 latencies.push(t.elapsed());
+                finished.push(start.elapsed());
             }
         });
     }
-    let mut latencies = Vec::with_capacity(count);
+    let (mut latencies, mut finished) = (Vec::with_capacity(count), Vec::with_capacity(count));
     while let Some(done) = tasks.join_next().await {
-        latencies.extend(done??);
+        let (l, f) = done??;
+        latencies.extend(l);
+        finished.extend(f);
     }
     let wall = start.elapsed();
     latencies.sort_unstable();
-    Ok(Timings { wall, latencies })
+    finished.sort_unstable();
+    Ok(Timings { wall, latencies, finished })
 }
 
 async fn put(client: Client, bucket: String, key: String, body: Bytes, mode: Mode) -> anyhow::Result<()> {
@@ -487,36 +519,46 @@ async fn get(client: Client, bucket: String, key: String, expected: u64, mode: M
     Ok(())
 }
 
-/// One streamed PUT of `size` generated bytes while a separate task samples the server's VmRSS.
+/// One streamed PUT of `size` generated bytes, then one GET of it, while a separate task samples the server's
+/// VmRSS during each.
+async fn rss_during(client: &Client, bucket: &str, pid: u32, size: u64) -> anyhow::Result<Vec<(String, String)>> {
+    const KEY: &str = "rss/one";
+    let put = client.put_object().bucket(bucket).key(KEY).content_length(i64::try_from(size)?);
+    let put = rss_line(pid, "PUT", size, put.body(generated_body(size)).send()).await?;
+    let get = rss_line(pid, "GET", size, get(client.clone(), bucket.to_string(), KEY.to_string(), size, Mode::Plain));
+    Ok(vec![put, get.await?])
+}
+
+/// The server's VmRSS before `request` (baseline) and at its highest until it completes.
 // A benchmark measures real time.
 #[allow(clippy::disallowed_methods)]
-async fn rss_during_put(client: &Client, bucket: &str, pid: u32, size: u64) -> anyhow::Result<(String, String)> {
+async fn rss_line<T, E>(
+    pid: u32,
+    op: &str,
+    size: u64,
+    request: impl Future<Output = Result<T, E>>,
+) -> anyhow::Result<(String, String)>
+where
+    E: Into<anyhow::Error>,
+{
     let baseline = vm_rss_kib(pid)?;
     let (stop, stopped) = oneshot::channel();
     let sampler = tokio::spawn(sample_peak_rss(pid, stopped));
     let start = Instant::now();
-    let put = client
-        .put_object()
-        .bucket(bucket)
-        .key("rss/one")
-        .content_length(i64::try_from(size)?)
-        .body(generated_body(size))
-        .send()
-        .await;
+    let done = request.await;
     let elapsed = start.elapsed();
     let _ = stop.send(());
     let (peak, samples) = sampler.await??;
-    put.context("the RSS PUT")?;
+    done.map_err(Into::into).with_context(|| format!("the RSS {op}"))?;
     let peak = peak.max(baseline);
     let mib = |kib: u64| kib as f64 / 1024.0;
     Ok((
-        format!("server RSS during {} PUT:", fmt_size(size)),
+        format!("server RSS during {} {op}:", fmt_size(size)),
         format!(
-            "baseline {:.0} MiB, peak {:.0} MiB, growth {:.0} MiB   (one streamed PUT of {} chunks, {samples} samples, {:.1} s)",
+            "baseline {:.0} MiB, peak {:.0} MiB, growth {:.0} MiB   (one streamed {op}, {samples} samples, {:.1} s)",
             mib(baseline),
             mib(peak),
             mib(peak - baseline),
-            fmt_size(STREAM_CHUNK),
             elapsed.as_secs_f64()
         ),
     ))

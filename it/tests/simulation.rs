@@ -137,6 +137,7 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (5058, "repair skipped every reported shard as a source: more reports than parity made a segment unrepairable"),
     (5043, "campaign seed: degraded writes (quorum) then permanent damage; damage now waits for a whole cluster"),
     (5138, "campaign seed: a restarted node repaired before it could reach its peers"),
+    (41169, "a report queued while its repair failed kept the layout it had before rebalance moved three shards"),
 ];
 
 /// One seed replayed gives the same trace: the same requests answered the same way, the same faults at the same

@@ -7,6 +7,8 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use hoard::Fault;
 use hoard::Gate;
+use hoard_actors::disk_io::SLOW_IO;
+use hoard_actors::get::READ_AHEAD;
 use hoard_actors::metrics::NodeHealth;
 use hoard_it::client;
 use hoard_it::http_get;
@@ -65,7 +67,13 @@ async fn a_hung_disk_slows_no_read_stops_no_write_and_shows_as_degraded() {
         assert!(body == big, "the bytes are right without the hung disk");
         hung = hung.min(took);
     }
-    assert!(hung <= usual * 2, "GET took {hung:?} with a hung disk, {usual:?} without");
+    // Only the first blocks read ahead wait for the hung disk (until it is seen lagging); every later piece
+    // comes from parity. Were each block to wait, all 64 blocks of all three GETs would have asked it. Times
+    // on a shared machine vary too much to compare closely: the GET only has to stay far from waiting out
+    // the disk (it never answers) or its slow-I/O judgement.
+    let asked = node.context().shards.iter().find(|s| s.index as usize == slot).expect("the disk").io.pending_jobs();
+    assert!(asked <= 2 * READ_AHEAD, "{asked} reads wait for the hung disk");
+    assert!(hung < SLOW_IO, "GET took {hung:?} with a hung disk, {usual:?} without");
     assert_eq!(node.repair_stats().reports.load(Ordering::Relaxed), reports, "slowness is not damage");
 
     // Small requests are served while the disk hangs.

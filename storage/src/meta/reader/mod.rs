@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::ops::Bound;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use fjall::Iter;
@@ -595,21 +596,51 @@ impl MetaReader {
     /// Every record naming one of `wanted` (a walk over all records: for the few segments shared by copies).
     pub fn holders_of(&self, wanted: &HashSet<SegmentId>) -> Result<BTreeMap<SegmentId, Vec<SegmentHolder>>> {
         let mut out: BTreeMap<SegmentId, Vec<SegmentHolder>> = BTreeMap::new();
+        self.walk_naming(wanted, |holder, segment| {
+            out.entry(segment.id).or_default().push(holder());
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// The segment `id` as a record names it now (every record naming it places it alike), or `None` when no
+    /// record does. A walk over all records: for repair, when a report's layout no longer holds.
+    pub fn current_segment(&self, id: SegmentId) -> Result<Option<Segment>> {
+        let mut found = None;
+        self.walk_naming(&HashSet::from([id]), |_, segment| {
+            found = Some(segment.clone());
+            ControlFlow::Break(())
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `visit` with each record's holder (made on demand) and its segment, for every segment in `wanted`
+    /// that an object, a noncurrent version or an upload's part names, until it breaks.
+    fn walk_naming(
+        &self,
+        wanted: &HashSet<SegmentId>,
+        mut visit: impl FnMut(&dyn Fn() -> SegmentHolder, &Segment) -> ControlFlow<()>,
+    ) -> Result<()> {
         if wanted.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         let view = self.store.db.snapshot();
         for guard in view.iter(self.store.ks(Ks::Objects)) {
             let record: ObjectRecord = decode(&guard.into_inner()?.1)?;
+            let holder = || SegmentHolder::Object { bucket: record.bucket.clone(), key: record.key.clone() };
             for segment in record.segments.iter().filter(|s| wanted.contains(&s.id)) {
-                let holder = SegmentHolder::Object { bucket: record.bucket.clone(), key: record.key.clone() };
-                out.entry(segment.id).or_default().push(holder);
+                if visit(&holder, segment).is_break() {
+                    return Ok(());
+                }
             }
         }
         for guard in view.iter(self.store.ks(Ks::Versions)) {
             if let VersionRecord::Object(record) = decode(&guard.into_inner()?.1)? {
+                let holder = || version_holder(&record);
                 for segment in record.segments.iter().filter(|s| wanted.contains(&s.id)) {
-                    out.entry(segment.id).or_default().push(version_holder(&record));
+                    if visit(&holder, segment).is_break() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -618,11 +649,13 @@ impl MetaReader {
             let part: PartRecord = decode(&value)?;
             if wanted.contains(&part.segment.id) {
                 let (upload_id, part_number) = super::keys::split_part_key(&key)?;
-                let holder = SegmentHolder::Part { upload_id: upload_id.to_string(), part_number };
-                out.entry(part.segment.id).or_default().push(holder);
+                let holder = || SegmentHolder::Part { upload_id: upload_id.to_string(), part_number };
+                if visit(&holder, &part.segment).is_break() {
+                    return Ok(());
+                }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Whether a committed object, version or part still holds the segment.

@@ -318,8 +318,12 @@ mod tests {
         node.write(MetaCommand::ForgetStaleCopies { copies: stale }).await;
         let holders = node.reader.holders_of(&[SegmentId(1)].into()).unwrap();
         assert_eq!(holders[&SegmentId(1)], vec![object("dst"), object("src")]);
+        assert_eq!(node.reader.current_segment(SegmentId(1)).unwrap().map(|s| s.layout.disks[0]), Some(A));
         assert_eq!(moved(&node, vec![move_of(1, A, B, holders[&SegmentId(1)].clone())], 300).await, vec![true]);
         assert_eq!((shard0(&node, "src"), shard0(&node, "dst")), (B, B));
+        // Where repair finds a segment whose report carried the layout before the move.
+        assert_eq!(node.reader.current_segment(SegmentId(1)).unwrap().map(|s| s.layout.disks[0]), Some(B));
+        assert_eq!(node.reader.current_segment(SegmentId(2)).unwrap(), None);
 
         // A copy that read its source before the move takes the layout the source has when it commits.
         let MetaCommand::CommitCopy { mut record, now_ms, source_bucket, source_key, source_version_id } = copy else {
@@ -354,6 +358,7 @@ mod tests {
             now_ms: 300,
         };
         assert_eq!(moved(&node, vec![move_of(9, A, B, vec![part])], 200).await, vec![true]);
+        assert_eq!(node.reader.current_segment(SegmentId(9)).unwrap().map(|s| s.layout.disks[0]), Some(B));
         node.write(complete).await;
         assert_eq!(shard0(&node, "big"), B);
         let (walk, _) = node.reader.holdings_after(&WalkCursor::Objects(None), 10).unwrap();
