@@ -262,7 +262,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     let damage = schedule::damage(seed, plan.shape.nodes as u64);
     // The damaged node's host start count when its crash struck: it is back once the count moves on.
     let mut damage_pending: Option<u64> = None;
-    let mut leaders: Vec<(u64, u64)> = Vec::new();
+    let mut raft = RaftSeen::default();
     let mut points_fired = BTreeSet::new();
     let mut healed = false;
     loop {
@@ -270,7 +270,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
         let now = sim.elapsed().as_millis() as u64;
         faults.apply(now, &mut sim, &mut nodes, &mut points_fired);
         if now.is_multiple_of(50) {
-            observe_leaders(&nodes, &mut leaders);
+            raft.observe(&nodes);
         }
         if now.is_multiple_of(SYNC_EVERY_MS) {
             // The operating system's periodic flush: what was committed so far survives a crash even on a disk
@@ -297,7 +297,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
             break;
         }
     }
-    observe_leaders(&nodes, &mut leaders);
+    raft.observe(&nodes);
     let sim_ms = sim.elapsed().as_millis() as u64;
     fired(&nodes, &mut points_fired);
     let orphans = orphans(&nodes);
@@ -309,8 +309,9 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
     for line in &faults.log {
         trace.record(line);
     }
-    for (term, leader) in leaders {
-        oracle.observe_leader(term, leader);
+    trace.record(format!("leaders seen (term, node): {:?}", raft.leaders));
+    for (index, (leader, node)) in raft.applied {
+        oracle.observe_applied(node, index, leader);
     }
     // No plaintext of an encrypted version on any disk or in any node's metadata; the scan does find every plain
     // version still held (it can see plaintext when there is some).
@@ -646,14 +647,34 @@ impl Faults {
 }
 
 /// Records the leader each running node is, by term.
-fn observe_leaders(nodes: &[SimNode], leaders: &mut Vec<(u64, u64)>) {
-    for node in nodes {
-        let Some(running) = node.running.borrow().clone() else { continue };
-        let Ok(raft) = running.ctx.meta.raft.try_lock() else { continue };
-        let Some(raft) = raft.as_ref() else { continue };
-        let m = raft.metrics().borrow().clone();
-        if m.state.is_leader() && !leaders.contains(&(m.current_term, m.id)) {
-            leaders.push((m.current_term, m.id));
+/// What the nodes' Raft metrics showed, sampled as the run goes (every 50 simulated ms and at the end).
+#[derive(Default)]
+struct RaftSeen {
+    /// (term, node) of each leader seen: for the trace.
+    leaders: BTreeSet<(u64, u64)>,
+    /// Per log index seen applied: the entry's leader id (term, node) and each node that applied it, so that
+    /// an index applied differently on two nodes shows as two entries.
+    applied: Vec<(u64, ((u64, u64), u64))>,
+    seen: BTreeSet<(u64, (u64, u64))>,
+}
+
+impl RaftSeen {
+    fn observe(&mut self, nodes: &[SimNode]) {
+        for node in nodes {
+            let Some(running) = node.running.borrow().clone() else { continue };
+            let Ok(raft) = running.ctx.meta.raft.try_lock() else { continue };
+            let Some(raft) = raft.as_ref() else { continue };
+            let m = raft.metrics().borrow().clone();
+            if m.state.is_leader() {
+                self.leaders.insert((m.current_term, m.id));
+            }
+            if let Some(log_id) = m.last_applied {
+                let leader = (log_id.leader_id.term, log_id.leader_id.node_id);
+                // One sample per (index, entry): the oracle compares the entries seen at each index.
+                if self.seen.insert((log_id.index, leader)) {
+                    self.applied.push((log_id.index, (leader, m.id)));
+                }
+            }
         }
     }
 }
