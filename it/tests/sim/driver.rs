@@ -310,7 +310,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
         trace.record(line);
     }
     trace.record(format!("leaders seen (term, node): {:?}", raft.leaders));
-    for (index, (leader, node)) in raft.applied {
+    for (index, leader, node) in raft.applied {
         oracle.observe_applied(node, index, leader);
     }
     // No plaintext of an encrypted version on any disk or in any node's metadata; the scan does find every plain
@@ -647,6 +647,9 @@ impl Faults {
 }
 
 /// Records the leader each running node is, by term.
+/// A log index seen applied on a node: (index, the entry's leader id (term, node), the node).
+type Applied = (u64, (u64, u64), u64);
+
 /// What the nodes' Raft metrics showed, sampled as the run goes (every 50 simulated ms and at the end).
 #[derive(Default)]
 struct RaftSeen {
@@ -654,7 +657,7 @@ struct RaftSeen {
     leaders: BTreeSet<(u64, u64)>,
     /// Per log index seen applied: the entry's leader id (term, node) and each node that applied it, so that
     /// an index applied differently on two nodes shows as two entries.
-    applied: Vec<(u64, ((u64, u64), u64))>,
+    applied: Vec<Applied>,
     seen: BTreeSet<(u64, (u64, u64))>,
 }
 
@@ -672,7 +675,7 @@ impl RaftSeen {
                 let leader = (log_id.leader_id.term, log_id.leader_id.node_id);
                 // One sample per (index, entry): the oracle compares the entries seen at each index.
                 if self.seen.insert((log_id.index, leader)) {
-                    self.applied.push((log_id.index, (leader, m.id)));
+                    self.applied.push((log_id.index, leader, m.id));
                 }
             }
         }

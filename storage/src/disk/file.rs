@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use super::create_dirs_durably;
+use super::reader;
+use super::reader::Direct;
 use super::validate_name;
 use super::validate_new_name;
 use super::writer::direct;
@@ -49,6 +51,8 @@ pub struct FileDisk {
     /// Write around the page cache: true until the file system refuses it (or in tests of the other way).
     /// Shared with the disk's writers, which turn it off when a direct write is refused.
     pub(super) direct: Arc<AtomicBool>,
+    /// Read around the page cache: true until the file system refuses it (or in tests of the other way).
+    direct_reads: AtomicBool,
     /// The root was a mount point when the disk was opened (its own file system): if it stops being one, the
     /// drive is not mounted, and nothing may be written into the empty directory it leaves.
     was_mounted: bool,
@@ -81,7 +85,13 @@ impl FileDisk {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         let was_mounted = is_mount_point(&root).unwrap_or(false);
-        Ok(FileDisk { root, marker: None, direct: Arc::new(AtomicBool::new(true)), was_mounted })
+        Ok(FileDisk {
+            root,
+            marker: None,
+            direct: Arc::new(AtomicBool::new(true)),
+            direct_reads: AtomicBool::new(true),
+            was_mounted,
+        })
     }
 
     /// This disk, writing `bytes` as `name` whenever its root has to be created again.
@@ -99,6 +109,7 @@ impl FileDisk {
     #[cfg(test)]
     pub(super) fn buffered(self) -> FileDisk {
         self.direct.store(false, Ordering::Relaxed);
+        self.direct_reads.store(false, Ordering::Relaxed);
         self
     }
 
@@ -192,7 +203,19 @@ impl Disk for FileDisk {
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         validate_name(name)?;
-        let mut file = File::open(self.path(name)).map_err(|e| not_found_or_io(name, e))?;
+        let path = self.path(name);
+        if self.direct_reads.load(Ordering::Relaxed) {
+            match reader::read(&path, offset, len).map_err(|e| not_found_or_io(name, e))? {
+                Direct::Read(bytes) => return Ok(bytes),
+                // Once refused, the same file system will refuse again: through the page cache from now on.
+                Direct::Refused(e) => {
+                    if self.direct_reads.swap(false, Ordering::Relaxed) {
+                        tracing::info!(disk = %self.label(), error = %e, "no direct reads on this file system; reading through the page cache");
+                    }
+                }
+            }
+        }
+        let mut file = File::open(&path).map_err(|e| not_found_or_io(name, e))?;
         let file_len = file.metadata()?.len();
         let available = file_len.saturating_sub(offset);
         // Never trust `len` for the allocation alone: a caller's bad length must not allocate gigabytes.

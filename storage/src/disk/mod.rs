@@ -14,12 +14,14 @@
 //!   deleted heals on the next write.
 //! - [`FileDisk`] writes around the page cache (O_DIRECT, in aligned 256 KiB chunks, the last partial block
 //!   through the cache) where the file system allows it, and through the page cache elsewhere; durability is
-//!   the same either way, since commit fsyncs.
+//!   the same either way, since commit fsyncs. It reads around the page cache too (O_DIRECT, the aligned span
+//!   around the wanted bytes), where the file system allows it: a GET reads a piece once, and the page cache
+//!   path costs more CPU than the drive's reads take.
 //! - The API is blocking; async callers run it off the async runtime (a disk's own I/O threads in `hoard-actors`'
 //!   `disk_io`), or inline in the simulation ([`crate::exec`]).
 //!
 //! Parts: this file (the seam and name rules), `file` ([`FileDisk`]), `writer` (its writers: direct I/O,
-//! write-behind), `mem` ([`MemDisk`]).
+//! write-behind), `reader` (its direct reads), `mem` ([`MemDisk`]).
 
 use std::fs::File;
 use std::path::Path;
@@ -29,6 +31,7 @@ use crate::error::StorageError;
 
 mod file;
 mod mem;
+mod reader;
 pub mod sim;
 mod writer;
 

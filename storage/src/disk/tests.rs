@@ -118,6 +118,30 @@ fn files_of_whole_chunks_and_empty_files_read_back(disk: &dyn Disk) {
     assert_eq!(disk.read_at("empty", 0, 10).unwrap(), b"");
 }
 
+/// Ranges that start and end anywhere, inside a page, across pages, at and past the end, read back exactly
+/// (a direct read rounds each to whole pages around it and cuts the wanted bytes out).
+fn any_range_reads_back(disk: &dyn Disk) {
+    let len = 3 * DIRECT_ALIGN + 100;
+    let bytes: Vec<u8> = (0..len).map(|i| (i * 29 + i / 4096) as u8).collect();
+    write(disk, "ranges", &bytes);
+    let page = DIRECT_ALIGN;
+    for (at, n) in [
+        (0, 1),
+        (1, page - 1),
+        (page - 1, 2),
+        (page, page),
+        (100, 3 * page),
+        (len - 5, 100),
+        (len - 1, 1),
+        (len, 10),
+        (len + 100, 10),
+        (0, usize::MAX / 2),
+    ] {
+        let want = &bytes[at.min(len)..at.saturating_add(n).min(len)];
+        assert_eq!(disk.read_at("ranges", at as u64, n).unwrap(), want, "{n} bytes at {at}");
+    }
+}
+
 macro_rules! for_both_disks {
     ($($behaviour:ident),* $(,)?) => {
         mod file_disk {
@@ -168,6 +192,7 @@ for_both_disks!(
     bad_names_are_refused,
     large_file_written_in_pieces_reads_back,
     files_of_whole_chunks_and_empty_files_read_back,
+    any_range_reads_back,
 );
 
 /// A file whose first direct write is refused goes on through the page cache with everything gathered

@@ -35,7 +35,11 @@ pub(super) const DIRECT_CHUNK: usize = 256 * 1024;
 /// One page of an [`AlignedBuf`]; its alignment is what direct writes need of the buffer's address.
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(4096))]
-struct Page([u8; DIRECT_ALIGN]);
+pub(super) struct Page([u8; DIRECT_ALIGN]);
+
+impl Page {
+    pub(super) const ZERO: Page = Page([0; DIRECT_ALIGN]);
+}
 
 /// A buffer whose start is aligned for direct writes, filled from the front.
 pub(super) struct AlignedBuf {
@@ -246,6 +250,16 @@ pub(super) mod direct {
         OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)
     }
 
+    /// The file at `path`, opened for direct reads.
+    pub fn open_read(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path)
+    }
+
+    /// One read of `buf.len()` bytes at `offset` (both aligned, as is `buf`).
+    pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(file, buf, offset)
+    }
+
     /// EOPNOTSUPP, which the standard library does not map to `Unsupported` everywhere.
     pub fn unsupported(e: &std::io::Error) -> bool {
         e.raw_os_error() == Some(libc::EOPNOTSUPP)
@@ -259,6 +273,14 @@ pub(super) mod direct {
     use std::path::Path;
 
     pub fn open(_path: &Path) -> std::io::Result<File> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+
+    pub fn open_read(_path: &Path) -> std::io::Result<File> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+
+    pub fn read_at(_file: &File, _buf: &mut [u8], _offset: u64) -> std::io::Result<usize> {
         Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
     }
 
