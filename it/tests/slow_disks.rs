@@ -34,7 +34,8 @@ fn degraded_metric(node: &TestNode, slot: usize) -> Option<f64> {
 }
 
 /// The stall fault point of one disk holds every I/O of that disk (a hung drive). A 64 MiB GET whose data
-/// pieces are partly on it takes at most twice its usual time; PUTs go on; small requests are not held up;
+/// pieces are partly on it asks the hung disk only for the first blocks it reads ahead, then reads parity in
+/// their place, and stays far below the disk's slow-I/O judgement; PUTs go on; small requests are not held up;
 /// the disk shows as degraded in status and `/metrics`, slowness is not reported to repair as damage, and
 /// once the disk answers again it is healthy and repair fills in what was written without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
