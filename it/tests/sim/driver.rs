@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
@@ -310,7 +311,7 @@ fn run_inline(seed: u64, plan: Plan) -> anyhow::Result<Outcome> {
         trace.record(line);
     }
     trace.record(format!("leaders seen (term, node): {:?}", raft.leaders));
-    for (index, leader, node) in raft.applied {
+    for ((index, leader), node) in raft.applied {
         oracle.observe_applied(node, index, leader);
     }
     // No plaintext of an encrypted version on any disk or in any node's metadata; the scan does find every plain
@@ -523,14 +524,7 @@ impl Faults {
                     let n = &mut nodes[(node - 1) as usize];
                     // Honest disks: what was committed survives (unfinished files are dropped or torn).
                     n.disks.iter().for_each(|d| d.sync_point());
-                    // The node's handles go first: nothing of the old process may outlive it.
-                    if let Some(running) = n.running.borrow_mut().take() {
-                        fired.extend(running.faults.fired().into_keys());
-                    }
-                    sim.crash(n.host.clone());
-                    for disk in &n.disks {
-                        disk.crash();
-                    }
+                    crash(n, sim, fired);
                     n.up = false;
                     self.out = Some(node);
                     self.ends.push((now + ms, End::Restart(node)));
@@ -589,11 +583,7 @@ impl Faults {
             }
         }
         if damage.crash {
-            if let Some(running) = n.running.borrow_mut().take() {
-                fired.extend(running.faults.fired().into_keys());
-            }
-            sim.crash(n.host.clone());
-            n.disks.iter().for_each(|d| d.crash());
+            crash(n, sim, fired);
             sim.bounce(n.host.clone());
         }
     }
@@ -646,19 +636,24 @@ impl Faults {
     }
 }
 
-/// Records the leader each running node is, by term.
-/// A log index seen applied on a node: (index, the entry's leader id (term, node), the node).
-type Applied = (u64, (u64, u64), u64);
+/// Crashes node `n`'s host and its disks (`kill -9` and the disks' unflushed caches), after taking its handles
+/// (nothing of the old process may outlive it) and the fault points that fired in it.
+fn crash(n: &mut SimNode, sim: &mut turmoil::Sim<'_>, fired: &mut BTreeSet<String>) {
+    if let Some(running) = n.running.borrow_mut().take() {
+        fired.extend(running.faults.fired().into_keys());
+    }
+    sim.crash(n.host.clone());
+    n.disks.iter().for_each(|d| d.crash());
+}
 
 /// What the nodes' Raft metrics showed, sampled as the run goes (every 50 simulated ms and at the end).
 #[derive(Default)]
 struct RaftSeen {
     /// (term, node) of each leader seen: for the trace.
     leaders: BTreeSet<(u64, u64)>,
-    /// Per log index seen applied: the entry's leader id (term, node) and each node that applied it, so that
-    /// an index applied differently on two nodes shows as two entries.
-    applied: Vec<Applied>,
-    seen: BTreeSet<(u64, (u64, u64))>,
+    /// (index, the entry's leader id (term, node)) of each applied entry seen, and the first node seen with it:
+    /// an index applied differently on two nodes shows as two keys.
+    applied: BTreeMap<(u64, (u64, u64)), u64>,
 }
 
 impl RaftSeen {
@@ -674,9 +669,7 @@ impl RaftSeen {
             if let Some(log_id) = m.last_applied {
                 let leader = (log_id.leader_id.term, log_id.leader_id.node_id);
                 // One sample per (index, entry): the oracle compares the entries seen at each index.
-                if self.seen.insert((log_id.index, leader)) {
-                    self.applied.push((log_id.index, leader, m.id));
-                }
+                self.applied.entry((log_id.index, leader)).or_insert(m.id);
             }
         }
     }

@@ -8,7 +8,6 @@ use sha2::Sha256;
 
 pub struct Trace {
     hasher: Sha256,
-
     /// Print every event as it is recorded (`HOARD_SIM_VERBOSE=1`).
     verbose: bool,
 }

@@ -216,10 +216,7 @@ impl Disk for FileDisk {
             }
         }
         let mut file = File::open(&path).map_err(|e| not_found_or_io(name, e))?;
-        let file_len = file.metadata()?.len();
-        let available = file_len.saturating_sub(offset);
-        // Never trust `len` for the allocation alone: a caller's bad length must not allocate gigabytes.
-        let want = usize::try_from(available).map_or(len, |a| a.min(len));
+        let want = reader::readable(&file, offset, len)?;
         let mut buf = Vec::with_capacity(want);
         if want > 0 {
             file.seek(SeekFrom::Start(offset))?;

@@ -10,6 +10,7 @@
 //! A file system that refuses O_DIRECT (at open or at the first read) is told apart from an I/O error, so
 //! the caller reads through the page cache instead.
 
+use std::fs::File;
 use std::path::Path;
 
 use super::writer::direct;
@@ -25,6 +26,13 @@ pub(super) enum Direct {
     Refused(std::io::Error),
 }
 
+/// How many of the `len` bytes at `offset` the file holds. Never trust `len` for an allocation alone: a
+/// caller's bad length must not allocate gigabytes.
+pub(super) fn readable(file: &File, offset: u64, len: usize) -> std::io::Result<usize> {
+    let available = file.metadata()?.len().saturating_sub(offset);
+    Ok(usize::try_from(available).map_or(len, |a| a.min(len)))
+}
+
 /// Reads up to `len` bytes at `offset` of the file at `path` with O_DIRECT.
 pub(super) fn read(path: &Path, offset: u64, len: usize) -> std::io::Result<Direct> {
     let file = match direct::open_read(path) {
@@ -32,9 +40,7 @@ pub(super) fn read(path: &Path, offset: u64, len: usize) -> std::io::Result<Dire
         Err(e) if refuses_direct(&e) => return Ok(Direct::Refused(e)),
         Err(e) => return Err(e),
     };
-    let available = file.metadata()?.len().saturating_sub(offset);
-    // Never trust `len` for the allocation alone: a caller's bad length must not allocate gigabytes.
-    let want = usize::try_from(available).map_or(len, |a| a.min(len));
+    let want = readable(&file, offset, len)?;
     if want == 0 {
         return Ok(Direct::Read(Vec::new()));
     }
