@@ -4,8 +4,11 @@
 //! - The Raft log entry of a `CommitObject`/`CompleteUpload` is the only commit point of an object.
 //! - Reads through [`MetaHandle::read`] are linearizable: they wait for a Raft read-index confirmation
 //!   and for the local state machine to apply up to it.
-//! - The actor's mailbox never waits on Raft: each write or read barrier runs in its own task, so
-//!   openraft batches concurrent proposals into one log append and one fsync.
+//! - Writes and read barriers do not pass through the actor's mailbox: each incarnation publishes its Raft
+//!   instance in the handle ([`Live`]) and a caller proposes or confirms on it from its own task, so
+//!   openraft batches concurrent proposals into one log append and one fsync, and a small PUT pays no
+//!   mailbox hop and no extra task. The actor owns the instance: it starts it, shuts the previous one down
+//!   first, and withdraws it when it stops, after which calls fail at once with `Unavailable`.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -21,6 +24,7 @@ use hoard_protocol::MetaCommand;
 use hoard_protocol::MetaResponse;
 use hoard_protocol::NodeAddr;
 use hoard_protocol::NodeId;
+use hoard_protocol::MAX_BATCH_COMMANDS;
 use hoard_storage::meta;
 use hoard_storage::meta::LogStore;
 use hoard_storage::meta::MetaNetwork;
@@ -77,6 +81,8 @@ impl MetaSetup {
 
 pub struct MetaArgs {
     pub setup: MetaSetup,
+    /// Where the running incarnation publishes its Raft instance for callers.
+    pub live: Arc<RwLock<Option<Arc<Live>>>>,
     /// Shared with the handle, so readers see the current store after a restart.
     pub reader: Arc<RwLock<Option<MetaReader>>>,
     /// The Raft instance of the previous incarnation, shut down before a new one starts.
@@ -88,17 +94,20 @@ pub struct MetaArgs {
 /// The node's opened metadata stores (log, state machine, reader), once opened.
 pub type Stores = Arc<tokio::sync::Mutex<Option<(LogStore, StateMachineStore, MetaReader)>>>;
 
-pub struct MetaState {
+/// A running incarnation's Raft instance, what callers need to propose on it, and its state machine's reader.
+pub struct Live {
     node_id: NodeId,
     forward: Arc<dyn Forward>,
     raft: Raft,
     reader: MetaReader,
 }
 
+pub struct MetaState {
+    live: Arc<Live>,
+    published: Arc<RwLock<Option<Arc<Live>>>>,
+}
+
 pub enum MetaMsg {
-    Write(Box<MetaCommand>, RpcReplyPort<Result<MetaResponse>>),
-    /// Confirms leadership (read-index) and waits for the local apply; answers with the reader to use.
-    ReadBarrier(RpcReplyPort<Result<MetaReader>>),
     Metrics(RpcReplyPort<openraft::RaftMetrics<NodeId, NodeAddr>>),
     /// Changes the group's membership at the leader and waits until this node has applied the change.
     ChangeMembership(MembershipChange, RpcReplyPort<Result<()>>),
@@ -135,6 +144,8 @@ impl Actor for MetaActor {
         args: MetaArgs,
     ) -> std::result::Result<MetaState, ActorProcessingErr> {
         let mut previous = args.raft.lock().await;
+        // Callers stop proposing on the previous instance before it is shut down: they get `Unavailable`.
+        *args.live.write().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(old) = previous.take() {
             let _ = old.shutdown().await;
         }
@@ -193,7 +204,21 @@ impl Actor for MetaActor {
                 }
             }
         });
-        Ok(MetaState { node_id: args.setup.node_id, forward: args.setup.forward.clone(), raft, reader })
+        let live = Arc::new(Live { node_id: args.setup.node_id, forward: args.setup.forward.clone(), raft, reader });
+        *args.live.write().unwrap_or_else(|p| p.into_inner()) = Some(live.clone());
+        Ok(MetaState { live, published: args.live })
+    }
+
+    async fn post_stop(
+        &self,
+        _me: ActorRef<MetaMsg>,
+        state: &mut MetaState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        let mut published = state.published.write().unwrap_or_else(|p| p.into_inner());
+        if published.as_ref().is_some_and(|l| Arc::ptr_eq(l, &state.live)) {
+            *published = None;
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -202,25 +227,13 @@ impl Actor for MetaActor {
         msg: MetaMsg,
         state: &mut MetaState,
     ) -> std::result::Result<(), ActorProcessingErr> {
+        let Live { node_id, forward, raft, .. } = &*state.live;
         match msg {
-            MetaMsg::Write(cmd, reply) => {
-                let (raft, forward, me) = (state.raft.clone(), state.forward.clone(), state.node_id);
-                tokio::spawn(async move {
-                    let _ = reply.send(write(&raft, &forward, me, *cmd).await);
-                });
-            }
-            MetaMsg::ReadBarrier(reply) => {
-                let (raft, forward, me) = (state.raft.clone(), state.forward.clone(), state.node_id);
-                let reader = state.reader.clone();
-                tokio::spawn(async move {
-                    let _ = reply.send(read_barrier(&raft, &forward, me).await.map(|()| reader));
-                });
-            }
             MetaMsg::Metrics(reply) => {
-                let _ = reply.send(state.raft.metrics().borrow().clone());
+                let _ = reply.send(raft.metrics().borrow().clone());
             }
             MetaMsg::ChangeMembership(change, reply) => {
-                let (raft, forward, me) = (state.raft.clone(), state.forward.clone(), state.node_id);
+                let (raft, forward, me) = (raft.clone(), forward.clone(), *node_id);
                 tokio::spawn(async move {
                     let _ = reply.send(change_membership(&raft, &forward, me, change).await);
                 });
@@ -441,10 +454,93 @@ async fn read_barrier(raft: &Raft, forward: &Arc<dyn Forward>, me: NodeId) -> Re
     Ok(())
 }
 
+/// A write waiting for its round, and where its answer goes.
+type Waiting = (MetaCommand, tokio::sync::oneshot::Sender<Result<MetaResponse>>);
+
+/// Writes waiting to be proposed together (group commit).
+#[derive(Default)]
+pub struct Pending {
+    queue: Vec<Waiting>,
+    /// A committer task is proposing rounds; it takes the queue each time its proposal ends.
+    busy: bool,
+}
+
+/// Bytes of inline object data one round carries at most (one write is always taken): a follower catching
+/// up receives up to `max_payload_entries` entries per AppendEntries, which must still go through within a
+/// heartbeat interval.
+const ROUND_INLINE_BYTES: usize = 128 << 10;
+
+/// The inline object bytes a write carries.
+fn inline_bytes(cmd: &MetaCommand) -> usize {
+    match cmd {
+        MetaCommand::CommitObject { record, .. }
+        | MetaCommand::CommitObjectIf { record, .. }
+        | MetaCommand::CommitCopy { record, .. } => record.inline.as_ref().map_or(0, Vec::len),
+        _ => 0,
+    }
+}
+
+/// An error of a round, for each of its writes.
+fn for_each_write(e: &ActorError) -> ActorError {
+    match e {
+        ActorError::Timeout(what) => ActorError::Timeout(what),
+        ActorError::Unavailable(what) => ActorError::Unavailable(what),
+        e => ActorError::Meta(e.to_string()),
+    }
+}
+
+/// The right to propose the pending writes, held by the one committer task. Dropped without finishing (a
+/// panic) it gives the right back and fails the writes still queued, whose callers get `Unavailable` at once.
+struct Committer {
+    pending: Arc<std::sync::Mutex<Pending>>,
+    finished: bool,
+}
+
+impl Committer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Every update is a push, a drain or a flag: a panic elsewhere while it was held left it whole.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next round: writes in arrival order, at most [`MAX_BATCH_COMMANDS`] and [`ROUND_INLINE_BYTES`] of
+    /// inline data (but at least one). None, and the right given back, when nothing waits.
+    fn next_round(&mut self) -> Option<Vec<Waiting>> {
+        let mut pending = self.lock();
+        if pending.queue.is_empty() {
+            pending.busy = false;
+            drop(pending);
+            self.finished = true;
+            return None;
+        }
+        let mut bytes = 0;
+        let mut take = 0;
+        for (cmd, _) in &pending.queue {
+            bytes += inline_bytes(cmd);
+            if take == MAX_BATCH_COMMANDS || (take > 0 && bytes > ROUND_INLINE_BYTES) {
+                break;
+            }
+            take += 1;
+        }
+        Some(pending.queue.drain(..take).collect())
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut pending = self.lock();
+            pending.queue.clear();
+            pending.busy = false;
+        }
+    }
+}
+
 /// The typed handle of the metadata actor.
 #[derive(Clone)]
 pub struct MetaHandle {
     pub slot: Slot<MetaMsg>,
+    pub live: Arc<RwLock<Option<Arc<Live>>>>,
+    pub pending: Arc<std::sync::Mutex<Pending>>,
     pub reader: Arc<RwLock<Option<MetaReader>>>,
     pub raft: Arc<tokio::sync::Mutex<Option<Raft>>>,
     pub stores: Stores,
@@ -454,6 +550,8 @@ impl Default for MetaHandle {
     fn default() -> Self {
         MetaHandle {
             slot: Slot::new("meta"),
+            live: Arc::new(RwLock::new(None)),
+            pending: Arc::default(),
             reader: Arc::new(RwLock::new(None)),
             raft: Arc::new(tokio::sync::Mutex::new(None)),
             stores: Arc::new(tokio::sync::Mutex::new(None)),
@@ -465,6 +563,7 @@ impl MetaHandle {
     /// Shuts Raft down and releases the store (when the node stops).
     pub async fn shutdown(&self) {
         let closed = self.reader.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|r| r.closed());
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(raft) = self.raft.lock().await.take() {
             let _ = raft.shutdown().await;
         }
@@ -481,15 +580,94 @@ impl MetaHandle {
 
 impl MetaHandle {
     /// Proposes a command and waits until it is committed and applied.
+    ///
+    /// Writes are proposed in rounds by one committer task: the writes that arrive while a round is being
+    /// committed go together in the next, as one [`MetaCommand::Batch`] entry (one alone goes as itself), so
+    /// concurrent writes share a log append and an fsync. openraft appends and fsyncs each entry before it
+    /// takes the next, so without rounds every write would wait for the fsyncs of all those ahead of it.
     #[tracing::instrument(name = "meta.write", skip_all)]
     pub async fn write(&self, cmd: MetaCommand) -> Result<MetaResponse> {
-        self.slot.call(|r| MetaMsg::Write(Box::new(cmd), r), META_DEADLINE).await?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.queue.push((cmd, reply));
+            !std::mem::replace(&mut pending.busy, true)
+        };
+        if start {
+            let committer = Committer { pending: self.pending.clone(), finished: false };
+            tokio::spawn(self.clone().commit_rounds(committer));
+        }
+        // A write may wait for the round ahead of its own, each bounded by META_DEADLINE.
+        match tokio::time::timeout(2 * META_DEADLINE, answer).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ActorError::Unavailable("meta")),
+            Err(_) => Err(ActorError::Timeout("meta")),
+        }
+    }
+
+    /// Proposes rounds of pending writes until none is left.
+    async fn commit_rounds(self, mut committer: Committer) {
+        while let Some(round) = committer.next_round() {
+            self.commit_round(round).await;
+        }
+    }
+
+    /// Proposes one round and answers each of its writes. A write whose names fail the check goes alone (the
+    /// state machine refuses it as it always has), never inside a batch that it would spoil for the others.
+    async fn commit_round(&self, round: Vec<Waiting>) {
+        let (mut batch, alone): (Vec<Waiting>, Vec<Waiting>) = round.into_iter().partition(|(c, _)| c.check().is_ok());
+        let mut singles = alone;
+        if batch.len() == 1 {
+            singles.append(&mut batch);
+        }
+        for (cmd, reply) in singles {
+            let _ = reply.send(self.propose(cmd).await);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let (commands, replies): (Vec<MetaCommand>, Vec<_>) = batch.into_iter().unzip();
+        let count = commands.len();
+        match self.propose(MetaCommand::Batch(commands)).await {
+            Ok(MetaResponse::Batch(answers)) if answers.len() == count => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Ok(other) => {
+                let e = ActorError::Meta(format!("a batch of {count} writes was answered {other:?}"));
+                for reply in replies {
+                    let _ = reply.send(Err(for_each_write(&e)));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(for_each_write(&e)));
+                }
+            }
+        }
+    }
+
+    /// Proposes one command at the leader and waits until this node has applied it.
+    async fn propose(&self, cmd: MetaCommand) -> Result<MetaResponse> {
+        let live = self.live()?;
+        tokio::time::timeout(META_DEADLINE, write(&live.raft, &live.forward, live.node_id, cmd))
+            .await
+            .map_err(|_| ActorError::Timeout("meta"))?
     }
 
     /// Runs `f` against a linearizable view of the state machine.
     pub async fn read<T>(&self, f: impl FnOnce(&MetaReader) -> std::result::Result<T, meta::MetaError>) -> Result<T> {
-        let reader = self.slot.call(MetaMsg::ReadBarrier, META_DEADLINE).await??;
-        f(&reader).map_err(|e| ActorError::Meta(e.to_string()))
+        let live = self.live()?;
+        tokio::time::timeout(META_DEADLINE, read_barrier(&live.raft, &live.forward, live.node_id))
+            .await
+            .map_err(|_| ActorError::Timeout("meta"))??;
+        f(&live.reader).map_err(|e| ActorError::Meta(e.to_string()))
+    }
+
+    /// The running incarnation's Raft, or `Unavailable` while there is none (starting, restarting, stopped).
+    fn live(&self) -> Result<Arc<Live>> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(ActorError::Unavailable("meta"))
     }
 
     /// Reads the local state machine without a Raft round trip: for background walks (scrub, repair)

@@ -126,6 +126,10 @@ impl Stored {
     }
 }
 
+/// Inline bodies up to this size are digested in the request's own task: hashing them takes a few
+/// microseconds, less than the hop to the encryptor pool and back.
+const DIGEST_IN_PLACE: usize = 8 << 10;
+
 /// Stores a body inline when it ends within `ctx.config.inline_max` bytes, as a segment otherwise;
 /// sealed with `seal` when given. Only `inline_max + 1` bytes are read before deciding, so memory stays
 /// bounded either way.
@@ -158,12 +162,21 @@ where
         }
         let data = data.freeze();
         let size = data.len() as u64;
-        let digest = ctx.encryptor.digest(Box::new(DigestState::new(want)), data.clone());
+        let digest = async {
+            let state = Box::new(DigestState::new(want));
+            if data.len() <= DIGEST_IN_PLACE {
+                let mut state = state;
+                state.update(&data);
+                Ok(state)
+            } else {
+                ctx.encryptor.digest(state, data.clone()).await
+            }
+        };
         let (digests, data) = match seal {
             None => (digest.await?.finish(), data),
             Some(seal) => {
                 let place = BlockPlace { index: 0, last: true };
-                let sealed = ctx.encryptor.seal(seal.sealer(0, INLINE_SALT), place, data);
+                let sealed = ctx.encryptor.seal(seal.sealer(0, INLINE_SALT), place, data.clone());
                 let (digest, sealed) = tokio::join!(digest, sealed);
                 (digest?.finish(), sealed?)
             }

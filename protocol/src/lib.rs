@@ -628,7 +628,15 @@ pub enum MetaCommand {
         access_key: String,
         allowed: bool,
     },
+    /// Several commands proposed together, so that they share one log entry and one fsync (group commit):
+    /// applied in order, each on its own, as if each were its own entry; one that is refused changes nothing
+    /// and the others still apply. Answered with [`MetaResponse::Batch`], one answer per command. At most
+    /// [`MAX_BATCH_COMMANDS`] commands, none of them a batch.
+    Batch(Vec<MetaCommand>),
 }
+
+/// The most commands one [`MetaCommand::Batch`] carries.
+pub const MAX_BATCH_COMMANDS: usize = 64;
 
 /// A bucket's access settings besides grants (`SetBucketSetting`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -981,6 +989,8 @@ pub enum MetaResponse {
     NoSuchAccessKey,
     /// The object (or the version named) does not exist.
     NoSuchKey,
+    /// The answers to a [`MetaCommand::Batch`], in its order.
+    Batch(Vec<MetaResponse>),
 }
 
 /// A raft node's address, as the membership config stores it.

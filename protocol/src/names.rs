@@ -267,6 +267,15 @@ impl MetaCommand {
                 }
                 settings.iter().try_for_each(|(_, v)| bounded(v, crate::MAX_BUCKET_SETTING, "bucket setting"))
             }
+            MetaCommand::Batch(commands) => {
+                if commands.is_empty() || commands.len() > crate::MAX_BATCH_COMMANDS {
+                    return Err(NameError::Field("batch"));
+                }
+                commands.iter().try_for_each(|c| match c {
+                    MetaCommand::Batch(_) => Err(NameError::Field("batch")),
+                    c => c.check(),
+                })
+            }
             MetaCommand::SetObjectAcl { bucket, key, version_id, acl } => {
                 check_bucket(bucket)?;
                 check_key(key)?;

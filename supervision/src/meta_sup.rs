@@ -25,6 +25,7 @@ pub fn spec(handle: MetaHandle, setup: MetaSetup, stats: Arc<SupStats>) -> SupSp
         let handle = handle.clone();
         let args = MetaArgs {
             setup: setup.clone(),
+            live: handle.live.clone(),
             reader: handle.reader.clone(),
             raft: handle.raft.clone(),
             stores: handle.stores.clone(),

@@ -41,6 +41,10 @@ use super::ROOT_CREDENTIAL_V2;
 
 pub(super) fn apply_command(tx: &mut Txn<'_>, command: MetaCommand) -> Result<MetaResponse> {
     Ok(match command {
+        // `apply_total` applies batches; one inside a batch is refused by the command check before this.
+        MetaCommand::Batch(_) => {
+            return Err(crate::meta::MetaError::Refused("a batch of commands inside a batch".into()))
+        }
         MetaCommand::CreateBucket(bucket) => {
             if tx.exists(Ks::Buckets, bucket.name.as_bytes())? {
                 MetaResponse::BucketAlreadyExists

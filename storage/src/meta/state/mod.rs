@@ -123,6 +123,9 @@ fn apply_total(tx: &mut Txn<'_>, command: MetaCommand) -> Result<std::result::Re
     if let Err(e) = command.check() {
         return Ok(Err(e.to_string()));
     }
+    if let MetaCommand::Batch(commands) = command {
+        return apply_batch(tx, commands).map(Ok);
+    }
     // Until it commits, a `Txn` only buffers: a panic while it is built leaves the database as it was, and
     // the buffered writes are dropped with it.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply_command(tx, command))) {
@@ -138,6 +141,35 @@ fn apply_total(tx: &mut Txn<'_>, command: MetaCommand) -> Result<std::result::Re
             Ok(Err(format!("applying it panicked: {what}")))
         }
     }
+}
+
+/// Applies a batch's commands in order into `tx`, each as if it were an entry of its own: the writes of one
+/// that is refused (or would not fit the storage engine) are undone and it is answered `Refused`; the others
+/// stand. `Err` is a failure of the metadata disk, which fails the whole entry.
+fn apply_batch(tx: &mut Txn<'_>, commands: Vec<MetaCommand>) -> Result<MetaResponse> {
+    let mut answers = Vec::with_capacity(commands.len());
+    for command in commands {
+        tx.savepoint();
+        let answer = match apply_total(tx, command)? {
+            Ok(response) => match tx.oversized() {
+                None => Ok(response),
+                Some(reason) => Err(reason),
+            },
+            Err(reason) => Err(reason),
+        };
+        match answer {
+            Ok(response) => {
+                tx.release();
+                answers.push(response);
+            }
+            Err(reason) => {
+                tx.rollback();
+                tracing::warn!(%reason, "a command of a committed metadata batch was refused; it changed nothing");
+                answers.push(MetaResponse::Refused { reason });
+            }
+        }
+    }
+    Ok(MetaResponse::Batch(answers))
 }
 
 /// What the state machine says it has applied: the last log id and the membership in force.

@@ -428,6 +428,58 @@ proptest! {
         });
     }
 
+    /// Commands proposed together as batches (those whose names fail the check alone, as the proposer sends
+    /// them) give every command the answer it gets applied alone, and the same state: a refused command
+    /// inside a batch undoes its own writes and nothing else.
+    #[test]
+    fn a_batch_applies_as_its_commands_one_by_one(
+        commands in prop::collection::vec(command(), 1..30),
+        sizes in prop::collection::vec(1usize..6, 30),
+    ) {
+        runtime().block_on(async move {
+            let alone_dir = tempfile::tempdir().unwrap();
+            let (_log, mut alone, _reader) = open(alone_dir.path()).unwrap();
+            let mut answers = Vec::new();
+            for entry in entries(commands.clone()) {
+                answers.extend(alone.apply(vec![entry]).await.unwrap());
+            }
+
+            let mut proposed = Vec::new();
+            let mut rest = commands.into_iter().peekable();
+            for size in sizes {
+                let mut batch = Vec::new();
+                while batch.len() < size {
+                    match rest.next_if(|c| c.check().is_ok()) {
+                        Some(c) => batch.push(c),
+                        None => break,
+                    }
+                }
+                match batch.len() {
+                    0 => proposed.extend(rest.next()),
+                    1 => proposed.extend(batch),
+                    _ => proposed.push(MetaCommand::Batch(batch)),
+                }
+            }
+            proposed.extend(rest);
+            let together_dir = tempfile::tempdir().unwrap();
+            let (_log, mut together, _reader) = open(together_dir.path()).unwrap();
+            let mut batched_answers = Vec::new();
+            for entry in entries(proposed) {
+                let described = format!("{:?}", entry.payload).chars().take(300).collect::<String>();
+                for answer in together.apply(vec![entry]).await.unwrap() {
+                    match answer {
+                        MetaResponse::Batch(each) => batched_answers.extend(each),
+                        one => batched_answers.push(one),
+                    }
+                }
+                check_invariants(&together.store, &described);
+            }
+            prop_assert_eq!(&batched_answers, &answers);
+            prop_assert!(state(&alone.store) == state(&together.store), "batches reached another state");
+            Ok(())
+        })?;
+    }
+
     /// Bytes that arrive as a command (a corrupted or hostile encoding) either fail to decode, and never
     /// reach apply, or decode to a command that applies totally.
     #[test]
@@ -448,6 +500,22 @@ proptest! {
             });
         }
     }
+}
+
+#[test]
+fn a_batch_inside_a_batch_or_an_empty_one_is_refused_whole() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm, _reader) = open(dir.path()).unwrap();
+        let nested = MetaCommand::Batch(vec![bucket("x"), MetaCommand::Batch(vec![bucket("y")])]);
+        let too_many = MetaCommand::Batch(vec![bucket("z"); hoard_protocol::MAX_BATCH_COMMANDS + 1]);
+        let (applied, refused) =
+            apply_checking(&mut sm, entries(vec![nested, MetaCommand::Batch(Vec::new()), too_many])).await;
+        assert_eq!((applied, refused), (2, 3), "the membership and the first bucket apply; the three batches not");
+        for name in ["x", "y", "z"] {
+            assert!(sm.store.ks(Ks::Buckets).get(name.as_bytes()).unwrap().is_none(), "bucket {name} was created");
+        }
+    });
 }
 
 #[test]

@@ -33,11 +33,45 @@ const MAX_STORED_KEY_BYTES: usize = 16 << 10;
 pub(super) struct Txn<'a> {
     store: &'a Store,
     writes: BTreeMap<(Ks, Vec<u8>), Option<Vec<u8>>>,
+    /// Since the savepoint, if one is set: each key written and what was pending for it before (`None`: nothing).
+    undo: Option<Vec<((Ks, Vec<u8>), Option<Option<Vec<u8>>>)>>,
 }
 
 impl<'a> Txn<'a> {
     pub(super) fn new(store: &'a Store) -> Txn<'a> {
-        Txn { store, writes: BTreeMap::new() }
+        Txn { store, writes: BTreeMap::new(), undo: None }
+    }
+
+    /// Marks the writes so far: [`Txn::rollback`] undoes every write made after it (one command of a batch).
+    pub(super) fn savepoint(&mut self) {
+        self.undo = Some(Vec::new());
+    }
+
+    /// Undoes every write since the savepoint, which is then gone.
+    pub(super) fn rollback(&mut self) {
+        for (key, before) in self.undo.take().unwrap_or_default().into_iter().rev() {
+            match before {
+                Some(value) => self.writes.insert(key, value),
+                None => self.writes.remove(&key),
+            };
+        }
+    }
+
+    /// Keeps the writes since the savepoint, which is then gone.
+    pub(super) fn release(&mut self) {
+        self.undo = None;
+    }
+
+    fn write(&mut self, ks: Ks, key: Vec<u8>, value: Option<Vec<u8>>) {
+        match &mut self.undo {
+            Some(undo) => {
+                let before = self.writes.insert((ks, key.clone()), value);
+                undo.push(((ks, key), before));
+            }
+            None => {
+                self.writes.insert((ks, key), value);
+            }
+        }
     }
 
     pub(super) fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -80,11 +114,11 @@ impl<'a> Txn<'a> {
     }
 
     pub(super) fn put(&mut self, ks: Ks, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert((ks, key), Some(value));
+        self.write(ks, key, Some(value));
     }
 
     pub(super) fn delete(&mut self, ks: Ks, key: Vec<u8>) {
-        self.writes.insert((ks, key), None);
+        self.write(ks, key, None);
     }
 
     pub(super) fn pending_in<'p>(
@@ -190,11 +224,17 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Why the storage engine could not hold a pending write, if it could not.
+    pub(super) fn oversized(&self) -> Option<String> {
+        let ((ks, key), _) = self.writes.iter().find(|((_, key), _)| key.len() > MAX_STORED_KEY_BYTES)?;
+        Some(format!("a key of {} bytes in keyspace {}", key.len(), ks.name()))
+    }
+
     /// Commits every write as one batch. A key the storage engine could not hold refuses the whole entry
     /// before anything is written (the engine would panic on it).
     pub(super) fn commit(self) -> Result<()> {
-        if let Some(((ks, key), _)) = self.writes.iter().find(|((_, key), _)| key.len() > MAX_STORED_KEY_BYTES) {
-            return Err(MetaError::Refused(format!("a key of {} bytes in keyspace {}", key.len(), ks.name())));
+        if let Some(reason) = self.oversized() {
+            return Err(MetaError::Refused(reason));
         }
         let mut batch = self.store.db.batch();
         for ((ks, key), value) in self.writes {
@@ -206,5 +246,40 @@ impl<'a> Txn<'a> {
         }
         batch.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_undoes_the_writes_since_the_savepoint_and_keeps_the_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, _sm, reader) = crate::meta::open(dir.path()).unwrap();
+        let store = reader.store();
+        store.ks(Ks::Buckets).insert(b"stored", b"on disk").unwrap();
+        let mut tx = Txn::new(store);
+        tx.put(Ks::Buckets, b"a".to_vec(), b"1".to_vec());
+        tx.savepoint();
+        tx.put(Ks::Buckets, b"a".to_vec(), b"2".to_vec());
+        tx.put(Ks::Buckets, b"b".to_vec(), b"3".to_vec());
+        tx.put(Ks::Buckets, b"b".to_vec(), b"4".to_vec());
+        tx.delete(Ks::Buckets, b"stored".to_vec());
+        assert_eq!(tx.get(Ks::Buckets, b"a").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(tx.get(Ks::Buckets, b"stored").unwrap(), None);
+        tx.rollback();
+        assert_eq!(tx.get(Ks::Buckets, b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(tx.get(Ks::Buckets, b"b").unwrap(), None);
+        assert_eq!(tx.get(Ks::Buckets, b"stored").unwrap(), Some(b"on disk".to_vec()));
+        // After release, later writes stay even if rollback is called without a new savepoint.
+        tx.savepoint();
+        tx.put(Ks::Buckets, b"c".to_vec(), b"5".to_vec());
+        tx.release();
+        tx.rollback();
+        assert_eq!(tx.get(Ks::Buckets, b"c").unwrap(), Some(b"5".to_vec()));
+        tx.commit().unwrap();
+        assert_eq!(store.ks(Ks::Buckets).get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert!(store.ks(Ks::Buckets).get(b"b").unwrap().is_none());
     }
 }
