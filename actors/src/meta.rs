@@ -465,20 +465,10 @@ pub struct Pending {
     busy: bool,
 }
 
-/// Bytes of inline object data one round carries at most (one write is always taken): a follower catching
-/// up receives up to `max_payload_entries` entries per AppendEntries, which must still go through within a
-/// heartbeat interval.
-const ROUND_INLINE_BYTES: usize = 128 << 10;
-
-/// The inline object bytes a write carries.
-fn inline_bytes(cmd: &MetaCommand) -> usize {
-    match cmd {
-        MetaCommand::CommitObject { record, .. }
-        | MetaCommand::CommitObjectIf { record, .. }
-        | MetaCommand::CommitCopy { record, .. } => record.inline.as_ref().map_or(0, Vec::len),
-        _ => 0,
-    }
-}
+/// Encoded bytes one round carries at most (one write is always taken, whatever its size): a follower
+/// catching up receives up to `max_payload_entries` entries per AppendEntries, which must still go through
+/// within a heartbeat interval.
+const ROUND_BYTES: u64 = 128 << 10;
 
 /// An error of a round, for each of its writes.
 fn for_each_write(e: &ActorError) -> ActorError {
@@ -502,8 +492,8 @@ impl Committer {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next round: writes in arrival order, at most [`MAX_BATCH_COMMANDS`] and [`ROUND_INLINE_BYTES`] of
-    /// inline data (but at least one). None, and the right given back, when nothing waits.
+    /// The next round: writes in arrival order, at most [`MAX_BATCH_COMMANDS`] and [`ROUND_BYTES`] encoded
+    /// (but at least one). None, and the right given back, when nothing waits.
     fn next_round(&mut self) -> Option<Vec<Waiting>> {
         let mut pending = self.lock();
         if pending.queue.is_empty() {
@@ -515,8 +505,8 @@ impl Committer {
         let mut bytes = 0;
         let mut take = 0;
         for (cmd, _) in &pending.queue {
-            bytes += inline_bytes(cmd);
-            if take == MAX_BATCH_COMMANDS || (take > 0 && bytes > ROUND_INLINE_BYTES) {
+            bytes = hoard_protocol::format::encoded_len(cmd).saturating_add(bytes);
+            if take == MAX_BATCH_COMMANDS || (take > 0 && bytes > ROUND_BYTES) {
                 break;
             }
             take += 1;
@@ -587,6 +577,10 @@ impl MetaHandle {
     /// takes the next, so without rounds every write would wait for the fsyncs of all those ahead of it.
     #[tracing::instrument(name = "meta.write", skip_all)]
     pub async fn write(&self, cmd: MetaCommand) -> Result<MetaResponse> {
+        if !self.alone() {
+            // In a cluster each write is its own entry (see `commit_round`), proposed at once.
+            return self.propose(cmd).await;
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let start = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -614,15 +608,23 @@ impl MetaHandle {
 
     /// Proposes one round and answers each of its writes. A write whose names fail the check goes alone (the
     /// state machine refuses it as it always has), never inside a batch that it would spoil for the others.
+    ///
+    /// Batches are proposed only while the metadata group has this one member: a node of an earlier build
+    /// cannot apply a batch entry, and nothing tells which build each member of a cluster runs, so in a
+    /// cluster each write of a round is proposed as its own entry (all at once, as before group commit).
     async fn commit_round(&self, round: Vec<Waiting>) {
-        let (mut batch, alone): (Vec<Waiting>, Vec<Waiting>) = round.into_iter().partition(|(c, _)| c.check().is_ok());
-        let mut singles = alone;
+        let alone = self
+            .live()
+            .is_ok_and(|live| live.raft.metrics().borrow().membership_config.membership().nodes().count() == 1);
+        let (mut batch, mut singles): (Vec<Waiting>, Vec<Waiting>) =
+            round.into_iter().partition(|(c, _)| alone && c.check().is_ok());
         if batch.len() == 1 {
             singles.append(&mut batch);
         }
-        for (cmd, reply) in singles {
+        let each = singles.into_iter().map(|(cmd, reply)| async move {
             let _ = reply.send(self.propose(cmd).await);
-        }
+        });
+        futures::future::join_all(each).await;
         if batch.is_empty() {
             return;
         }
@@ -646,6 +648,11 @@ impl MetaHandle {
                 }
             }
         }
+    }
+
+    /// Whether the metadata group has this node as its one member (false while no Raft instance runs).
+    fn alone(&self) -> bool {
+        self.live().is_ok_and(|live| live.raft.metrics().borrow().membership_config.membership().nodes().count() == 1)
     }
 
     /// Proposes one command at the leader and waits until this node has applied it.

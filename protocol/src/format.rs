@@ -55,6 +55,11 @@ pub fn encode<T: Persisted>(value: &T) -> Vec<u8> {
     out
 }
 
+/// The length of what [`encode`] makes of `value`, without encoding it.
+pub fn encoded_len<T: Persisted>(value: &T) -> u64 {
+    bincode::serialized_size(value).map_or(u64::MAX, |n| n.saturating_add(1))
+}
+
 /// Decodes a value written by [`encode`] by this build or an earlier one.
 pub fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, ProtocolError> {
     match bytes.split_first() {

@@ -30,11 +30,16 @@ use super::LAST_MEMBERSHIP;
 /// this is the last guard, far below the storage engine's own limit of 64 KiB.
 const MAX_STORED_KEY_BYTES: usize = 16 << 10;
 
+/// A pending write: the value, or `None` for a delete.
+type Write = Option<Vec<u8>>;
+/// A key written since the savepoint and what was pending for it before (`None`: nothing was).
+type Undo = ((Ks, Vec<u8>), Option<Write>);
+
 pub(super) struct Txn<'a> {
     store: &'a Store,
-    writes: BTreeMap<(Ks, Vec<u8>), Option<Vec<u8>>>,
-    /// Since the savepoint, if one is set: each key written and what was pending for it before (`None`: nothing).
-    undo: Option<Vec<((Ks, Vec<u8>), Option<Option<Vec<u8>>>)>>,
+    writes: BTreeMap<(Ks, Vec<u8>), Write>,
+    /// Since the savepoint, if one is set: each key written and what was pending for it before.
+    undo: Option<Vec<Undo>>,
 }
 
 impl<'a> Txn<'a> {
