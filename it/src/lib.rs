@@ -161,6 +161,17 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// A free port other than `taken`: two calls of [`free_port`] in a row may give the same port (the first is
+/// released before the second is asked for), and one process cannot listen twice on it.
+pub fn free_port_besides(taken: u16) -> u16 {
+    loop {
+        let port = free_port();
+        if port != taken {
+            return port;
+        }
+    }
+}
+
 /// A real `hoard serve` process on its own data directory.
 pub struct HoardProcess {
     pub child: Option<Child>,
@@ -218,7 +229,7 @@ impl HoardProcess {
     ) -> anyhow::Result<HoardProcess> {
         let mut p = HoardProcess::new_tls(data_dir, cert, extra_args);
         p.addr = addr;
-        p.http_addr = Some(SocketAddr::new(addr.ip(), free_port()));
+        p.http_addr = Some(SocketAddr::new(addr.ip(), free_port_besides(addr.port())));
         p.spawn()?;
         Ok(p)
     }
@@ -271,7 +282,7 @@ impl HoardProcess {
     fn new_tls(data_dir: &Path, cert: &TestCert, extra_args: &[&str]) -> HoardProcess {
         let mut p = HoardProcess::new(data_dir, extra_args);
         p.tls = Some((cert.cert.clone(), cert.key.clone()));
-        p.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
+        p.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port_besides(p.addr.port()))));
         p
     }
 
