@@ -5,9 +5,9 @@
 //! - Reads through [`MetaHandle::read`] are linearizable: they wait for a Raft read-index confirmation
 //!   and for the local state machine to apply up to it.
 //! - Writes and read barriers do not pass through the actor's mailbox: each incarnation publishes its Raft
-//!   instance in the handle ([`Live`]) and a caller proposes or confirms on it from its own task, so
-//!   openraft batches concurrent proposals into one log append and one fsync, and a small PUT pays no
-//!   mailbox hop and no extra task. The actor owns the instance: it starts it, shuts the previous one down
+//!   instance in the handle ([`Live`]) and a caller proposes or confirms on it from its own task: a small
+//!   PUT pays no mailbox hop and no extra task. openraft fsyncs each entry before it takes the next, so
+//!   concurrent writes are grouped into one entry here ([`MetaHandle::write`]). The actor owns the instance: it starts it, shuts the previous one down
 //!   first, and withdraws it when it stops, after which calls fail at once with `Unavailable`.
 
 use std::collections::BTreeMap;
@@ -486,10 +486,16 @@ struct Committer {
     finished: bool,
 }
 
+impl Pending {
+    fn lock(pending: &std::sync::Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+        // Every update is a push, a drain or a flag: a panic elsewhere while it was held left it whole.
+        pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl Committer {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        // Every update is a push, a drain or a flag: a panic elsewhere while it was held left it whole.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        Pending::lock(&self.pending)
     }
 
     /// The next round: writes in arrival order, at most [`MAX_BATCH_COMMANDS`] and [`ROUND_BYTES`] encoded
@@ -583,7 +589,7 @@ impl MetaHandle {
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let start = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = Pending::lock(&self.pending);
             pending.queue.push((cmd, reply));
             !std::mem::replace(&mut pending.busy, true)
         };
@@ -613,9 +619,7 @@ impl MetaHandle {
     /// cannot apply a batch entry, and nothing tells which build each member of a cluster runs, so in a
     /// cluster each write of a round is proposed as its own entry (all at once, as before group commit).
     async fn commit_round(&self, round: Vec<Waiting>) {
-        let alone = self
-            .live()
-            .is_ok_and(|live| live.raft.metrics().borrow().membership_config.membership().nodes().count() == 1);
+        let alone = self.alone();
         let (mut batch, mut singles): (Vec<Waiting>, Vec<Waiting>) =
             round.into_iter().partition(|(c, _)| alone && c.check().is_ok());
         if batch.len() == 1 {

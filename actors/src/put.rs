@@ -163,9 +163,8 @@ where
         let data = data.freeze();
         let size = data.len() as u64;
         let digest = async {
-            let state = Box::new(DigestState::new(want));
+            let mut state = Box::new(DigestState::new(want));
             if data.len() <= DIGEST_IN_PLACE {
-                let mut state = state;
                 state.update(&data);
                 Ok(state)
             } else {
