@@ -38,6 +38,13 @@ fn golden_values() -> Vec<(&'static str, Vec<u8>)> {
                 now_ms: 1_700_000_000_000,
             }))),
         ),
+        (
+            "entry_batch",
+            encode(&entry(EntryPayload::Normal(MetaCommand::Batch(vec![
+                MetaCommand::DeleteObject { bucket: "photos".into(), key: "cat.jpg".into(), now_ms: 1_700_000_000_000 },
+                MetaCommand::DeleteBucket { name: "photos".into() },
+            ])))),
+        ),
         ("entry_blank", encode(&entry(EntryPayload::Blank))),
         ("entry_membership", encode(&entry(EntryPayload::Membership(membership)))),
         ("vote", encode(&Vote::new_committed(3, 1))),
