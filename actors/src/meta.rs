@@ -38,6 +38,7 @@ use openraft::error::RaftError;
 use openraft::raft::ClientWriteResponse;
 use openraft::ChangeMembers;
 use openraft::LogId;
+use openraft::ServerState;
 use ractor::Actor;
 use ractor::ActorProcessingErr;
 use ractor::ActorRef;
@@ -100,6 +101,34 @@ pub struct Live {
     forward: Arc<dyn Forward>,
     raft: Raft,
     reader: MetaReader,
+}
+
+impl Live {
+    /// Whether this node's state machine is a linearizable view as it stands, without a read barrier: the node
+    /// leads a group whose one voter it is, and it has applied an entry of its own term.
+    ///
+    /// Why that is enough: with one voter, only this node commits, and it answers a write only once it has
+    /// applied it; an entry of its own term applied means everything committed before it came to lead is
+    /// applied too (after a restart, say). So every write answered before the read began is in the state
+    /// machine. Another node could commit only under a configuration with another voter, and every membership
+    /// change passes a joint configuration holding both the old voters and the new, which is written to this
+    /// node's log before it can reach another node: from then on `one_voter_since_open` is false, while
+    /// Raft's metrics may still show the old configuration for a moment, and reads take the barrier.
+    fn reads_here(&self) -> bool {
+        if !self.reader.one_voter_since_open() {
+            return false;
+        }
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        m.running_state.is_ok()
+            && m.state == ServerState::Leader
+            && m.current_leader == Some(self.node_id)
+            && membership.get_joint_config().len() == 1
+            && membership.voter_ids().eq([self.node_id])
+            && m.vote.is_committed()
+            && m.last_applied.is_some_and(|applied| applied.leader_id == *m.vote.leader_id())
+    }
 }
 
 pub struct MetaState {
@@ -667,13 +696,21 @@ impl MetaHandle {
             .map_err(|_| ActorError::Timeout("meta"))?
     }
 
-    /// Runs `f` against a linearizable view of the state machine.
+    /// Runs `f` against a linearizable view of the state machine: after a read barrier, or at once where
+    /// this node's own state already is one ([`Live::reads_here`]).
     pub async fn read<T>(&self, f: impl FnOnce(&MetaReader) -> std::result::Result<T, meta::MetaError>) -> Result<T> {
         let live = self.live()?;
-        tokio::time::timeout(META_DEADLINE, read_barrier(&live.raft, &live.forward, live.node_id))
-            .await
-            .map_err(|_| ActorError::Timeout("meta"))??;
+        if !live.reads_here() {
+            tokio::time::timeout(META_DEADLINE, read_barrier(&live.raft, &live.forward, live.node_id))
+                .await
+                .map_err(|_| ActorError::Timeout("meta"))??;
+        }
         f(&live.reader).map_err(|e| ActorError::Meta(e.to_string()))
+    }
+
+    /// Whether a read on this node now goes without a read barrier ([`Live::reads_here`]).
+    pub fn reads_here(&self) -> bool {
+        self.live().is_ok_and(|live| live.reads_here())
     }
 
     /// The running incarnation's Raft, or `Unavailable` while there is none (starting, restarting, stopped).

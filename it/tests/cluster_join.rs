@@ -63,6 +63,16 @@ async fn voters_become(node: &Node, voters: &[u64]) {
         .unwrap_or_else(|e| panic!("voters never became {want:?}: {e}"));
 }
 
+/// `node`, once its Raft metrics show every entry of its log applied.
+async fn applied_all(node: &Node) -> &Node {
+    let raft = node.ctx.meta.raft.lock().await.clone().unwrap();
+    raft.wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.last_applied.map(|l| l.index) == m.last_log_index, "every entry applied")
+        .await
+        .unwrap();
+    node
+}
+
 /// Waits (up to `limit`) until `cond` holds: for what background actors do at their own pace.
 async fn within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
@@ -94,6 +104,7 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     // A one-node hoard with an object, stopped, then made the first node of a cluster.
     let alone = serve(d1, None, None).await;
     s3(&alone).create_bucket().bucket("before").send().await.unwrap();
+    assert!(applied_all(&alone).await.ctx.meta.reads_here(), "the one voter of its group reads without a barrier");
     let early = pattern(1, 3 << 20);
     put(&s3(&alone), "before", "early", &early).await;
     alone.stop().await;
@@ -112,6 +123,7 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     let mut listens = listens.into_iter();
     let one = serve(d1, listens.next(), Some(&key_a)).await;
     let first = made.token.text().to_string();
+    assert!(applied_all(&one).await.ctx.meta.reads_here(), "a cluster of one node, as yet");
 
     // A token that names another CA: the joiner refuses the server before sending anything, so the token is
     // not spent and works afterwards.
@@ -156,6 +168,9 @@ async fn nodes_join_with_one_time_tokens_and_serve_one_store() {
     let three = serve(d3, listens.next(), Some(&key_a)).await;
     // Learners first; once both have caught up the leader makes them voters together (1, then 3).
     voters_become(&one, &[1, 2, 3]).await;
+    for n in [&one, &two, &three] {
+        assert!(!n.ctx.meta.reads_here(), "with three voters every read confirms the leader's read index");
+    }
     for n in [&two, &three] {
         n.peers.as_ref().unwrap().wait_for(2, Duration::from_secs(30)).await.unwrap();
     }

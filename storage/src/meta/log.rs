@@ -16,6 +16,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::Bound;
 use std::ops::RangeBounds;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use openraft::storage::LogFlushed;
 use openraft::storage::RaftLogStorage;
 use openraft::AnyError;
 use openraft::Entry;
+use openraft::EntryPayload;
 use openraft::LogId;
 use openraft::LogState;
 use openraft::OptionalSend;
@@ -185,6 +187,12 @@ impl LogStore {
         let log = self.store.ks(Ks::RaftLog);
         let mut batch = self.store.db.batch();
         for entry in entries {
+            if let EntryPayload::Membership(m) = &entry.payload {
+                if m.voter_ids().nth(1).is_some() {
+                    // Before the entry is in the log, from where it is sent to other nodes.
+                    self.store.shared.store(true, Ordering::SeqCst);
+                }
+            }
             batch.insert(log, log_key(entry.log_id.index), encode(&entry));
         }
         batch.commit()?;
@@ -313,5 +321,45 @@ mod tests {
         crate::exec::set_inline(false);
         let (log, _, _) = crate::meta::open(dir.path()).unwrap();
         assert!(matches!(log.store.flusher, Flusher::Thread(_)), "a store opened outside inline mode has its thread");
+    }
+
+    /// A membership entry naming a second voter marks the store as shared the moment it is written (before any
+    /// fsync, before it could be sent anywhere); one naming a single voter does not. The mark lasts until the
+    /// store is opened again.
+    #[test]
+    fn a_log_entry_naming_a_second_voter_marks_the_store_shared() {
+        use std::collections::BTreeMap;
+        use std::collections::BTreeSet;
+
+        use hoard_protocol::NodeAddr;
+        use openraft::CommittedLeaderId;
+        use openraft::Membership;
+
+        let dir = tempfile::tempdir().unwrap();
+        let membership = |index: u64, configs: Vec<Vec<u64>>| {
+            let configs: Vec<BTreeSet<u64>> = configs.into_iter().map(|c| c.into_iter().collect()).collect();
+            let nodes: BTreeMap<u64, NodeAddr> =
+                configs.iter().flatten().map(|&id| (id, NodeAddr { addr: format!("n{id}") })).collect();
+            Entry::<TypeConfig> {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Membership(Membership::new(configs, nodes)),
+            }
+        };
+        {
+            let (log, _, reader) = crate::meta::open(dir.path()).unwrap();
+            assert!(reader.one_voter_since_open());
+            log.write_entries([
+                membership(1, vec![vec![1]]),
+                Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), 2), payload: EntryPayload::Blank },
+            ])
+            .unwrap();
+            assert!(reader.one_voter_since_open(), "one voter, and a blank entry");
+            log.write_entries([membership(3, vec![vec![1], vec![1, 2]])]).unwrap();
+            assert!(!reader.one_voter_since_open(), "a joint configuration adding node 2");
+            log.write_entries([membership(4, vec![vec![1]])]).unwrap();
+            assert!(!reader.one_voter_since_open(), "stays marked");
+        }
+        let (_, _, reader) = crate::meta::open(dir.path()).unwrap();
+        assert!(reader.one_voter_since_open(), "a store opened again starts unmarked");
     }
 }

@@ -29,6 +29,7 @@ mod test_support;
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -221,6 +222,9 @@ pub(crate) struct Store {
     pub(crate) snapshots: snapshot::SnapshotDir,
     /// Held by a snapshot build and a snapshot install for their whole run: they never overlap.
     pub(crate) snapshot_lock: Mutex<()>,
+    /// Set (for good) once an entry naming a configuration of more than one voter has been written to the log
+    /// since the store was opened: see [`MetaReader::one_voter_since_open`].
+    pub(crate) shared: AtomicBool,
     /// Dropped last, after the database: its receivers learn that the store is closed.
     closed: tokio::sync::watch::Sender<()>,
 }
@@ -247,6 +251,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore, MetaReader)> {
         flusher: log::Flusher::spawn()?,
         snapshots,
         snapshot_lock: Mutex::new(()),
+        shared: AtomicBool::new(false),
         closed: tokio::sync::watch::Sender::new(()),
     });
     let state_machine = StateMachineStore::new(store.clone())?;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::ops::Bound;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fjall::Iter;
@@ -186,6 +187,14 @@ fn max_lower(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
 impl MetaReader {
     pub(crate) fn new(store: Arc<Store>) -> MetaReader {
         MetaReader { store }
+    }
+
+    /// Whether no configuration of more than one voter has been written to this node's log since the store was
+    /// opened. Each membership change passes through a joint configuration holding the old voters and the new,
+    /// so while this holds, a node that is the only voter of its configuration has not begun to share it: no
+    /// other node can commit. (Raft's metrics say the same, but only once the core publishes them.)
+    pub fn one_voter_since_open(&self) -> bool {
+        !self.store.shared.load(Ordering::SeqCst)
     }
 
     #[cfg(test)]
