@@ -3,12 +3,14 @@
 //! Invariants:
 //! - The Raft log entry of a `CommitObject`/`CompleteUpload` is the only commit point of an object.
 //! - Reads through [`MetaHandle::read`] are linearizable: they wait for a Raft read-index confirmation
-//!   and for the local state machine to apply up to it.
+//!   and for the local state machine to apply up to it, except on the one voter of a group, whose own
+//!   state already is such a view ([`Live::reads_here`]).
 //! - Writes and read barriers do not pass through the actor's mailbox: each incarnation publishes its Raft
 //!   instance in the handle ([`Live`]) and a caller proposes or confirms on it from its own task: a small
 //!   PUT pays no mailbox hop and no extra task. openraft fsyncs each entry before it takes the next, so
-//!   concurrent writes are grouped into one entry here ([`MetaHandle::write`]). The actor owns the instance: it starts it, shuts the previous one down
-//!   first, and withdraws it when it stops, after which calls fail at once with `Unavailable`.
+//!   concurrent writes are grouped into one entry here ([`MetaHandle::write`]). The actor owns the
+//!   instance: it starts it, shuts the previous one down first, and withdraws it when it stops, after which
+//!   calls fail at once with `Unavailable`.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -663,23 +665,18 @@ impl MetaHandle {
         }
         let (commands, replies): (Vec<MetaCommand>, Vec<_>) = batch.into_iter().unzip();
         let count = commands.len();
-        match self.propose(MetaCommand::Batch(commands)).await {
+        let e = match self.propose(MetaCommand::Batch(commands)).await {
             Ok(MetaResponse::Batch(answers)) if answers.len() == count => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
                 }
+                return;
             }
-            Ok(other) => {
-                let e = ActorError::Meta(format!("a batch of {count} writes was answered {other:?}"));
-                for reply in replies {
-                    let _ = reply.send(Err(for_each_write(&e)));
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(for_each_write(&e)));
-                }
-            }
+            Ok(other) => ActorError::Meta(format!("a batch of {count} writes was answered {other:?}")),
+            Err(e) => e,
+        };
+        for reply in replies {
+            let _ = reply.send(Err(for_each_write(&e)));
         }
     }
 

@@ -151,7 +151,7 @@ fn apply_batch(tx: &mut Txn<'_>, commands: Vec<MetaCommand>) -> Result<MetaRespo
     for command in commands {
         tx.savepoint();
         let answer = match apply_total(tx, command)? {
-            Ok(response) => match tx.oversized() {
+            Ok(response) => match tx.oversized_since_savepoint() {
                 None => Ok(response),
                 Some(reason) => Err(reason),
             },

@@ -231,8 +231,13 @@ impl<'a> Txn<'a> {
 
     /// Why the storage engine could not hold a pending write, if it could not.
     pub(super) fn oversized(&self) -> Option<String> {
-        let ((ks, key), _) = self.writes.iter().find(|((_, key), _)| key.len() > MAX_STORED_KEY_BYTES)?;
-        Some(format!("a key of {} bytes in keyspace {}", key.len(), ks.name()))
+        self.writes.keys().find_map(|(ks, key)| oversized_key(*ks, key))
+    }
+
+    /// Why the storage engine could not hold a write made since the savepoint, if it could not (the writes
+    /// before it were checked when their own command ended).
+    pub(super) fn oversized_since_savepoint(&self) -> Option<String> {
+        self.undo.as_ref()?.iter().find_map(|((ks, key), _)| oversized_key(*ks, key))
     }
 
     /// Commits every write as one batch. A key the storage engine could not hold refuses the whole entry
@@ -252,6 +257,11 @@ impl<'a> Txn<'a> {
         batch.commit()?;
         Ok(())
     }
+}
+
+/// Why the storage engine could not hold `key`, if it could not.
+fn oversized_key(ks: Ks, key: &[u8]) -> Option<String> {
+    (key.len() > MAX_STORED_KEY_BYTES).then(|| format!("a key of {} bytes in keyspace {}", key.len(), ks.name()))
 }
 
 #[cfg(test)]
