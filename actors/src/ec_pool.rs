@@ -33,7 +33,8 @@ pub enum EcMsg {
     Encode {
         data: u8,
         parity: u8,
-        block: Bytes,
+        /// The block, in consecutive parts.
+        block: Vec<Bytes>,
         reply: RpcReplyPort<Result<Vec<Vec<u8>>>>,
     },
     Decode {
@@ -85,7 +86,13 @@ impl Actor for EcWorker {
             EcMsg::Encode { data, parity, block, reply } => {
                 faults::hit(state.faults.as_ref(), "ec.encode").await?;
                 let r = match state.codec(data, parity) {
-                    Ok(codec) => blocking::run(move || Ok(codec.encode(&block)?)).await,
+                    Ok(codec) => {
+                        blocking::run(move || {
+                            let parts: Vec<&[u8]> = block.iter().map(|p| &p[..]).collect();
+                            Ok(codec.encode_parts(&parts)?)
+                        })
+                        .await
+                    }
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(r);
@@ -126,7 +133,8 @@ impl EcPool {
         EcPool { pool: Pool::new("ec pool", workers) }
     }
 
-    pub async fn encode(&self, data: u8, parity: u8, block: Bytes) -> Result<Vec<Vec<u8>>> {
+    /// The pieces of a block given in consecutive parts (see [`hoard_storage::ec::Codec::encode_parts`]).
+    pub async fn encode(&self, data: u8, parity: u8, block: Vec<Bytes>) -> Result<Vec<Vec<u8>>> {
         self.pool.call(|reply| EcMsg::Encode { data, parity, block, reply }, EC_DEADLINE).await?
     }
 

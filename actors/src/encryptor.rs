@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use bytes::BytesMut;
 use hoard_protocol::Checksums;
 use hoard_storage::md5;
 use ractor::Actor;
@@ -32,6 +33,7 @@ use sha2::Digest as _;
 use std::sync::Arc;
 
 use hoard_storage::seal::Sealer;
+use hoard_storage::seal::TAG_LEN;
 
 use crate::blocking;
 use crate::error::ActorError;
@@ -139,6 +141,33 @@ pub struct BlockPlace {
     pub last: bool,
 }
 
+/// A sealed block as it is stored: its ciphertext, then its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBlock {
+    pub ciphertext: Bytes,
+    pub tag: [u8; TAG_LEN],
+}
+
+impl SealedBlock {
+    /// Stored bytes: the ciphertext and the tag.
+    pub fn len(&self) -> usize {
+        self.ciphertext.len() + TAG_LEN
+    }
+
+    /// Never: a sealed block has at least its tag.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Ciphertext and tag in one buffer (for a body kept inline).
+    pub fn joined(&self) -> Bytes {
+        let mut joined = Vec::with_capacity(self.len());
+        joined.extend_from_slice(&self.ciphertext);
+        joined.extend_from_slice(&self.tag);
+        Bytes::from(joined)
+    }
+}
+
 pub enum EncryptorMsg {
     /// Hash a turn of the pool's digest queue; the ticket is its drain flag.
     DrainDigests(DrainTicket),
@@ -147,7 +176,7 @@ pub enum EncryptorMsg {
         place: BlockPlace,
         block: Bytes,
         waiting: Waiting,
-        reply: RpcReplyPort<Result<Bytes>>,
+        reply: RpcReplyPort<Result<SealedBlock>>,
     },
     Open {
         sealer: Arc<Sealer>,
@@ -200,8 +229,11 @@ impl Actor for EncryptorWorker {
                 drop(waiting);
                 faults::hit(faults.as_ref(), "encryptor.seal").await?;
                 let r = blocking::run(move || {
-                    let sealed = sealer.seal(place.index, place.last, &block).map_err(ActorError::from)?;
-                    Ok(Bytes::from(sealed))
+                    // The usual case for a segment's block: its digest is done and the block is ours alone, so
+                    // it is sealed where it lies. A block still shared (an inline body) is copied first.
+                    let mut buf = block.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                    let tag = sealer.seal_in_place(place.index, place.last, &mut buf).map_err(ActorError::from)?;
+                    Ok(SealedBlock { ciphertext: buf.freeze(), tag })
                 })
                 .await;
                 let _ = reply.send(r);
@@ -340,8 +372,10 @@ fn digest_turn(queue: &DigestQueue) {
         let mut i = 0;
         while i < lanes.len() {
             if lanes[i].1 == lanes[i].0.block.len() {
-                let (job, _) = lanes.swap_remove(i);
-                let _ = job.reply.send(Ok(job.state));
+                let (DigestJob { state, block, reply }, _) = lanes.swap_remove(i);
+                // Let go of the block before answering: its PUT then holds it alone and seals it in place.
+                drop(block);
+                let _ = reply.send(Ok(state));
             } else {
                 i += 1;
             }
@@ -384,8 +418,8 @@ impl EncryptorPool {
         }
     }
 
-    /// Seals one plaintext block.
-    pub async fn seal(&self, sealer: Arc<Sealer>, place: BlockPlace, block: Bytes) -> Result<Bytes> {
+    /// Seals one plaintext block: where it lies if the caller passes the only reference to it, else a copy.
+    pub async fn seal(&self, sealer: Arc<Sealer>, place: BlockPlace, block: Bytes) -> Result<SealedBlock> {
         let waiting = Waiting::new(&self.digests);
         self.pool.call(|reply| EncryptorMsg::Seal { sealer, place, block, waiting, reply }, ENCRYPTOR_DEADLINE).await?
     }
@@ -509,6 +543,36 @@ mod tests {
         let state = Box::new(DigestState::new(ChecksumSet::default()));
         let done = pool.digest(state, Bytes::from_static(b"abc")).await.unwrap();
         assert_eq!(hex::encode(done.finish().md5), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    /// A block its caller holds alone is sealed where it lies; a block shared with anyone else is left as it
+    /// was and sealed in a copy. Both give the bytes `Sealer::seal` gives, ciphertext then tag.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_block_held_alone_is_sealed_in_place_and_a_shared_one_is_left_alone() {
+        use hoard_storage::seal::DataKey;
+        let pool = EncryptorPool::new(1);
+        for slot in pool.pool.slots() {
+            let faults: Arc<dyn FaultInjector> = Arc::new(faults::NoFaults);
+            let (actor, _) = Actor::spawn(None, EncryptorWorker, faults).await.unwrap();
+            slot.set(actor);
+        }
+        let sealer = Arc::new(Sealer::new(&DataKey::from_bytes([3; 32]), [9; 16], 1, 77));
+        let place = BlockPlace { index: 5, last: false };
+        let plain: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let want = sealer.seal(place.index, place.last, &plain).unwrap();
+
+        let alone = Bytes::from(plain.clone());
+        let at = alone.as_ptr();
+        let sealed = pool.seal(sealer.clone(), place, alone).await.unwrap();
+        assert_eq!(sealed.ciphertext.as_ptr(), at, "sealed where it lay");
+        assert_eq!(sealed.joined()[..], want[..]);
+
+        let shared = Bytes::from(plain.clone());
+        let sealed = pool.seal(sealer.clone(), place, shared.clone()).await.unwrap();
+        assert_ne!(sealed.ciphertext.as_ptr(), shared.as_ptr());
+        assert_eq!(shared[..], plain[..], "the other holder still reads the plaintext");
+        assert_eq!(sealed.joined()[..], want[..]);
+        assert_eq!(sealed.len(), want.len());
     }
 
     #[test]

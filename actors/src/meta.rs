@@ -150,7 +150,9 @@ fn raft_config() -> Result<Arc<openraft::Config>> {
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+        // Snapshots are asked for by the metrics watcher when the log has grown as large as the last one
+        // (`MetaReader::snapshot_due`), not every so many entries: each copies the whole state.
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 1000,
         // openraft gives each AppendEntries one heartbeat interval to be answered. A follower catching up gets
         // batches of at most this many entries (an entry holds up to an inline object, 32 KiB): 300, the
@@ -219,8 +221,13 @@ impl Actor for MetaActor {
         // A Raft instance that hit a fatal error (a failed log fsync, say) answers every request with an
         // error for ever: stop this actor instead, so that meta_sup restarts it on a fresh instance, or
         // gives up and takes the node down if it keeps failing.
+        //
+        // It also asks for a snapshot whenever one is due, once per snapshot taken. It reaches Raft and the store
+        // through the published instance only, never holding either: the store must close once the node stops.
         let mut metrics = raft.metrics();
+        let published = args.live.clone();
         tokio::spawn(async move {
+            let mut asked = None;
             while metrics.changed().await.is_ok() {
                 let fatal = metrics.borrow().running_state.clone().err();
                 if let Some(fatal) = fatal {
@@ -232,6 +239,14 @@ impl Actor for MetaActor {
                     tracing::error!(error = %fatal, "metadata Raft stopped");
                     me.stop(Some(format!("raft: {fatal}")));
                     break;
+                }
+                let live = published.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let Some(live) = live else { continue };
+                if let Some(mark) = live.reader.snapshot_due().filter(|mark| asked != Some(*mark)) {
+                    asked = Some(mark);
+                    if let Err(e) = live.raft.trigger().snapshot().await {
+                        tracing::warn!(error = %e, "could not ask for a metadata snapshot");
+                    }
                 }
             }
         });

@@ -177,7 +177,7 @@ where
                 let place = BlockPlace { index: 0, last: true };
                 let sealed = ctx.encryptor.seal(seal.sealer(0, INLINE_SALT), place, data.clone());
                 let (digest, sealed) = tokio::join!(digest, sealed);
-                (digest?.finish(), sealed?)
+                (digest?.finish(), sealed?.joined())
             }
         };
         return Ok(Stored::Inline { data, size, digests });
@@ -248,7 +248,8 @@ where
     let mut digest = Some(Box::new(DigestState::new(want)));
     let mut size: u64 = 0;
     let mut index: u64 = 0;
-    let mut buf = BytesMut::with_capacity(block_size);
+    // What is left of the last chunk read past the previous block.
+    let mut carry = Bytes::new();
     let mut body = body;
     let mut ended = false;
     // One block's pieces are written while the next block is read and coded: disks and CPU overlap,
@@ -256,45 +257,67 @@ where
     let mut in_flight: Option<Vec<Vec<u8>>> = None;
     loop {
         let next = async {
-            if ended && buf.is_empty() {
-                return Ok::<_, ActorError>(None);
+            if ended && carry.is_empty() {
+                return Ok(None);
             }
-            // One byte past the block: only then is it known whether this block is the last.
-            while buf.len() <= block_size && !ended {
+            // Each block in a buffer of its own, exactly its size: never grown (which would copy it), and once
+            // digested held by this PUT alone, so that it can be sealed where it lies.
+            let mut filling = Vec::with_capacity(block_size);
+            while filling.len() < block_size {
+                if carry.is_empty() {
+                    match next_chunk(&mut body).await? {
+                        Some(chunk) => carry = chunk,
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+                let take = carry.len().min(block_size - filling.len());
+                filling.extend_from_slice(&carry.split_to(take));
+            }
+            // A byte past the block: only then is it known whether this block is the last.
+            while carry.is_empty() && !ended {
                 match next_chunk(&mut body).await? {
-                    Some(chunk) => buf.extend_from_slice(&chunk),
+                    Some(chunk) => carry = chunk,
                     None => ended = true,
                 }
             }
-            let take = buf.len().min(block_size);
             // An empty body is no block at all, or, sealed, one empty last block.
-            if take == 0 && (sealer.is_none() || index > 0) {
+            if filling.is_empty() && (sealer.is_none() || index > 0) {
                 return Ok(None);
             }
-            let block = buf.split_to(take).freeze();
-            if buf.capacity() < block_size {
-                buf.reserve(block_size - buf.len());
-            }
-            let place = BlockPlace { index, last: ended && buf.is_empty() };
+            let block = Bytes::from(filling);
+            let place = BlockPlace { index, last: ended && carry.is_empty() };
             index += 1;
             let state = digest.take().ok_or(ActorError::Invalid("digest state lost".into()))?;
-            let to_store = block.clone();
-            let stored = async {
-                match &sealer {
-                    None => Ok(to_store),
-                    Some(sealer) => ctx.encryptor.seal(sealer.clone(), place, to_store).await,
+            let (d, len, pieces) = match &sealer {
+                // Digest and coding read the block side by side.
+                None => {
+                    let len = block.len() as u64;
+                    let coded = ctx.ec.encode(layout.data, layout.parity, vec![block.clone()]);
+                    let (d, pieces) = tokio::join!(ctx.encryptor.digest(state, block), coded);
+                    (d?, len, pieces?)
+                }
+                // Digest and seal side by side too: waiting for the digest would leave fewer blocks of concurrent
+                // PUTs to hash together. A block whose digest is done by the time its seal begins is sealed where
+                // it lies, others in a copy; the tag is coded after the ciphertext as if they were one buffer.
+                Some(sealer) => {
+                    let to_seal = block.clone();
+                    let coded = async {
+                        let sealed = ctx.encryptor.seal(sealer.clone(), place, to_seal).await?;
+                        let len = sealed.len() as u64;
+                        let parts = vec![sealed.ciphertext, Bytes::copy_from_slice(&sealed.tag)];
+                        Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, parts).await?))
+                    };
+                    let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
+                    let (len, pieces) = coded?;
+                    (d?, len, pieces)
                 }
             };
-            let coded = async {
-                let stored = stored.await?;
-                let len = stored.len() as u64;
-                Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, stored).await?))
-            };
-            let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
-            digest = Some(d?);
-            let (len, pieces) = coded?;
+            digest = Some(d);
             size += len;
-            Ok(Some(pieces))
+            Ok::<_, ActorError>(Some(pieces))
         };
         let previous = in_flight.take();
         let write = append_all(&mut writers, previous);

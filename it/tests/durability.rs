@@ -544,3 +544,50 @@ async fn concurrent_writes_share_log_entries_and_each_stands() {
     }
     node.stop().await;
 }
+
+/// Once the log written since the last snapshot passes the floor, the node snapshots its metadata on its own, once,
+/// and a restart brings every object back from the snapshot and the log after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_is_snapshotted_once_the_log_has_grown_and_survives_a_restart() {
+    let mut node = TestNode::builder().start().await.unwrap();
+    let c = client(&node);
+    c.create_bucket().bucket("grown").send().await.unwrap();
+    let raft = || async { node.context().meta.raft.lock().await.clone().unwrap() };
+    assert_eq!(raft().await.metrics().borrow().snapshot, None, "no snapshot of a new node");
+    // Inline bodies go into the log whole: a little over the floor's worth of them.
+    let count = hoard_storage::meta::SNAPSHOT_LOG_FLOOR as usize / INLINE_MAX + 8;
+    let body = |i: usize| pattern(i as u64, INLINE_MAX);
+    for start in (0..count).step_by(8) {
+        let puts = (start..count.min(start + 8)).map(|i| {
+            let c = c.clone();
+            async move { c.put_object().bucket("grown").key(format!("k{i:03}")).body(body(i).into()).send().await }
+        });
+        for put in futures::future::join_all(puts).await {
+            put.unwrap();
+        }
+    }
+    let metrics = raft()
+        .await
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.snapshot.is_some(), "a snapshot taken by the node itself")
+        .await
+        .unwrap();
+    let snapshot = metrics.snapshot.unwrap();
+    assert!(snapshot.index > 0, "{snapshot:?}");
+    let reader = node.context().meta.local().unwrap();
+    assert_eq!(reader.snapshot_due(), None, "not due again right after");
+    // A few more writes do not make another due: the log since is far smaller than the snapshot.
+    put(&c, "grown", "after", b"after the snapshot").await;
+    assert_eq!(reader.snapshot_due(), None);
+    assert_eq!(raft().await.metrics().borrow().snapshot, Some(snapshot), "one snapshot, not one per write");
+    // The store closes only once nothing holds it, and the restarted node opens it again.
+    drop(reader);
+
+    node.restart().await.unwrap();
+    let c = client(&node);
+    for i in [0, count / 2, count - 1] {
+        assert_reads(&c, "grown", &format!("k{i:03}"), &body(i)).await;
+    }
+    assert_reads(&c, "grown", "after", b"after the snapshot").await;
+    node.stop().await;
+}

@@ -132,7 +132,9 @@ async fn sse_s3_objects_round_trip_and_nothing_readable_is_stored() {
     let marker = b"hoard-plaintext-marker-0123456789";
     let small: Vec<u8> = marker.iter().copied().cycle().take(20_000).collect();
     let large: Vec<u8> = marker.iter().copied().cycle().take(3 * 1024 * 1024 + 12_345).collect();
-    for (key, data) in [("small", &small), ("large", &large)] {
+    // And one that ends exactly on a block boundary: its second block is its last.
+    let exact: Vec<u8> = marker.iter().copied().cycle().take(2 * 1024 * 1024).collect();
+    for (key, data) in [("small", &small), ("large", &large), ("exact", &exact)] {
         let out = c
             .put_object()
             .bucket(BUCKET)

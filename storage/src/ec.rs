@@ -81,23 +81,42 @@ impl Codec {
     /// Splits `block` into `data` zero-padded pieces and computes `parity` more. All pieces are
     /// `piece_len(block.len())` long.
     pub fn encode(&self, block: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.encode_parts(&[block])
+    }
+
+    /// Like [`Codec::encode`], for a block given as consecutive parts (a sealed block's ciphertext, then its
+    /// tag): the pieces are those of the parts joined, without joining them first.
+    pub fn encode_parts(&self, parts: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
         let mut pieces = Vec::with_capacity(self.width());
-        self.encode_into(block, &mut pieces)?;
+        self.encode_parts_into(parts, &mut pieces)?;
         Ok(pieces)
     }
 
     /// Like [`Codec::encode`], reusing the buffers already in `pieces` (resized to `data + parity` pieces of
     /// the right length): a worker that encodes block after block allocates nothing after the first.
     pub fn encode_into(&self, block: &[u8], pieces: &mut Vec<Vec<u8>>) -> Result<()> {
-        let len = self.piece_len(block.len());
+        self.encode_parts_into(&[block], pieces)
+    }
+
+    fn encode_parts_into(&self, parts: &[&[u8]], pieces: &mut Vec<Vec<u8>>) -> Result<()> {
+        let len = self.piece_len(parts.iter().map(|p| p.len()).sum());
         pieces.resize_with(self.width(), Vec::new);
         let (data_pieces, parity_pieces) = pieces.split_at_mut(self.data);
-        let mut chunks = block.chunks(len);
+        let mut parts = parts.iter().copied();
+        let mut current: &[u8] = &[];
         for piece in data_pieces.iter_mut() {
             piece.clear();
             piece.reserve(len);
-            if let Some(chunk) = chunks.next() {
-                piece.extend_from_slice(chunk);
+            while piece.len() < len {
+                if current.is_empty() {
+                    match parts.next() {
+                        Some(part) => current = part,
+                        None => break,
+                    }
+                }
+                let (head, tail) = current.split_at((len - piece.len()).min(current.len()));
+                piece.extend_from_slice(head);
+                current = tail;
             }
             piece.resize(len, 0);
         }
@@ -192,6 +211,22 @@ mod tests {
     }
 
     const SHAPES: [(usize, usize); 9] = [(1, 0), (1, 1), (2, 0), (2, 1), (3, 2), (4, 2), (6, 3), (10, 4), (16, 16)];
+
+    #[test]
+    fn a_block_in_parts_encodes_as_the_parts_joined() {
+        for (data, parity) in SHAPES {
+            let codec = Codec::new(data, parity).unwrap();
+            for len in [0, 1, data + 1, 1000, 4096 + 7] {
+                let b = block(len, len as u64);
+                for cut in [0, 1, len / 3, len.saturating_sub(16), len] {
+                    let cut = cut.min(len);
+                    let (head, tail) = b.split_at(cut);
+                    let parts = codec.encode_parts(&[head, &[], tail]).unwrap();
+                    assert_eq!(parts, codec.encode(&b).unwrap(), "{data}+{parity} len {len} cut {cut}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn encode_then_decode_round_trips_for_many_shapes_and_lengths() {

@@ -368,24 +368,37 @@ impl Sealer {
         Ok(out)
     }
 
+    /// Seals block `block` where it lies: `buf` (the plaintext) becomes the ciphertext, and the 16-byte tag
+    /// that follows it when stored is returned. On failure `buf` is as it was.
+    pub fn seal_in_place(&self, block: u64, last: bool, buf: &mut [u8]) -> Result<[u8; TAG_LEN], SealError> {
+        if buf.len() as u64 > MAX_BLOCK_LEN {
+            return Err(SealError::BlockTooLong { len: buf.len() });
+        }
+        let nonce = nonce(self.salt, block)?;
+        let aad = self.aad(block, last);
+        let len = buf.len();
+        let tag = self
+            .key
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad, buf.into())
+            .map_err(|_| SealError::BlockTooLong { len })?;
+        Ok(tag.into())
+    }
+
     /// Appends ciphertext || tag of one block to `out`.
     fn seal_into(&self, block: u64, last: bool, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
         if plaintext.len() as u64 > MAX_BLOCK_LEN {
             return Err(SealError::BlockTooLong { len: plaintext.len() });
         }
-        let nonce = nonce(self.salt, block)?;
-        let aad = self.aad(block, last);
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let sealed = self.key.encrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut out[start..]).into());
-        match sealed {
+        match self.seal_in_place(block, last, &mut out[start..]) {
             Ok(tag) => {
                 out.extend_from_slice(&tag);
                 Ok(())
             }
-            Err(_) => {
+            Err(e) => {
                 out.truncate(start);
-                Err(SealError::BlockTooLong { len: plaintext.len() })
+                Err(e)
             }
         }
     }

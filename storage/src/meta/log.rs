@@ -186,6 +186,7 @@ impl LogStore {
     fn write_entries(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Result<()> {
         let log = self.store.ks(Ks::RaftLog);
         let mut batch = self.store.db.batch();
+        let mut bytes = 0;
         for entry in entries {
             if let EntryPayload::Membership(m) = &entry.payload {
                 if m.voter_ids().nth(1).is_some() {
@@ -193,9 +194,12 @@ impl LogStore {
                     self.store.shared.store(true, Ordering::SeqCst);
                 }
             }
-            batch.insert(log, log_key(entry.log_id.index), encode(&entry));
+            let value = encode(&entry);
+            bytes += value.len();
+            batch.insert(log, log_key(entry.log_id.index), value);
         }
         batch.commit()?;
+        self.store.growth.wrote(bytes);
         Ok(())
     }
 

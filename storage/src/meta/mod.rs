@@ -30,6 +30,8 @@ mod test_support;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -225,8 +227,56 @@ pub(crate) struct Store {
     /// Set (for good) once an entry naming a configuration of more than one voter has been written to the log
     /// since the store was opened: see [`MetaReader::one_voter_since_open`].
     pub(crate) shared: AtomicBool,
+    /// How far the log has grown since the current snapshot: when the next one is due.
+    pub(crate) growth: LogGrowth,
     /// Dropped last, after the database: its receivers learn that the store is closed.
     closed: tokio::sync::watch::Sender<()>,
+}
+
+/// Log bytes written since the current snapshot below which no snapshot is due, however small the state: about
+/// ten thousand entries of small writes.
+pub const SNAPSHOT_LOG_FLOOR: u64 = 8 << 20;
+
+/// How much log this node has written since its current snapshot, against that snapshot's size.
+///
+/// A snapshot copies the whole state machine, so taking one every so many entries costs more and more as the
+/// state grows (a million objects make a snapshot of most of a gigabyte). One is due instead once the log
+/// written since the last is as large as that snapshot: snapshots then cost at most as many bytes as the log
+/// they let go of, and the log kept is at most about the size of the state.
+#[derive(Default)]
+pub(crate) struct LogGrowth {
+    /// Encoded bytes of the log entries written since the store was opened.
+    written: AtomicU64,
+    /// `written` when the current snapshot was taken (0 for one taken before the store was opened: the log
+    /// written before is not counted, which at most delays the next snapshot).
+    at_snapshot: AtomicU64,
+    /// Bytes of the current snapshot file; 0 when there is none.
+    snapshot_len: AtomicU64,
+}
+
+impl LogGrowth {
+    pub(crate) fn wrote(&self, bytes: usize) {
+        self.written.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The mark to pass to [`LogGrowth::snapshot_taken`] for a snapshot whose state is read from now on.
+    pub(crate) fn mark(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of `len` bytes is now the current one; `mark` was taken before its state was read.
+    pub(crate) fn snapshot_taken(&self, mark: u64, len: u64) {
+        self.snapshot_len.store(len, Ordering::Relaxed);
+        self.at_snapshot.store(mark, Ordering::Relaxed);
+    }
+
+    /// The mark of the current snapshot if the next one is due: the log written since is at least as large
+    /// as the snapshot and at least [`SNAPSHOT_LOG_FLOOR`].
+    pub(crate) fn due(&self) -> Option<u64> {
+        let at = self.at_snapshot.load(Ordering::Relaxed);
+        let since = self.written.load(Ordering::Relaxed).saturating_sub(at);
+        (since >= SNAPSHOT_LOG_FLOOR.max(self.snapshot_len.load(Ordering::Relaxed))).then_some(at)
+    }
 }
 
 impl Store {
@@ -252,6 +302,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore, MetaReader)> {
         snapshots,
         snapshot_lock: Mutex::new(()),
         shared: AtomicBool::new(false),
+        growth: LogGrowth::default(),
         closed: tokio::sync::watch::Sender::new(()),
     });
     let state_machine = StateMachineStore::new(store.clone())?;
@@ -380,6 +431,69 @@ mod tests {
         node.stop().await;
     }
 
+    #[test]
+    fn a_snapshot_is_due_once_the_log_since_the_last_is_as_large_as_it() {
+        let growth = LogGrowth::default();
+        growth.wrote(SNAPSHOT_LOG_FLOOR as usize - 1);
+        assert_eq!(growth.due(), None, "below the floor");
+        growth.wrote(1);
+        assert_eq!(growth.due(), Some(0));
+        let mark = growth.mark();
+        assert_eq!(mark, SNAPSHOT_LOG_FLOOR);
+        growth.snapshot_taken(mark, 3 * SNAPSHOT_LOG_FLOOR);
+        assert_eq!(growth.due(), None, "just taken");
+        growth.wrote(3 * SNAPSHOT_LOG_FLOOR as usize - 1);
+        assert_eq!(growth.due(), None, "the log since is a byte smaller than the snapshot");
+        growth.wrote(1);
+        assert_eq!(growth.due(), Some(mark), "due, named by the snapshot it follows");
+        // A small state: the floor decides.
+        growth.snapshot_taken(growth.mark(), 10);
+        growth.wrote(SNAPSHOT_LOG_FLOOR as usize / 2);
+        assert_eq!(growth.due(), None);
+    }
+
+    /// The log store counts what it writes, a snapshot build records its size and where the log stood, and a
+    /// reopened store knows its snapshot's size again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_written_and_the_snapshot_size_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = TestNode::start(dir.path(), Config { snapshot_policy: SnapshotPolicy::Never, ..config() }).await;
+        let growth = || &node.reader.store().growth;
+        assert_eq!(node.write(bucket("b")).await, MetaResponse::Ok);
+        let before = growth().mark();
+        assert!(before > 0, "the entries written so far are counted");
+        let command = put("b", "k", 1, 10);
+        let at_least = hoard_protocol::format::encoded_len(&command);
+        assert_eq!(node.write(command).await, MetaResponse::Replaced { previous: None });
+        assert!(
+            growth().mark() >= before + at_least,
+            "{} after {before}: the command is in the entry",
+            growth().mark()
+        );
+        assert_eq!(growth().snapshot_len.load(Ordering::Relaxed), 0, "no snapshot yet");
+
+        let mark = growth().mark();
+        let applied = node.reader.last_applied().unwrap().expect("writes applied");
+        node.raft.trigger().snapshot().await.unwrap();
+        node.raft
+            .wait(Some(TIMEOUT))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied.index), "snapshot built")
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("snapshots")).unwrap().map(|e| e.unwrap()).collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let len = files[0].metadata().unwrap().len();
+        assert!(len > 0);
+        assert_eq!(growth().snapshot_len.load(Ordering::Relaxed), len);
+        assert_eq!(growth().at_snapshot.load(Ordering::Relaxed), mark, "the log stood there when the build began");
+        node.stop().await;
+
+        let (_log, _sm, reader) = open(dir.path()).unwrap();
+        let growth = &reader.store().growth;
+        assert_eq!(growth.snapshot_len.load(Ordering::Relaxed), len, "the snapshot's size, known again");
+        assert_eq!((growth.mark(), growth.due()), (0, None), "nothing written since the store was opened");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn state_survives_restart_after_snapshot_and_log_purge() {
         let dir = tempfile::tempdir().unwrap();
@@ -469,6 +583,8 @@ mod tests {
         assert_eq!(membership, snapshot.meta.last_membership);
         let current = target_sm.get_current_snapshot().await.unwrap().expect("installed snapshot is current");
         assert_eq!(current.meta, snapshot.meta);
+        let growth = &target_reader.store().growth;
+        assert_eq!(growth.snapshot_len.load(Ordering::Relaxed), copied, "the next snapshot is due against this one");
     }
 
     /// A source store with some state and a target store with other, stale state.

@@ -197,6 +197,12 @@ impl MetaReader {
         !self.store.shared.load(Ordering::SeqCst)
     }
 
+    /// When this node's next snapshot is due (see [`super::LogGrowth`]): the mark of its current snapshot, the
+    /// same until another is taken, or None while not due.
+    pub fn snapshot_due(&self) -> Option<u64> {
+        self.store.growth.due()
+    }
+
     #[cfg(test)]
     pub(crate) fn store(&self) -> &Store {
         &self.store

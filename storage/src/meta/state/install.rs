@@ -40,6 +40,8 @@ impl StateMachineStore {
     /// Blocking: runs on a blocking thread.
     pub(super) fn build(&self) -> Result<StoredSnapshot> {
         let _guard = self.lock()?;
+        // Taken before the state is read: what is written from here on counts towards the next snapshot.
+        let mark = self.store.growth.mark();
         // One database snapshot: the file and the applied id it claims are the same instant.
         let view = self.store.db.snapshot();
         let sm_meta = self.store.ks(Ks::SmMeta);
@@ -73,6 +75,7 @@ impl StateMachineStore {
         self.store.ks(Ks::Snapshot).insert(CURRENT_SNAPSHOT, encode(&built))?;
         self.store.db.persist(PersistMode::SyncAll)?;
         self.snapshots().retain_only(&[&built.file])?;
+        self.store.growth.snapshot_taken(mark, self.file_len(&built.file));
         Ok(built)
     }
 
@@ -131,6 +134,7 @@ impl StateMachineStore {
         batch.remove(Ks::Snapshot, INSTALLING.to_vec())?;
         batch.commit()?;
         self.store.db.persist(PersistMode::SyncAll)?;
+        self.store.growth.snapshot_taken(self.store.growth.mark(), self.file_len(&pending.file));
         Ok(())
     }
 

@@ -198,6 +198,9 @@ impl StateMachineStore {
             sm.apply_snapshot_file(&pending)?;
         }
         sm.remove_unnamed_files()?;
+        if let Some(current) = sm.stored_snapshot()? {
+            sm.store.growth.snapshot_taken(0, sm.file_len(&current.file));
+        }
         Ok(sm)
     }
 
@@ -249,6 +252,12 @@ impl StateMachineStore {
 
     fn snapshots(&self) -> &SnapshotDir {
         &self.store.snapshots
+    }
+
+    /// The size of snapshot file `file`, or 0 if it cannot be read (then only [`super::SNAPSHOT_LOG_FLOOR`]
+    /// decides when the next snapshot is due).
+    fn file_len(&self, file: &str) -> u64 {
+        std::fs::metadata(self.snapshots().path(file)).map_or(0, |m| m.len())
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
