@@ -431,6 +431,18 @@ mod tests {
         node.stop().await;
     }
 
+    /// Has `node` snapshot what it has applied, and returns the last entry applied.
+    async fn snapshot_now(node: &TestNode) -> LogId<u64> {
+        let applied = node.reader.last_applied().unwrap().expect("writes applied");
+        node.raft.trigger().snapshot().await.unwrap();
+        node.raft
+            .wait(Some(TIMEOUT))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied.index), "snapshot built")
+            .await
+            .unwrap();
+        applied
+    }
+
     #[test]
     fn a_snapshot_is_due_once_the_log_since_the_last_is_as_large_as_it() {
         let growth = LogGrowth::default();
@@ -473,13 +485,7 @@ mod tests {
         assert_eq!(growth().snapshot_len.load(Ordering::Relaxed), 0, "no snapshot yet");
 
         let mark = growth().mark();
-        let applied = node.reader.last_applied().unwrap().expect("writes applied");
-        node.raft.trigger().snapshot().await.unwrap();
-        node.raft
-            .wait(Some(TIMEOUT))
-            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied.index), "snapshot built")
-            .await
-            .unwrap();
+        snapshot_now(&node).await;
         let files: Vec<_> = std::fs::read_dir(dir.path().join("snapshots")).unwrap().map(|e| e.unwrap()).collect();
         assert_eq!(files.len(), 1, "{files:?}");
         let len = files[0].metadata().unwrap().len();
@@ -507,13 +513,7 @@ mod tests {
             let response = node.write(put("b", &format!("key-{i:03}"), 1000 + i, 10)).await;
             assert_eq!(response, MetaResponse::Replaced { previous: None });
         }
-        let applied = node.reader.last_applied().unwrap().expect("writes applied");
-        node.raft.trigger().snapshot().await.unwrap();
-        node.raft
-            .wait(Some(TIMEOUT))
-            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied.index), "snapshot built")
-            .await
-            .unwrap();
+        let applied = snapshot_now(&node).await;
         node.raft.trigger().purge_log(applied.index).await.unwrap();
         let metrics = node
             .raft
