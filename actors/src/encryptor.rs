@@ -463,11 +463,7 @@ mod tests {
     async fn concurrent_streams_through_the_pool_get_their_own_digests() {
         use ::md5::Digest as _;
         let pool = EncryptorPool::new(2);
-        for slot in pool.pool.slots() {
-            let faults: Arc<dyn FaultInjector> = Arc::new(faults::NoFaults);
-            let (actor, _) = Actor::spawn(None, EncryptorWorker, faults).await.unwrap();
-            slot.set(actor);
-        }
+        start_workers(&pool).await;
         let want = ChecksumSet { crc32: true, ..Default::default() };
         let streams = (0..7u32).map(|s| {
             let pool = pool.clone();
@@ -527,6 +523,15 @@ mod tests {
         assert_eq!(queue.blocks_waiting.load(Ordering::SeqCst), 0);
     }
 
+    /// Starts a worker in each of the pool's slots.
+    async fn start_workers(pool: &EncryptorPool) {
+        for slot in pool.pool.slots() {
+            let faults: Arc<dyn FaultInjector> = Arc::new(faults::NoFaults);
+            let (actor, _) = Actor::spawn(None, EncryptorWorker, faults).await.unwrap();
+            slot.set(actor);
+        }
+    }
+
     /// With no worker to take the digest queue, a digest fails at once as unavailable (not at its deadline),
     /// and the queue is not left marked as being drained: once workers run, digests work.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,11 +540,7 @@ mod tests {
         let state = Box::new(DigestState::new(ChecksumSet::default()));
         let r = pool.digest(state, Bytes::from_static(b"abc")).await;
         assert!(matches!(r, Err(ActorError::Unavailable(_))), "{:?}", r.err());
-        for slot in pool.pool.slots() {
-            let faults: Arc<dyn FaultInjector> = Arc::new(faults::NoFaults);
-            let (actor, _) = Actor::spawn(None, EncryptorWorker, faults).await.unwrap();
-            slot.set(actor);
-        }
+        start_workers(&pool).await;
         let state = Box::new(DigestState::new(ChecksumSet::default()));
         let done = pool.digest(state, Bytes::from_static(b"abc")).await.unwrap();
         assert_eq!(hex::encode(done.finish().md5), "900150983cd24fb0d6963f7d28e17f72");
@@ -551,11 +552,7 @@ mod tests {
     async fn a_block_held_alone_is_sealed_in_place_and_a_shared_one_is_left_alone() {
         use hoard_storage::seal::DataKey;
         let pool = EncryptorPool::new(1);
-        for slot in pool.pool.slots() {
-            let faults: Arc<dyn FaultInjector> = Arc::new(faults::NoFaults);
-            let (actor, _) = Actor::spawn(None, EncryptorWorker, faults).await.unwrap();
-            slot.set(actor);
-        }
+        start_workers(&pool).await;
         let sealer = Arc::new(Sealer::new(&DataKey::from_bytes([3; 32]), [9; 16], 1, 77));
         let place = BlockPlace { index: 5, last: false };
         let plain: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();

@@ -291,31 +291,24 @@ where
             let place = BlockPlace { index, last: ended && carry.is_empty() };
             index += 1;
             let state = digest.take().ok_or(ActorError::Invalid("digest state lost".into()))?;
-            let (d, len, pieces) = match &sealer {
-                // Digest and coding read the block side by side.
-                None => {
-                    let len = block.len() as u64;
-                    let coded = ctx.ec.encode(layout.data, layout.parity, vec![block.clone()]);
-                    let (d, pieces) = tokio::join!(ctx.encryptor.digest(state, block), coded);
-                    (d?, len, pieces?)
-                }
-                // Digest and seal side by side too: waiting for the digest would leave fewer blocks of concurrent
-                // PUTs to hash together. A block whose digest is done by the time its seal begins is sealed where
-                // it lies, others in a copy; the tag is coded after the ciphertext as if they were one buffer.
-                Some(sealer) => {
-                    let to_seal = block.clone();
-                    let coded = async {
-                        let sealed = ctx.encryptor.seal(sealer.clone(), place, to_seal).await?;
-                        let len = sealed.len() as u64;
-                        let parts = vec![sealed.ciphertext, Bytes::copy_from_slice(&sealed.tag)];
-                        Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, parts).await?))
-                    };
-                    let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
-                    let (len, pieces) = coded?;
-                    (d?, len, pieces)
-                }
+            // Digest and the stored form side by side: waiting for the digest would leave fewer blocks of
+            // concurrent PUTs to hash together. A block whose digest is done by the time its seal begins is sealed
+            // where it lies, others in a copy; the tag is coded after the ciphertext as if they were one buffer.
+            let to_store = block.clone();
+            let coded = async {
+                let parts = match &sealer {
+                    None => vec![to_store],
+                    Some(sealer) => {
+                        let sealed = ctx.encryptor.seal(sealer.clone(), place, to_store).await?;
+                        vec![sealed.ciphertext, Bytes::copy_from_slice(&sealed.tag)]
+                    }
+                };
+                let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, parts).await?))
             };
-            digest = Some(d);
+            let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
+            digest = Some(d?);
+            let (len, pieces) = coded?;
             size += len;
             Ok::<_, ActorError>(Some(pieces))
         };
