@@ -106,6 +106,9 @@ struct Args {
     /// Size of each small object.
     #[arg(long, default_value = "4KiB", value_parser = parse_size)]
     small_size: u64,
+    /// Also print the small-object PUT rate over each tenth of the objects, in the order they finished.
+    #[arg(long)]
+    by_tenth: bool,
     /// Concurrent clients, each with its own connection pool.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -363,12 +366,19 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
         let (count, size) = (args.small_count, args.small_size);
         eprintln!("hoard-bench: {count} x {} PUT, then GET ...", fmt_size(size));
         let body = Bytes::from(pattern(2, usize::try_from(size)?));
+        let cpu_before = CpuTimes::now(target.pid)?;
         let put =
             parallel(clients, bucket, count, move |c, b, i| put(c, b, small_key(i), body.clone(), Mode::Plain)).await?;
+        let cpu = CpuTimes::now(target.pid)?.since(&cpu_before, count);
         let get = parallel(clients, bucket, count, move |c, b, i| get(c, b, small_key(i), size, Mode::Plain)).await?;
         let tenths = put.tenths();
         lines
             .push((format!("PUT {} x{count}, {n} clients:", fmt_size(size)), format!("{}{tenths}", put.ops_summary())));
+        lines.push(("PUT CPU per object:".to_string(), cpu));
+        if args.by_tenth {
+            let rates: Vec<String> = put.tenth_rates().iter().map(|r| format!("{r:.0}")).collect();
+            lines.push(("PUT ops/s by tenth:".to_string(), rates.join(" ")));
+        }
         lines.push((format!("GET {} x{count}, {n} clients:", fmt_size(size)), get.ops_summary()));
     }
     lines.extend(rss_lines);
@@ -428,17 +438,28 @@ impl Timings {
         self.latencies[(n * p).div_ceil(100).clamp(1, n) - 1]
     }
 
-    /// The rate over the first and over the last tenth of the requests to finish (empty under 20 requests).
-    fn tenths(&self) -> String {
+    /// The rate over each tenth of the requests, in the order they finished (none under 20 requests).
+    fn tenth_rates(&self) -> Vec<f64> {
         let n = self.finished.len();
         let tenth = n / 10;
         if tenth < 2 {
-            return String::new();
+            return Vec::new();
         }
+        // Tenth i ends when its last request finished; the last tenth is the last `tenth` requests, however
+        // many the division left over before it.
+        let bound = |i: usize| if i == 0 { Duration::ZERO } else { self.finished[i * tenth - 1] };
         let rate = |from: Duration, to: Duration| tenth as f64 / (to - from).as_secs_f64().max(1e-9);
-        let first = rate(Duration::ZERO, self.finished[tenth - 1]);
-        let last = rate(self.finished[n - tenth - 1], self.finished[n - 1]);
-        format!("   first tenth {first:.0} ops/s, last tenth {last:.0} ops/s")
+        let mut rates: Vec<f64> = (0..9).map(|i| rate(bound(i), bound(i + 1))).collect();
+        rates.push(rate(self.finished[n - tenth - 1], self.finished[n - 1]));
+        rates
+    }
+
+    /// The rate over the first and over the last tenth of the requests to finish (empty under 20 requests).
+    fn tenths(&self) -> String {
+        match self.tenth_rates()[..] {
+            [first, .., last] => format!("   first tenth {first:.0} ops/s, last tenth {last:.0} ops/s"),
+            _ => String::new(),
+        }
     }
 
     fn ops_summary(&self) -> String {
@@ -580,6 +601,48 @@ async fn sample_peak_rss(pid: u32, mut stop: oneshot::Receiver<()>) -> anyhow::R
     }
     // One more, at the moment the PUT completed.
     Ok((peak.max(vm_rss_kib(pid)?), samples + 1))
+}
+
+/// CPU time (user and system, all threads) used so far by the server, when its pid is known, and by this
+/// client process.
+struct CpuTimes {
+    server: Option<f64>,
+    client: f64,
+}
+
+impl CpuTimes {
+    fn now(server: Option<u32>) -> anyhow::Result<CpuTimes> {
+        Ok(CpuTimes {
+            server: server.map(|pid| cpu_seconds(&pid.to_string())).transpose()?,
+            client: cpu_seconds("self")?,
+        })
+    }
+
+    /// The CPU time per operation each side used since `before`, over `ops` operations.
+    fn since(&self, before: &CpuTimes, ops: usize) -> String {
+        let per_op = |now: f64, then: f64| (now - then) * 1e3 / ops.max(1) as f64;
+        let server = match (self.server, before.server) {
+            (Some(now), Some(then)) => format!("{:.3} ms", per_op(now, then)),
+            _ => "not measured (no --pid)".to_string(),
+        };
+        format!("server {server}, client {:.3} ms", per_op(self.client, before.client))
+    }
+}
+
+/// utime + stime of a process (`self` or a pid), in seconds, from /proc/<pid>/stat. Linux reports them in
+/// USER_HZ ticks, which is 100 on every architecture's user ABI.
+fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).with_context(|| format!("no command name in {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name come state (3), ..., utime (14), stime (15): indices 11 and 12 here.
+    let tick = |i: usize| -> anyhow::Result<u64> {
+        let field = fields.get(i).with_context(|| format!("{path} has too few fields"))?;
+        field.parse().with_context(|| format!("field {} of {path}: {field:?}", i + 3))
+    };
+    Ok((tick(11)? + tick(12)?) as f64 / 100.0)
 }
 
 /// VmRSS of `pid` in KiB, from /proc/<pid>/status.
