@@ -19,7 +19,9 @@ use tracing::Instrument as _;
 
 pub struct Session;
 
-pub type Job = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+/// The request's work, boxed once where it is made: a request's future is large (kilobytes), and each move
+/// of it unboxed is a copy.
+pub type Job = BoxFuture<'static, ()>;
 
 pub enum SessionMsg {
     Run,
@@ -42,7 +44,7 @@ impl Actor for Session {
         job: &mut Option<Job>,
     ) -> Result<(), ActorProcessingErr> {
         if let Some(job) = job.take() {
-            job().await;
+            job.await;
         }
         me.stop(None);
         Ok(())
@@ -57,11 +59,9 @@ where
 {
     let (tx, rx) = oneshot::channel();
     // The work runs on the session actor's task: it carries the caller's span (the operation's) along.
-    let work = work.instrument(tracing::Span::current());
-    let job: Job = Box::new(move || {
-        Box::pin(async move {
-            let _ = tx.send(work.await);
-        })
+    let work = Box::pin(work.instrument(tracing::Span::current()));
+    let job: Job = Box::pin(async move {
+        let _ = tx.send(work.await);
     });
     Session::spawn_linked(None, Session, job, parent.clone())
         .await
