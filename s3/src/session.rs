@@ -52,22 +52,29 @@ impl Actor for Session {
 }
 
 /// Runs one request's work in a fresh session actor supervised by `parent`, and returns its answer.
-pub async fn run<T, F>(parent: &ActorCell, work: F) -> S3Result<T>
+///
+/// The work is boxed here, before any future holds it: a request's future is kilobytes, and every future
+/// that held it by value (this one, and the operation's around it) would be that much larger, and copied
+/// whole each time it moves.
+pub fn run<T, F>(parent: &ActorCell, work: F) -> impl Future<Output = S3Result<T>> + Send + use<T, F>
 where
     T: Send + 'static,
     F: Future<Output = S3Result<T>> + Send + 'static,
 {
-    let (tx, rx) = oneshot::channel();
     // The work runs on the session actor's task: it carries the caller's span (the operation's) along.
-    let work = Box::pin(work.instrument(tracing::Span::current()));
-    let job: Job = Box::pin(async move {
-        let _ = tx.send(work.await);
-    });
-    Session::spawn_linked(None, Session, job, parent.clone())
-        .await
-        .map_err(|e| s3_error!(ServiceUnavailable, "could not start a session: {e}"))?;
-    match rx.await {
-        Ok(r) => r,
-        Err(_) => Err(s3_error!(InternalError, "The request failed inside the server; nothing was stored. Retry.")),
+    let work = Box::pin(work).instrument(tracing::Span::current());
+    let parent = parent.clone();
+    async move {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::pin(async move {
+            let _ = tx.send(work.await);
+        });
+        Session::spawn_linked(None, Session, job, parent)
+            .await
+            .map_err(|e| s3_error!(ServiceUnavailable, "could not start a session: {e}"))?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(s3_error!(InternalError, "The request failed inside the server; nothing was stored. Retry.")),
+        }
     }
 }
