@@ -159,6 +159,11 @@ impl SealedBlock {
         false
     }
 
+    /// Ciphertext and tag, as consecutive parts (for coding without joining them).
+    pub fn parts(self) -> Vec<Bytes> {
+        vec![self.ciphertext, Bytes::copy_from_slice(&self.tag)]
+    }
+
     /// Ciphertext and tag in one buffer (for a body kept inline).
     pub fn joined(&self) -> Bytes {
         let mut joined = Vec::with_capacity(self.len());

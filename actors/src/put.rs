@@ -298,10 +298,7 @@ where
             let coded = async {
                 let parts = match &sealer {
                     None => vec![to_store],
-                    Some(sealer) => {
-                        let sealed = ctx.encryptor.seal(sealer.clone(), place, to_store).await?;
-                        vec![sealed.ciphertext, Bytes::copy_from_slice(&sealed.tag)]
-                    }
+                    Some(sealer) => ctx.encryptor.seal(sealer.clone(), place, to_store).await?.parts(),
                 };
                 let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
                 Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, parts).await?))

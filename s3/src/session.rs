@@ -19,8 +19,8 @@ use tracing::Instrument as _;
 
 pub struct Session;
 
-/// The request's work, boxed once where it is made: a request's future is large (kilobytes), and each move
-/// of it unboxed is a copy.
+/// A request's work and the sending of its answer, as one boxed future (the work itself is boxed apart, as
+/// soon as [`run`] is given it).
 pub type Job = BoxFuture<'static, ()>;
 
 pub enum SessionMsg {

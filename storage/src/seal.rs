@@ -386,9 +386,7 @@ impl Sealer {
 
     /// Appends ciphertext || tag of one block to `out`.
     fn seal_into(&self, block: u64, last: bool, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
-        if plaintext.len() as u64 > MAX_BLOCK_LEN {
-            return Err(SealError::BlockTooLong { len: plaintext.len() });
-        }
+        // A block too long is refused by `seal_in_place`, and `out` is cut back to where it was.
         let start = out.len();
         out.extend_from_slice(plaintext);
         match self.seal_in_place(block, last, &mut out[start..]) {
