@@ -97,6 +97,21 @@ async fn sigterm_lets_a_put_in_flight_finish_and_exits_cleanly() {
     assert!(hoard_it::get(&process.client(), "svc", "big").await == body, "the object reads back after the restart");
 }
 
+/// `--runtime-threads` sets the threads of the async runtime; the node serves on one as on many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_on_the_runtime_threads_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = HoardProcess::start(&dir.path().join("data"), &["--runtime-threads", "1"]).unwrap();
+    eventually("the node to say it serves", || process.log_text().contains("hoard is serving")).await;
+    let log = process.log_text();
+    assert!(log.contains("runtime_threads=1"), "the runtime has the one thread asked for:\n{log}");
+    let client = process.client();
+    client.create_bucket().bucket("one").send().await.unwrap();
+    let body = pattern(7, 3 * MIB + 5);
+    hoard_it::put(&client, "one", "k", &body).await;
+    assert!(hoard_it::get(&client, "one", "k").await == body, "the object reads back");
+}
+
 /// A request in flight holds the stop for at most `--shutdown-timeout`; a second signal does not wait at all.
 /// Either way the half-sent object is not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// (behind NAT, in a container).
     #[arg(long, env = "HOARD_PEER_LISTEN")]
     pub peer_listen: Option<SocketAddr>,
+    /// Threads that run the requests' async work [default: one per core]. Hashing, encryption, coding and
+    /// disk I/O have threads of their own.
+    #[arg(long, env = "HOARD_RUNTIME_THREADS")]
+    pub runtime_threads: Option<usize>,
 }
 
 /// The TOML file's shape: the same names as the flags, with underscores.
@@ -121,6 +125,7 @@ pub struct FileConfig {
     pub http2_keepalive: Option<u64>,
     pub shutdown_timeout: Option<u64>,
     pub peer_listen: Option<SocketAddr>,
+    pub runtime_threads: Option<usize>,
 }
 
 impl ServeArgs {
@@ -180,6 +185,10 @@ impl ServeArgs {
         }
         if let Some(s) = self.shutdown_timeout.or(file.shutdown_timeout) {
             o.shutdown_timeout = Duration::from_secs(s);
+        }
+        o.runtime_threads = self.runtime_threads.or(file.runtime_threads);
+        if o.runtime_threads == Some(0) {
+            anyhow::bail!("--runtime-threads must be at least 1");
         }
         o.root_credential = root_credential_from_env()?;
         Ok(o)
@@ -314,6 +323,21 @@ mod tests {
         assert_eq!(o.limits, ConnectionLimits::default());
         let args = ServeArgs { shutdown_timeout: Some(5), ..Default::default() };
         assert_eq!(args.resolve().unwrap().shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(o.runtime_threads, None, "one runtime thread per core unless told");
+    }
+
+    #[test]
+    fn runtime_threads_come_from_the_flag_then_the_file_and_are_at_least_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("hoard.toml");
+        std::fs::write(&cfg, "runtime_threads = 3\n").unwrap();
+        let args = ServeArgs { config: Some(cfg.clone()), ..Default::default() };
+        assert_eq!(args.resolve().unwrap().runtime_threads, Some(3));
+        let args = ServeArgs { config: Some(cfg), runtime_threads: Some(1), ..Default::default() };
+        assert_eq!(args.resolve().unwrap().runtime_threads, Some(1));
+        let args = ServeArgs { runtime_threads: Some(0), ..Default::default() };
+        let Err(err) = args.resolve() else { panic!("0 runtime threads must be refused") };
+        assert!(format!("{err:#}").contains("--runtime-threads"), "{err:#}");
     }
 
     #[test]

@@ -65,7 +65,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let opts = args.resolve()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = opts.runtime_threads {
+                runtime.worker_threads(threads);
+            }
+            let runtime = runtime.enable_all().build()?;
             runtime.block_on(async {
                 let telemetry = hoard::telemetry::init(opts.otlp_endpoint.as_deref(), &opts.listen.to_string())?;
                 let served = serve(opts).await;
@@ -93,6 +97,7 @@ async fn serve(opts: hoard::NodeOptions) -> anyhow::Result<()> {
         http_endpoint = ?node.http_addr.map(|a| format!("http://{a}")),
         data_dir = %opts.data_dir.display(),
         coding = %format!("{}+{}", opts.data_shards, opts.parity_shards),
+        runtime_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         encryption = if opts.master_key_file.is_some() { "available (SSE-S3, SSE-C)" } else { "off: no master key, objects are stored unencrypted" },
         "hoard is serving"
     );

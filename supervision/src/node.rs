@@ -130,6 +130,9 @@ pub struct NodeOptions {
     pub trust_proxy_tls: bool,
     /// Where `hoard serve` exports traces (OTLP/gRPC); the process installs the exporter, the node ignores it.
     pub otlp_endpoint: Option<String>,
+    /// Threads of `hoard serve`'s async runtime (None: one per core); the process builds the runtime, the
+    /// node ignores it.
+    pub runtime_threads: Option<usize>,
     /// Connection caps and timeouts of the S3 listeners.
     pub limits: ConnectionLimits,
     /// How long a graceful stop (SIGTERM, Ctrl-C) waits for requests in flight.
@@ -166,6 +169,7 @@ impl NodeOptions {
             master_key_file: None,
             trust_proxy_tls: false,
             otlp_endpoint: None,
+            runtime_threads: None,
             limits: ConnectionLimits::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             env: Arc::new(SystemEnv),
