@@ -19,6 +19,10 @@ use crate::node::NodeOptions;
 /// files and committing them.
 pub const MIN_SCRUB_GRACE_SECS: u64 = 60;
 
+/// The most threads `--runtime-threads` may ask for: a typo of a few more digits must not start a process
+/// that spawns threads until the system refuses.
+pub const MAX_RUNTIME_THREADS: usize = 1024;
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (flags and HOARD_* variables override it).
@@ -187,8 +191,8 @@ impl ServeArgs {
             o.shutdown_timeout = Duration::from_secs(s);
         }
         o.runtime_threads = self.runtime_threads.or(file.runtime_threads);
-        if o.runtime_threads == Some(0) {
-            anyhow::bail!("--runtime-threads must be at least 1");
+        if o.runtime_threads.is_some_and(|n| !(1..=MAX_RUNTIME_THREADS).contains(&n)) {
+            anyhow::bail!("--runtime-threads must be between 1 and {MAX_RUNTIME_THREADS}");
         }
         o.root_credential = root_credential_from_env()?;
         Ok(o)
@@ -335,9 +339,13 @@ mod tests {
         assert_eq!(args.resolve().unwrap().runtime_threads, Some(3));
         let args = ServeArgs { config: Some(cfg), runtime_threads: Some(1), ..Default::default() };
         assert_eq!(args.resolve().unwrap().runtime_threads, Some(1));
-        let args = ServeArgs { runtime_threads: Some(0), ..Default::default() };
-        let Err(err) = args.resolve() else { panic!("0 runtime threads must be refused") };
-        assert!(format!("{err:#}").contains("--runtime-threads"), "{err:#}");
+        for refused in [0, MAX_RUNTIME_THREADS + 1, usize::MAX] {
+            let args = ServeArgs { runtime_threads: Some(refused), ..Default::default() };
+            let Err(err) = args.resolve() else { panic!("{refused} runtime threads must be refused") };
+            assert!(format!("{err:#}").contains("--runtime-threads"), "{err:#}");
+        }
+        let args = ServeArgs { runtime_threads: Some(MAX_RUNTIME_THREADS), ..Default::default() };
+        assert_eq!(args.resolve().unwrap().runtime_threads, Some(MAX_RUNTIME_THREADS));
     }
 
     #[test]
