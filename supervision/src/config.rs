@@ -331,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn runtime_threads_come_from_the_flag_then_the_file_and_are_at_least_one() {
+    fn runtime_threads_come_from_the_flag_then_the_file_and_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("hoard.toml");
         std::fs::write(&cfg, "runtime_threads = 3\n").unwrap();
