@@ -193,7 +193,7 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
         .max()
         .unwrap_or(PIECE_READ_DEADLINE);
 
-    let mut pieces: Vec<Option<Vec<u8>>> = vec![None; width];
+    let mut pieces: Vec<Option<Bytes>> = vec![None; width];
     let mut reads = futures::stream::FuturesUnordered::new();
     let mut next = order.iter().copied();
     let read = |i: usize| {
@@ -259,6 +259,7 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
         out.truncate(block_len);
         return Ok(Bytes::from(out));
     }
+    let pieces = pieces.into_iter().map(|p| p.map(Vec::from)).collect();
     let data = ctx.ec.decode(layout.data, layout.parity, pieces, block_len).await?;
     Ok(Bytes::from(data))
 }

@@ -264,7 +264,7 @@ pub async fn read_pieces(
             let shard = ctx.shard(*layout.disks.get(i as usize)?)?;
             let header = ShardHeader::for_layout(segment.id, i, layout);
             match shard.read_piece(header, block, block_len, crate::get::PIECE_READ_DEADLINE).await {
-                Ok(piece) => Some(piece),
+                Ok(piece) => Some(Vec::from(piece)),
                 Err(e) => {
                     tracing::debug!(segment = %segment.id, shard = i, block, error = %e, "piece not read for repair");
                     None

@@ -70,7 +70,7 @@ pub enum ShardMsg {
         header: ShardHeader,
         block: u64,
         block_len: usize,
-        reply: RpcReplyPort<Result<Vec<u8>>>,
+        reply: RpcReplyPort<Result<Bytes>>,
     },
     Verify {
         header: ShardHeader,
@@ -258,7 +258,7 @@ impl ShardHandle {
         block: u64,
         block_len: usize,
         deadline: Duration,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Bytes> {
         self.slot.call(|reply| ShardMsg::ReadPiece { header, block, block_len, reply }, deadline).await?
     }
 
@@ -303,7 +303,7 @@ impl Shard {
         block: u64,
         block_len: usize,
         deadline: Duration,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Bytes> {
         match self {
             Shard::Local(h) => h.read_piece(header, block, block_len, deadline).await,
             Shard::Remote(r) => r.read_piece(header, block, block_len, deadline).await,

@@ -30,6 +30,7 @@
 //! - Shard files are named [`shard_name`]; [`parse_shard_name`] accepts exactly those names (not temp files),
 //!   so scrub can tell shard files from everything else on a disk.
 
+use bytes::Bytes;
 use hoard_protocol::SegmentId;
 use hoard_protocol::ShardLayout;
 
@@ -269,7 +270,7 @@ pub fn read_piece(
     header: &ShardHeader,
     block: u64,
     block_len: usize,
-) -> Result<Vec<u8>> {
+) -> Result<Bytes> {
     header.check_layout()?;
     if block_len > header.block_size as usize {
         return Err(StorageError::InvalidLayout(format!(
@@ -424,7 +425,11 @@ mod tests {
         for block in 0..block_count(size, block_size) {
             let len = block_len(size, block_size, block);
             let slots = (0..data + parity)
-                .map(|i| read_piece(disk, segment, i, &header(segment, i, data, parity, block_size), block, len).ok())
+                .map(|i| {
+                    read_piece(disk, segment, i, &header(segment, i, data, parity, block_size), block, len)
+                        .ok()
+                        .map(Vec::from)
+                })
                 .collect();
             out.extend(codec.decode(slots, len).unwrap());
         }

@@ -427,10 +427,11 @@ pub async fn copy_shard(ctx: &NodeContext, segment: &Segment, index: u8, to: Dis
             Err(_) => {
                 let pieces = crate::repair::read_pieces(ctx, segment, block, block_len, &[index].into()).await;
                 let all = ctx.ec.reconstruct_all(layout.data, layout.parity, pieces).await?;
-                all.into_iter().nth(index as usize).ok_or(ActorError::Invalid("reconstruction lost a piece".into()))?
+                let piece = all.into_iter().nth(index as usize);
+                Bytes::from(piece.ok_or(ActorError::Invalid("reconstruction lost a piece".into()))?)
             }
         };
-        writer.append(Bytes::from(piece)).await.map_err(stage("append"))?;
+        writer.append(piece).await.map_err(stage("append"))?;
     }
     writer.commit().await.map_err(stage("commit"))
 }

@@ -466,7 +466,7 @@ impl RemoteShard {
         block: u64,
         block_len: usize,
         deadline: Duration,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Bytes> {
         let request = rpc::ReadPieceRequest {
             disk: self.disk,
             header: Some(wire::header_to_wire(&header)),
@@ -474,7 +474,7 @@ impl RemoteShard {
             block_len: block_len as u64,
         };
         let piece = within(deadline, self.client()?.read_piece(call(request, deadline))).await?;
-        Ok(piece.data.into())
+        Ok(piece.data)
     }
 
     pub async fn verify(&self, header: ShardHeader, size: u64, deadline: Duration) -> Result<()> {

@@ -145,7 +145,7 @@ impl ShardService for Services {
                 .read_piece(header, r.block, block_len, policy::SHARD_CALL_DEADLINE)
                 .await
                 .map_err(wire::status_of)?;
-            Ok(Response::new(rpc::Piece { data: data.into() }))
+            Ok(Response::new(rpc::Piece { data }))
         }
         .instrument(span)
         .await

@@ -15,6 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+use bytes::Bytes;
+
 use super::create_dirs_durably;
 use super::reader;
 use super::reader::Direct;
@@ -201,7 +203,7 @@ impl Disk for FileDisk {
         Ok(Box::new(self.create_file(name)?))
     }
 
-    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Bytes> {
         validate_name(name)?;
         let path = self.path(name);
         if self.direct_reads.load(Ordering::Relaxed) {
@@ -222,7 +224,7 @@ impl Disk for FileDisk {
             file.seek(SeekFrom::Start(offset))?;
             file.take(want as u64).read_to_end(&mut buf)?;
         }
-        Ok(buf)
+        Ok(Bytes::from(buf))
     }
 
     fn len(&self, name: &str) -> Result<u64> {

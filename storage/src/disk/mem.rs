@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
 
+use bytes::Bytes;
+
 use super::validate_name;
 use super::validate_new_name;
 use super::Disk;
@@ -74,7 +76,7 @@ impl Disk for MemDisk {
         Ok(Box::new(MemDiskFile { inner: self.inner.clone(), name: name.to_string(), tmp_name, committed: false }))
     }
 
-    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Bytes> {
         validate_name(name)?;
         let files = self.inner.files();
         let Some((bytes, _)) = files.get(name) else {
@@ -82,7 +84,7 @@ impl Disk for MemDisk {
         };
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
         let end = start.saturating_add(len).min(bytes.len());
-        Ok(bytes[start..end].to_vec())
+        Ok(Bytes::copy_from_slice(&bytes[start..end]))
     }
 
     fn len(&self, name: &str) -> Result<u64> {

@@ -26,6 +26,8 @@
 use std::fs::File;
 use std::path::Path;
 
+use bytes::Bytes;
+
 use crate::error::Result;
 use crate::error::StorageError;
 
@@ -56,7 +58,7 @@ pub trait Disk: Send + Sync + 'static {
     /// any earlier file of that name.
     fn create(&self, name: &str) -> Result<Box<dyn DiskFile>>;
     /// Reads up to `len` bytes at `offset` (short only at end of file). NotFound if missing.
-    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Bytes>;
     /// Length of a file. NotFound if missing.
     fn len(&self, name: &str) -> Result<u64>;
     /// Removes a file (committed or temp). A missing file is not an error.

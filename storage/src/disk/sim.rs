@@ -36,6 +36,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use bytes::Bytes;
+
 use rand::rngs::StdRng;
 use rand::Rng;
 use rand::SeedableRng;
@@ -442,7 +444,7 @@ impl Disk for SimDisk {
         }))
     }
 
-    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Bytes> {
         validate_name(name)?;
         self.shared.with_state(|st| {
             st.check(&self.shared.label, SimOp::Read, Some(name))?;
@@ -457,7 +459,7 @@ impl Disk for SimDisk {
                 bytes[at] = !bytes[at];
                 st.stats.rotten_reads += 1;
             }
-            Ok(bytes)
+            Ok(Bytes::from(bytes))
         })
     }
 

@@ -12,7 +12,7 @@ fn write(disk: &dyn Disk, name: &str, bytes: &[u8]) {
 }
 
 fn read(disk: &dyn Disk, name: &str) -> Result<Vec<u8>> {
-    disk.read_at(name, 0, usize::MAX)
+    disk.read_at(name, 0, usize::MAX).map(Vec::from)
 }
 
 fn names(disk: &dyn Disk) -> Vec<String> {
@@ -230,7 +230,7 @@ fn fail_next_fails_exactly_the_next_n_calls_of_that_kind() {
     assert_eq!(disk.len("f").unwrap(), 3, "other kinds are untouched");
     assert!(is_simulated_eio(&disk.read_at("f", 0, 3)));
     assert!(is_simulated_eio(&disk.read_at("f", 0, 3)));
-    assert_eq!(disk.read_at("f", 0, 3).unwrap(), b"abc");
+    assert_eq!(&disk.read_at("f", 0, 3).unwrap()[..], b"abc");
     disk.fail_next(SimOp::Write, 1);
     let mut w = disk.create("g").unwrap();
     assert!(is_simulated_eio(&w.write_all(b"lost")));
