@@ -83,6 +83,9 @@ pub(super) fn read(path: &Path, offset: u64, len: usize) -> std::io::Result<Dire
 const SPARE_BUFFERS: usize = 32;
 /// Buffers of more pages than this (a piece of a block of over 1 MiB) are not kept.
 const SPARE_PAGES: usize = (1 << 20) / DIRECT_ALIGN + 2;
+/// Nor buffers of fewer (a header, a small piece): the allocator serves those from memory it already holds,
+/// and kept, they would fill the spare list and leave no room for the large ones.
+const SPARE_MIN_PAGES: usize = 16;
 
 static SPARE: Mutex<Vec<Vec<Page>>> = Mutex::new(Vec::new());
 
@@ -98,9 +101,11 @@ impl Pages {
     /// `count` pages, from a kept buffer when one is large enough (holding an earlier read's bytes), else
     /// fresh and zeroed.
     fn take(count: usize) -> Pages {
-        let kept = {
+        let kept = if count >= SPARE_MIN_PAGES {
             let mut spare = spare();
             spare.iter().position(|b| b.capacity() >= count).map(|i| spare.swap_remove(i))
+        } else {
+            None
         };
         let mut pages = kept.unwrap_or_default();
         pages.resize(count, Page::ZERO);
@@ -116,7 +121,7 @@ impl AsRef<[u8]> for Pages {
 
 impl Drop for Pages {
     fn drop(&mut self) {
-        if self.0.capacity() <= SPARE_PAGES {
+        if (SPARE_MIN_PAGES..=SPARE_PAGES).contains(&self.0.capacity()) {
             let mut spare = spare();
             if spare.len() < SPARE_BUFFERS {
                 spare.push(std::mem::take(&mut self.0));
