@@ -12,6 +12,8 @@
 //! - Damage found on the way is reported to repair, once per segment and read.
 //! - The stream is produced by its own task into a channel of two blocks, reading `READ_AHEAD` blocks
 //!   at once: memory stays bounded and a slow client slows the reads down instead of filling memory.
+//! - A plain block with every data piece read is sent as its pieces, views of the buffers they were read
+//!   into, never copied into one block; a sealed block is joined, since it is opened as one.
 //! - Ranges are in plaintext bytes. A sealed block is opened (encryptor pool) before any of it is sent;
 //!   a block that fails authentication ends the stream with an error and nothing of it is returned.
 
@@ -57,7 +59,7 @@ pub fn read_ranges(
     ranges: Vec<SegmentRange>,
     key: Option<SealKey>,
 ) -> impl Stream<Item = Result<Bytes>> + Send + Sync + 'static {
-    let (tx, rx) = mpsc::channel::<Result<Bytes>>(2);
+    let (tx, rx) = mpsc::channel::<Result<Vec<Bytes>>>(2);
     tokio::spawn(async move {
         for r in ranges {
             if r.start >= r.end {
@@ -89,11 +91,11 @@ pub fn read_ranges(
                         damaged.push(i);
                     }
                 }
-                let item = res.map(|data| {
+                let item = res.map(|parts| {
                     let block_start = block * block_size;
                     let from = r.start.saturating_sub(block_start) as usize;
-                    let to = ((r.end - block_start) as usize).min(data.len());
-                    data.slice(from..to)
+                    let to = (r.end - block_start) as usize;
+                    slice_parts(parts, from, to)
                 });
                 let failed = item.is_err();
                 // A failed block ends the stream; so does a client that went away.
@@ -109,11 +111,38 @@ pub fn read_ranges(
             }
         }
     });
-    tokio_stream_from(rx)
+    parts_of(rx)
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + Sync + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+/// The bytes of each block from `rx`, part after part.
+fn parts_of(mut rx: mpsc::Receiver<Result<Vec<Bytes>>>) -> impl Stream<Item = Result<Bytes>> + Send + Sync + 'static {
+    let mut parts = std::collections::VecDeque::new();
+    futures::stream::poll_fn(move |cx| loop {
+        if let Some(part) = parts.pop_front() {
+            return std::task::Poll::Ready(Some(Ok(part)));
+        }
+        match std::task::ready!(rx.poll_recv(cx)) {
+            Some(Ok(block)) => parts.extend(block),
+            Some(Err(e)) => return std::task::Poll::Ready(Some(Err(e))),
+            None => return std::task::Poll::Ready(None),
+        }
+    })
+}
+
+/// Bytes `[from, to)` of the block made of `parts` one after the other (`to` past its end means its end),
+/// as views of the parts; parts left empty are dropped.
+fn slice_parts(parts: Vec<Bytes>, from: usize, to: usize) -> Vec<Bytes> {
+    let mut at = 0;
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let (start, end) = (at, at + part.len());
+        at = end;
+        let (a, b) = (from.max(start), to.min(end));
+        if a < b {
+            out.push(part.slice(a - start..b - start));
+        }
+    }
+    out
 }
 
 /// What opens a sealed segment's blocks: its sealer (one AES key schedule per segment, not per block) and
@@ -138,22 +167,34 @@ fn opener(segment: &Segment, key: Option<&SealKey>) -> Result<Option<Opener>> {
     }
 }
 
-/// Reads one block of a segment and, when the segment is sealed, opens it.
+/// Reads one block of a segment as its parts in order and, when the segment is sealed, opens it (one part).
 async fn read_plain_block(
     ctx: &NodeContext,
     segment: &Segment,
     opener: Option<&Opener>,
     block: u64,
     damaged: &mut Vec<u8>,
-) -> Result<Bytes> {
-    let stored = read_block(ctx, segment, block, damaged).await?;
+) -> Result<Vec<Bytes>> {
+    let parts = read_block(ctx, segment, block, damaged).await?;
     match opener {
-        None => Ok(stored),
+        None => Ok(parts),
         Some(o) => {
             let place = BlockPlace { index: block, last: block + 1 == o.blocks };
-            ctx.encryptor.open(o.sealer.clone(), place, stored).await
+            Ok(vec![ctx.encryptor.open(o.sealer.clone(), place, joined(parts)).await?])
         }
     }
+}
+
+/// The parts as one buffer: the part itself when there is one.
+fn joined(mut parts: Vec<Bytes>) -> Bytes {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut out = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+    for p in &parts {
+        out.extend_from_slice(p);
+    }
+    Bytes::from(out)
 }
 
 fn header_of(segment: &Segment, index: u8) -> ShardHeader {
@@ -172,8 +213,9 @@ fn is_damage(e: &ActorError) -> bool {
     !matches!(e, ActorError::Timeout(_) | ActorError::Unavailable(_))
 }
 
-/// Reads and returns one whole block of a segment.
-pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damaged: &mut Vec<u8>) -> Result<Bytes> {
+/// Reads one whole block of a segment: its data pieces in order, cut to the block's length, or the block
+/// rebuilt from parity as one part.
+pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damaged: &mut Vec<u8>) -> Result<Vec<Bytes>> {
     let layout = &segment.layout;
     let k = layout.data as usize;
     let width = layout.width();
@@ -252,14 +294,49 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
         )));
     }
     if pieces[..k].iter().all(Option::is_some) {
-        let mut out = Vec::with_capacity(block_len);
-        for p in pieces.into_iter().take(k).flatten() {
-            out.extend_from_slice(&p);
-        }
-        out.truncate(block_len);
-        return Ok(Bytes::from(out));
+        return Ok(slice_parts(pieces.into_iter().take(k).flatten().collect(), 0, block_len));
     }
     let pieces = pieces.into_iter().map(|p| p.map(Vec::from)).collect();
     let data = ctx.ec.decode(layout.data, layout.parity, pieces, block_len).await?;
-    Ok(Bytes::from(data))
+    Ok(vec![Bytes::from(data)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every range of a block made of parts, including empty parts and ranges past its end, comes out as
+    /// the same bytes as that range of the joined block, with no empty part among them.
+    #[test]
+    fn slices_of_parts_equal_slices_of_the_joined_block() {
+        let whole: Vec<u8> = (0..40u8).collect();
+        let cuts = [0, 3, 3, 11, 25, 40];
+        let parts: Vec<Bytes> = cuts.windows(2).map(|w| Bytes::copy_from_slice(&whole[w[0]..w[1]])).collect();
+        assert_eq!(joined(parts.clone()), whole);
+        for from in 0..=42 {
+            for to in from..=45 {
+                let got = slice_parts(parts.clone(), from, to);
+                assert!(got.iter().all(|p| !p.is_empty()), "{from}..{to}");
+                let want = &whole[from.min(40)..to.min(40)];
+                assert_eq!(joined(got), want, "{from}..{to}");
+            }
+        }
+    }
+
+    /// A stream of blocks given as parts yields the parts in order, and an error ends it after what came
+    /// before.
+    #[tokio::test]
+    async fn the_stream_yields_each_part_in_order_then_the_error() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Ok(vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c")])).await.unwrap();
+        tx.send(Ok(vec![])).await.unwrap();
+        tx.send(Ok(vec![Bytes::from_static(b"de")])).await.unwrap();
+        tx.send(Err(ActorError::Unavailable("disk"))).await.unwrap();
+        drop(tx);
+        let got: Vec<Result<Bytes>> = parts_of(rx).collect().await;
+        let ok: Vec<&[u8]> = got.iter().filter_map(|r| r.as_ref().ok().map(|b| &b[..])).collect();
+        assert_eq!(ok, [&b"ab"[..], b"c", b"de"]);
+        assert_eq!(got.len(), 4);
+        assert!(got[3].is_err());
+    }
 }
