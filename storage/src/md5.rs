@@ -26,6 +26,22 @@ const S: [u32; 64] = [
     21,
 ];
 
+/// The message word each step adds.
+const G: [usize; 64] = {
+    let mut g = [0; 64];
+    let mut i = 0;
+    while i < 64 {
+        g[i] = match i / 16 {
+            0 => i,
+            1 => (5 * i + 1) % 16,
+            2 => (3 * i + 5) % 16,
+            _ => (7 * i) % 16,
+        };
+        i += 1;
+    }
+    g
+};
+
 /// Per-step constants: `floor(abs(sin(i + 1)) * 2^32)`.
 const K: [u32; 64] = [
     0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501, 0x698098d8,
@@ -235,9 +251,9 @@ fn compress_n<const N: usize>(state: &mut [[u32; 4]; N], blocks: [&[u8]; N]) {
     let mut d: [u32; N] = std::array::from_fn(|l| state[l][3]);
     let (a0, b0, c0, d0) = (a, b, c, d);
     macro_rules! rounds {
-        ($range:expr, $f:expr, $g:expr) => {
+        ($range:expr, $f:expr) => {
             for i in $range {
-                let g: usize = $g(i);
+                let g = G[i];
                 let mut next = [0u32; N];
                 for l in 0..N {
                     let f: u32 = $f(b[l], c[l], d[l]);
@@ -251,10 +267,10 @@ fn compress_n<const N: usize>(state: &mut [[u32; 4]; N], blocks: [&[u8]; N]) {
             }
         };
     }
-    rounds!(0..16, |x: u32, y: u32, z: u32| z ^ (x & (y ^ z)), |i: usize| i);
-    rounds!(16..32, |x: u32, y: u32, z: u32| y ^ (z & (x ^ y)), |i: usize| (5 * i + 1) % 16);
-    rounds!(32..48, |x: u32, y: u32, z: u32| x ^ y ^ z, |i: usize| (3 * i + 5) % 16);
-    rounds!(48..64, |x: u32, y: u32, z: u32| y ^ (x | !z), |i: usize| (7 * i) % 16);
+    rounds!(0..16, |x: u32, y: u32, z: u32| z ^ (x & (y ^ z)));
+    rounds!(16..32, |x: u32, y: u32, z: u32| y ^ (z & (x ^ y)));
+    rounds!(32..48, |x: u32, y: u32, z: u32| x ^ y ^ z);
+    rounds!(48..64, |x: u32, y: u32, z: u32| y ^ (x | !z));
     for l in 0..N {
         state[l][0] = a0[l].wrapping_add(a[l]);
         state[l][1] = b0[l].wrapping_add(b[l]);
@@ -276,27 +292,12 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::BLOCK;
+    use super::G;
     use super::K;
     use super::LANES;
     use super::S;
 
     const _: () = assert!(LANES == 4, "one lane per 32-bit element of a 128-bit register");
-
-    /// The message word of each step.
-    const G: [usize; 64] = {
-        let mut g = [0; 64];
-        let mut i = 0;
-        while i < 64 {
-            g[i] = match i / 16 {
-                0 => i,
-                1 => (5 * i + 1) % 16,
-                2 => (3 * i + 5) % 16,
-                _ => (7 * i) % 16,
-            };
-            i += 1;
-        }
-        g
-    };
 
     /// # Safety
     /// The CPU must support AVX-512F and AVX-512VL.
