@@ -186,7 +186,7 @@ pub enum EncryptorMsg {
     Open {
         sealer: Arc<Sealer>,
         place: BlockPlace,
-        block: Bytes,
+        parts: Vec<Bytes>,
         waiting: Waiting,
         reply: RpcReplyPort<Result<Bytes>>,
     },
@@ -243,19 +243,11 @@ impl Actor for EncryptorWorker {
                 .await;
                 let _ = reply.send(r);
             }
-            EncryptorMsg::Open { sealer, place, block, waiting, reply } => {
+            EncryptorMsg::Open { sealer, place, parts, waiting, reply } => {
                 drop(waiting);
-                let r = blocking::run(move || match block.try_into_mut() {
-                    // The usual case: the block read from disk is ours alone, so it is opened where it lies.
-                    Ok(mut buf) => {
-                        let len = sealer.open_in_place(place.index, place.last, &mut buf).map_err(ActorError::from)?;
-                        buf.truncate(len);
-                        Ok(buf.freeze())
-                    }
-                    Err(shared) => {
-                        let opened = sealer.open(place.index, place.last, &shared).map_err(ActorError::from)?;
-                        Ok(Bytes::from(opened))
-                    }
+                let r = blocking::run(move || {
+                    let opened = sealer.open_parts(place.index, place.last, &parts).map_err(ActorError::from)?;
+                    Ok(opened.into_bytes())
                 })
                 .await;
                 let _ = reply.send(r);
@@ -429,10 +421,11 @@ impl EncryptorPool {
         self.pool.call(|reply| EncryptorMsg::Seal { sealer, place, block, waiting, reply }, ENCRYPTOR_DEADLINE).await?
     }
 
-    /// Opens one sealed block; an error, never bytes, if it fails authentication.
-    pub async fn open(&self, sealer: Arc<Sealer>, place: BlockPlace, block: Bytes) -> Result<Bytes> {
+    /// Opens one sealed block, given as the parts it was read as, into a reused buffer; an error, never
+    /// bytes, if it fails authentication.
+    pub async fn open(&self, sealer: Arc<Sealer>, place: BlockPlace, parts: Vec<Bytes>) -> Result<Bytes> {
         let waiting = Waiting::new(&self.digests);
-        self.pool.call(|reply| EncryptorMsg::Open { sealer, place, block, waiting, reply }, ENCRYPTOR_DEADLINE).await?
+        self.pool.call(|reply| EncryptorMsg::Open { sealer, place, parts, waiting, reply }, ENCRYPTOR_DEADLINE).await?
     }
 }
 

@@ -13,7 +13,8 @@
 //! - The stream is produced by its own task into a channel of two blocks, reading `READ_AHEAD` blocks
 //!   at once: memory stays bounded and a slow client slows the reads down instead of filling memory.
 //! - A plain block with every data piece read is sent as its pieces, views of the buffers they were read
-//!   into, never copied into one block; a sealed block is joined, since it is opened as one.
+//!   into, never copied into one block. A sealed block is opened by the encryptor pool from its pieces
+//!   into one reused buffer (`Sealer::open_parts`).
 //! - Ranges are in plaintext bytes. A sealed block is opened (encryptor pool) before any of it is sent;
 //!   a block that fails authentication ends the stream with an error and nothing of it is returned.
 
@@ -180,21 +181,9 @@ async fn read_plain_block(
         None => Ok(parts),
         Some(o) => {
             let place = BlockPlace { index: block, last: block + 1 == o.blocks };
-            Ok(vec![ctx.encryptor.open(o.sealer.clone(), place, joined(parts)).await?])
+            Ok(vec![ctx.encryptor.open(o.sealer.clone(), place, parts).await?])
         }
     }
-}
-
-/// The parts as one buffer: the part itself when there is one.
-fn joined(mut parts: Vec<Bytes>) -> Bytes {
-    if parts.len() == 1 {
-        return parts.pop().unwrap_or_default();
-    }
-    let mut out = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
-    for p in &parts {
-        out.extend_from_slice(p);
-    }
-    Bytes::from(out)
 }
 
 fn header_of(segment: &Segment, index: u8) -> ShardHeader {
@@ -312,13 +301,13 @@ mod tests {
         let whole: Vec<u8> = (0..40u8).collect();
         let cuts = [0, 3, 3, 11, 25, 40];
         let parts: Vec<Bytes> = cuts.windows(2).map(|w| Bytes::copy_from_slice(&whole[w[0]..w[1]])).collect();
-        assert_eq!(joined(parts.clone()), whole);
+        assert_eq!(parts.concat(), whole);
         for from in 0..=42 {
             for to in from..=45 {
                 let got = slice_parts(parts.clone(), from, to);
                 assert!(got.iter().all(|p| !p.is_empty()), "{from}..{to}");
                 let want = &whole[from.min(40)..to.min(40)];
-                assert_eq!(joined(got), want, "{from}..{to}");
+                assert_eq!(got.concat(), want, "{from}..{to}");
             }
         }
     }

@@ -9,5 +9,6 @@ pub mod exec;
 pub mod identity;
 pub mod md5;
 pub mod meta;
+pub mod pages;
 pub mod seal;
 pub mod shard_file;

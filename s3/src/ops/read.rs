@@ -101,7 +101,7 @@ pub(super) fn object_bytes(
                     None => data,
                     Some(key) => {
                         let place = BlockPlace { index: 0, last: true };
-                        ctx.encryptor.open(key.sealer(0, INLINE_SALT), place, data).await?
+                        ctx.encryptor.open(key.sealer(0, INLINE_SALT), place, vec![data]).await?
                     }
                 };
                 Ok(plain.slice((start as usize).min(plain.len())..(end as usize).min(plain.len())))

@@ -5,23 +5,20 @@
 //! cold read (a buffered sequential read of a cold file on the 2-core development VM: ~0.6 GB/s; the same
 //! read with O_DIRECT: 1.9-2.4 GB/s). O_DIRECT needs the file offset, the length and the buffer's address
 //! aligned, so the aligned span around the wanted bytes is read into page-aligned memory, and the wanted
-//! bytes are handed out as a view of it, not copied. A finished read's pages are kept for the next read
-//! (up to [`SPARE_BUFFERS`]): fresh memory of a few hundred KiB comes from the kernel as untouched pages, a
-//! fault and a zeroing for each, which cost more CPU than the read.
+//! bytes are handed out as a view of it, not copied. The buffer is a [`PageBuf`], kept for the next read
+//! once the last view of it is dropped.
 //!
 //! A file system that refuses O_DIRECT (at open or at the first read) is told apart from an I/O error, so
 //! the caller reads through the page cache instead.
 
+use bytes::Bytes;
 use std::fs::File;
 use std::path::Path;
-use std::sync::Mutex;
-
-use bytes::Bytes;
 
 use super::writer::direct;
 use super::writer::refuses_direct;
-use super::writer::Page;
 use super::writer::DIRECT_ALIGN;
+use crate::pages::PageBuf;
 
 /// What a direct read came to.
 pub(super) enum Direct {
@@ -54,8 +51,8 @@ pub(super) fn read(path: &Path, offset: u64, len: usize) -> std::io::Result<Dire
     // `offset + want` is at most the file's length: no overflow.
     let end = (offset + want as u64).div_ceil(align) * align;
     let span = usize::try_from(end - start).map_err(std::io::Error::other)?;
-    let mut pages = Pages::take(span / DIRECT_ALIGN);
-    let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut pages.0);
+    let mut pages = PageBuf::take(span);
+    let buf = pages.pages_mut();
     let mut got = 0;
     while got < span {
         match direct::read_at(&file, &mut buf[got..], start + got as u64) {
@@ -76,56 +73,5 @@ pub(super) fn read(path: &Path, offset: u64, len: usize) -> std::io::Result<Dire
     let from = usize::try_from(offset - start).map_err(std::io::Error::other)?;
     let to = (from + want).min(got).max(from);
     // Only bytes this read filled are handed out: a kept buffer still holds an earlier read's bytes past `got`.
-    Ok(Direct::Read(Bytes::from_owner(pages).slice(from..to)))
-}
-
-/// Page buffers kept for the next direct read.
-const SPARE_BUFFERS: usize = 32;
-/// Buffers of more pages than this (a piece of a block of over 1 MiB) are not kept.
-const SPARE_PAGES: usize = (1 << 20) / DIRECT_ALIGN + 2;
-/// Nor buffers of fewer (a header, a small piece): the allocator serves those from memory it already holds,
-/// and kept, they would fill the spare list and leave no room for the large ones.
-const SPARE_MIN_PAGES: usize = 16;
-
-static SPARE: Mutex<Vec<Vec<Page>>> = Mutex::new(Vec::new());
-
-fn spare() -> std::sync::MutexGuard<'static, Vec<Vec<Page>>> {
-    // Every update is one push or one removal: a panic elsewhere while it was held left it whole.
-    SPARE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The pages of one direct read; back to the spare buffers when the last view of them is dropped.
-struct Pages(Vec<Page>);
-
-impl Pages {
-    /// `count` pages, from a kept buffer when one is large enough (holding an earlier read's bytes), else
-    /// fresh and zeroed.
-    fn take(count: usize) -> Pages {
-        let kept = if count >= SPARE_MIN_PAGES {
-            let mut spare = spare();
-            spare.iter().position(|b| b.capacity() >= count).map(|i| spare.swap_remove(i))
-        } else {
-            None
-        };
-        let mut pages = kept.unwrap_or_default();
-        pages.resize(count, Page::ZERO);
-        Pages(pages)
-    }
-}
-
-impl AsRef<[u8]> for Pages {
-    fn as_ref(&self) -> &[u8] {
-        bytemuck::cast_slice(&self.0)
-    }
-}
-
-impl Drop for Pages {
-    fn drop(&mut self) {
-        if (SPARE_MIN_PAGES..=SPARE_PAGES).contains(&self.0.capacity()) {
-            let mut spare = spare();
-            if spare.len() < SPARE_BUFFERS {
-                spare.push(std::mem::take(&mut self.0));
-            }
-        }
-    }
+    Ok(Direct::Read(pages.into_bytes().slice(from..to)))
 }

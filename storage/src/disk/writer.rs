@@ -15,6 +15,8 @@ use super::sync_dir;
 use super::DiskFile;
 use crate::error::Result;
 use crate::error::StorageError;
+use crate::pages::Page;
+use crate::pages::PAGE;
 
 /// Write buffer of [`FileDisk`] writers: large enough that a shard piece (up to a few hundred KiB) goes to
 /// the kernel in one or two system calls.
@@ -28,18 +30,9 @@ pub(super) const SYNC_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Alignment of direct writes: of the buffer's address, of each write's length and of its file offset.
 /// 4096 suits every common device and file system.
-pub(super) const DIRECT_ALIGN: usize = 4096;
+pub(super) const DIRECT_ALIGN: usize = PAGE;
 /// Bytes gathered before each direct write.
 pub(super) const DIRECT_CHUNK: usize = 256 * 1024;
-
-/// One page of an [`AlignedBuf`]; its alignment is what direct writes need of the buffer's address.
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-#[repr(C, align(4096))]
-pub(super) struct Page([u8; DIRECT_ALIGN]);
-
-impl Page {
-    pub(super) const ZERO: Page = Page([0; DIRECT_ALIGN]);
-}
 
 /// A buffer whose start is aligned for direct writes, filled from the front.
 pub(super) struct AlignedBuf {
@@ -50,7 +43,7 @@ pub(super) struct AlignedBuf {
 impl AlignedBuf {
     /// `capacity` rounded up to whole pages.
     pub(super) fn new(capacity: usize) -> AlignedBuf {
-        AlignedBuf { pages: vec![Page([0; DIRECT_ALIGN]); capacity.div_ceil(DIRECT_ALIGN)], len: 0 }
+        AlignedBuf { pages: vec![Page::ZERO; capacity.div_ceil(DIRECT_ALIGN)], len: 0 }
     }
 
     fn capacity(&self) -> usize {

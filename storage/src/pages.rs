@@ -1,0 +1,156 @@
+//! Page-aligned buffers, kept for reuse once their last view is dropped.
+//!
+//! A GET of a large object goes through a buffer of up to 1 MiB per piece read and per block opened. Fresh
+//! memory of that size comes from the kernel as untouched pages, a fault and a zeroing for each 4 KiB, which
+//! on a small machine cost more CPU than reading or decrypting the bytes. So a finished buffer goes to a
+//! short list of spare ones (up to [`SPARE_BUFFERS`]) and the next read or open writes over it.
+//!
+//! A kept buffer still holds an earlier user's bytes. Nothing outside this crate can see them: the only
+//! public way to get a [`PageBuf`] is [`PageBuf::gather`], which writes every byte it holds.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+/// Bytes in one page: the alignment of every buffer here, which is what direct I/O needs of an address.
+pub const PAGE: usize = 4096;
+
+/// One page of a buffer.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(4096))]
+pub(crate) struct Page([u8; PAGE]);
+
+impl Page {
+    pub(crate) const ZERO: Page = Page([0; PAGE]);
+}
+
+/// Buffers kept for the next user.
+const SPARE_BUFFERS: usize = 32;
+/// Buffers of more pages than this (more than a 1 MiB block and its tag, aligned at both ends) are not kept.
+const SPARE_PAGES: usize = (1 << 20) / PAGE + 2;
+/// Nor buffers of fewer (a header, a small piece): the allocator serves those from memory it already holds,
+/// and kept, they would fill the spare list and leave no room for the large ones.
+const SPARE_MIN_PAGES: usize = 16;
+
+static SPARE: Mutex<Vec<Vec<Page>>> = Mutex::new(Vec::new());
+
+fn spare() -> std::sync::MutexGuard<'static, Vec<Vec<Page>>> {
+    // Every update is one push or one removal: a panic elsewhere while it was held left it whole.
+    SPARE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A page-aligned buffer of `len()` bytes; its pages go back to the spare list when it, or the last
+/// [`Bytes`] view made of it by [`PageBuf::into_bytes`], is dropped.
+pub struct PageBuf {
+    pages: Vec<Page>,
+    len: usize,
+}
+
+impl PageBuf {
+    /// A buffer of `len` bytes, from a kept buffer when one is large enough, else fresh and zeroed. Its
+    /// bytes are whatever the buffer last held: the caller writes the ones it hands out.
+    pub(crate) fn take(len: usize) -> PageBuf {
+        let count = len.div_ceil(PAGE);
+        let kept = if count >= SPARE_MIN_PAGES {
+            let mut spare = spare();
+            spare.iter().position(|b| b.capacity() >= count).map(|i| spare.swap_remove(i))
+        } else {
+            None
+        };
+        let mut pages = kept.unwrap_or_default();
+        pages.resize(count, Page::ZERO);
+        PageBuf { pages, len }
+    }
+
+    /// The parts one after another in one buffer.
+    pub fn gather<P: AsRef<[u8]>>(parts: &[P]) -> PageBuf {
+        let mut buf = PageBuf::take(parts.iter().map(|p| p.as_ref().len()).sum());
+        let mut at = 0;
+        let out = buf.as_mut();
+        for p in parts {
+            let p = p.as_ref();
+            out[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        buf
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keeps the first `len` bytes (all of them if there are fewer).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// The whole buffer, past `len()` to the end of its last page, for a read that fills whole pages.
+    pub(crate) fn pages_mut(&mut self) -> &mut [u8] {
+        bytemuck::cast_slice_mut(&mut self.pages)
+    }
+
+    /// The bytes as [`Bytes`], without a copy.
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(self)
+    }
+}
+
+impl AsRef<[u8]> for PageBuf {
+    fn as_ref(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.pages)[..self.len]
+    }
+}
+
+impl AsMut<[u8]> for PageBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut self.pages_mut()[..len]
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        if (SPARE_MIN_PAGES..=SPARE_PAGES).contains(&self.pages.capacity()) {
+            let mut spare = spare();
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(std::mem::take(&mut self.pages));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gathered buffer holds exactly its parts, whatever the reused memory under it held before, and
+    /// its view shows nothing past its length.
+    #[test]
+    fn gathered_buffers_hold_their_parts_and_nothing_older() {
+        for round in 0..4u8 {
+            let first: Vec<u8> = vec![0xee; 300_000];
+            drop(PageBuf::gather(&[&first[..]]).into_bytes());
+            let parts: Vec<Vec<u8>> = (0..5).map(|i| vec![round * 16 + i; 40_000 + usize::from(i) * 7]).collect();
+            let buf = PageBuf::gather(&parts);
+            let want: Vec<u8> = parts.concat();
+            assert_eq!(buf.len(), want.len());
+            let view = buf.into_bytes();
+            assert_eq!(&view[..], &want[..]);
+            assert_eq!(view.as_ptr() as usize % PAGE, 0, "page-aligned");
+        }
+    }
+
+    /// Truncation only shortens, and the view follows it.
+    #[test]
+    fn truncate_only_shortens() {
+        let mut buf = PageBuf::gather(&[[1u8; 100_000]]);
+        buf.truncate(200_000);
+        assert_eq!(buf.len(), 100_000);
+        buf.truncate(70_000);
+        assert_eq!(buf.into_bytes().len(), 70_000);
+    }
+}
