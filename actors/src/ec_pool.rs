@@ -35,7 +35,7 @@ pub enum EcMsg {
         parity: u8,
         /// The block, in consecutive parts.
         block: Vec<Bytes>,
-        reply: RpcReplyPort<Result<Vec<Vec<u8>>>>,
+        reply: RpcReplyPort<Result<Vec<Bytes>>>,
     },
     Decode {
         data: u8,
@@ -86,13 +86,7 @@ impl Actor for EcWorker {
             EcMsg::Encode { data, parity, block, reply } => {
                 faults::hit(state.faults.as_ref(), "ec.encode").await?;
                 let r = match state.codec(data, parity) {
-                    Ok(codec) => {
-                        blocking::run(move || {
-                            let parts: Vec<&[u8]> = block.iter().map(|p| &p[..]).collect();
-                            Ok(codec.encode_parts(&parts)?)
-                        })
-                        .await
-                    }
+                    Ok(codec) => blocking::run(move || Ok(codec.encode_bytes(&block)?)).await,
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(r);
@@ -133,8 +127,8 @@ impl EcPool {
         EcPool { pool: Pool::new("ec pool", workers) }
     }
 
-    /// The pieces of a block given in consecutive parts (see [`hoard_storage::ec::Codec::encode_parts`]).
-    pub async fn encode(&self, data: u8, parity: u8, block: Vec<Bytes>) -> Result<Vec<Vec<u8>>> {
+    /// The pieces of a block given in consecutive parts (see [`hoard_storage::ec::Codec::encode_bytes`]).
+    pub async fn encode(&self, data: u8, parity: u8, block: Vec<Bytes>) -> Result<Vec<Bytes>> {
         self.pool.call(|reply| EcMsg::Encode { data, parity, block, reply }, EC_DEADLINE).await?
     }
 

@@ -254,7 +254,7 @@ where
     let mut ended = false;
     // One block's pieces are written while the next block is read and coded: disks and CPU overlap,
     // and at most two blocks are in memory.
-    let mut in_flight: Option<Vec<Vec<u8>>> = None;
+    let mut in_flight: Option<Vec<Bytes>> = None;
     loop {
         let next = async {
             if ended && carry.is_empty() {
@@ -338,11 +338,11 @@ where
 }
 
 /// Appends one block's pieces, one per shard file, all disks at once; a failed disk drops out.
-async fn append_all(writers: &mut [Option<ShardWriter>], pieces: Option<Vec<Vec<u8>>>) {
+async fn append_all(writers: &mut [Option<ShardWriter>], pieces: Option<Vec<Bytes>>) {
     let Some(pieces) = pieces else { return };
     let appends = writers.iter_mut().zip(pieces).map(|(w, piece)| async move {
         if let Some(writer) = w {
-            if let Err(e) = writer.append(Bytes::from(piece)).await {
+            if let Err(e) = writer.append(piece).await {
                 tracing::warn!(error = %e, "shard write failed");
                 *w = None;
             }

@@ -13,11 +13,13 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use reed_solomon_erasure::galois_8;
 use reed_solomon_erasure::ReedSolomon;
 
 use crate::error::Result;
 use crate::error::StorageError;
+use crate::pages::PageBuf;
 
 /// The most pieces a stripe can have: a shard index is one byte.
 pub const MAX_WIDTH: usize = 255;
@@ -30,6 +32,24 @@ pub fn piece_len(block_len: usize, data: usize) -> usize {
 
 fn ec_err(e: reed_solomon_erasure::Error) -> StorageError {
     StorageError::Ec(e.to_string())
+}
+
+/// Bytes `from..from + len` of the block made of `parts` (part `i` starting at `starts[i]`), zeros past its end.
+fn gather_range(parts: &[Bytes], starts: &[usize], from: usize, len: usize) -> PageBuf {
+    let mut buf = PageBuf::take(len);
+    let out = buf.as_mut();
+    let to = from + len;
+    let mut filled = 0;
+    for (p, &start) in parts.iter().zip(starts) {
+        let (lo, hi) = (start.max(from), (start + p.len()).min(to));
+        if lo < hi {
+            out[lo - from..hi - from].copy_from_slice(&p[lo - start..hi - start]);
+            filled = filled.max(hi - from);
+        }
+    }
+    // The parts are consecutive, so only the tail past the block's end is left: zero it.
+    out[filled..].fill(0);
+    buf
 }
 
 /// A Reed-Solomon coder for one `(data, parity)` shape.
@@ -96,6 +116,37 @@ impl Codec {
     /// the right length): a worker that encodes block after block allocates nothing after the first.
     pub fn encode_into(&self, block: &[u8], pieces: &mut Vec<Vec<u8>>) -> Result<()> {
         self.encode_parts_into(&[block], pieces)
+    }
+
+    /// Like [`Codec::encode_parts`], for parts held as [`Bytes`], without copying what need not be: a data
+    /// piece that lies whole within one part is a view of it; one across two parts or past the block's end
+    /// (zero-padded) is copied, and the parity pieces are computed, into reused page buffers.
+    pub fn encode_bytes(&self, parts: &[Bytes]) -> Result<Vec<Bytes>> {
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        let len = self.piece_len(total);
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut at = 0;
+        for p in parts {
+            starts.push(at);
+            at += p.len();
+        }
+        let mut pieces: Vec<Bytes> = Vec::with_capacity(self.width());
+        for i in 0..self.data {
+            let (from, to) = (i * len, (i + 1) * len);
+            let within = parts.iter().zip(&starts).find(|(p, &start)| start <= from && to <= start + p.len());
+            pieces.push(match within {
+                Some((p, &start)) => p.slice(from - start..to - start),
+                None => gather_range(parts, &starts, from, len).into_bytes(),
+            });
+        }
+        // Every byte of a parity piece is written by the coder.
+        let mut parity: Vec<PageBuf> = (0..self.parity).map(|_| PageBuf::take(len)).collect();
+        if let Some(rs) = &self.rs {
+            let mut out: Vec<&mut [u8]> = parity.iter_mut().map(|p| p.as_mut()).collect();
+            rs.encode_sep(&pieces, &mut out).map_err(ec_err)?;
+        }
+        pieces.extend(parity.into_iter().map(PageBuf::into_bytes));
+        Ok(pieces)
     }
 
     fn encode_parts_into(&self, parts: &[&[u8]], pieces: &mut Vec<Vec<u8>>) -> Result<()> {
@@ -211,6 +262,40 @@ mod tests {
     }
 
     const SHAPES: [(usize, usize); 9] = [(1, 0), (1, 1), (2, 0), (2, 1), (3, 2), (4, 2), (6, 3), (10, 4), (16, 16)];
+
+    /// Pieces coded from `Bytes` parts are the pieces of the joined block, whatever the cuts (none, inside a
+    /// piece, empty parts, a short last piece), and a data piece that lies whole within one part is a view of
+    /// that part's memory, not a copy.
+    #[test]
+    fn pieces_of_byte_parts_equal_those_of_the_joined_block_and_whole_ones_are_views() {
+        for (data, parity) in SHAPES {
+            let codec = Codec::new(data, parity).unwrap();
+            for len in [1, 7, data * 4096, 100_000, (1 << 20) + 16] {
+                let whole = block(len, (data * 31 + len) as u64);
+                let want = codec.encode(&whole).unwrap();
+                for cuts in [vec![], vec![len / 2], vec![len.saturating_sub(16)], vec![0, len / 3, len / 3, len]] {
+                    let bounds: Vec<usize> = [0].into_iter().chain(cuts.iter().copied()).chain([len]).collect();
+                    let parts: Vec<Bytes> =
+                        bounds.windows(2).map(|w| Bytes::copy_from_slice(&whole[w[0]..w[1]])).collect();
+                    let got = codec.encode_bytes(&parts).unwrap();
+                    assert_eq!(got.len(), data + parity);
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(&g[..], &w[..], "{data}+{parity}, len {len}, cuts {cuts:?}, piece {i}");
+                    }
+                    let piece = codec.piece_len(len);
+                    for (i, g) in got.iter().take(data).enumerate() {
+                        let (from, to) = (i * piece, (i + 1) * piece);
+                        let inside = bounds.windows(2).position(|w| w[0] <= from && to <= w[1] && w[0] < w[1]);
+                        if let Some(p) = inside {
+                            let part = parts[p].as_ptr() as usize;
+                            let at = g.as_ptr() as usize;
+                            assert!(part <= at && at < part + parts[p].len(), "piece {i} is a view of part {p}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_block_in_parts_encodes_as_the_parts_joined() {
