@@ -1,12 +1,16 @@
 //! Page-aligned buffers, kept for reuse once their last view is dropped.
 //!
-//! A GET of a large object goes through a buffer of up to 1 MiB per piece read and per block opened. Fresh
-//! memory of that size comes from the kernel as untouched pages, a fault and a zeroing for each 4 KiB, which
-//! on a small machine cost more CPU than reading or decrypting the bytes. So a finished buffer goes to a
-//! short list of spare ones (up to [`SPARE_BUFFERS`]) and the next read or open writes over it.
+//! A GET of a large object goes through a buffer of up to 1 MiB per piece read and per block opened, a PUT
+//! through one per parity piece it codes. Fresh memory of that size comes from the kernel as untouched pages,
+//! a fault and a zeroing for each 4 KiB, which on a small machine cost more CPU than reading, coding or
+//! decrypting the bytes. So a finished buffer goes to a short list of spare ones (up to [`SPARE_BUFFERS`])
+//! and the next user of about its size writes over it.
 //!
-//! A kept buffer still holds an earlier user's bytes. Nothing outside this crate can see them: the only
-//! public way to get a [`PageBuf`] is [`PageBuf::gather`], which writes every byte it holds.
+//! A kept buffer still holds an earlier user's bytes. [`PageBuf::take`] is therefore private to this crate,
+//! and every function here that hands out memory it took writes each byte up to the length it hands out
+//! first: [`PageBuf::gather`], the direct reads of `disk::reader`, `Sealer::open_parts` (AES-GCM writes
+//! every plaintext byte, and a block that fails authentication is dropped) and `Codec::encode_bytes`
+//! (gathered pieces zero-padded, parity written whole by the coder).
 
 use std::sync::Mutex;
 
@@ -47,13 +51,20 @@ pub struct PageBuf {
 }
 
 impl PageBuf {
-    /// A buffer of `len` bytes, from a kept buffer when one is large enough, else fresh and zeroed. Its
-    /// bytes are whatever the buffer last held: the caller writes the ones it hands out.
+    /// A buffer of `len` bytes, from the smallest kept buffer that holds it (and not over twice its size:
+    /// a small piece must not hold a 1 MiB buffer while it waits), else fresh and zeroed. Its bytes are
+    /// whatever the buffer last held: the caller writes the ones it hands out.
     pub(crate) fn take(len: usize) -> PageBuf {
         let count = len.div_ceil(PAGE);
         let kept = if count >= SPARE_MIN_PAGES {
             let mut spare = spare();
-            spare.iter().position(|b| b.capacity() >= count).map(|i| spare.swap_remove(i))
+            let fits = spare
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| (count..=2 * count).contains(&b.capacity()))
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
+            fits.map(|i| spare.swap_remove(i))
         } else {
             None
         };

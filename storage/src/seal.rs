@@ -350,6 +350,7 @@ impl Sealer {
     pub fn open_parts<P: AsRef<[u8]>>(&self, block: u64, last: bool, parts: &[P]) -> Result<PageBuf, SealError> {
         if let [one] = parts {
             let one = one.as_ref();
+            // Opening writes every byte of `out`; on failure `out` (stale bytes and all) is only dropped.
             let mut out = PageBuf::take(one.len().saturating_sub(TAG_LEN));
             self.open_to(block, last, one, out.as_mut())?;
             return Ok(out);
