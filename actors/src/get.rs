@@ -25,6 +25,7 @@ use bytes::Bytes;
 use futures::Stream;
 use futures::StreamExt;
 use hoard_protocol::Segment;
+use hoard_storage::pages::slice_parts;
 use hoard_storage::seal;
 use hoard_storage::seal::Sealer;
 use hoard_storage::shard_file;
@@ -96,7 +97,7 @@ pub fn read_ranges(
                     let block_start = block * block_size;
                     let from = r.start.saturating_sub(block_start) as usize;
                     let to = (r.end - block_start) as usize;
-                    slice_parts(parts, from, to)
+                    slice_parts(&parts, from, to)
                 });
                 let failed = item.is_err();
                 // A failed block ends the stream; so does a client that went away.
@@ -128,22 +129,6 @@ fn parts_of(mut rx: mpsc::Receiver<Result<Vec<Bytes>>>) -> impl Stream<Item = Re
             None => return std::task::Poll::Ready(None),
         }
     })
-}
-
-/// Bytes `[from, to)` of the block made of `parts` one after the other (`to` past its end means its end),
-/// as views of the parts; parts left empty are dropped.
-fn slice_parts(parts: Vec<Bytes>, from: usize, to: usize) -> Vec<Bytes> {
-    let mut at = 0;
-    let mut out = Vec::with_capacity(parts.len());
-    for part in parts {
-        let (start, end) = (at, at + part.len());
-        at = end;
-        let (a, b) = (from.max(start), to.min(end));
-        if a < b {
-            out.push(part.slice(a - start..b - start));
-        }
-    }
-    out
 }
 
 /// What opens a sealed segment's blocks: its sealer (one AES key schedule per segment, not per block) and
@@ -283,7 +268,8 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
         )));
     }
     if pieces[..k].iter().all(Option::is_some) {
-        return Ok(slice_parts(pieces.into_iter().take(k).flatten().collect(), 0, block_len));
+        let data: Vec<Bytes> = pieces.into_iter().take(k).flatten().collect();
+        return Ok(slice_parts(&data, 0, block_len));
     }
     let pieces = pieces.into_iter().map(|p| p.map(Vec::from)).collect();
     let data = ctx.ec.decode(layout.data, layout.parity, pieces, block_len).await?;
@@ -293,24 +279,6 @@ pub async fn read_block(ctx: &NodeContext, segment: &Segment, block: u64, damage
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every range of a block made of parts, including empty parts and ranges past its end, comes out as
-    /// the same bytes as that range of the joined block, with no empty part among them.
-    #[test]
-    fn slices_of_parts_equal_slices_of_the_joined_block() {
-        let whole: Vec<u8> = (0..40u8).collect();
-        let cuts = [0, 3, 3, 11, 25, 40];
-        let parts: Vec<Bytes> = cuts.windows(2).map(|w| Bytes::copy_from_slice(&whole[w[0]..w[1]])).collect();
-        assert_eq!(parts.concat(), whole);
-        for from in 0..=42 {
-            for to in from..=45 {
-                let got = slice_parts(parts.clone(), from, to);
-                assert!(got.iter().all(|p| !p.is_empty()), "{from}..{to}");
-                let want = &whole[from.min(40)..to.min(40)];
-                assert_eq!(got.concat(), want, "{from}..{to}");
-            }
-        }
-    }
 
     /// A stream of blocks given as parts yields the parts in order, and an error ends it after what came
     /// before.

@@ -19,6 +19,7 @@ use reed_solomon_erasure::ReedSolomon;
 
 use crate::error::Result;
 use crate::error::StorageError;
+use crate::pages::slice_parts;
 use crate::pages::PageBuf;
 
 /// The most pieces a stripe can have: a shard index is one byte.
@@ -32,24 +33,6 @@ pub fn piece_len(block_len: usize, data: usize) -> usize {
 
 fn ec_err(e: reed_solomon_erasure::Error) -> StorageError {
     StorageError::Ec(e.to_string())
-}
-
-/// Bytes `from..from + len` of the block made of `parts` (part `i` starting at `starts[i]`), zeros past its end.
-fn gather_range(parts: &[Bytes], starts: &[usize], from: usize, len: usize) -> PageBuf {
-    let mut buf = PageBuf::take(len);
-    let out = buf.as_mut();
-    let to = from + len;
-    let mut filled = 0;
-    for (p, &start) in parts.iter().zip(starts) {
-        let (lo, hi) = (start.max(from), (start + p.len()).min(to));
-        if lo < hi {
-            out[lo - from..hi - from].copy_from_slice(&p[lo - start..hi - start]);
-            filled = filled.max(hi - from);
-        }
-    }
-    // The parts are consecutive, so only the tail past the block's end is left: zero it.
-    out[filled..].fill(0);
-    buf
 }
 
 /// A Reed-Solomon coder for one `(data, parity)` shape.
@@ -98,45 +81,21 @@ impl Codec {
         piece_len(block_len, self.data)
     }
 
-    /// Splits `block` into `data` zero-padded pieces and computes `parity` more. All pieces are
-    /// `piece_len(block.len())` long.
-    pub fn encode(&self, block: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.encode_parts(&[block])
-    }
-
-    /// Like [`Codec::encode`], for a block given as consecutive parts (a sealed block's ciphertext, then its
-    /// tag): the pieces are those of the parts joined, without joining them first.
-    pub fn encode_parts(&self, parts: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
-        let mut pieces = Vec::with_capacity(self.width());
-        self.encode_parts_into(parts, &mut pieces)?;
-        Ok(pieces)
-    }
-
-    /// Like [`Codec::encode`], reusing the buffers already in `pieces` (resized to `data + parity` pieces of
-    /// the right length): a worker that encodes block after block allocates nothing after the first.
-    pub fn encode_into(&self, block: &[u8], pieces: &mut Vec<Vec<u8>>) -> Result<()> {
-        self.encode_parts_into(&[block], pieces)
-    }
-
-    /// Like [`Codec::encode_parts`], for parts held as [`Bytes`], without copying what need not be: a data
-    /// piece that lies whole within one part is a view of it; one across two parts or past the block's end
-    /// (zero-padded) is copied, and the parity pieces are computed, into reused page buffers.
+    /// The pieces of a block given as consecutive parts (a sealed block's ciphertext, then its tag): `data`
+    /// pieces of the parts joined and zero-padded, then `parity` more, all `piece_len` of the block long. Nothing
+    /// is copied that need not be: a data piece that lies whole within one part is a view of it; one across two
+    /// parts or past the block's end is gathered, and the parity pieces are computed, into reused page buffers.
     pub fn encode_bytes(&self, parts: &[Bytes]) -> Result<Vec<Bytes>> {
-        let total: usize = parts.iter().map(Bytes::len).sum();
-        let len = self.piece_len(total);
-        let mut starts = Vec::with_capacity(parts.len());
-        let mut at = 0;
-        for p in parts {
-            starts.push(at);
-            at += p.len();
-        }
+        let len = self.piece_len(parts.iter().map(Bytes::len).sum());
         let mut pieces: Vec<Bytes> = Vec::with_capacity(self.width());
         for i in 0..self.data {
-            let (from, to) = (i * len, (i + 1) * len);
-            let within = parts.iter().zip(&starts).find(|(p, &start)| start <= from && to <= start + p.len());
-            pieces.push(match within {
-                Some((p, &start)) => p.slice(from - start..to - start),
-                None => gather_range(parts, &starts, from, len).into_bytes(),
+            let mut views = slice_parts(parts, i * len, (i + 1) * len);
+            pieces.push(match views.pop() {
+                Some(whole) if views.is_empty() && whole.len() == len => whole,
+                last => {
+                    views.extend(last);
+                    PageBuf::gather_padded(&views, len).into_bytes()
+                }
             });
         }
         // Every byte of a parity piece is written by the coder.
@@ -149,36 +108,10 @@ impl Codec {
         Ok(pieces)
     }
 
-    fn encode_parts_into(&self, parts: &[&[u8]], pieces: &mut Vec<Vec<u8>>) -> Result<()> {
-        let len = self.piece_len(parts.iter().map(|p| p.len()).sum());
-        pieces.resize_with(self.width(), Vec::new);
-        let (data_pieces, parity_pieces) = pieces.split_at_mut(self.data);
-        let mut parts = parts.iter().copied();
-        let mut current: &[u8] = &[];
-        for piece in data_pieces.iter_mut() {
-            piece.clear();
-            piece.reserve(len);
-            while piece.len() < len {
-                if current.is_empty() {
-                    match parts.next() {
-                        Some(part) => current = part,
-                        None => break,
-                    }
-                }
-                let (head, tail) = current.split_at((len - piece.len()).min(current.len()));
-                piece.extend_from_slice(head);
-                current = tail;
-            }
-            piece.resize(len, 0);
-        }
-        // No need to zero parity buffers: the coder overwrites every byte of them.
-        for piece in parity_pieces.iter_mut() {
-            piece.resize(len, 0);
-        }
-        if let Some(rs) = &self.rs {
-            rs.encode_sep(data_pieces, parity_pieces).map_err(ec_err)?;
-        }
-        Ok(())
+    /// [`Codec::encode_bytes`] of one block, as owned pieces: for the tests.
+    #[cfg(test)]
+    pub(crate) fn encode(&self, block: &[u8]) -> Result<Vec<Vec<u8>>> {
+        Ok(self.encode_bytes(&[Bytes::copy_from_slice(block)])?.into_iter().map(Vec::from).collect())
     }
 
     fn check_slots(&self, pieces: &[Option<Vec<u8>>]) -> Result<usize> {
@@ -306,8 +239,9 @@ mod tests {
                 for cut in [0, 1, len / 3, len.saturating_sub(16), len] {
                     let cut = cut.min(len);
                     let (head, tail) = b.split_at(cut);
-                    let parts = codec.encode_parts(&[head, &[], tail]).unwrap();
-                    assert_eq!(parts, codec.encode(&b).unwrap(), "{data}+{parity} len {len} cut {cut}");
+                    let parts = [Bytes::copy_from_slice(head), Bytes::new(), Bytes::copy_from_slice(tail)];
+                    let pieces: Vec<Vec<u8>> = codec.encode_bytes(&parts).unwrap().into_iter().map(Vec::from).collect();
+                    assert_eq!(pieces, codec.encode(&b).unwrap(), "{data}+{parity} len {len} cut {cut}");
                 }
             }
         }
@@ -420,30 +354,16 @@ mod tests {
     }
 
     #[test]
-    fn encode_into_reuses_buffers_across_block_sizes() {
-        let codec = Codec::new(4, 2).unwrap();
-        let mut pieces = Vec::new();
-        codec.encode_into(&block(1 << 16, 1), &mut pieces).unwrap();
-        let small = block(10, 2);
-        codec.encode_into(&small, &mut pieces).unwrap();
-        assert_eq!(pieces, codec.encode(&small).unwrap());
-        // Stale longer contents must not leak in.
-        let slots = pieces.into_iter().map(Some).collect();
-        assert_eq!(codec.decode(slots, 10).unwrap(), small);
-    }
-
-    #[test]
     // Measures the machine's real time, which no simulated clock stands in for.
     #[allow(clippy::disallowed_methods)]
     fn encode_is_fast_enough_for_one_mib_blocks() {
         // A smoke check, not a benchmark: in debug builds this is much slower than release, so only guard
         // against something pathological (a quadratic copy, byte-at-a-time coding).
         let codec = Codec::new(4, 2).unwrap();
-        let b = block(1 << 20, 5);
-        let mut pieces = Vec::new();
+        let b = Bytes::from(block(1 << 20, 5));
         let start = std::time::Instant::now();
         for _ in 0..8 {
-            codec.encode_into(&b, &mut pieces).unwrap();
+            codec.encode_bytes(std::slice::from_ref(&b)).unwrap();
         }
         let elapsed = start.elapsed();
         assert!(elapsed.as_secs() < 20, "8 MiB took {elapsed:?}");

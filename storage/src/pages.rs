@@ -75,14 +75,21 @@ impl PageBuf {
 
     /// The parts one after another in one buffer.
     pub fn gather<P: AsRef<[u8]>>(parts: &[P]) -> PageBuf {
-        let mut buf = PageBuf::take(parts.iter().map(|p| p.as_ref().len()).sum());
-        let mut at = 0;
+        PageBuf::gather_padded(parts, 0)
+    }
+
+    /// The parts one after another in one buffer of at least `len` bytes, zeros after them.
+    pub fn gather_padded<P: AsRef<[u8]>>(parts: &[P], len: usize) -> PageBuf {
+        let filled: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+        let mut buf = PageBuf::take(filled.max(len));
         let out = buf.as_mut();
+        let mut at = 0;
         for p in parts {
             let p = p.as_ref();
             out[at..at + p.len()].copy_from_slice(p);
             at += p.len();
         }
+        out[filled..].fill(0);
         buf
     }
 
@@ -108,6 +115,22 @@ impl PageBuf {
     pub fn into_bytes(self) -> Bytes {
         Bytes::from_owner(self)
     }
+}
+
+/// Bytes `[from, to)` of the block made of `parts` one after the other (`to` past its end means its end), as
+/// views of the parts; parts left empty are dropped.
+pub fn slice_parts(parts: &[Bytes], from: usize, to: usize) -> Vec<Bytes> {
+    let mut at = 0;
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let (start, end) = (at, at + part.len());
+        at = end;
+        let (a, b) = (from.max(start), to.min(end));
+        if a < b {
+            out.push(part.slice(a - start..b - start));
+        }
+    }
+    out
 }
 
 impl AsRef<[u8]> for PageBuf {
@@ -152,6 +175,36 @@ mod tests {
             let view = buf.into_bytes();
             assert_eq!(&view[..], &want[..]);
             assert_eq!(view.as_ptr() as usize % PAGE, 0, "page-aligned");
+        }
+    }
+
+    /// Padding fills with zeros past the parts, whatever the reused memory held, and never cuts them short.
+    #[test]
+    fn padded_buffers_hold_their_parts_then_zeros() {
+        drop(PageBuf::gather(&[vec![0xee; 300_000]]));
+        let parts = [vec![7u8; 70_000], vec![9u8; 10]];
+        let padded = PageBuf::gather_padded(&parts, 200_000);
+        assert_eq!(padded.len(), 200_000);
+        assert_eq!(&padded.as_ref()[..70_010], &parts.concat()[..]);
+        assert!(padded.as_ref()[70_010..].iter().all(|&b| b == 0));
+        assert_eq!(PageBuf::gather_padded(&parts, 5).len(), 70_010);
+    }
+
+    /// Every range of a block made of parts, including empty parts and ranges past its end, comes out as
+    /// the same bytes as that range of the joined block, with no empty part among them.
+    #[test]
+    fn slices_of_parts_equal_slices_of_the_joined_block() {
+        let whole: Vec<u8> = (0..40u8).collect();
+        let cuts = [0, 3, 3, 11, 25, 40];
+        let parts: Vec<Bytes> = cuts.windows(2).map(|w| Bytes::copy_from_slice(&whole[w[0]..w[1]])).collect();
+        assert_eq!(parts.concat(), whole);
+        for from in 0..=42 {
+            for to in from..=45 {
+                let got = slice_parts(&parts, from, to);
+                assert!(got.iter().all(|p| !p.is_empty()), "{from}..{to}");
+                let want = &whole[from.min(40)..to.min(40)];
+                assert_eq!(got.concat(), want, "{from}..{to}");
+            }
         }
     }
 

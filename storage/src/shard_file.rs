@@ -406,9 +406,8 @@ mod tests {
         let mut writers: Vec<ShardWriter> = (0..data + parity)
             .map(|i| ShardWriter::new(disk, &header(segment, i, data, parity, block_size)).unwrap())
             .collect();
-        let mut pieces = Vec::new();
         for block in stream.chunks(block_size as usize) {
-            codec.encode_into(block, &mut pieces).unwrap();
+            let pieces = codec.encode(block).unwrap();
             for (w, p) in writers.iter_mut().zip(&pieces) {
                 w.append_piece(p).unwrap();
             }
