@@ -9,20 +9,33 @@
 //! Spans carry the operation, bucket and key, never a credential or a key (SSE-C key headers are marked
 //! sensitive before any span or log can see a request).
 //!
+//! A log line names the spans it was logged in: the actors around it and, inside an S3 request, that request's
+//! span alone (its method, operation and status). The spans below a request (its operation, its session actor,
+//! the signature check, segment writes, commits) are left out of the log: the log layer would format their
+//! fields for every request, though few requests ever log a line, and with `--otlp-endpoint` the traces
+//! carry them.
+//!
 //! The S3 library's own debug and trace events are never logged, whatever `RUST_LOG` says: they print whole
 //! requests and, on a signature mismatch, the signature the request should have carried, from which anyone
 //! reading the log could forge that request. Its errors and warnings still pass.
 
 use anyhow::Context as _;
+use hoard_s3::frontend::REQUEST_SPAN;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing::subscriber::Interest;
 use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::DynFilterFn;
 use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::fmt::format::Format;
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
@@ -39,6 +52,51 @@ fn no_secret_derived(meta: &tracing::Metadata<'_>) -> bool {
     !(library && matches!(*meta.level(), tracing::Level::DEBUG | tracing::Level::TRACE))
 }
 
+/// False for a span opened inside an S3 request's span: the log leaves it out (see the module's docs). Within a
+/// request, the innermost span the log keeps is the request's own, since it keeps none below it.
+fn logged_span<S>(meta: &tracing::Metadata<'_>, cx: &Context<'_, S>) -> bool
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    !meta.is_span() || cx.lookup_current().is_none_or(|current| current.name() != REQUEST_SPAN)
+}
+
+/// Spans below a request's refused, events let through without a look.
+fn logged_spans<S>() -> DynFilterFn<S, impl Fn(&tracing::Metadata<'_>, &Context<'_, S>) -> bool>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    DynFilterFn::new(logged_span::<S>).with_callsite_filter(|meta| {
+        if meta.is_span() {
+            Interest::sometimes()
+        } else {
+            Interest::always()
+        }
+    })
+}
+
+fn fmt_layer<S, W>(ansi: bool, writer: W) -> tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer)
+}
+
+/// The subscriber of a node that exports no traces: the log's filters apply to the whole process, so what the
+/// log leaves out (spans below a request's, what `filter` refuses) is not made at all. As filters of the log layer
+/// alone they would not be enough: a span its only layer refuses is still made, its fields recorded.
+fn log_subscriber<W>(filter: EnvFilter, ansi: bool, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(filter_fn(no_secret_derived))
+        .with(logged_spans())
+        .with(fmt_layer(ansi, writer))
+}
+
 /// What must be flushed before the process exits.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
@@ -51,11 +109,13 @@ pub fn init(otlp_endpoint: Option<&str>, instance: &str) -> anyhow::Result<Telem
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // Colours only on a terminal: a log file or the journal gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt::layer().with_ansi(ansi).with_filter(filter.and(filter_fn(no_secret_derived)));
     let Some(endpoint) = otlp_endpoint else {
-        tracing_subscriber::registry().with(logs).try_init().context("installing the log subscriber")?;
+        log_subscriber(filter, ansi, std::io::stderr).try_init().context("installing the log subscriber")?;
         return Ok(Telemetry { provider: None });
     };
+    // The same filters, for the log layer alone: the traces take what they take.
+    let logs =
+        fmt_layer(ansi, std::io::stderr).with_filter(filter.and(filter_fn(no_secret_derived)).and(logged_spans()));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -115,7 +175,64 @@ pub fn check_endpoint(endpoint: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::Mutex;
+
     use super::*;
+
+    /// The log lines written so far.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn take(&self) -> String {
+            String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_line_logged_in_a_request_names_the_request_span_and_none_below_it() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = log_subscriber(EnvFilter::new("info"), false, move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let actor = tracing::info_span!("Actor", name = "s3_sup");
+            let _actor = actor.enter();
+            let request = tracing::info_span!(REQUEST_SPAN, http.request.method = "PUT");
+            {
+                let _request = request.enter();
+                let operation = tracing::info_span!("put_object", bucket = "photos");
+                let _operation = operation.enter();
+                let session = tracing::info_span!("Actor", name = "session");
+                let _session = session.enter();
+                assert!(operation.is_disabled() && session.is_disabled(), "no span below a request is made");
+                assert!(!request.is_disabled());
+                tracing::warn!("inside a request");
+            }
+            let sup = tracing::info_span!("Actor", name = "child");
+            let _sup = sup.enter();
+            tracing::warn!("outside a request");
+        });
+        let logged = lines.take();
+        let inside = logged.lines().find(|l| l.contains("inside a request")).unwrap();
+        assert!(inside.contains(r#"Actor{name="s3_sup"}:s3.request{http.request.method="PUT"}:"#), "{inside}");
+        assert!(!inside.contains("put_object") && !inside.contains("session"), "{inside}");
+        let outside = logged.lines().find(|l| l.contains("outside a request")).unwrap();
+        assert!(
+            outside.contains(r#"Actor{name="s3_sup"}:Actor{name="child"}:"#),
+            "spans outside requests stay: {outside}"
+        );
+    }
 
     #[test]
     fn otlp_endpoints_must_be_plain_http_urls() {

@@ -203,10 +203,13 @@ impl RefusalLog {
 }
 
 /// The span of one S3 request, a child of the caller's span when the request carries a `traceparent`.
+/// The name of the span of each S3 request.
+pub const REQUEST_SPAN: &str = "s3.request";
+
 fn request_span(req: &Request<Incoming>) -> tracing::Span {
     let span = tracing::info_span!(
-        "s3.request",
-        otel.name = "s3.request",
+        REQUEST_SPAN,
+        otel.name = REQUEST_SPAN,
         otel.kind = "server",
         http.request.method = %req.method(),
         s3.operation = tracing::field::Empty,
