@@ -213,20 +213,26 @@ impl Actor for Supervisor {
         event: SupervisionEvent,
         state: &mut SupState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, why) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, format!("stopped: {reason:?}")),
+        // Described only when it is to be told: a temporary actor (one per S3 request) that ends well is the
+        // common case, and costs no formatting.
+        let (cell, why) = match &event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, Err(err)),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, Ok(reason)),
             _ => return Ok(()),
+        };
+        let describe = || match why {
+            Err(err) => format!("failed: {err}"),
+            Ok(reason) => format!("stopped: {reason:?}"),
         };
         let running = |c: &Option<ActorCell>| c.as_ref().is_some_and(|c| c.get_id() == cell.get_id());
         let Some(pos) = state.children.iter().position(|(_, c)| running(c)) else {
-            if why.starts_with("failed") {
+            if why.is_err() {
                 state.stats.temporary_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(supervisor = state.name, actor = %cell.get_id(), "temporary actor {why}");
+                tracing::error!(supervisor = state.name, actor = %cell.get_id(), "temporary actor {}", describe());
             }
             return Ok(());
         };
-        state.failed(&me, pos, why);
+        state.failed(&me, pos, describe());
         Ok(())
     }
 
