@@ -9,11 +9,11 @@
 //! Spans carry the operation, bucket and key, never a credential or a key (SSE-C key headers are marked
 //! sensitive before any span or log can see a request).
 //!
-//! A log line names the spans it was logged in: the actors around it and, inside an S3 request, that request's
-//! span alone (its method, operation and status). The spans below a request (its operation, its session actor,
-//! the signature check, segment writes, commits) are left out of the log: the log layer would format their
-//! fields for every request, though few requests ever log a line, and with `--otlp-endpoint` the traces
-//! carry them.
+//! A log line names the spans it was logged in: the actors around it and, inside an S3 request, the request's
+//! span (its method) and its operation's (bucket and key). The spans below those (the session actor, the S3
+//! library's signature checks, segment writes, commits) are left out of the log: the log layer would format
+//! their fields for every request, though few requests ever log a line, and with `--otlp-endpoint` the traces
+//! carry them. A `RUST_LOG` that names spans (`[write_segment]=debug`) keeps them all, so that it still works.
 //!
 //! The S3 library's own debug and trace events are never logged, whatever `RUST_LOG` says: they print whole
 //! requests and, on a signature mismatch, the signature the request should have carried, from which anyone
@@ -52,27 +52,46 @@ fn no_secret_derived(meta: &tracing::Metadata<'_>) -> bool {
     !(library && matches!(*meta.level(), tracing::Level::DEBUG | tracing::Level::TRACE))
 }
 
-/// False for a span opened inside an S3 request's span: the log leaves it out (see the module's docs). Within a
-/// request, the innermost span the log keeps is the request's own, since it keeps none below it.
+/// False for a span the log leaves out (see the module's docs): one opened beneath a request's operation span,
+/// or one opened right under a request's span by a library (the S3 library's signature checks). Those it
+/// leaves out are not the current span of anything it keeps, so the current span it sees inside a request is
+/// the request's or the operation's.
 fn logged_span<S>(meta: &tracing::Metadata<'_>, cx: &Context<'_, S>) -> bool
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    !meta.is_span() || cx.lookup_current().is_none_or(|current| current.name() != REQUEST_SPAN)
+    if !meta.is_span() {
+        return true;
+    }
+    let Some(current) = cx.lookup_current() else { return true };
+    if current.name() == REQUEST_SPAN {
+        return meta.target().starts_with("hoard");
+    }
+    current.parent().is_none_or(|parent| parent.name() != REQUEST_SPAN)
 }
 
-/// Spans below a request's refused, events let through without a look.
-fn logged_spans<S>() -> DynFilterFn<S, impl Fn(&tracing::Metadata<'_>, &Context<'_, S>) -> bool>
+/// Whether a log filter names spans (`[name]`, `[{field=value}]`): then every span is kept, so that it matches.
+fn names_spans(filter: &str) -> bool {
+    filter.contains('[')
+}
+
+/// A filter of spans by their context.
+type SpanFilter<S> = DynFilterFn<
+    S,
+    fn(&tracing::Metadata<'_>, &Context<'_, S>) -> bool,
+    fn(&'static tracing::Metadata<'static>) -> Interest,
+>;
+
+/// The spans the log leaves out refused, events let through without a look; `None` (every span kept) when
+/// the log filter names spans.
+fn logged_spans<S>(filter: &str) -> Option<SpanFilter<S>>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    DynFilterFn::new(logged_span::<S>).with_callsite_filter(|meta| {
-        if meta.is_span() {
-            Interest::sometimes()
-        } else {
-            Interest::always()
-        }
-    })
+    let span: fn(&tracing::Metadata<'_>, &Context<'_, S>) -> bool = logged_span::<S>;
+    let callsite: fn(&'static tracing::Metadata<'static>) -> Interest =
+        |meta| if meta.is_span() { Interest::sometimes() } else { Interest::always() };
+    (!names_spans(filter)).then(|| DynFilterFn::new(span).with_callsite_filter(callsite))
 }
 
 fn fmt_layer<S, W>(ansi: bool, writer: W) -> tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>
@@ -90,10 +109,11 @@ fn log_subscriber<W>(filter: EnvFilter, ansi: bool, writer: W) -> impl tracing::
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    let spans = logged_spans(&filter.to_string());
     tracing_subscriber::registry()
         .with(filter)
         .with(filter_fn(no_secret_derived))
-        .with(logged_spans())
+        .with(spans)
         .with(fmt_layer(ansi, writer))
 }
 
@@ -114,8 +134,8 @@ pub fn init(otlp_endpoint: Option<&str>, instance: &str) -> anyhow::Result<Telem
         return Ok(Telemetry { provider: None });
     };
     // The same filters, for the log layer alone: the traces take what they take.
-    let logs =
-        fmt_layer(ansi, std::io::stderr).with_filter(filter.and(filter_fn(no_secret_derived)).and(logged_spans()));
+    let spans = logged_spans(&filter.to_string());
+    let logs = fmt_layer(ansi, std::io::stderr).with_filter(filter.and(filter_fn(no_secret_derived)).and(spans));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -200,38 +220,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_line_logged_in_a_request_names_the_request_span_and_none_below_it() {
+    /// Logs, through the subscriber of a node without trace export, a line inside a request's operation and a
+    /// line outside any request; returns what was logged and whether the spans below the operation were made.
+    fn log_a_request(filter: &str) -> (String, bool) {
         let lines = Lines::default();
         let writer = lines.clone();
-        let subscriber = log_subscriber(EnvFilter::new("info"), false, move || writer.clone());
-        tracing::subscriber::with_default(subscriber, || {
+        let subscriber = log_subscriber(EnvFilter::new(filter), false, move || writer.clone());
+        let made_below = tracing::subscriber::with_default(subscriber, || {
             let actor = tracing::info_span!("Actor", name = "s3_sup");
             let _actor = actor.enter();
-            let request = tracing::info_span!(REQUEST_SPAN, http.request.method = "PUT");
-            {
+            let made_below = {
+                let request = tracing::info_span!(REQUEST_SPAN, http.request.method = "PUT");
                 let _request = request.enter();
-                let operation = tracing::info_span!("put_object", bucket = "photos");
+                let check = tracing::info_span!(target: "s3s::ops", "v4_check");
+                drop(check.enter());
+                let operation = tracing::info_span!("put_object", bucket = "photos", key = "cat.jpg");
                 let _operation = operation.enter();
-                let session = tracing::info_span!("Actor", name = "session");
+                let session = tracing::info_span!(target: "ractor::actor", "Actor", name = "session");
                 let _session = session.enter();
-                assert!(operation.is_disabled() && session.is_disabled(), "no span below a request is made");
-                assert!(!request.is_disabled());
+                let segment = tracing::info_span!("write_segment", part = 1);
+                let _segment = segment.enter();
                 tracing::warn!("inside a request");
-            }
+                tracing::debug!("debug inside a segment write");
+                assert!(!request.is_disabled() && !operation.is_disabled());
+                !(check.is_disabled() && session.is_disabled() && segment.is_disabled())
+            };
             let sup = tracing::info_span!("Actor", name = "child");
             let _sup = sup.enter();
             tracing::warn!("outside a request");
+            made_below
         });
-        let logged = lines.take();
-        let inside = logged.lines().find(|l| l.contains("inside a request")).unwrap();
-        assert!(inside.contains(r#"Actor{name="s3_sup"}:s3.request{http.request.method="PUT"}:"#), "{inside}");
-        assert!(!inside.contains("put_object") && !inside.contains("session"), "{inside}");
-        let outside = logged.lines().find(|l| l.contains("outside a request")).unwrap();
+        (lines.take(), made_below)
+    }
+
+    fn line<'a>(logged: &'a str, with: &str) -> &'a str {
+        logged.lines().find(|l| l.contains(with)).unwrap_or_else(|| panic!("no line with {with:?} in {logged}"))
+    }
+
+    #[test]
+    fn a_line_logged_in_a_request_names_the_request_and_its_operation_and_no_span_below() {
+        let (logged, made_below) = log_a_request("info");
+        assert!(!made_below, "no span below a request's operation is made, nor a library's under the request");
+        let inside = line(&logged, "inside a request");
+        let context =
+            r#"Actor{name="s3_sup"}:s3.request{http.request.method="PUT"}:put_object{bucket="photos" key="cat.jpg"}:"#;
+        assert!(inside.contains(context), "{inside}");
+        assert!(!inside.contains("session") && !inside.contains("write_segment"), "{inside}");
+        assert!(!logged.contains("debug inside"), "{logged}");
+        let outside = line(&logged, "outside a request");
         assert!(
             outside.contains(r#"Actor{name="s3_sup"}:Actor{name="child"}:"#),
             "spans outside requests stay: {outside}"
         );
+    }
+
+    #[test]
+    fn a_log_filter_that_names_a_span_keeps_every_span() {
+        let (logged, made_below) = log_a_request("info,[write_segment]=debug");
+        assert!(made_below);
+        let debug = line(&logged, "debug inside a segment write");
+        assert!(debug.contains("write_segment{part=1}"), "{debug}");
+        assert!(line(&logged, "inside a request").contains(r#"Actor{name="session"}"#));
     }
 
     #[test]

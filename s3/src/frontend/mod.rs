@@ -202,10 +202,10 @@ impl RefusalLog {
     }
 }
 
-/// The span of one S3 request, a child of the caller's span when the request carries a `traceparent`.
 /// The name of the span of each S3 request.
 pub const REQUEST_SPAN: &str = "s3.request";
 
+/// The span of one S3 request, a child of the caller's span when the request carries a `traceparent`.
 fn request_span(req: &Request<Incoming>) -> tracing::Span {
     let span = tracing::info_span!(
         REQUEST_SPAN,
