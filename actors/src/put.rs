@@ -252,11 +252,13 @@ where
     let mut carry = Bytes::new();
     let mut body = body;
     let mut ended = false;
-    // One block's pieces are written while the next block is read and coded: disks and CPU overlap,
-    // and at most two blocks are in memory.
-    let mut in_flight: Option<Vec<Bytes>> = None;
+    // Three stages overlap, one block in each: the body is read into a block while the block before it is
+    // digested and coded and the pieces of the one before that are written. Reading never waits for a
+    // digest, so the client's bytes keep flowing; at most three blocks are in memory.
+    let mut to_code: Option<(Bytes, BlockPlace)> = None;
+    let mut to_write: Option<Vec<Bytes>> = None;
     loop {
-        let next = async {
+        let read = async {
             if ended && carry.is_empty() {
                 return Ok(None);
             }
@@ -287,9 +289,12 @@ where
             if filling.is_empty() && (sealer.is_none() || index > 0) {
                 return Ok(None);
             }
-            let block = Bytes::from(filling);
             let place = BlockPlace { index, last: ended && carry.is_empty() };
             index += 1;
+            Ok::<_, ActorError>(Some((Bytes::from(filling), place)))
+        };
+        let code = async {
+            let Some((block, place)) = to_code.take() else { return Ok(None) };
             let state = digest.take().ok_or(ActorError::Invalid("digest state lost".into()))?;
             // Digest and the stored form side by side: waiting for the digest would leave fewer blocks of
             // concurrent PUTs to hash together. A block whose digest is done by the time its seal begins is sealed
@@ -309,13 +314,13 @@ where
             size += len;
             Ok::<_, ActorError>(Some(pieces))
         };
-        let previous = in_flight.take();
-        let write = append_all(&mut writers, previous);
-        let (next, ()) = tokio::join!(next, write);
+        let write = append_all(&mut writers, to_write.take());
+        let (read, coded, ()) = tokio::join!(read, code, write);
         check_quorum(&writers, &layout)?;
-        match next? {
-            Some(pieces) => in_flight = Some(pieces),
-            None => break,
+        to_write = coded?;
+        to_code = read?;
+        if to_code.is_none() && to_write.is_none() {
+            break;
         }
     }
     let digest = digest.ok_or(ActorError::Invalid("digest state lost".into()))?;
