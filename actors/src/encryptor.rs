@@ -272,6 +272,10 @@ struct DigestQueue {
     draining: AtomicBool,
     /// Seal and open jobs sent to a worker and not yet begun: a turn of digests ends early for them.
     blocks_waiting: AtomicUsize,
+    /// Plain PUT streams under way ([`EncryptorPool::stream`]), whose next blocks a turn waits for a little.
+    streams: AtomicUsize,
+    /// Told of each job queued.
+    arrived: tokio::sync::Notify,
 }
 
 impl DigestQueue {
@@ -311,12 +315,46 @@ const DIGEST_TURN: usize = 16 * 1024 * 1024;
 /// unencrypted). Plain PUTs keep the long turns, whose hand-overs cost less.
 const DIGEST_TURN_YIELDING: usize = 1024 * 1024;
 
+/// How long a turn waits, before it begins, for a block from every plain stream under way (up to
+/// [`md5::LANES`]). MD5 costs the same per step for one lane as for four: streams that arrive one after another
+/// and are hashed alone cost up to four times the CPU of the same blocks hashed together. A plain PUT digests
+/// each block while its pieces are written, so the wait holds up no stream.
+const DIGEST_GATHER: Duration = Duration::from_millis(2);
+
+/// A plain stream of blocks under way ([`EncryptorPool::stream`]).
+pub struct DigestStream(Arc<DigestQueue>);
+
+impl Drop for DigestStream {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits until the queue holds a job from as many streams as are under way (at most [`md5::LANES`]), or
+/// for [`DIGEST_GATHER`]; not at all while a seal or open job waits for a worker.
+async fn gather(queue: &DigestQueue) {
+    let until = tokio::time::Instant::now() + DIGEST_GATHER;
+    loop {
+        let want = queue.streams.load(Ordering::SeqCst).clamp(1, md5::LANES);
+        let queued = queue.jobs().len();
+        // An empty queue was drained by the turn before: this one ends at once.
+        if queued == 0 || queued >= want || queue.blocks_waiting.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        // A job queued since the check left a permit: this returns at once.
+        if tokio::time::timeout_at(until, queue.arrived.notified()).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Hashes jobs from the queue, up to [`md5::LANES`] side by side, taking new ones into free lanes as they
 /// arrive, for one turn; then hands the queue on to the next worker if jobs are left.
 async fn drain_digests(mut ticket: DrainTicket) {
     let pool = ticket.pool.clone();
     let queue = pool.digests.clone();
     let turn = queue.clone();
+    gather(&queue).await;
     // An error here is only the blocking pool refusing work: the jobs stay queued for the next turn.
     if let Err(e) = blocking::run(move || {
         digest_turn(&turn);
@@ -395,6 +433,7 @@ impl EncryptorPool {
     pub async fn digest(&self, state: Box<DigestState>, block: Bytes) -> Result<Box<DigestState>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.digests.jobs().push_back(DigestJob { state, block, reply });
+        self.digests.arrived.notify_one();
         if !self.digests.draining.swap(true, Ordering::SeqCst) {
             self.ask_to_drain();
         }
@@ -403,6 +442,12 @@ impl EncryptorPool {
             Ok(Err(_)) => Err(ActorError::Unavailable("encryptor pool")),
             Err(_) => Err(ActorError::Timeout("encryptor pool")),
         }
+    }
+
+    /// Counts a plain stream of blocks among those a turn of digests gathers from, until it is dropped.
+    pub fn stream(&self) -> DigestStream {
+        self.digests.streams.fetch_add(1, Ordering::SeqCst);
+        DigestStream(self.digests.clone())
     }
 
     /// Asks a worker to drain the digest queue; the caller has just set the drain flag, which the ticket
@@ -487,6 +532,65 @@ mod tests {
             crc.update(&data);
             assert_eq!(got.checksums, crc.finish().checksums);
         }
+    }
+
+    /// A turn waits for a block from each plain stream under way, up to four: it begins as soon as the last
+    /// of them is queued, or after [`DIGEST_GATHER`] if one never comes, and at once with one stream or none.
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_gathers_a_block_of_every_plain_stream_under_way() {
+        let pool = EncryptorPool::new(1);
+        let queue = pool.digests.clone();
+        let mut answers = Vec::new();
+        let mut queue_one = || {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let state = Box::new(DigestState::new(ChecksumSet::default()));
+            queue.jobs().push_back(DigestJob { state, block: Bytes::from_static(b"block"), reply });
+            queue.arrived.notify_one();
+            answers.push(answer);
+        };
+        let began = tokio::time::Instant::now();
+        queue_one();
+        gather(&queue).await;
+        assert_eq!(began.elapsed(), Duration::ZERO, "no stream: nothing to wait for");
+        queue.jobs().clear();
+        gather(&queue).await;
+        assert_eq!(began.elapsed(), Duration::ZERO, "an empty queue: nothing to wait for");
+
+        let streams: Vec<DigestStream> = (0..6).map(|_| pool.stream()).collect();
+        queue_one();
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { gather(&queue).await }
+        });
+        // The timer's resolution is a millisecond.
+        tokio::time::sleep(DIGEST_GATHER / 2).await;
+        queue_one();
+        queue_one();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished(), "three of four lanes");
+        queue_one();
+        waiting.await.unwrap();
+        assert_eq!(began.elapsed(), DIGEST_GATHER / 2, "the fourth block began the turn");
+
+        queue.jobs().clear();
+        queue_one();
+        let began = tokio::time::Instant::now();
+        gather(&queue).await;
+        assert_eq!(began.elapsed(), DIGEST_GATHER, "a stream that sends nothing holds the turn back no longer");
+
+        let seal = Waiting::new(&queue);
+        let began = tokio::time::Instant::now();
+        gather(&queue).await;
+        assert_eq!(began.elapsed(), Duration::ZERO, "a seal waits for a worker");
+        drop(seal);
+
+        drop(streams);
+        assert_eq!(queue.streams.load(Ordering::SeqCst), 0);
+        let began = tokio::time::Instant::now();
+        gather(&queue).await;
+        assert_eq!(began.elapsed(), Duration::ZERO, "the streams have ended");
     }
 
     /// A turn of digests hashes on while no seal or open job waits (eight 1 MiB blocks, well within a turn),

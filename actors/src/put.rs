@@ -257,6 +257,9 @@ where
     // digest, so the client's bytes keep flowing; at most three blocks are in memory.
     let mut to_code: Option<(Bytes, BlockPlace)> = None;
     let mut to_write: Option<Vec<Bytes>> = None;
+    let mut undigested: Option<Bytes> = None;
+    // Plain streams count among those the digest queue gathers blocks from.
+    let _stream = sealer.is_none().then(|| ctx.encryptor.stream());
     loop {
         let read = async {
             if ended && carry.is_empty() {
@@ -293,12 +296,22 @@ where
             index += 1;
             Ok::<_, ActorError>(Some((Bytes::from(filling), place)))
         };
+        // A sealed block's digest runs beside its seal (waiting for the digest would leave fewer blocks of
+        // concurrent PUTs to hash together; a block whose digest is done when its seal begins is sealed where
+        // it lies, others in a copy). A plain block's runs beside the writing of its pieces, which are views of
+        // it: coding the next block never waits for the digest queue, which may hold a block back a little to
+        // hash it beside those of other PUTs.
+        let lost = || ActorError::Invalid("digest state lost".into());
+        let seal_state = match (&sealer, &to_code) {
+            (Some(_), Some(_)) => Some(digest.take().ok_or_else(lost)?),
+            _ => None,
+        };
+        let late_state = match &undigested {
+            Some(_) => Some(digest.take().ok_or_else(lost)?),
+            None => None,
+        };
         let code = async {
             let Some((block, place)) = to_code.take() else { return Ok(None) };
-            let state = digest.take().ok_or(ActorError::Invalid("digest state lost".into()))?;
-            // Digest and the stored form side by side: waiting for the digest would leave fewer blocks of
-            // concurrent PUTs to hash together. A block whose digest is done by the time its seal begins is sealed
-            // where it lies, others in a copy; the tag is coded after the ciphertext as if they were one buffer.
             let to_store = block.clone();
             let coded = async {
                 let parts = match &sealer {
@@ -306,20 +319,43 @@ where
                     Some(sealer) => ctx.encryptor.seal(sealer.clone(), place, to_store).await?.parts(),
                 };
                 let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                // The tag is coded after the ciphertext as if they were one buffer.
                 Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, parts).await?))
             };
-            let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
-            digest = Some(d?);
-            let (len, pieces) = coded?;
-            size += len;
-            Ok::<_, ActorError>(Some(pieces))
+            let (state, (len, pieces), late) = match seal_state {
+                Some(state) => {
+                    let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
+                    (Some(d?), coded?, None)
+                }
+                None => (None, coded.await?, Some(block)),
+            };
+            Ok::<_, ActorError>(Some((len, pieces, state, late)))
         };
         let write = append_all(&mut writers, to_write.take());
-        let (read, coded, ()) = tokio::join!(read, code, write);
+        let digest_late = async {
+            match (undigested.take(), late_state) {
+                (Some(block), Some(state)) => Ok(Some(ctx.encryptor.digest(state, block).await?)),
+                _ => Ok::<_, ActorError>(None),
+            }
+        };
+        let (read, coded, (), digested) = tokio::join!(read, code, write, digest_late);
         check_quorum(&writers, &layout)?;
-        to_write = coded?;
+        if let Some(state) = digested? {
+            digest = Some(state);
+        }
+        to_write = match coded? {
+            Some((len, pieces, state, late)) => {
+                size += len;
+                if let Some(state) = state {
+                    digest = Some(state);
+                }
+                undigested = late;
+                Some(pieces)
+            }
+            None => None,
+        };
         to_code = read?;
-        if to_code.is_none() && to_write.is_none() {
+        if to_code.is_none() && to_write.is_none() && undigested.is_none() {
             break;
         }
     }
