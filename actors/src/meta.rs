@@ -370,6 +370,27 @@ pub fn read_outcome(r: ReadIndexResult) -> std::result::Result<Option<u64>, Forw
     }
 }
 
+/// Times a leader asks its followers again to confirm a read index when too few of them answered in time.
+const READ_CONFIRM_ATTEMPTS: usize = 3;
+
+/// Confirms a read index at this node (`Raft::ensure_linearizable`). When too few followers answered in time
+/// (one slow under load misses the heartbeat's deadline) it asks again after a pause, up to
+/// [`READ_CONFIRM_ATTEMPTS`] times in all: a read has no effect that could happen twice, and a quorum that is
+/// really gone still fails within a second.
+pub async fn confirm_read(raft: &Raft) -> std::result::Result<Option<u64>, ForwardError> {
+    let mut attempt = 1;
+    loop {
+        match raft.ensure_linearizable().await {
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) if attempt < READ_CONFIRM_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "too few followers confirmed a read index; asking again");
+                attempt += 1;
+                tokio::time::sleep(crate::transport::policy::RETRY_PAUSE).await;
+            }
+            r => return read_outcome(r),
+        }
+    }
+}
+
 /// Forwarding inside one process: a direct call on the leader's Raft, where the network reaches it.
 pub struct InProcessForward(pub MetaNetwork);
 
@@ -387,7 +408,7 @@ impl Forward for InProcessForward {
 
     fn read_index(&self, leader: NodeId, _addr: &NodeAddr) -> ForwardFuture<Option<u64>> {
         let raft = self.leader(leader);
-        Box::pin(async move { read_outcome(raft?.ensure_linearizable().await) })
+        Box::pin(async move { confirm_read(&raft?).await })
     }
 
     fn membership(&self, leader: NodeId, _addr: &NodeAddr, change: MembershipChange) -> ForwardFuture<u64> {
@@ -488,7 +509,7 @@ async fn read_barrier(raft: &Raft, forward: &Arc<dyn Forward>, me: NodeId) -> Re
     let (leader, index) = at_leader(raft, me, true, |leader, addr| {
         if leader == me {
             let raft = raft.clone();
-            Box::pin(async move { read_outcome(raft.ensure_linearizable().await) })
+            Box::pin(async move { confirm_read(&raft).await })
         } else {
             forward.read_index(leader, addr)
         }

@@ -2,8 +2,9 @@
 //! object, sealing (encryptor pool) → Reed-Solomon (EC pool) → one piece per shard file → sync.
 //!
 //! Invariants:
-//! - Memory per stream is bounded by about two blocks plus their pieces, whatever the stream's length:
-//!   the body is read one block at a time and each block's pieces are on disk before the next is cut.
+//! - Memory per stream is bounded by about three blocks plus their pieces, whatever the stream's length:
+//!   the body is read one block at a time, while the block before it is coded and the pieces of the one
+//!   before that are written; a block's pieces are on disk before the block two after it is cut.
 //! - Nothing here is visible to readers. The caller commits the returned segment through metadata;
 //!   if it never does, the shard files are orphans that scrub removes after its grace period.
 //! - A segment is returned only if at least the write quorum of shard files were synced; shard files

@@ -41,7 +41,7 @@ use tracing::Instrument as _;
 use super::join::JoinService;
 use super::policy;
 use super::wire;
-use crate::meta::read_outcome;
+use crate::meta::confirm_read;
 use crate::meta::write_outcome;
 use crate::meta::ForwardError;
 use crate::net::Listener;
@@ -225,7 +225,7 @@ impl Meta for Services {
     async fn read_index(&self, request: Request<rpc::Empty>) -> Result<Response<RaftMessage>, Status> {
         let span = super::trace::server_span(request.metadata(), "meta.read_index");
         async move {
-            let outcome = read_outcome(self.raft().await?.ensure_linearizable().await);
+            let outcome = confirm_read(&self.raft().await?).await;
             Ok(Response::new(wire::encode_raft(&ForwardAnswer::from(outcome))?))
         }
         .instrument(span)

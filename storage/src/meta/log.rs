@@ -11,7 +11,11 @@
 //!   before the log entries that could rebuild them disappear.
 //! - Every change of the log is one atomic batch (append, truncate, purge + last purged id), so the log
 //!   never has a hole, whatever a crash interrupts.
+//! - The entries appended last are also kept decoded in memory ([`Recent`]), changed under one lock with
+//!   the database: a read is answered from them only when they hold its whole range, and they are always a
+//!   run of the log as stored, so a read gives the same entries either way.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::Bound;
@@ -19,6 +23,8 @@ use std::ops::RangeBounds;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
 
 use fjall::PersistMode;
 use hoard_protocol::decode;
@@ -130,15 +136,94 @@ fn flush(jobs: Vec<FlushJob>) {
     }
 }
 
-/// The Raft log storage. Cheap to clone; clones share the database (one is the log reader).
+/// At most this many entries are kept in [`Recent`]...
+const RECENT_ENTRIES: usize = 1024;
+/// ...and at most this many bytes of them, as stored.
+const RECENT_BYTES: usize = 1 << 20;
+
+/// The entries appended last, decoded. The state machine applies each entry moments after its append, and
+/// reading it back from the database (a range scan and a decode) would sit on every commit's path. They are
+/// a run of consecutive entries ending at the last one appended, or none (after a start, or after a change
+/// that left them otherwise), bounded by [`RECENT_ENTRIES`] and [`RECENT_BYTES`].
+#[derive(Default)]
+struct Recent {
+    /// Each entry with its stored size.
+    entries: VecDeque<(Entry<TypeConfig>, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn push(&mut self, entry: Entry<TypeConfig>, size: usize) {
+        if self.entries.back().is_some_and(|(last, _)| last.log_id.index.checked_add(1) != Some(entry.log_id.index)) {
+            self.clear();
+        }
+        self.bytes += size;
+        self.entries.push_back((entry, size));
+        while self.entries.len() > RECENT_ENTRIES || self.bytes > RECENT_BYTES {
+            match self.entries.pop_front() {
+                Some((_, size)) => self.bytes -= size,
+                None => break,
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops the entries in `range`; all of them if what is left is not one run.
+    fn remove(&mut self, range: (Bound<u64>, Bound<u64>)) {
+        self.entries.retain(|(e, _)| !range.contains(&e.log_id.index));
+        self.bytes = self.entries.iter().map(|(_, size)| size).sum();
+        let run = self
+            .entries
+            .iter()
+            .zip(self.entries.iter().skip(1))
+            .all(|((a, _), (b, _))| a.log_id.index.checked_add(1) == Some(b.log_id.index));
+        if !run {
+            self.clear();
+        }
+    }
+
+    /// The entries in `[start, end)` if every one of them is here (an empty range whose start is here too).
+    fn get(&self, start: Bound<&u64>, end: Bound<&u64>) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = self.entries.front()?.0.log_id.index;
+        let next = self.entries.back()?.0.log_id.index.checked_add(1)?;
+        let from = match start {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.checked_add(1)?,
+            Bound::Unbounded => return None,
+        };
+        let to = match end {
+            Bound::Included(i) => i.checked_add(1)?,
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => next,
+        };
+        if from < first || from > next || to > next {
+            return None;
+        }
+        let (from, to) = ((from - first) as usize, (to.max(from) - first) as usize);
+        Some(self.entries.range(from..to).map(|(e, _)| e.clone()).collect())
+    }
+}
+
+/// The Raft log storage. Cheap to clone; clones share the database and the recent entries (one clone is the
+/// log reader).
 #[derive(Clone)]
 pub struct LogStore {
     store: Arc<Store>,
+    recent: Arc<Mutex<Recent>>,
 }
 
 impl LogStore {
     pub(crate) fn new(store: Arc<Store>) -> LogStore {
-        LogStore { store }
+        LogStore { store, recent: Arc::default() }
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        // Every change leaves `Recent` whole or empties it first: a panic elsewhere left it usable.
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether this node has ever been part of a Raft group (a vote or any log was written), i.e. whether
@@ -169,6 +254,10 @@ impl LogStore {
     }
 
     fn entries(&self, start: Bound<&u64>, end: Bound<&u64>) -> Result<Vec<Entry<TypeConfig>>> {
+        let recent = self.recent();
+        if let Some(entries) = recent.get(start, end) {
+            return Ok(entries);
+        }
         let range = (start.map(|i| log_key(*i)), end.map(|i| log_key(*i)));
         let mut out = Vec::new();
         for guard in self.store.ks(Ks::RaftLog).range(range) {
@@ -187,6 +276,8 @@ impl LogStore {
         let log = self.store.ks(Ks::RaftLog);
         let mut batch = self.store.db.batch();
         let mut bytes = 0;
+        let mut written = Vec::new();
+        let mut recent = self.recent();
         for entry in entries {
             if let EntryPayload::Membership(m) = &entry.payload {
                 if m.voter_ids().nth(1).is_some() {
@@ -195,16 +286,24 @@ impl LogStore {
                 }
             }
             let value = encode(&entry);
-            bytes += value.len();
+            let size = value.len();
+            bytes += size;
             batch.insert(log, log_key(entry.log_id.index), value);
+            written.push((entry, size));
         }
         batch.commit()?;
         self.store.growth.wrote(bytes);
+        for (entry, size) in written {
+            recent.push(entry, size);
+        }
         Ok(())
     }
 
     /// Removes `[from, to)` in one batch, optionally recording the new last purged id with it.
     fn remove_range(&self, from: Bound<u64>, to: Bound<u64>, purged: Option<&LogId<u64>>) -> Result<()> {
+        let mut recent = self.recent();
+        // A purge removes everything up to `to`, whatever it starts the scan at.
+        recent.remove((if purged.is_some() { Bound::Unbounded } else { from }, to));
         let log = self.store.ks(Ks::RaftLog);
         let mut batch = self.store.db.batch();
         let range = (from.map(log_key), to.map(log_key));
@@ -294,10 +393,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<u64>) -> std::result::Result<(), StorageError<u64>> {
         tracing::debug!(%log_id, "purging the metadata log");
         sto(self.sync().await, StorageIOError::write_logs)?;
-        sto(
-            self.remove_range(Bound::Unbounded, Bound::Included(log_id.index), Some(&log_id)),
-            StorageIOError::write_logs,
-        )
+        // Entries up to the last purge are gone already: starting after it skips their tombstones.
+        let from = match sto(self.last_purged(), StorageIOError::read_logs)? {
+            Some(purged) => Bound::Excluded(purged.index),
+            None => Bound::Unbounded,
+        };
+        sto(self.remove_range(from, Bound::Included(log_id.index), Some(&log_id)), StorageIOError::write_logs)
     }
 }
 
@@ -307,6 +408,76 @@ mod tests {
     use crate::meta::test_support::bucket;
     use crate::meta::test_support::config;
     use crate::meta::test_support::TestNode;
+
+    fn test_entry(term: u64, index: u64) -> Entry<TypeConfig> {
+        use openraft::CommittedLeaderId;
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(bucket(&format!("b{term}-{index}"))),
+        }
+    }
+
+    /// Every read of `log`, for every kind of bound around indices 0..=22, against the same read of the
+    /// database alone (a store with no recent entries).
+    fn assert_reads_match_the_database(log: &LogStore, what: &str) {
+        let cold = LogStore::new(log.store.clone());
+        let bounds = |i: u64| [Bound::Included(i), Bound::Excluded(i)];
+        let all: Vec<Bound<u64>> = std::iter::once(Bound::Unbounded).chain((0..=22).flat_map(bounds)).collect();
+        for start in &all {
+            for end in &all {
+                let (start, end) = (start.as_ref(), end.as_ref());
+                let got = log.entries(start, end).unwrap();
+                let stored = cold.entries(start, end).unwrap();
+                assert_eq!(format!("{got:?}"), format!("{stored:?}"), "{what}: {start:?}..{end:?}");
+            }
+        }
+    }
+
+    /// Reads answered from the recent entries are the reads of the database, for every kind of bound, across
+    /// appends, a truncation and a rewrite, two purges and a gap in what was appended.
+    #[test]
+    fn recent_entries_answer_reads_as_the_database_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _, _) = crate::meta::open(dir.path()).unwrap();
+        log.write_entries((1..=10).map(|i| test_entry(1, i))).unwrap();
+        assert!(log.recent().get(Bound::Included(&3), Bound::Excluded(&8)).is_some(), "held in memory");
+        assert_reads_match_the_database(&log, "appended");
+
+        log.remove_range(Bound::Included(7), Bound::Unbounded, None).unwrap();
+        assert_reads_match_the_database(&log, "truncated at 7");
+        log.write_entries((7..=9).map(|i| test_entry(2, i))).unwrap();
+        assert_eq!(log.entries(Bound::Included(&9), Bound::Unbounded).unwrap()[0].log_id.leader_id.term, 2);
+        assert_reads_match_the_database(&log, "rewritten in term 2");
+
+        let purged = |index: u64| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+        log.remove_range(Bound::Unbounded, Bound::Included(3), Some(&purged(3))).unwrap();
+        assert_reads_match_the_database(&log, "purged to 3");
+        log.remove_range(Bound::Excluded(3), Bound::Included(5), Some(&purged(5))).unwrap();
+        assert_reads_match_the_database(&log, "purged to 5, scanning from 4");
+        assert!(log.recent().get(Bound::Included(&6), Bound::Unbounded).is_some(), "6..=9 still in memory");
+
+        log.write_entries([test_entry(2, 20)]).unwrap();
+        assert!(log.recent().get(Bound::Included(&9), Bound::Unbounded).is_none(), "a gap: only 20 is kept");
+        assert_reads_match_the_database(&log, "after a gap");
+    }
+
+    /// The recent entries are bounded: the oldest go first, and reads of them go to the database.
+    #[test]
+    fn recent_entries_keep_only_the_last_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _, _) = crate::meta::open(dir.path()).unwrap();
+        let n = RECENT_ENTRIES as u64 + 500;
+        for i in 1..=n {
+            log.write_entries([test_entry(1, i)]).unwrap();
+        }
+        let recent = log.recent();
+        assert_eq!(recent.entries.len(), RECENT_ENTRIES);
+        assert_eq!(recent.entries.front().unwrap().0.log_id.index, n - RECENT_ENTRIES as u64 + 1);
+        assert!(recent.bytes <= RECENT_BYTES);
+        drop(recent);
+        let old = log.entries(Bound::Included(&1), Bound::Excluded(&501)).unwrap();
+        assert_eq!(old.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (1..=500).collect::<Vec<_>>());
+    }
 
     /// In inline mode (the simulation) a store starts no fsync thread: each append is fsynced and reported on
     /// the calling task, so a one-node group elects itself and commits on a current-thread runtime.
