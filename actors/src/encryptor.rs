@@ -199,6 +199,8 @@ pub struct Waiting(Arc<DigestQueue>);
 impl Waiting {
     fn new(queue: &Arc<DigestQueue>) -> Waiting {
         queue.blocks_waiting.fetch_add(1, Ordering::SeqCst);
+        // A turn gathering digests begins at once rather than hold this job up.
+        queue.arrived.notify_one();
         Waiting(queue.clone())
     }
 }
@@ -584,6 +586,19 @@ mod tests {
         let began = tokio::time::Instant::now();
         gather(&queue).await;
         assert_eq!(began.elapsed(), Duration::ZERO, "a seal waits for a worker");
+        drop(seal);
+
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { gather(&queue).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished(), "one of four lanes");
+        let seal = Waiting::new(&queue);
+        waiting.await.unwrap();
+        assert_eq!(began.elapsed(), Duration::ZERO, "a seal that comes during the wait ends it");
         drop(seal);
 
         drop(streams);

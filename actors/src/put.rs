@@ -259,9 +259,12 @@ where
     let mut to_code: Option<(Bytes, BlockPlace)> = None;
     let mut to_write: Option<Vec<Bytes>> = None;
     let mut undigested: Option<Bytes> = None;
-    // Plain streams count among those the digest queue gathers blocks from.
-    let _stream = sealer.is_none().then(|| ctx.encryptor.stream());
+    // A plain stream counts among those the digest queue gathers blocks from while its digests come.
+    let mut stream = None;
     loop {
+        if undigested.is_some() && stream.is_none() {
+            stream = Some(ctx.encryptor.stream());
+        }
         let read = async {
             if ended && carry.is_empty() {
                 return Ok(None);
@@ -360,6 +363,7 @@ where
             break;
         }
     }
+    drop(stream);
     let digest = digest.ok_or(ActorError::Invalid("digest state lost".into()))?;
 
     let commits = writers.into_iter().map(|w| async move {

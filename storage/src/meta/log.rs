@@ -302,8 +302,6 @@ impl LogStore {
     /// Removes `[from, to)` in one batch, optionally recording the new last purged id with it.
     fn remove_range(&self, from: Bound<u64>, to: Bound<u64>, purged: Option<&LogId<u64>>) -> Result<()> {
         let mut recent = self.recent();
-        // A purge removes everything up to `to`, whatever it starts the scan at.
-        recent.remove((if purged.is_some() { Bound::Unbounded } else { from }, to));
         let log = self.store.ks(Ks::RaftLog);
         let mut batch = self.store.db.batch();
         let range = (from.map(log_key), to.map(log_key));
@@ -314,6 +312,8 @@ impl LogStore {
             batch.insert(self.store.ks(Ks::RaftMeta), LAST_PURGED, encode(purged));
         }
         batch.commit()?;
+        // A purge removes everything up to `to`, whatever it starts the scan at.
+        recent.remove((if purged.is_some() { Bound::Unbounded } else { from }, to));
         Ok(())
     }
 
