@@ -362,7 +362,7 @@ pub type ReadIndexResult =
     std::result::Result<Option<LogId<NodeId>>, RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>>;
 
 /// The outcome of a read-index confirmation at a Raft node.
-pub fn read_outcome(r: ReadIndexResult) -> std::result::Result<Option<u64>, ForwardError> {
+fn read_outcome(r: ReadIndexResult) -> std::result::Result<Option<u64>, ForwardError> {
     match r {
         Ok(id) => Ok(id.map(|id| id.index)),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(ForwardError::NotLeader),

@@ -254,8 +254,8 @@ impl LogStore {
     }
 
     fn entries(&self, start: Bound<&u64>, end: Bound<&u64>) -> Result<Vec<Entry<TypeConfig>>> {
-        let recent = self.recent();
-        if let Some(entries) = recent.get(start, end) {
+        // The lock is let go before a scan of the database, which appends need not wait for.
+        if let Some(entries) = self.recent().get(start, end) {
             return Ok(entries);
         }
         let range = (start.map(|i| log_key(*i)), end.map(|i| log_key(*i)));
