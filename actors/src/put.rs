@@ -2,9 +2,10 @@
 //! object, sealing (encryptor pool) → Reed-Solomon (EC pool) → one piece per shard file → sync.
 //!
 //! Invariants:
-//! - Memory per stream is bounded by about three blocks plus their pieces, whatever the stream's length:
-//!   the body is read one block at a time, while the block before it is coded and the pieces of the one
-//!   before that are written; a block's pieces are on disk before the block two after it is cut.
+//! - Memory per stream is bounded by a few blocks plus their pieces, whatever the stream's length: the block
+//!   being read, the one being coded, up to `2 * WRITE_BLOCKS` whose pieces wait for the disks or are being
+//!   written, and for a plain stream up to `DIGEST_LAG + 1` whose digest is still to come (mostly the same
+//!   blocks as those being written). Each stage waits for the next when it is that far ahead.
 //! - Nothing here is visible to readers. The caller commits the returned segment through metadata;
 //!   if it never does, the shard files are orphans that scrub removes after its grace period.
 //! - A segment is returned only if at least the write quorum of shard files were synced; shard files
@@ -40,6 +41,15 @@ use crate::error::Result;
 use crate::faults;
 use crate::shard::ShardWriter;
 use crate::NodeContext;
+
+/// Plain blocks coded but not yet digested that a stream may hold: its digest chain may fall this far behind
+/// its coding before the coding waits.
+const DIGEST_LAG: usize = 2;
+
+/// Blocks whose pieces go to the disks in one job per shard file (the last job may have fewer): half the jobs,
+/// thread hand-overs and system calls of a job per block. Also how many coded blocks may wait for the disks
+/// before the coding waits.
+const WRITE_BLOCKS: usize = 2;
 
 /// How long a client may send nothing in the middle of a body before the request is given up.
 pub const BODY_IDLE_DEADLINE: Duration = Duration::from_secs(120);
@@ -246,125 +256,123 @@ where
     }
     check_quorum(&writers, &layout)?;
 
-    let mut digest = Some(Box::new(DigestState::new(want)));
+    let state = Box::new(DigestState::new(want));
+    // A sealed block's digest runs beside its seal, in the loop below (a block whose digest is done when its
+    // seal begins is sealed where it lies, others in a copy). A plain block's runs in a chain of its own,
+    // beside the loop and up to DIGEST_LAG blocks behind it: the digest queue may hold a block back a little
+    // to hash it beside those of other PUTs, and neither reading nor coding the next blocks waits for that.
+    let (mut digest, chained) = match sealer {
+        Some(_) => (Some(state), None),
+        None => (None, Some(state)),
+    };
+    let (to_digest, digest_queue) = tokio::sync::mpsc::channel::<Bytes>(DIGEST_LAG);
+    let chain = async {
+        match chained {
+            Some(state) => digest_chain(ctx, state, digest_queue).await.map(Some),
+            None => Ok(None),
+        }
+    };
     let mut size: u64 = 0;
     let mut index: u64 = 0;
     // What is left of the last chunk read past the previous block.
     let mut carry = Bytes::new();
     let mut body = body;
     let mut ended = false;
-    // Three stages overlap, one block in each: the body is read into a block while the block before it is
-    // digested and coded and the pieces of the one before that are written. Reading never waits for a
-    // digest, so the client's bytes keep flowing; at most three blocks are in memory.
+    // The stages overlap: the body is read into a block while the block before it is coded, and the pieces
+    // of those before are written and (plain) their digests taken in the chains beside. Reading never waits
+    // for a digest, so the client's bytes keep flowing.
     let mut to_code: Option<(Bytes, BlockPlace)> = None;
-    let mut to_write: Option<Vec<Bytes>> = None;
-    let mut undigested: Option<Bytes> = None;
-    // A plain stream counts among those the digest queue gathers blocks from while its digests come.
-    let mut stream = None;
-    loop {
-        if undigested.is_some() && stream.is_none() {
-            stream = Some(ctx.encryptor.stream());
-        }
-        let read = async {
-            if ended && carry.is_empty() {
-                return Ok(None);
-            }
-            // Each block in a buffer of its own, exactly its size: never grown (which would copy it), and once
-            // digested held by this PUT alone, so that it can be sealed where it lies.
-            let mut filling = Vec::with_capacity(block_size);
-            while filling.len() < block_size {
-                if carry.is_empty() {
-                    match next_chunk(&mut body).await? {
-                        Some(chunk) => carry = chunk,
-                        None => {
-                            ended = true;
-                            break;
+    // Coded blocks' pieces go to the disks in a chain of their own, beside the loop, WRITE_BLOCKS blocks'
+    // pieces in each job.
+    let (to_write, write_queue) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_BLOCKS);
+    let writes = write_chain(writers, &layout, write_queue);
+    let stages = async {
+        loop {
+            let read = async {
+                if ended && carry.is_empty() {
+                    return Ok(None);
+                }
+                // Each block in a buffer of its own, exactly its size: never grown (which would copy it), and
+                // once digested held by this PUT alone, so that it can be sealed where it lies.
+                let mut filling = Vec::with_capacity(block_size);
+                while filling.len() < block_size {
+                    if carry.is_empty() {
+                        match next_chunk(&mut body).await? {
+                            Some(chunk) => carry = chunk,
+                            None => {
+                                ended = true;
+                                break;
+                            }
                         }
                     }
+                    let take = carry.len().min(block_size - filling.len());
+                    filling.extend_from_slice(&carry.split_to(take));
                 }
-                let take = carry.len().min(block_size - filling.len());
-                filling.extend_from_slice(&carry.split_to(take));
-            }
-            // A byte past the block: only then is it known whether this block is the last.
-            while carry.is_empty() && !ended {
-                match next_chunk(&mut body).await? {
-                    Some(chunk) => carry = chunk,
-                    None => ended = true,
+                // A byte past the block: only then is it known whether this block is the last.
+                while carry.is_empty() && !ended {
+                    match next_chunk(&mut body).await? {
+                        Some(chunk) => carry = chunk,
+                        None => ended = true,
+                    }
                 }
-            }
-            // An empty body is no block at all, or, sealed, one empty last block.
-            if filling.is_empty() && (sealer.is_none() || index > 0) {
-                return Ok(None);
-            }
-            let place = BlockPlace { index, last: ended && carry.is_empty() };
-            index += 1;
-            Ok::<_, ActorError>(Some((Bytes::from(filling), place)))
-        };
-        // A sealed block's digest runs beside its seal (waiting for the digest would leave fewer blocks of
-        // concurrent PUTs to hash together; a block whose digest is done when its seal begins is sealed where
-        // it lies, others in a copy). A plain block's runs beside the writing of its pieces, which are views of
-        // it: coding the next block never waits for the digest queue, which may hold a block back a little to
-        // hash it beside those of other PUTs.
-        let lost = || ActorError::Invalid("digest state lost".into());
-        let seal_state = match (&sealer, &to_code) {
-            (Some(_), Some(_)) => Some(digest.take().ok_or_else(lost)?),
-            _ => None,
-        };
-        let late_state = match &undigested {
-            Some(_) => Some(digest.take().ok_or_else(lost)?),
-            None => None,
-        };
-        let code = async {
-            let Some((block, place)) = to_code.take() else { return Ok(None) };
-            let to_store = block.clone();
-            let coded = async {
-                let parts = match &sealer {
-                    None => vec![to_store],
-                    Some(sealer) => ctx.encryptor.seal(sealer.clone(), place, to_store).await?.parts(),
+                // An empty body is no block at all, or, sealed, one empty last block.
+                if filling.is_empty() && (sealer.is_none() || index > 0) {
+                    return Ok(None);
+                }
+                let place = BlockPlace { index, last: ended && carry.is_empty() };
+                index += 1;
+                Ok::<_, ActorError>(Some((Bytes::from(filling), place)))
+            };
+            let seal_state = match (&sealer, &to_code) {
+                (Some(_), Some(_)) => Some(digest.take().ok_or(ActorError::Invalid("digest state lost".into()))?),
+                _ => None,
+            };
+            let code = async {
+                let Some((block, place)) = to_code.take() else { return Ok(None) };
+                let to_store = block.clone();
+                let coded = async {
+                    let parts = match &sealer {
+                        None => vec![to_store],
+                        Some(sealer) => ctx.encryptor.seal(sealer.clone(), place, to_store).await?.parts(),
+                    };
+                    let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                    // The tag is coded after the ciphertext as if they were one buffer.
+                    Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, parts).await?))
                 };
-                let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-                // The tag is coded after the ciphertext as if they were one buffer.
-                Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, parts).await?))
+                let (state, (len, pieces), plain) = match seal_state {
+                    Some(state) => {
+                        let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
+                        (Some(d?), coded?, None)
+                    }
+                    None => (None, coded.await?, Some(block)),
+                };
+                Ok::<_, ActorError>(Some((len, pieces, state, plain)))
             };
-            let (state, (len, pieces), late) = match seal_state {
-                Some(state) => {
-                    let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
-                    (Some(d?), coded?, None)
-                }
-                None => (None, coded.await?, Some(block)),
-            };
-            Ok::<_, ActorError>(Some((len, pieces, state, late)))
-        };
-        let write = append_all(&mut writers, to_write.take());
-        let digest_late = async {
-            match (undigested.take(), late_state) {
-                (Some(block), Some(state)) => Ok(Some(ctx.encryptor.digest(state, block).await?)),
-                _ => Ok::<_, ActorError>(None),
-            }
-        };
-        let (read, coded, (), digested) = tokio::join!(read, code, write, digest_late);
-        check_quorum(&writers, &layout)?;
-        if let Some(state) = digested? {
-            digest = Some(state);
-        }
-        to_write = match coded? {
-            Some((len, pieces, state, late)) => {
+            let (read, coded) = tokio::join!(read, code);
+            if let Some((len, pieces, state, plain)) = coded? {
                 size += len;
                 if let Some(state) = state {
                     digest = Some(state);
                 }
-                undigested = late;
-                Some(pieces)
+                if let Some(block) = plain {
+                    // Waits only while the chain is DIGEST_LAG blocks behind; fails if the chain failed.
+                    to_digest.send(block).await.map_err(|_| ActorError::Invalid("digest chain stopped".into()))?;
+                }
+                // Waits only while WRITE_BLOCKS blocks wait for the disks; fails if the writes failed.
+                to_write.send(pieces).await.map_err(|_| ActorError::Invalid("shard writes stopped".into()))?;
             }
-            None => None,
-        };
-        to_code = read?;
-        if to_code.is_none() && to_write.is_none() && undigested.is_none() {
-            break;
+            to_code = read?;
+            if to_code.is_none() {
+                break;
+            }
         }
-    }
-    drop(stream);
-    let digest = digest.ok_or(ActorError::Invalid("digest state lost".into()))?;
+        // The chains end once they have digested and written the last block.
+        drop(to_digest);
+        drop(to_write);
+        Ok::<_, ActorError>(digest)
+    };
+    let (sealed_digest, plain_digest, writers) = tokio::try_join!(stages, chain, writes)?;
+    let digest = sealed_digest.or(plain_digest).ok_or(ActorError::Invalid("digest state lost".into()))?;
 
     let commits = writers.into_iter().map(|w| async move {
         match w {
@@ -383,9 +391,45 @@ where
     Ok(Written { segment, digests: digest.finish(), failed_shards })
 }
 
-/// Appends one block's pieces, one per shard file, all disks at once; a failed disk drops out.
-async fn append_all(writers: &mut [Option<ShardWriter>], pieces: Option<Vec<Bytes>>) {
-    let Some(pieces) = pieces else { return };
+/// Adds each block of a plain stream to its digests, in order, until the stream's last block has come. The
+/// stream counts among those the digest queue gathers blocks from while its digests come.
+async fn digest_chain(
+    ctx: &NodeContext,
+    mut state: Box<DigestState>,
+    mut blocks: tokio::sync::mpsc::Receiver<Bytes>,
+) -> Result<Box<DigestState>> {
+    let mut stream = None;
+    while let Some(block) = blocks.recv().await {
+        stream.get_or_insert_with(|| ctx.encryptor.stream());
+        state = ctx.encryptor.digest(state, block).await?;
+    }
+    Ok(state)
+}
+
+/// Writes each coded block's pieces (one per shard, in block order) as they come, those of [`WRITE_BLOCKS`]
+/// blocks in one job per disk (fewer at the end); fails once fewer than the write quorum of disks are left.
+async fn write_chain(
+    mut writers: Vec<Option<ShardWriter>>,
+    layout: &ShardLayout,
+    mut blocks: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+) -> Result<Vec<Option<ShardWriter>>> {
+    while let Some(first) = blocks.recv().await {
+        let mut pieces: Vec<Vec<Bytes>> = first.into_iter().map(|piece| vec![piece]).collect();
+        for _ in 1..WRITE_BLOCKS {
+            let Some(next) = blocks.recv().await else { break };
+            for (shard, piece) in pieces.iter_mut().zip(next) {
+                shard.push(piece);
+            }
+        }
+        append_all(&mut writers, pieces).await;
+        check_quorum(&writers, layout)?;
+    }
+    Ok(writers)
+}
+
+/// Appends the pieces of a few blocks to each shard file (`pieces[shard]`, in block order), one job per disk,
+/// all disks at once; a failed disk drops out.
+async fn append_all(writers: &mut [Option<ShardWriter>], pieces: Vec<Vec<Bytes>>) {
     let appends = writers.iter_mut().zip(pieces).map(|(w, piece)| async move {
         if let Some(writer) = w {
             if let Err(e) = writer.append(piece).await {

@@ -235,7 +235,7 @@ async fn rebuild(ctx: &NodeContext, reader: &MetaReader, segment: &Segment, shar
         let all = ctx.ec.reconstruct_all(layout.data, layout.parity, pieces).await?;
         for (i, w) in writers.iter_mut() {
             let piece = all.get(*i as usize).ok_or(ActorError::Invalid("reconstruction lost a piece".into()))?;
-            w.append(Bytes::copy_from_slice(piece)).await?;
+            w.append(vec![Bytes::copy_from_slice(piece)]).await?;
         }
     }
     let n = writers.len();

@@ -179,11 +179,14 @@ pub struct LocalWriter {
 }
 
 impl LocalWriter {
-    pub async fn append(&mut self, piece: Bytes) -> Result<()> {
+    /// Appends `pieces`, in order, in one job on the disk's threads.
+    pub async fn append(&mut self, pieces: Vec<Bytes>) -> Result<()> {
         let mut w = self.inner.take().ok_or(ActorError::Invalid("shard writer already failed".into()))?;
         let faults = self.faults.clone();
         let work = self.io.run(IoKind::Write, move |_| {
-            let r = faults::hit_blocking(faults.as_ref(), "shard.write").and_then(|()| Ok(w.append_piece(&piece)?));
+            let r = pieces.iter().try_for_each(|piece| {
+                faults::hit_blocking(faults.as_ref(), "shard.write").and_then(|()| Ok(w.append_piece(piece)?))
+            });
             Ok((w, r))
         });
         let (w, r) = match bounded(&self.io, work, "shard write").await {
@@ -362,10 +365,16 @@ pub enum ShardWriter {
 }
 
 impl ShardWriter {
-    pub async fn append(&mut self, piece: Bytes) -> Result<()> {
+    /// Appends `pieces`, in order: one disk job on a local disk, one frame each over the transport.
+    pub async fn append(&mut self, pieces: Vec<Bytes>) -> Result<()> {
         match self {
-            ShardWriter::Local(w) => w.append(piece).await,
-            ShardWriter::Remote(w) => w.append(piece).await,
+            ShardWriter::Local(w) => w.append(pieces).await,
+            ShardWriter::Remote(w) => {
+                for piece in pieces {
+                    w.append(piece).await?;
+                }
+                Ok(())
+            }
         }
     }
 

@@ -134,7 +134,7 @@ async fn a_remote_shard_write_is_visible_only_once_committed() {
 
     let mut aborted = shard.create(header(7)).await.unwrap();
     for i in 0..3 {
-        aborted.append(piece(i)).await.unwrap();
+        aborted.append(vec![piece(i)]).await.unwrap();
     }
     eventually("the write's temp file exists", || !files_under(std::slice::from_ref(&disk)).is_empty()).await;
     drop(aborted);
@@ -143,7 +143,7 @@ async fn a_remote_shard_write_is_visible_only_once_committed() {
 
     let mut written = shard.create(header(8)).await.unwrap();
     for i in 0..20 {
-        written.append(piece(i)).await.unwrap();
+        written.append(vec![piece(i)]).await.unwrap();
     }
     written.commit().await.unwrap();
     let files = shard_files(std::slice::from_ref(&disk));

@@ -431,7 +431,7 @@ pub async fn copy_shard(ctx: &NodeContext, segment: &Segment, index: u8, to: Dis
                 Bytes::from(piece.ok_or(ActorError::Invalid("reconstruction lost a piece".into()))?)
             }
         };
-        writer.append(piece).await.map_err(stage("append"))?;
+        writer.append(vec![piece]).await.map_err(stage("append"))?;
     }
     writer.commit().await.map_err(stage("commit"))
 }

@@ -99,7 +99,7 @@ impl ShardService for Services {
                     loop {
                         let answer = match frames.message().await {
                             Ok(Some(rpc::WriteFrame { frame: Some(Frame::Piece(piece)) })) => {
-                                match writer.append(piece).await {
+                                match writer.append(vec![piece]).await {
                                     Ok(()) => {
                                         pieces += 1;
                                         Ok(ack(Ack::Pieces(pieces)))
