@@ -320,7 +320,7 @@ const DIGEST_TURN_YIELDING: usize = 1024 * 1024;
 /// How long a turn waits, before it begins, for a block from every plain stream under way (up to
 /// [`md5::LANES`]). MD5 costs the same per step for one lane as for four: streams that arrive one after another
 /// and are hashed alone cost up to four times the CPU of the same blocks hashed together. A plain PUT digests
-/// each block while its pieces are written, so the wait holds up no stream.
+/// its blocks in a chain beside its coding and writing, so the wait holds up no stream.
 const DIGEST_GATHER: Duration = Duration::from_millis(2);
 
 /// A plain stream of blocks under way ([`EncryptorPool::stream`]).

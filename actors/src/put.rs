@@ -42,13 +42,13 @@ use crate::faults;
 use crate::shard::ShardWriter;
 use crate::NodeContext;
 
-/// Plain blocks coded but not yet digested that a stream may hold: its digest chain may fall this far behind
-/// its coding before the coding waits.
+/// Plain blocks coded and queued for their digest, besides the one being digested: the coding waits while
+/// this many are queued.
 const DIGEST_LAG: usize = 2;
 
 /// Blocks whose pieces go to the disks in one job per shard file (the last job may have fewer): half the jobs,
-/// thread hand-overs and system calls of a job per block. Also how many coded blocks may wait for the disks
-/// before the coding waits.
+/// thread hand-overs and system calls of a job per block. Also how many coded blocks may be queued for the
+/// disks, besides those of the job being written, before the coding waits.
 const WRITE_BLOCKS: usize = 2;
 
 /// How long a client may send nothing in the middle of a body before the request is given up.
@@ -256,10 +256,11 @@ where
     }
     check_quorum(&writers, &layout)?;
 
+    let lost = || ActorError::Invalid("digest state lost".into());
     let state = Box::new(DigestState::new(want));
     // A sealed block's digest runs beside its seal, in the loop below (a block whose digest is done when its
     // seal begins is sealed where it lies, others in a copy). A plain block's runs in a chain of its own,
-    // beside the loop and up to DIGEST_LAG blocks behind it: the digest queue may hold a block back a little
+    // beside the loop and up to DIGEST_LAG + 1 blocks behind it: the digest queue may hold a block back a little
     // to hash it beside those of other PUTs, and neither reading nor coding the next blocks waits for that.
     let (mut digest, chained) = match sealer {
         Some(_) => (Some(state), None),
@@ -279,8 +280,8 @@ where
     let mut body = body;
     let mut ended = false;
     // The stages overlap: the body is read into a block while the block before it is coded, and the pieces
-    // of those before are written and (plain) their digests taken in the chains beside. Reading never waits
-    // for a digest, so the client's bytes keep flowing.
+    // of those before are written and (plain) their digests taken in the chains beside. Reading waits only
+    // when a chain is as far behind as its queue allows.
     let mut to_code: Option<(Bytes, BlockPlace)> = None;
     // Coded blocks' pieces go to the disks in a chain of their own, beside the loop, WRITE_BLOCKS blocks'
     // pieces in each job.
@@ -324,7 +325,7 @@ where
                 Ok::<_, ActorError>(Some((Bytes::from(filling), place)))
             };
             let seal_state = match (&sealer, &to_code) {
-                (Some(_), Some(_)) => Some(digest.take().ok_or(ActorError::Invalid("digest state lost".into()))?),
+                (Some(_), Some(_)) => Some(digest.take().ok_or_else(lost)?),
                 _ => None,
             };
             let code = async {
@@ -355,10 +356,10 @@ where
                     digest = Some(state);
                 }
                 if let Some(block) = plain {
-                    // Waits only while the chain is DIGEST_LAG blocks behind; fails if the chain failed.
+                    // Waits only while DIGEST_LAG blocks are queued for the chain; fails if the chain failed.
                     to_digest.send(block).await.map_err(|_| ActorError::Invalid("digest chain stopped".into()))?;
                 }
-                // Waits only while WRITE_BLOCKS blocks wait for the disks; fails if the writes failed.
+                // Waits only while WRITE_BLOCKS blocks are queued for the disks; fails if the writes failed.
                 to_write.send(pieces).await.map_err(|_| ActorError::Invalid("shard writes stopped".into()))?;
             }
             to_code = read?;
@@ -372,7 +373,7 @@ where
         Ok::<_, ActorError>(digest)
     };
     let (sealed_digest, plain_digest, writers) = tokio::try_join!(stages, chain, writes)?;
-    let digest = sealed_digest.or(plain_digest).ok_or(ActorError::Invalid("digest state lost".into()))?;
+    let digest = sealed_digest.or(plain_digest).ok_or_else(lost)?;
 
     let commits = writers.into_iter().map(|w| async move {
         match w {

@@ -12,7 +12,7 @@
 //! - Names are relative, `/`-separated, with no empty, `.` or `..` components: no name escapes the disk root.
 //! - Creating a file recreates any missing directory, the root included, so a disk whose directory an operator
 //!   deleted heals on the next write.
-//! - [`FileDisk`] writes around the page cache (O_DIRECT, in aligned 256 KiB chunks, the last partial block
+//! - [`FileDisk`] writes around the page cache (O_DIRECT, in aligned 512 KiB chunks, the last partial block
 //!   through the cache) where the file system allows it, and through the page cache elsewhere; durability is
 //!   the same either way, since commit fsyncs. It reads around the page cache too (O_DIRECT, the aligned span
 //!   around the wanted bytes), where the file system allows it: a GET reads a piece once, and the page cache

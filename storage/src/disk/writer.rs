@@ -35,26 +35,34 @@ pub(super) const DIRECT_ALIGN: usize = PAGE;
 /// in one job, go to the disk in about one write.
 pub(super) const DIRECT_CHUNK: usize = 512 * 1024;
 
-/// A buffer whose start is aligned for direct writes, filled from the front.
+/// A buffer whose start is aligned for direct writes, filled from the front. Its pages are reserved at once but
+/// zeroed only as they are first filled, so a small file costs only the pages it uses.
 pub(super) struct AlignedBuf {
     pages: Vec<Page>,
+    capacity: usize,
     len: usize,
 }
 
 impl AlignedBuf {
     /// `capacity` rounded up to whole pages.
     pub(super) fn new(capacity: usize) -> AlignedBuf {
-        AlignedBuf { pages: vec![Page::ZERO; capacity.div_ceil(DIRECT_ALIGN)], len: 0 }
+        let count = capacity.div_ceil(DIRECT_ALIGN);
+        AlignedBuf { pages: Vec::with_capacity(count), capacity: count * DIRECT_ALIGN, len: 0 }
     }
 
     fn capacity(&self) -> usize {
-        self.pages.len() * DIRECT_ALIGN
+        self.capacity
     }
 
     /// Copies as much of `data` as fits; returns how much that was.
     fn push(&mut self, data: &[u8]) -> usize {
         let len = self.len;
-        let n = data.len().min(self.capacity() - len);
+        let n = data.len().min(self.capacity - len);
+        let pages = (len + n).div_ceil(DIRECT_ALIGN);
+        if self.pages.len() < pages {
+            // Within the reserved capacity: no reallocation, so the start stays where it was.
+            self.pages.resize(pages, Page::ZERO);
+        }
         bytemuck::cast_slice_mut::<Page, u8>(&mut self.pages)[len..len + n].copy_from_slice(&data[..n]);
         self.len += n;
         n
@@ -310,4 +318,27 @@ mod write_behind {
     use std::fs::File;
 
     pub fn start(_file: &File, _offset: u64, _len: u64) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aligned_buffer_zeroes_only_the_pages_it_fills_and_stays_aligned() {
+        let mut buf = AlignedBuf::new(DIRECT_CHUNK);
+        assert!(buf.pages.is_empty(), "nothing is touched before the first bytes come");
+        assert_eq!(buf.push(&[7; 100]), 100);
+        assert_eq!(buf.pages.len(), 1, "a small file fills one page, not the whole chunk");
+        let start = buf.filled().as_ptr() as usize;
+        assert_eq!(start % DIRECT_ALIGN, 0);
+        let rest = vec![9; DIRECT_CHUNK];
+        assert_eq!(buf.push(&rest), DIRECT_CHUNK - 100, "the chunk takes what fits");
+        assert_eq!(buf.pages.len(), DIRECT_CHUNK / DIRECT_ALIGN);
+        assert_eq!(buf.filled().as_ptr() as usize, start, "growing within its capacity never moves it");
+        assert_eq!(buf.filled().len(), DIRECT_CHUNK);
+        assert!(buf.filled()[..100].iter().all(|b| *b == 7));
+        assert!(buf.filled()[100..].iter().all(|b| *b == 9));
+        assert_eq!(buf.push(&rest), 0, "a full chunk takes nothing more");
+    }
 }
