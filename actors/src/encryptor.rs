@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use bytes::BytesMut;
 use hoard_protocol::Checksums;
 use hoard_storage::md5;
 use ractor::Actor;
@@ -235,12 +234,19 @@ impl Actor for EncryptorWorker {
             EncryptorMsg::Seal { sealer, place, block, waiting, reply } => {
                 drop(waiting);
                 faults::hit(faults.as_ref(), "encryptor.seal").await?;
-                let r = blocking::run(move || {
-                    // The usual case for a segment's block: its digest is done and the block is ours alone, so
-                    // it is sealed where it lies. A block still shared (an inline body) is copied first.
-                    let mut buf = block.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-                    let tag = sealer.seal_in_place(place.index, place.last, &mut buf).map_err(ActorError::from)?;
-                    Ok(SealedBlock { ciphertext: buf.freeze(), tag })
+                let r = blocking::run(move || match block.try_into_mut() {
+                    // A block no one else holds any more (its digest is done) is sealed where it lies.
+                    Ok(mut buf) => {
+                        let tag = sealer.seal_in_place(place.index, place.last, &mut buf).map_err(ActorError::from)?;
+                        Ok(SealedBlock { ciphertext: buf.freeze(), tag })
+                    }
+                    // One still being digested (or an inline body the caller keeps) is sealed into a buffer of
+                    // its own: the plaintext is read once, never copied.
+                    Err(shared) => {
+                        let (ciphertext, tag) =
+                            sealer.seal_to(place.index, place.last, &shared).map_err(ActorError::from)?;
+                        Ok(SealedBlock { ciphertext: ciphertext.into_bytes(), tag })
+                    }
                 })
                 .await;
                 let _ = reply.send(r);
@@ -274,7 +280,7 @@ struct DigestQueue {
     draining: AtomicBool,
     /// Seal and open jobs sent to a worker and not yet begun: a turn of digests ends early for them.
     blocks_waiting: AtomicUsize,
-    /// Plain PUT streams under way ([`EncryptorPool::stream`]), whose next blocks a turn waits for a little.
+    /// PUT streams under way ([`EncryptorPool::stream`]), whose next blocks a turn waits for a little.
     streams: AtomicUsize,
     /// Told of each job queued.
     arrived: tokio::sync::Notify,
@@ -311,19 +317,18 @@ const DIGEST_STEP: usize = 64 * 1024;
 /// Bytes one worker hashes before it hands the queue on, so that seal and open jobs in its mailbox never
 /// wait behind a long run of digests.
 const DIGEST_TURN: usize = 16 * 1024 * 1024;
-/// Bytes after which a turn ends early while seal or open jobs wait for a worker. A sealing PUT's next block
-/// waits for its seal: held behind a long turn, its next digest comes late and misses the lanes of the others
-/// (with 16 MiB turns and four encrypted PUTs, a quarter of the bytes were hashed alone, against an eighth
-/// unencrypted). Plain PUTs keep the long turns, whose hand-overs cost less.
+/// Bytes after which a turn ends early while seal or open jobs wait for a worker: a sealing PUT's next blocks
+/// wait for their seals, and a GET's for their opening. Without them the long turns go on, whose hand-overs
+/// cost less.
 const DIGEST_TURN_YIELDING: usize = 1024 * 1024;
 
-/// How long a turn waits, before it begins, for a block from every plain stream under way (up to
+/// How long a turn waits, before it begins, for a block from every PUT stream under way (up to
 /// [`md5::LANES`]). MD5 costs the same per step for one lane as for four: streams that arrive one after another
-/// and are hashed alone cost up to four times the CPU of the same blocks hashed together. A plain PUT digests
-/// its blocks in a chain beside its coding and writing, so the wait holds up no stream.
+/// and are hashed alone cost up to four times the CPU of the same blocks hashed together. A PUT digests its
+/// blocks in a chain beside its sealing, coding and writing, so the wait holds up no stream.
 const DIGEST_GATHER: Duration = Duration::from_millis(2);
 
-/// A plain stream of blocks under way ([`EncryptorPool::stream`]).
+/// A PUT's stream of blocks under way ([`EncryptorPool::stream`]).
 pub struct DigestStream(Arc<DigestQueue>);
 
 impl Drop for DigestStream {
@@ -446,7 +451,7 @@ impl EncryptorPool {
         }
     }
 
-    /// Counts a plain stream of blocks among those a turn of digests gathers from, until it is dropped.
+    /// Counts a PUT's stream of blocks among those a turn of digests gathers from, until it is dropped.
     pub fn stream(&self) -> DigestStream {
         self.digests.streams.fetch_add(1, Ordering::SeqCst);
         DigestStream(self.digests.clone())
@@ -536,10 +541,10 @@ mod tests {
         }
     }
 
-    /// A turn waits for a block from each plain stream under way, up to four: it begins as soon as the last
+    /// A turn waits for a block from each PUT stream under way, up to four: it begins as soon as the last
     /// of them is queued, or after [`DIGEST_GATHER`] if one never comes, and at once with one stream or none.
     #[tokio::test(start_paused = true)]
-    async fn a_turn_gathers_a_block_of_every_plain_stream_under_way() {
+    async fn a_turn_gathers_a_block_of_every_stream_under_way() {
         let pool = EncryptorPool::new(1);
         let queue = pool.digests.clone();
         let mut answers = Vec::new();
@@ -664,7 +669,7 @@ mod tests {
     }
 
     /// A block its caller holds alone is sealed where it lies; a block shared with anyone else is left as it
-    /// was and sealed in a copy. Both give the bytes `Sealer::seal` gives, ciphertext then tag.
+    /// was and sealed into a buffer of its own. Both give the bytes `Sealer::seal` gives, ciphertext then tag.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_block_held_alone_is_sealed_in_place_and_a_shared_one_is_left_alone() {
         use hoard_storage::seal::DataKey;

@@ -4,8 +4,9 @@
 //! Invariants:
 //! - Memory per stream is bounded by a few blocks plus their pieces, whatever the stream's length: the block
 //!   being read, the one being coded, up to `2 * WRITE_BLOCKS` whose pieces wait for the disks or are being
-//!   written, and for a plain stream up to `DIGEST_LAG + 1` whose digest is still to come (mostly the same
-//!   blocks as those being written). Each stage waits for the next when it is that far ahead.
+//!   written, and up to `DIGEST_LAG + 1` whose digest is still to come (mostly the same blocks as those being
+//!   coded and written; an encrypted block's ciphertext is a buffer of its own while its plaintext is still
+//!   being digested). Each stage waits for the next when it is that far ahead.
 //! - Nothing here is visible to readers. The caller commits the returned segment through metadata;
 //!   if it never does, the shard files are orphans that scrub removes after its grace period.
 //! - A segment is returned only if at least the write quorum of shard files were synced; shard files
@@ -42,7 +43,7 @@ use crate::faults;
 use crate::shard::ShardWriter;
 use crate::NodeContext;
 
-/// Plain blocks coded and queued for their digest, besides the one being digested: the coding waits while
+/// Blocks queued for their digest, besides the one being digested: the coding of the next block waits while
 /// this many are queued.
 const DIGEST_LAG: usize = 2;
 
@@ -256,23 +257,13 @@ where
     }
     check_quorum(&writers, &layout)?;
 
-    let lost = || ActorError::Invalid("digest state lost".into());
+    // Every block's digest runs in a chain of its own, beside the loop and up to DIGEST_LAG + 1 blocks behind
+    // it: the digest queue may hold a block back a little to hash it beside those of other PUTs, and neither
+    // reading nor coding the next blocks waits for that. An encrypted block is sealed meanwhile: in place if
+    // its digest is already done, else into a buffer of its own (the plaintext is never copied).
     let state = Box::new(DigestState::new(want));
-    // A sealed block's digest runs beside its seal, in the loop below (a block whose digest is done when its
-    // seal begins is sealed where it lies, others in a copy). A plain block's runs in a chain of its own,
-    // beside the loop and up to DIGEST_LAG + 1 blocks behind it: the digest queue may hold a block back a little
-    // to hash it beside those of other PUTs, and neither reading nor coding the next blocks waits for that.
-    let (mut digest, chained) = match sealer {
-        Some(_) => (Some(state), None),
-        None => (None, Some(state)),
-    };
     let (to_digest, digest_queue) = tokio::sync::mpsc::channel::<Bytes>(DIGEST_LAG);
-    let chain = async {
-        match chained {
-            Some(state) => digest_chain(ctx, state, digest_queue).await.map(Some),
-            None => Ok(None),
-        }
-    };
+    let chain = digest_chain(ctx, state, digest_queue);
     let mut size: u64 = 0;
     let mut index: u64 = 0;
     // What is left of the last chunk read past the previous block.
@@ -280,7 +271,7 @@ where
     let mut body = body;
     let mut ended = false;
     // The stages overlap: the body is read into a block while the block before it is coded, and the pieces
-    // of those before are written and (plain) their digests taken in the chains beside. Reading waits only
+    // of those before are written and their digests taken in the chains beside. Reading waits only
     // when a chain is as far behind as its queue allows.
     let mut to_code: Option<(Bytes, BlockPlace)> = None;
     // Coded blocks' pieces go to the disks in a chain of their own, beside the loop, WRITE_BLOCKS blocks'
@@ -324,41 +315,21 @@ where
                 index += 1;
                 Ok::<_, ActorError>(Some((Bytes::from(filling), place)))
             };
-            let seal_state = match (&sealer, &to_code) {
-                (Some(_), Some(_)) => Some(digest.take().ok_or_else(lost)?),
-                _ => None,
-            };
             let code = async {
                 let Some((block, place)) = to_code.take() else { return Ok(None) };
-                let to_store = block.clone();
-                let coded = async {
-                    let parts = match &sealer {
-                        None => vec![to_store],
-                        Some(sealer) => ctx.encryptor.seal(sealer.clone(), place, to_store).await?.parts(),
-                    };
-                    let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-                    // The tag is coded after the ciphertext as if they were one buffer.
-                    Ok::<_, ActorError>((len, ctx.ec.encode(layout.data, layout.parity, parts).await?))
+                // Waits only while DIGEST_LAG blocks are queued for the chain; fails if the chain failed.
+                to_digest.send(block.clone()).await.map_err(|_| ActorError::Invalid("digest chain stopped".into()))?;
+                let parts = match &sealer {
+                    None => vec![block],
+                    Some(sealer) => ctx.encryptor.seal(sealer.clone(), place, block).await?.parts(),
                 };
-                let (state, (len, pieces), plain) = match seal_state {
-                    Some(state) => {
-                        let (d, coded) = tokio::join!(ctx.encryptor.digest(state, block), coded);
-                        (Some(d?), coded?, None)
-                    }
-                    None => (None, coded.await?, Some(block)),
-                };
-                Ok::<_, ActorError>(Some((len, pieces, state, plain)))
+                let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                // The tag is coded after the ciphertext as if they were one buffer.
+                Ok::<_, ActorError>(Some((len, ctx.ec.encode(layout.data, layout.parity, parts).await?)))
             };
             let (read, coded) = tokio::join!(read, code);
-            if let Some((len, pieces, state, plain)) = coded? {
+            if let Some((len, pieces)) = coded? {
                 size += len;
-                if let Some(state) = state {
-                    digest = Some(state);
-                }
-                if let Some(block) = plain {
-                    // Waits only while DIGEST_LAG blocks are queued for the chain; fails if the chain failed.
-                    to_digest.send(block).await.map_err(|_| ActorError::Invalid("digest chain stopped".into()))?;
-                }
                 // Waits only while WRITE_BLOCKS blocks are queued for the disks; fails if the writes failed.
                 to_write.send(pieces).await.map_err(|_| ActorError::Invalid("shard writes stopped".into()))?;
             }
@@ -370,10 +341,9 @@ where
         // The chains end once they have digested and written the last block.
         drop(to_digest);
         drop(to_write);
-        Ok::<_, ActorError>(digest)
+        Ok::<_, ActorError>(())
     };
-    let (sealed_digest, plain_digest, writers) = tokio::try_join!(stages, chain, writes)?;
-    let digest = sealed_digest.or(plain_digest).ok_or_else(lost)?;
+    let ((), digest, writers) = tokio::try_join!(stages, chain, writes)?;
 
     let commits = writers.into_iter().map(|w| async move {
         match w {
@@ -392,7 +362,7 @@ where
     Ok(Written { segment, digests: digest.finish(), failed_shards })
 }
 
-/// Adds each block of a plain stream to its digests, in order, until the stream's last block has come. The
+/// Adds each block of a stream to its digests, in order, until the stream's last block has come. The
 /// stream counts among those the digest queue gathers blocks from while its digests come.
 async fn digest_chain(
     ctx: &NodeContext,

@@ -404,6 +404,32 @@ impl Sealer {
         tag.as_ref().try_into().map_err(|_| SealError::BlockTooLong { len })
     }
 
+    /// Seals block `block` into a buffer of its own, leaving `plaintext` as it is (for a block someone else
+    /// still reads, a digest say): its ciphertext, and the 16-byte tag that follows it when stored.
+    pub fn seal_to(&self, block: u64, last: bool, plaintext: &[u8]) -> Result<(PageBuf, [u8; TAG_LEN]), SealError> {
+        let len = plaintext.len();
+        if len as u64 > MAX_BLOCK_LEN {
+            return Err(SealError::BlockTooLong { len });
+        }
+        let nonce = nonce(self.salt, block)?;
+        let aad = self.aad(block, last);
+        // AES-GCM writes every byte of `out` (it is exactly as long as the plaintext); on failure `out`, stale
+        // bytes and all, is only dropped.
+        let mut out = PageBuf::take(len);
+        let mut tag = [0u8; TAG_LEN];
+        self.key
+            .seal_out_of_place_scatter(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                plaintext,
+                out.as_mut(),
+                &[],
+                &mut tag,
+            )
+            .map_err(|_| SealError::BlockTooLong { len })?;
+        Ok((out, tag))
+    }
+
     /// Appends ciphertext || tag of one block to `out`.
     fn seal_into(&self, block: u64, last: bool, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
         // A block too long is refused by `seal_in_place`, and `out` is cut back to where it was.
@@ -1034,6 +1060,25 @@ mod tests {
             reference.decrypt_inout_detached(&nonce, &aad, (&mut back[..]).into(), &tag).unwrap();
             assert_eq!(back, plain);
         }
+    }
+
+    #[test]
+    fn sealing_into_a_buffer_of_its_own_gives_what_sealing_in_place_gives() {
+        let s = sealer(7, 2, 9);
+        for (len, last) in [(BLOCK, false), (BLOCK / 3, true), (0, true), (1 << 20, false)] {
+            let plain = payload(len);
+            // A kept buffer holds an earlier user's bytes: every one of them must be written over.
+            drop(PageBuf::gather(&[vec![0xa5u8; len.max(1)]]));
+            let (ciphertext, tag) = s.seal_to(4, last, &plain).unwrap();
+            let mut in_place = plain.clone();
+            let expected_tag = s.seal_in_place(4, last, &mut in_place).unwrap();
+            assert_eq!(ciphertext.as_ref(), &in_place[..], "{len} bytes");
+            assert_eq!(tag, expected_tag);
+            let sealed = [ciphertext.as_ref(), &tag[..]].concat();
+            assert_eq!(s.open(4, last, &sealed).unwrap(), plain);
+        }
+        let past = u64::from(u32::MAX) + 1;
+        assert!(matches!(s.seal_to(past, true, b"x"), Err(SealError::BlockIndex { .. })));
     }
 
     #[test]
