@@ -415,7 +415,8 @@ fn digest_turn(queue: &DigestQueue) {
         while i < lanes.len() {
             if lanes[i].1 == lanes[i].0.block.len() {
                 let (DigestJob { state, block, reply }, _) = lanes.swap_remove(i);
-                // Let go of the block before answering: its PUT then holds it alone and seals it in place.
+                // Let go of the block once hashed: a seal that begins after this finds it unshared and seals it
+                // where it lies.
                 drop(block);
                 let _ = reply.send(Ok(state));
             } else {
@@ -467,7 +468,8 @@ impl EncryptorPool {
         }
     }
 
-    /// Seals one plaintext block: where it lies if the caller passes the only reference to it, else a copy.
+    /// Seals one plaintext block: where it lies if the caller passes the only reference to it, else into a
+    /// reused buffer of its own.
     pub async fn seal(&self, sealer: Arc<Sealer>, place: BlockPlace, block: Bytes) -> Result<SealedBlock> {
         let waiting = Waiting::new(&self.digests);
         self.pool.call(|reply| EncryptorMsg::Seal { sealer, place, block, waiting, reply }, ENCRYPTOR_DEADLINE).await?

@@ -285,7 +285,7 @@ where
                     return Ok(None);
                 }
                 // Each block in a buffer of its own, exactly its size: never grown (which would copy it), and
-                // once digested held by this PUT alone, so that it can be sealed where it lies.
+                // sealed where it lies if its digest is done before its seal begins.
                 let mut filling = Vec::with_capacity(block_size);
                 while filling.len() < block_size {
                     if carry.is_empty() {

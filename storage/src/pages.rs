@@ -9,8 +9,8 @@
 //! A kept buffer still holds an earlier user's bytes. [`PageBuf::take`] is therefore private to this crate,
 //! and every function here that hands out memory it took writes each byte up to the length it hands out
 //! first: [`PageBuf::gather`], the direct reads of `disk::reader`, `Sealer::open_parts` and `Sealer::seal_to`
-//! (AES-GCM writes every plaintext or ciphertext byte, and a block that fails authentication is dropped) and `Codec::encode_bytes`
-//! (gathered pieces zero-padded, parity written whole by the coder).
+//! (AES-GCM writes every plaintext or ciphertext byte, and a block that fails authentication is dropped) and
+//! `Codec::encode_bytes` (gathered pieces zero-padded, parity written whole by the coder).
 
 use std::sync::Mutex;
 
