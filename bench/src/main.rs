@@ -3,9 +3,8 @@
 //!
 //! It measures, in this order (`--only` runs one part):
 //! 1. **Server RSS during one large PUT and its GET** (`--rss-size`, 1 GiB), once per `--encryption` mode: VmRSS
-//!    of the server from
-//!    `/proc/<pid>/status` before each request (baseline), then sampled every 20 ms by a separate task until the
-//!    request has completed (peak). It runs first, on the fresh server, so the other parts do not raise the
+//!    of the server from `/proc/<pid>/status` before each request (baseline), then sampled every 20 ms by a
+//!    separate task until the request has completed (peak). It runs first, on the fresh server, so the other parts do not raise the
 //!    baseline. The PUT body is one stream with an explicit Content-Length, generated as 1 MiB chunks (one chunk
 //!    repeated), and the GET body is counted as it arrives, so the client never holds the object.
 //! 2. **Large objects** (`--large-size` x `--large-count`, spread over `--concurrency` clients): PUT of new

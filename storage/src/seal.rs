@@ -392,16 +392,9 @@ impl Sealer {
     /// that follows it when stored is returned. On failure `buf` must not be used (a block too long or past
     /// the last nonce is refused before it is touched).
     pub fn seal_in_place(&self, block: u64, last: bool, buf: &mut [u8]) -> Result<[u8; TAG_LEN], SealError> {
-        if buf.len() as u64 > MAX_BLOCK_LEN {
-            return Err(SealError::BlockTooLong { len: buf.len() });
-        }
-        let nonce = nonce(self.salt, block)?;
-        let aad = self.aad(block, last);
         let len = buf.len();
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
-            .map_err(|_| SealError::BlockTooLong { len })?;
+        let (nonce, aad) = self.to_seal(block, last, len)?;
+        let tag = self.key.seal_in_place_separate_tag(nonce, aad, buf).map_err(|_| SealError::BlockTooLong { len })?;
         tag.as_ref().try_into().map_err(|_| SealError::BlockTooLong { len })
     }
 
@@ -409,26 +402,25 @@ impl Sealer {
     /// still reads, a digest say): its ciphertext, and the 16-byte tag that follows it when stored.
     pub fn seal_to(&self, block: u64, last: bool, plaintext: &[u8]) -> Result<(PageBuf, [u8; TAG_LEN]), SealError> {
         let len = plaintext.len();
-        if len as u64 > MAX_BLOCK_LEN {
-            return Err(SealError::BlockTooLong { len });
-        }
-        let nonce = nonce(self.salt, block)?;
-        let aad = self.aad(block, last);
+        let (nonce, aad) = self.to_seal(block, last, len)?;
         // AES-GCM writes every byte of `out` (it is exactly as long as the plaintext); on failure `out`, stale
         // bytes and all, is only dropped.
         let mut out = PageBuf::take(len);
         let mut tag = [0u8; TAG_LEN];
         self.key
-            .seal_out_of_place_scatter(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                plaintext,
-                out.as_mut(),
-                &[],
-                &mut tag,
-            )
+            .seal_out_of_place_scatter(nonce, aad, plaintext, out.as_mut(), &[], &mut tag)
             .map_err(|_| SealError::BlockTooLong { len })?;
         Ok((out, tag))
+    }
+
+    /// The nonce and associated data to seal block `block` of `len` bytes with, or why it cannot be sealed:
+    /// too long, or past the last nonce of the stream.
+    fn to_seal(&self, block: u64, last: bool, len: usize) -> Result<(Nonce, Aad<[u8; AAD_LEN]>), SealError> {
+        if len as u64 > MAX_BLOCK_LEN {
+            return Err(SealError::BlockTooLong { len });
+        }
+        let nonce = nonce(self.salt, block)?;
+        Ok((Nonce::assume_unique_for_key(nonce), Aad::from(self.aad(block, last))))
     }
 
     /// Appends ciphertext || tag of one block to `out`.
