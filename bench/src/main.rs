@@ -17,8 +17,9 @@
 //!    child server is started with a random master key and `--trust-proxy-tls`, so SSE-C runs over the same
 //!    plain HTTP as the others and the ratio is the cost of encryption alone, not of TLS.
 //! 3. **Small objects** (`--small-size` x `--small-count`, same clients): PUT, then GET ops/s, p50/p99 of
-//!    the per-request latency (nearest rank over all requests), and the PUT rate over the first and the last
-//!    tenth of the objects (whether the rate holds as the metadata grows).
+//!    the per-request latency (nearest rank over all requests), the server's and the client's CPU time per
+//!    PUT and per GET, and the PUT rate over the first and the last tenth of the objects (whether the rate
+//!    holds as the metadata grows).
 //!
 //! The target is a `hoard serve` child on a fresh data directory, deleted afterwards unless `--keep` (hoard
 //! always fsyncs), or a running server given by `--endpoint` (its RSS only with `--pid`). MB/s means 10^6 bytes
@@ -374,7 +375,9 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
         let put =
             parallel(clients, bucket, count, move |c, b, i| put(c, b, small_key(i), body.clone(), Mode::Plain)).await?;
         let cpu = CpuTimes::now(target.pid)?.since(&cpu_before, count);
+        let cpu_before = CpuTimes::now(target.pid)?;
         let get = parallel(clients, bucket, count, move |c, b, i| get(c, b, small_key(i), size, Mode::Plain)).await?;
+        let get_cpu = CpuTimes::now(target.pid)?.since(&cpu_before, count);
         let tenths = put.tenths();
         lines
             .push((format!("PUT {} x{count}, {n} clients:", fmt_size(size)), format!("{}{tenths}", put.ops_summary())));
@@ -384,6 +387,7 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
             lines.push(("PUT ops/s by tenth:".to_string(), rates.join(" ")));
         }
         lines.push((format!("GET {} x{count}, {n} clients:", fmt_size(size)), get.ops_summary()));
+        lines.push(("GET CPU per object:".to_string(), get_cpu));
     }
     lines.extend(rss_lines);
 
