@@ -374,10 +374,10 @@ async fn measure(args: &Args, target: &Target, clients: &[Client], bucket: &str)
         let cpu_before = CpuTimes::now(target.pid)?;
         let put =
             parallel(clients, bucket, count, move |c, b, i| put(c, b, small_key(i), body.clone(), Mode::Plain)).await?;
-        let cpu = CpuTimes::now(target.pid)?.since(&cpu_before, count);
-        let cpu_before = CpuTimes::now(target.pid)?;
+        let after_put = CpuTimes::now(target.pid)?;
+        let cpu = after_put.since(&cpu_before, count);
         let get = parallel(clients, bucket, count, move |c, b, i| get(c, b, small_key(i), size, Mode::Plain)).await?;
-        let get_cpu = CpuTimes::now(target.pid)?.since(&cpu_before, count);
+        let get_cpu = CpuTimes::now(target.pid)?.since(&after_put, count);
         let tenths = put.tenths();
         lines
             .push((format!("PUT {} x{count}, {n} clients:", fmt_size(size)), format!("{}{tenths}", put.ops_summary())));
