@@ -1,6 +1,7 @@
 //! Shared helpers of hoard's whole-system tests: S3 clients pointed at an in-process node, and a real
 //! `hoard` process that can be killed with SIGKILL and restarted.
 
+pub mod mem_net;
 pub mod otlp;
 
 use std::net::SocketAddr;

@@ -2,7 +2,9 @@
 //! time, its blocking work inline (`hoard_storage::exec`), its time and randomness from one seeded `VirtualEnv`
 //! and its Raft elections from the seeded thread generator, makes the same trace every time: each node's Raft
 //! state after each step, what each S3 request answered, where each object's shards went (segment ids are drawn
-//! from the seed) and how much virtual time each step took. The requests are real ones, from `aws-sdk-s3` over loopback TCP.
+//! from the seed) and how much virtual time each step took. The requests are real ones, from `aws-sdk-s3`, over an
+//! in-memory network (`hoard_it::mem_net`): over loopback TCP the kernel's timing would leak into the run (a
+//! segment delivered a moment late lets paused time jump to the next heartbeat), and under load two runs parted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,8 @@ use aws_sdk_s3::config::StalledStreamProtectionConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use hoard_it::client;
 use hoard_it::md5_hex;
+use hoard_it::mem_net;
+use hoard_it::mem_net::MemNet;
 use hoard_it::no_retry;
 use hoard_it::pattern;
 use hoard_it::TestCluster;
@@ -57,7 +61,9 @@ fn run(seed: u64) -> Vec<String> {
 async fn traced(seed: u64) -> Vec<String> {
     let began = tokio::time::Instant::now();
     let env = Arc::new(VirtualEnv::new(seed, START_MS));
-    let cluster = TestCluster::builder().nodes(NODES as usize).disks_per_node(2).env(env).start().await.unwrap();
+    let net = MemNet::new();
+    let cluster = TestCluster::builder().nodes(NODES as usize).disks_per_node(2).env(env).net(Arc::new(net.clone()));
+    let cluster = cluster.start().await.unwrap();
     let mut trace = Vec::new();
     let leader = cluster.leader(1, None).await.unwrap();
     trace.push(format!("leader {leader}"));
@@ -69,7 +75,7 @@ async fn traced(seed: u64) -> Vec<String> {
         .nodes()
         .iter()
         .map(|n| {
-            let c = no_retry(client(n));
+            let c = mem_net::over(&net, no_retry(client(n)));
             let conf = c.config().to_builder().stalled_stream_protection(StalledStreamProtectionConfig::disabled());
             aws_sdk_s3::Client::from_conf(conf.build())
         })

@@ -38,6 +38,7 @@ use hoard_actors::scrub::ScrubReport;
 use hoard_protocol::Credential;
 use hoard_s3::tls::TlsFiles;
 
+use hoard_actors::net::Net;
 use hoard_actors::transport::InProcessTransport;
 use hoard_protocol::NodeAddr;
 use hoard_storage::meta::InProcessNetwork;
@@ -251,6 +252,7 @@ pub struct TestClusterBuilder {
     fault_injection: bool,
     grpc: bool,
     env: Option<Arc<dyn Env>>,
+    net: Option<Arc<dyn Net>>,
 }
 
 impl TestClusterBuilder {
@@ -290,6 +292,13 @@ impl TestClusterBuilder {
         self
     }
 
+    /// Where every node's S3 endpoints listen (default: the operating system's TCP). Not with
+    /// [`grpc`](Self::grpc), whose peers listen on TCP: nodes reach each other in-process.
+    pub fn net(mut self, net: Arc<dyn Net>) -> Self {
+        self.net = Some(net);
+        self
+    }
+
     /// Starts every node at once (a new group needs a majority of its members to elect a leader).
     pub async fn start(self) -> anyhow::Result<TestCluster> {
         let width = self.data_shards as usize + self.parity_shards as usize;
@@ -301,6 +310,9 @@ impl TestClusterBuilder {
                 self.data_shards,
                 self.parity_shards
             );
+        }
+        if self.grpc && self.net.is_some() {
+            anyhow::bail!("a cluster over gRPC listens for its peers on TCP: it takes no other network");
         }
         let ids = 1..=self.nodes as u64;
         let peering = if self.grpc { Some(grpc_peers(ids.clone())?) } else { None };
@@ -319,6 +331,9 @@ impl TestClusterBuilder {
                 b.opts.node_id = id;
                 if let Some(env) = &self.env {
                     b.opts.env = env.clone();
+                }
+                if let Some(net) = &self.net {
+                    b.opts.net = net.clone();
                 }
                 match &peering {
                     Some(peers) => {
@@ -396,6 +411,7 @@ impl TestCluster {
             fault_injection: false,
             grpc: false,
             env: None,
+            net: None,
         }
     }
 
