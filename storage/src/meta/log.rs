@@ -20,6 +20,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::Bound;
 use std::ops::RangeBounds;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -54,6 +55,11 @@ use super::TypeConfig;
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
+
+/// The committed index is written when it has moved this many entries past the one written last (and the
+/// first time after each open): it is a hint (see `save_committed`), and writing it on every commit would
+/// cost a journal write per commit round.
+const COMMITTED_HINT_EVERY: u64 = 256;
 
 /// Maps a store error into the openraft error of the operation that failed.
 // openraft's storage traits fix the (large) error type; boxing it here would not shrink their results.
@@ -214,11 +220,13 @@ impl Recent {
 pub struct LogStore {
     store: Arc<Store>,
     recent: Arc<Mutex<Recent>>,
+    /// The committed index written last since the store was opened, or `u64::MAX` for none.
+    hint_written: Arc<AtomicU64>,
 }
 
 impl LogStore {
     pub(crate) fn new(store: Arc<Store>) -> LogStore {
-        LogStore { store, recent: Arc::default() }
+        LogStore { store, recent: Arc::default(), hint_written: Arc::new(AtomicU64::new(u64::MAX)) }
     }
 
     fn recent(&self) -> MutexGuard<'_, Recent> {
@@ -356,11 +364,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         sto(self.read_vote_sync(), StorageIOError::read_vote)
     }
 
-    /// Not fsynced: it is a hint that lets a restart re-apply the log without waiting for an election;
-    /// losing it only delays that.
+    /// Not fsynced, and written only every [`COMMITTED_HINT_EVERY`] entries: it is a hint that lets a restart
+    /// re-apply the log without waiting for an election. The state machine records what it applied with each
+    /// apply, so a hint that lags only leaves the entries after both to be applied once a leader commits again.
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> std::result::Result<(), StorageError<u64>> {
+        let last = self.hint_written.load(Ordering::Relaxed);
+        if let Some(id) = &committed {
+            if last != u64::MAX && id.index >= last && id.index - last < COMMITTED_HINT_EVERY {
+                return Ok(());
+            }
+        }
         let written = self.store.ks(Ks::RaftMeta).insert(COMMITTED, encode(&committed)).map_err(MetaError::from);
-        sto(written, StorageIOError::write)
+        sto(written, StorageIOError::write)?;
+        self.hint_written.store(committed.map_or(u64::MAX, |id| id.index), Ordering::Relaxed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> std::result::Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -477,6 +494,29 @@ mod tests {
         drop(recent);
         let old = log.entries(Bound::Included(&1), Bound::Excluded(&501)).unwrap();
         assert_eq!(old.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (1..=500).collect::<Vec<_>>());
+    }
+
+    /// The committed index is written the first time after an open and then only once it has moved
+    /// [`COMMITTED_HINT_EVERY`] entries on; what is read back after a reopen is the one written last.
+    #[tokio::test]
+    async fn the_committed_hint_is_written_every_so_many_entries() {
+        use openraft::CommittedLeaderId;
+        let id = |index: u64| Some(LogId::new(CommittedLeaderId::new(1, 1), index));
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _, _) = crate::meta::open(dir.path()).unwrap();
+            log.save_committed(id(5)).await.unwrap();
+            assert_eq!(log.read_committed().await.unwrap(), id(5), "the first after an open is written");
+            log.save_committed(id(5 + COMMITTED_HINT_EVERY - 1)).await.unwrap();
+            assert_eq!(log.read_committed().await.unwrap(), id(5), "too close to the last one written");
+            log.save_committed(id(5 + COMMITTED_HINT_EVERY)).await.unwrap();
+            assert_eq!(log.read_committed().await.unwrap(), id(5 + COMMITTED_HINT_EVERY));
+            log.save_committed(id(5 + COMMITTED_HINT_EVERY + 1)).await.unwrap();
+        }
+        let (mut log, _, _) = crate::meta::open(dir.path()).unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), id(5 + COMMITTED_HINT_EVERY), "the one written last");
+        log.save_committed(id(5 + COMMITTED_HINT_EVERY + 2)).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), id(5 + COMMITTED_HINT_EVERY + 2), "reopened: written again");
     }
 
     /// In inline mode (the simulation) a store starts no fsync thread: each append is fsynced and reported on
