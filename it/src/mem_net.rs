@@ -189,7 +189,8 @@ mod tests {
     use super::*;
 
     /// A bind to port 0 gets a port of its own; a connection reaches the listener at it, both ends name each
-    /// other, and bytes go both ways. Another port refuses, and so does the listener's once it is dropped.
+    /// other, and bytes go both ways, more than a pipe holds at once. Another port refuses, and so does the
+    /// listener's once it is dropped.
     #[tokio::test]
     async fn a_connection_reaches_its_listener_and_nothing_else() {
         let net = MemNet::new();
@@ -204,13 +205,24 @@ mod tests {
         let (mut client, (mut server, from)) = (dialled.unwrap(), accepted.unwrap());
         assert_eq!(client.remote_addr(), Some(at));
         assert_eq!(server.remote_addr(), Some(from));
-        client.write_all(b"ping").await.unwrap();
-        let mut got = [0u8; 4];
-        server.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"ping");
-        server.write_all(b"pong").await.unwrap();
-        client.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"pong");
+        // More than a pipe holds: the writer waits for the reader, and every byte arrives in order.
+        let sent: Vec<u8> = (0..3 * PIPE_BYTES).map(|i| (i % 251) as u8).collect();
+        let mut got = Vec::new();
+        let (wrote, read) = tokio::join!(
+            async {
+                client.write_all(&sent).await?;
+                client.shutdown().await
+            },
+            server.read_to_end(&mut got)
+        );
+        wrote.unwrap();
+        assert_eq!(read.unwrap(), sent.len());
+        assert!(got == sent, "the bytes arrived as sent");
+        server.write_all(b"back").await.unwrap();
+        drop(server);
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"back", "then the other way, and the end of the stream once the server is gone");
 
         let elsewhere = SocketAddr::from(([127, 0, 0, 1], at.port() + 100));
         let refused = |r: io::Result<Conn>| r.err().map(|e| e.kind());
