@@ -43,7 +43,7 @@ const PIPE_BYTES: usize = 64 * 1024;
 /// Connections on their way to a listener: the server's end and the address it came from.
 type Backlog = mpsc::UnboundedSender<(DuplexStream, SocketAddr)>;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Table {
     listeners: HashMap<SocketAddr, Backlog>,
     /// The last port handed out, to a listener (port 0) or a connection's own end.
@@ -62,7 +62,7 @@ impl Table {
 }
 
 /// An in-memory network (see the module's docs). Clones share it.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct MemNet {
     table: Arc<Mutex<Table>>,
 }
@@ -80,17 +80,20 @@ impl MemNet {
     fn dial(&self, addr: SocketAddr) -> io::Result<Conn> {
         let mut table = self.table();
         let backlog = table.listeners.get(&addr).cloned();
-        let Some(backlog) = backlog else {
-            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, format!("nothing listens on {addr}")));
-        };
+        let Some(backlog) = backlog else { return Err(refused(addr)) };
         let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), table.next_port()?);
         let (mine, theirs) = tokio::io::duplex(PIPE_BYTES);
         if backlog.send((theirs, local)).is_err() {
             table.listeners.remove(&addr);
-            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, format!("nothing listens on {addr}")));
+            return Err(refused(addr));
         }
         Ok(Conn::new(mine, Some(local), Some(addr)))
     }
+}
+
+/// What connecting to `addr` gets when nothing listens there.
+fn refused(addr: SocketAddr) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionRefused, format!("nothing listens on {addr}"))
 }
 
 impl Net for MemNet {
@@ -145,13 +148,8 @@ pub fn over(net: &MemNet, client: aws_sdk_s3::Client) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(client.config().to_builder().http_client(http).build())
 }
 
+#[derive(Debug)]
 struct MemConnector(MemNet);
-
-impl std::fmt::Debug for MemConnector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MemConnector")
-    }
-}
 
 impl HttpConnector for MemConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
